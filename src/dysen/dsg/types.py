@@ -1,0 +1,274 @@
+"""The dynamic scene graph (DSG) data model (Dysen-VDM §3.2; dysen_spec.md §2–§3).
+
+A DSG is what every part of dysen speaks:
+
+* ``Event`` — one action of Step I, "(agent, predicate, target, (start v, end v))", with integer
+  times in the paper's abstract unit v. Spans are half-open, ``[start, end)``.
+* ``SceneGraph`` — objects, attributes ``(object, attribute)`` and relations
+  ``(subject, predicate, object)`` at one time step.
+* ``DynamicSceneGraph`` — the events plus one scene graph per time step (Step II output, enriched by
+  Step III), and optionally one bounding box per visible object per step, for layout grounding.
+
+Pure Python (pydantic only): this module must never import torch. Every model is frozen, validates
+itself on construction, and round-trips through JSON; ``dsg_json_schema()`` is the schema an LLM's
+structured output is held to.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dysen.errors import DSGError
+
+if TYPE_CHECKING:
+    from dysen.dsg.convert import FrameAlignment
+
+SCHEMA_VERSION = 1
+"""Bumped whenever the JSON layout changes; readers refuse versions they do not know."""
+
+
+def _label(value: str) -> str:
+    """Normalise a node label: collapse whitespace; labels may not be empty."""
+    label = " ".join(value.split())
+    if not label:
+        raise ValueError("labels must be non-empty text")
+    return label
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Event(_Frozen):
+    """One planned action: ``agent`` does ``predicate`` (to ``target``) during ``[start, end)`` in units v."""
+
+    agent: str = Field(description="Who or what performs the action, e.g. 'red circle'.")
+    predicate: str = Field(description="The action, e.g. 'moves right', 'throws'.")
+    target: str | None = Field(default=None, description="What the action is done to, or null when intransitive.")
+    start: int = Field(ge=0, description="Start time in units of the basic interval v (inclusive).")
+    end: int = Field(ge=1, description="End time in units of v (exclusive); end > start.")
+
+    @field_validator("agent", "predicate")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        return _label(value)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else _label(value)
+
+    @model_validator(mode="after")
+    def _span(self) -> Event:
+        if self.end <= self.start:
+            raise ValueError(f"event span must have end > start, got ({self.start}v, {self.end}v)")
+        return self
+
+    @property
+    def triplet(self) -> tuple[str, str, str | None]:
+        return (self.agent, self.predicate, self.target)
+
+
+class Attribute(_Frozen):
+    """``(object, attribute)``: an attribute node attached to an object, e.g. ``(circle, red)``."""
+
+    object: str
+    attribute: str
+
+    @field_validator("object", "attribute")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        return _label(value)
+
+    def as_tuple(self) -> tuple[str, str]:
+        return (self.object, self.attribute)
+
+
+class Relation(_Frozen):
+    """``(subject, predicate, object)``: a relation node between two objects, e.g. ``(circle, left of, square)``."""
+
+    subject: str
+    predicate: str
+    object: str
+
+    @field_validator("subject", "predicate", "object")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        return _label(value)
+
+    def as_tuple(self) -> tuple[str, str, str]:
+        return (self.subject, self.predicate, self.object)
+
+
+class SceneGraph(_Frozen):
+    """The scene at one time step. Every name an attribute or relation uses is one of ``objects``."""
+
+    objects: tuple[str, ...] = ()
+    attributes: tuple[Attribute, ...] = ()
+    relations: tuple[Relation, ...] = ()
+
+    @field_validator("objects")
+    @classmethod
+    def _objects(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(_label(v) for v in value)
+        if len(set(names)) != len(names):
+            raise ValueError(f"object names must be unique within a scene graph, got {list(names)}")
+        return names
+
+    @model_validator(mode="after")
+    def _closed(self) -> SceneGraph:
+        known = set(self.objects)
+        used = [a.object for a in self.attributes]
+        used += [n for r in self.relations for n in (r.subject, r.object)]
+        missing = sorted(set(used) - known)
+        if missing:
+            raise ValueError(f"scene graph refers to objects not in its object list: {missing}")
+        return self
+
+    @classmethod
+    def from_facts(
+        cls,
+        relations: list[tuple[str, str, str]] | tuple = (),
+        attributes: list[tuple[str, str]] | tuple = (),
+        objects: list[str] | tuple = (),
+    ) -> SceneGraph:
+        """Build a graph from plain tuples; objects are collected in order of first mention, duplicates dropped."""
+        rels = [Relation(subject=s, predicate=p, object=o) for s, p, o in relations]
+        attrs = [Attribute(object=o, attribute=a) for o, a in attributes]
+        names = list(objects) + [n for r in rels for n in (r.subject, r.object)] + [a.object for a in attrs]
+        return cls(
+            objects=tuple(dict.fromkeys(_label(n) for n in names)),
+            attributes=tuple(dict.fromkeys(attrs)),
+            relations=tuple(dict.fromkeys(rels)),
+        )
+
+    def facts(self) -> set[tuple[str, ...]]:
+        """All relation triplets and attribute pairs as tuples: the units triplet metrics count."""
+        return {r.as_tuple() for r in self.relations} | {a.as_tuple() for a in self.attributes}
+
+    def merged(self, other: SceneGraph) -> SceneGraph:
+        """This graph plus every object, attribute and relation of ``other`` (order kept, no duplicates)."""
+        return SceneGraph(
+            objects=tuple(dict.fromkeys(self.objects + other.objects)),
+            attributes=tuple(dict.fromkeys(self.attributes + other.attributes)),
+            relations=tuple(dict.fromkeys(self.relations + other.relations)),
+        )
+
+
+class Box(_Frozen):
+    """An axis-aligned box of one object, normalised to [0, 1] image coordinates (x right, y down)."""
+
+    object: str
+    x0: float = Field(ge=0.0, le=1.0)
+    y0: float = Field(ge=0.0, le=1.0)
+    x1: float = Field(ge=0.0, le=1.0)
+    y1: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Box:
+        if self.x1 < self.x0 or self.y1 < self.y0:
+            raise ValueError(f"box of {self.object!r} needs x0 <= x1 and y0 <= y1")
+        return self
+
+
+class DynamicSceneGraph(_Frozen):
+    """Events (Step I) plus one scene graph per time step (Steps II–III), optionally with boxes per step."""
+
+    schema_version: int = SCHEMA_VERSION
+    events: tuple[Event, ...] = ()
+    graphs: tuple[SceneGraph, ...] = Field(min_length=1, description="One scene graph per time step, in order.")
+    boxes: tuple[tuple[Box, ...], ...] | None = Field(
+        default=None, description="Optional: for each time step, the boxes of the objects visible then."
+    )
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(f"unsupported DSG schema_version {value}; this dysen reads version {SCHEMA_VERSION}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DynamicSceneGraph:
+        if self.boxes is not None:
+            if len(self.boxes) != len(self.graphs):
+                raise ValueError(f"boxes cover {len(self.boxes)} steps but there are {len(self.graphs)} graphs")
+            for step, (boxes, graph) in enumerate(zip(self.boxes, self.graphs)):
+                unknown = sorted({b.object for b in boxes} - set(graph.objects))
+                if unknown:
+                    raise ValueError(f"step {step} has boxes for objects not in its scene graph: {unknown}")
+        return self
+
+    @property
+    def num_steps(self) -> int:
+        """M, the number of time steps (scene graphs)."""
+        return len(self.graphs)
+
+    # -- serialisation -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DynamicSceneGraph:
+        """Validate a parsed JSON value; any problem becomes a ``DSGError`` that names the field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise DSGError(f"invalid dynamic scene graph: {_describe(err)}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> DynamicSceneGraph:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DSGError(f"dynamic scene graph is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    # -- the other seams (implemented in sibling modules) ----------------------------------------
+
+    @classmethod
+    def from_events(cls, events: list[Event] | tuple[Event, ...]) -> DynamicSceneGraph:
+        """Step II: build the per-step scene graphs of ``events`` (see ``dysen.dsg.convert``)."""
+        from dysen.dsg.convert import events_to_dsg
+
+        return events_to_dsg(events)
+
+    def align(self, num_frames: int) -> FrameAlignment:
+        """For each of ``num_frames`` video frames, the time step(s) active there (see ``dysen.dsg.convert``)."""
+        from dysen.dsg.convert import align_steps_to_frames
+
+        return align_steps_to_frames(self.num_steps, num_frames)
+
+    def to_text(self) -> str:
+        """The paper's tuple text format (see ``dysen.dsg.textfmt``)."""
+        from dysen.dsg.textfmt import format_dsg
+
+        return format_dsg(self)
+
+    @classmethod
+    def from_text(cls, text: str) -> DynamicSceneGraph:
+        from dysen.dsg.textfmt import parse_dsg
+
+        return parse_dsg(text)
+
+
+def _describe(err: ValidationError) -> str:
+    """One line per pydantic error: ``where: what``."""
+    parts = []
+    for e in err.errors()[:5]:
+        where = ".".join(str(p) for p in e["loc"]) or "(root)"
+        parts.append(f"{where}: {e['msg']}")
+    more = err.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def dsg_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``DynamicSceneGraph`` (for LLM structured output and external validators)."""
+    return DynamicSceneGraph.model_json_schema()
