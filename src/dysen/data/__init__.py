@@ -1,0 +1,1 @@
+"""Data: video I/O (PyAV), the Dynamic Shapes generator, and dataset loaders."""

@@ -1,0 +1,1 @@
+"""Evaluation: the dynamics scorer on Dynamic Shapes, and (later) FVD/KVD, IS, CLIPSIM, FID."""
