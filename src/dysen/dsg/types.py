@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 """Bumped whenever the JSON layout changes; readers refuse versions they do not know."""
 
+MAX_STEPS = 256
+"""The most time steps a DSG may have: an LLM's "(0v, 1000000v)" is an error, not a million graphs."""
+
 
 def _label(value: str) -> str:
     """Normalise a node label: collapse whitespace; labels may not be empty."""
@@ -49,7 +52,7 @@ class Event(_Frozen):
     predicate: str = Field(description="The action, e.g. 'moves right', 'throws'.")
     target: str | None = Field(default=None, description="What the action is done to, or null when intransitive.")
     start: int = Field(ge=0, description="Start time in units of the basic interval v (inclusive).")
-    end: int = Field(ge=1, description="End time in units of v (exclusive); end > start.")
+    end: int = Field(ge=1, le=MAX_STEPS, description="End time in units of v (exclusive); end > start.")
 
     @field_validator("agent", "predicate")
     @classmethod
@@ -118,6 +121,12 @@ class SceneGraph(_Frozen):
             raise ValueError(f"object names must be unique within a scene graph, got {list(names)}")
         return names
 
+    @field_validator("attributes", "relations")
+    @classmethod
+    def _facts_once(cls, value: tuple) -> tuple:
+        """A fact is stated at most once: repeats are dropped, first occurrences keep their order."""
+        return tuple(dict.fromkeys(value))
+
     @model_validator(mode="after")
     def _closed(self) -> SceneGraph:
         known = set(self.objects)
@@ -179,7 +188,9 @@ class DynamicSceneGraph(_Frozen):
 
     schema_version: int = SCHEMA_VERSION
     events: tuple[Event, ...] = ()
-    graphs: tuple[SceneGraph, ...] = Field(min_length=1, description="One scene graph per time step, in order.")
+    graphs: tuple[SceneGraph, ...] = Field(
+        min_length=1, max_length=MAX_STEPS, description="One scene graph per time step, in order."
+    )
     boxes: tuple[tuple[Box, ...], ...] | None = Field(
         default=None, description="Optional: for each time step, the boxes of the objects visible then."
     )
@@ -193,10 +204,15 @@ class DynamicSceneGraph(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> DynamicSceneGraph:
+        late = [e for e in self.events if e.end > len(self.graphs)]
+        if late:
+            raise ValueError(
+                f"event {late[0].triplet} ends at {late[0].end}v but there are only {len(self.graphs)} time steps"
+            )
         if self.boxes is not None:
             if len(self.boxes) != len(self.graphs):
                 raise ValueError(f"boxes cover {len(self.boxes)} steps but there are {len(self.graphs)} graphs")
-            for step, (boxes, graph) in enumerate(zip(self.boxes, self.graphs)):
+            for step, (boxes, graph) in enumerate(zip(self.boxes, self.graphs, strict=True)):
                 unknown = sorted({b.object for b in boxes} - set(graph.objects))
                 if unknown:
                     raise ValueError(f"step {step} has boxes for objects not in its scene graph: {unknown}")

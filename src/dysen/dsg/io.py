@@ -1,0 +1,96 @@
+"""Reading DSG files (``dysen dsg validate``) and writing JSONL atomically.
+
+Formats, by file suffix:
+
+* ``.json`` — one DSG, or a list of DSGs (named ``file[i]``);
+* ``.jsonl`` — one JSON value per non-blank line, a DSG or a record with a ``"dsg"`` field (named ``file:line``);
+* anything else — the paper's tuple text (``dysen.dsg.textfmt.parse_dsg``), one DSG.
+
+Every problem is a ``DSGError`` that names the file, and the line where there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from dysen.dsg.textfmt import parse_dsg
+from dysen.dsg.types import DynamicSceneGraph
+from dysen.errors import DSGError
+
+
+def read_dsgs(path: str | os.PathLike[str]) -> Iterator[tuple[str, DynamicSceneGraph]]:
+    """Every DSG in ``path`` with where it came from (``file``, ``file[i]`` or ``file:line``), in order."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DSGError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DSGError(f"{path}: cannot read it as UTF-8 text: {err}") from None
+    if path.suffix == ".jsonl":
+        return _from_jsonl(path, text)
+    if path.suffix == ".json":
+        return _from_json(path, text)
+    return iter([(str(path), _parsed(str(path), text))])
+
+
+def _parsed(where: str, text: str) -> DynamicSceneGraph:
+    try:
+        return parse_dsg(text)
+    except DSGError as err:
+        raise DSGError(f"{where}: {err}") from None
+
+
+def _from_json(path: Path, text: str) -> Iterator[tuple[str, DynamicSceneGraph]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DSGError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    if not isinstance(data, list):
+        yield str(path), _validated(str(path), data)
+        return
+    for index, item in enumerate(data):
+        yield f"{path}[{index}]", _validated(f"{path}[{index}]", item)
+
+
+def _from_jsonl(path: Path, text: str) -> Iterator[tuple[str, DynamicSceneGraph]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DSGError(f"{where}: not valid JSON: {err.msg}") from None
+        if isinstance(data, dict) and "dsg" in data:
+            data = data["dsg"]
+        yield where, _validated(where, data)
+
+
+def _validated(where: str, data: Any) -> DynamicSceneGraph:
+    try:
+        return DynamicSceneGraph.from_dict(data)
+    except DSGError as err:
+        raise DSGError(f"{where}: {err}") from None
+
+
+def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> None:
+    """Write one JSON object per line to ``path`` via a temporary file and ``os.replace``: all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
