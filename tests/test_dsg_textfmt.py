@@ -288,7 +288,8 @@ def graphs(draw: st.DrawFn) -> SceneGraph:
 def dsgs(draw: st.DrawFn) -> DynamicSceneGraph:
     evs = draw(st.lists(events(), max_size=5))
     steps = max((e.end for e in evs), default=1)  # a DSG has a graph for every step its events cover
-    return DynamicSceneGraph(events=tuple(evs), graphs=tuple(draw(st.lists(graphs(), min_size=steps, max_size=steps + 3))))
+    gs = draw(st.lists(graphs(), min_size=steps, max_size=steps + 3))
+    return DynamicSceneGraph(events=tuple(evs), graphs=tuple(gs))
 
 
 @settings(max_examples=200, deadline=None)

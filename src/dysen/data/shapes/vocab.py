@@ -66,3 +66,61 @@ INVISIBLE_ACTIONS: dict[str, tuple[str, ...]] = {
 
 SPATIAL_RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 """Predicates of the gold relations between two visible objects at a time step."""
+
+SIZE_WORDS: dict[str, tuple[str, ...]] = {
+    # size name: the adjectives a caption may use for it (the first is the size name itself)
+    "small": ("small", "little"),
+    "large": ("large", "big"),
+}
+
+ACTION_PHRASES: dict[str, tuple[str, ...]] = {
+    # action name: the verb phrases a caption may use for it; '{colour}' is the new colour of 'turns'.
+    # No phrase of one action is a prefix of a phrase of another, so a longest-match parser is exact.
+    "move_left": ("moves left", "moves to the left", "slides left", "travels left", "goes left"),
+    "move_right": ("moves right", "moves to the right", "slides right", "travels right", "goes right"),
+    "move_up": ("moves up", "moves upward", "slides up", "rises", "floats up"),
+    "move_down": ("moves down", "moves downward", "slides down", "sinks", "drops down"),
+    "jump": ("jumps", "hops", "leaps", "bounces"),
+    "grow": ("grows", "gets bigger", "expands", "swells"),
+    "shrink": ("shrinks", "gets smaller", "contracts", "dwindles"),
+    "rotate": ("rotates", "spins", "twirls", "spins around"),
+    "appear": ("appears", "shows up", "fades in", "comes into view"),
+    "disappear": ("disappears", "vanishes", "fades out", "fades away"),
+    "change_colour": ("turns {colour}", "becomes {colour}", "changes colour to {colour}", "changes to {colour}"),
+}
+
+HELD_OUT_TRIPLES: frozenset[tuple[str, str, str]] = frozenset(
+    # (colour, shape, action) triples that no train/val/test clip ever shows and every 'compositional' clip
+    # shows at least once; the colour is the agent's colour when the event starts. Chosen once by the rule
+    # (colour index + 3 * shape index + 7 * action index) % 10 == 0 over the orders above, minus invisible
+    # actions: 26 of 258 valid triples, every action 2-3 times, and every (colour, shape), (colour, action)
+    # and (shape, action) pair still occurs in train.
+    {
+        ("red", "circle", "move_left"),
+        ("red", "circle", "change_colour"),
+        ("red", "square", "move_right"),
+        ("red", "triangle", "move_up"),
+        ("red", "star", "move_down"),
+        ("orange", "square", "appear"),
+        ("orange", "triangle", "disappear"),
+        ("orange", "star", "move_left"),
+        ("orange", "star", "change_colour"),
+        ("yellow", "circle", "jump"),
+        ("yellow", "square", "grow"),
+        ("yellow", "triangle", "shrink"),
+        ("yellow", "star", "rotate"),
+        ("green", "circle", "move_right"),
+        ("green", "square", "move_up"),
+        ("green", "triangle", "move_down"),
+        ("green", "star", "jump"),
+        ("blue", "circle", "appear"),
+        ("blue", "square", "disappear"),
+        ("blue", "triangle", "move_left"),
+        ("blue", "triangle", "change_colour"),
+        ("blue", "star", "move_right"),
+        ("purple", "circle", "grow"),
+        ("purple", "square", "shrink"),
+        ("purple", "triangle", "rotate"),
+        ("purple", "star", "appear"),
+    }
+)
