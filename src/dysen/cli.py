@@ -63,7 +63,7 @@ def _configure_dsg_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "file",
         type=Path,
-        help="a DSG as .json, many as .jsonl (a DSG or a record with a 'dsg' field per line), or the paper's tuple text",
+        help="a DSG as .json, several as .jsonl (a DSG or a record with a 'dsg' field per line), or tuple text",
     )
 
 

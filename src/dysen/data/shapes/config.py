@@ -1,0 +1,98 @@
+"""Settings of the Dynamic Shapes generator, the split names, and the checks on caller arguments.
+
+Every knob lives in ``ShapesConfig`` once, with its default and a one-line meaning; geometry is in
+fractions of the frame side, so a config renders the same story at any pixel size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from numbers import Integral, Real
+
+from dysen.errors import DysenError
+
+SPLITS: tuple[str, ...] = ("train", "val", "test", "compositional")
+"""train/val/test differ only by seed stream; 'compositional' shows held-out (colour, shape, action) triples."""
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """How Dynamic Shapes clips look and move. Lengths are fractions of the frame side."""
+
+    size: int = 64
+    """Frame height and width in pixels."""
+    num_frames: int = 16
+    """T, frames per clip."""
+    fps: int = 8
+    """Frame rate of written videos (rendering does not depend on it)."""
+    num_steps: int = 8
+    """M, time steps (units v) per clip; frame t shows step floor(t * M / T). 8 lets 3 sequential events
+    take 3, 3 and 2 steps (6, 6 and 4 frames at T = 16)."""
+    max_objects: int = 3
+    """Most shapes in a clip (1..4; shapes in a clip are distinct)."""
+    max_events: int = 3
+    """Most events in a clip (1..3)."""
+    supersample: int = 4
+    """Anti-aliasing: samples per pixel side, averaged by a box filter."""
+    margin: float = 0.04
+    """Free border kept between every shape and the frame edge at every frame."""
+    gap: float = 0.04
+    """Least free space between the circumscribed circles of two visible shapes at every frame."""
+    move_distance: float = 0.3
+    """Displacement of a 'moves <direction>' event (19 px at 64 px)."""
+    jump_height: float = 0.25
+    """Peak lift of a 'jumps' event (16 px at 64 px)."""
+    rotate_periods: float = 1.5
+    """Rotation of a 'rotates' event in symmetry periods of the shape (square 135°, triangle 180°, star 108°);
+    a half-integer ends in the pose most unlike the start."""
+    relation_margin: float = 0.1
+    """'left of' / 'above' need the centres to differ by more than this along that axis."""
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            expected = Integral if field.type == "int" else Real
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise DysenError(f"ShapesConfig.{field.name} must be a {field.type}, got {value!r}")
+        require_int("ShapesConfig.size", self.size, 16)
+        require_int("ShapesConfig.fps", self.fps, 1)
+        require_int("ShapesConfig.supersample", self.supersample, 1)
+        require_int("ShapesConfig.max_events", self.max_events, 1, 3)
+        require_int("ShapesConfig.max_objects", self.max_objects, 1, 4)
+        require_int("ShapesConfig.num_steps", self.num_steps, self.max_events)
+        require_int("ShapesConfig.num_frames", self.num_frames, self.num_steps)
+        for name in ("margin", "gap", "move_distance", "jump_height", "relation_margin"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise DysenError(
+                    f"ShapesConfig.{name} is a fraction of the frame side in [0, 1], got {getattr(self, name)}"
+                )
+        if self.rotate_periods <= 0:
+            raise DysenError(f"ShapesConfig.rotate_periods must be > 0, got {self.rotate_periods}")
+
+
+def require_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int if it is an integer in ``[minimum, maximum]``; otherwise a ``DysenError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise DysenError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise DysenError(f"{name} must be {bound}, got {value}")
+    return int(value)
+
+
+def require_split(split: object) -> str:
+    """``split`` if it is one of ``SPLITS``; otherwise a ``DysenError`` listing them."""
+    if split not in SPLITS:
+        raise DysenError(f"unknown Dynamic Shapes split {split!r}; choose one of {', '.join(SPLITS)}")
+    return str(split)
+
+
+def require_config(config: object) -> ShapesConfig:
+    """``config`` if it is a ``ShapesConfig``; otherwise a ``DysenError``."""
+    if not isinstance(config, ShapesConfig):
+        raise DysenError(f"config must be a ShapesConfig, got {type(config).__name__}")
+    return config
+
+
+DEFAULT_CONFIG = ShapesConfig()
+"""The default settings (a shared, immutable instance used as the default argument)."""

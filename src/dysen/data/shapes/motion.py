@@ -1,0 +1,180 @@
+"""How each action plays out, frame by frame, and where the shapes stand so that all of it stays visible.
+
+An event over steps ``[s, e)`` animates exactly the frames of those steps, ``[f0, f1)`` with n frames
+(``dysen.dsg.convert.align_steps_to_frames``; frame t shows step floor(t M / T)). Window frame k uses
+the progress p = (k + 1) / n (reaches 1 on the window's last frame; nothing changes after it) or, for
+the back-and-forth or fading actions, q = (k + 1) / (n + 1) (strictly inside (0, 1) on every window frame):
+
+* moves <dir>: linear shift by ``move_distance``·p;
+* jumps: lift by ``jump_height``·sin(π q), so the shape is off the ground exactly on the window frames;
+* grows / shrinks: radius from one ``vocab.SIZES`` value to the other by p; the size name switches at f1;
+* rotates: clockwise turn by ``rotate_periods`` symmetry periods · p;
+* appears: opacity q on the window, 0 before (no pixel at all); disappears: 1 − q, then 0 after;
+* turns <colour>: hard switch to the new colour at frame f0 + n // 2 (a blend would pass through other
+  vocabulary colours, e.g. red→yellow through orange).
+
+Layout: the motion fixes each shape's offsets from its start; the start is drawn uniformly among the
+positions that keep the circumscribed circle ``margin`` inside the frame at every visible frame, then
+redrawn until every two visible shapes keep ``gap`` between their circumscribed circles at every frame,
+so no shape ever hides another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dysen.data.shapes import vocab
+from dysen.data.shapes.config import ShapesConfig
+from dysen.data.shapes.geometry import SYMMETRY
+from dysen.data.shapes.story import Story, StoryEvent
+from dysen.dsg.convert import align_steps_to_frames
+
+_LAYOUT_TRIES = 20
+"""Start positions drawn per story before the story itself is redrawn."""
+
+_DIRECTIONS: dict[str, tuple[float, float]] = {
+    "move_left": (-1.0, 0.0),
+    "move_right": (1.0, 0.0),
+    "move_up": (0.0, -1.0),
+    "move_down": (0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Track:
+    """One shape at every frame: all the renderer draws and the gold DSG reads. Lengths: fractions of the side."""
+
+    name: str
+    """The shape noun, also its object name in the DSG."""
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    """Centre per frame (x right, y down)."""
+    radius: tuple[float, ...]
+    """Circumscribed radius per frame."""
+    angle: tuple[float, ...]
+    """Clockwise rotation per frame, radians."""
+    alpha: tuple[float, ...]
+    """Opacity per frame; 0 = absent (not drawn, no box, not in the scene graph)."""
+    colour: tuple[str, ...]
+    """Colour name shown per frame."""
+    size: tuple[str, ...]
+    """Size name per frame (switches when a grow/shrink ends)."""
+
+
+@dataclass
+class _Motion:
+    """Per-frame state of one shape relative to its start position, built event by event."""
+
+    dx: np.ndarray  # [T]
+    dy: np.ndarray  # [T]
+    radius: np.ndarray  # [T]
+    angle: np.ndarray  # [T]
+    alpha: np.ndarray  # [T]
+    colour: list[str]  # [T]
+    size: list[str]  # [T]
+
+
+def _animate(story: Story, agent: int, config: ShapesConfig) -> _Motion:
+    """Play the events of one shape over the clip's frames (rules in the module docstring)."""
+    shape, num_frames = story.shapes[agent], config.num_frames
+    motion = _Motion(
+        dx=np.zeros(num_frames),
+        dy=np.zeros(num_frames),
+        radius=np.full(num_frames, vocab.SIZES[shape.size]),
+        angle=np.zeros(num_frames),
+        alpha=np.ones(num_frames),
+        colour=[shape.colour] * num_frames,
+        size=[shape.size] * num_frames,
+    )
+    alignment = align_steps_to_frames(config.num_steps, num_frames)
+    for event in story.events_of(agent):
+        f0, f1 = alignment.frames_of_step[event.start][0], alignment.frames_of_step[event.end - 1][1]
+        _apply(motion, event, shape.shape, f0, f1, config)
+    return motion
+
+
+def _apply(motion: _Motion, event: StoryEvent, shape: str, f0: int, f1: int, config: ShapesConfig) -> None:
+    """Add one event, animated over frames ``[f0, f1)``, to ``motion``."""
+    n = f1 - f0
+    p = np.arange(1, n + 1) / n  # [n] progress, 1 on the last window frame
+    q = np.arange(1, n + 1) / (n + 1)  # [n] progress strictly inside (0, 1)
+    action = event.action
+    if action in _DIRECTIONS:
+        ux, uy = _DIRECTIONS[action]
+        for offset, unit in ((motion.dx, ux), (motion.dy, uy)):
+            offset[f0:f1] += unit * config.move_distance * p
+            offset[f1:] += unit * config.move_distance
+    elif action == "jump":
+        motion.dy[f0:f1] -= config.jump_height * np.sin(np.pi * q)
+    elif action in ("grow", "shrink"):
+        new = "large" if action == "grow" else "small"
+        old_r, new_r = motion.radius[f0], vocab.SIZES[new]
+        motion.radius[f0:f1] = old_r + (new_r - old_r) * p
+        motion.radius[f1:] = new_r
+        motion.size[f1:] = [new] * (len(motion.size) - f1)
+    elif action == "rotate":
+        turn = config.rotate_periods * SYMMETRY[shape]
+        motion.angle[f0:f1] += turn * p
+        motion.angle[f1:] += turn
+    elif action == "appear":
+        motion.alpha[:f0] = 0.0
+        motion.alpha[f0:f1] = q
+    elif action == "disappear":
+        motion.alpha[f0:f1] = 1.0 - q
+        motion.alpha[f1:] = 0.0
+    elif action == "change_colour":
+        switch = f0 + n // 2
+        motion.colour[switch:] = [event.target] * (len(motion.colour) - switch)
+    else:
+        raise ValueError(f"no animation for action {action!r}")
+
+
+def place(story: Story, rng: np.random.Generator, config: ShapesConfig) -> tuple[Track, ...] | None:
+    """Start positions for every shape of ``story``, as tracks; None when no layout keeps all of it visible."""
+    motions = [_animate(story, agent, config) for agent in range(len(story.shapes))]
+    ranges = [_start_range(m, config.margin) for m in motions]
+    if any(r is None for r in ranges):
+        return None
+    for _ in range(_LAYOUT_TRIES):
+        starts = [(rng.uniform(x0, x1), rng.uniform(y0, y1)) for x0, x1, y0, y1 in ranges]
+        if _apart(motions, starts, config.gap):
+            return tuple(_track(s.shape, m, start) for s, m, start in zip(story.shapes, motions, starts, strict=True))
+    return None
+
+
+def _start_range(motion: _Motion, margin: float) -> tuple[float, float, float, float] | None:
+    """``(x_min, x_max, y_min, y_max)`` of the starts that keep the shape inside the margins whenever visible."""
+    shown = motion.alpha > 0  # [T]
+    r, dx, dy = motion.radius[shown], motion.dx[shown], motion.dy[shown]  # [V] each
+    x0, x1 = float(np.max(margin + r - dx)), float(np.min(1.0 - margin - r - dx))
+    y0, y1 = float(np.max(margin + r - dy)), float(np.min(1.0 - margin - r - dy))
+    return (x0, x1, y0, y1) if x0 <= x1 and y0 <= y1 else None
+
+
+def _apart(motions: list[_Motion], starts: list[tuple[float, float]], gap: float) -> bool:
+    """Whether every two shapes keep ``gap`` between their circumscribed circles at every frame both show."""
+    for i in range(len(motions)):
+        for j in range(i + 1, len(motions)):
+            a, b = motions[i], motions[j]
+            shown = (a.alpha > 0) & (b.alpha > 0)  # [T]
+            ddx = (starts[i][0] + a.dx) - (starts[j][0] + b.dx)  # [T]
+            ddy = (starts[i][1] + a.dy) - (starts[j][1] + b.dy)  # [T]
+            if np.any(np.hypot(ddx, ddy)[shown] < (a.radius + b.radius + gap)[shown]):
+                return False
+    return True
+
+
+def _track(name: str, motion: _Motion, start: tuple[float, float]) -> Track:
+    """Freeze a placed motion into a ``Track`` of plain floats and names."""
+    return Track(
+        name=name,
+        x=tuple(float(v) for v in start[0] + motion.dx),
+        y=tuple(float(v) for v in start[1] + motion.dy),
+        radius=tuple(float(v) for v in motion.radius),
+        angle=tuple(float(v) for v in motion.angle),
+        alpha=tuple(float(v) for v in motion.alpha),
+        colour=tuple(motion.colour),
+        size=tuple(motion.size),
+    )
