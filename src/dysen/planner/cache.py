@@ -1,0 +1,238 @@
+"""A persistent, content-addressed cache of LLM answers, with token and cost accounting.
+
+The original Dysen memoises answers in memory only (``lru_cache``, dysen_spec.md §2), so every run
+pays again; peers key their caches by prompt text alone (peers.md §4.3). Here an answer is stored in
+SQLite under the sha256 of everything that shapes it: backend name, model, prompt-template version
+(``namespace``), messages, sampling and JSON schema. Change any of them and the cache misses.
+
+The database runs in WAL mode with a busy timeout, so several processes (``plan_many`` workers, parallel
+benchmark shards) can read and write one file at once. A file that is not such a database raises
+``CacheError`` instead of a bare ``sqlite3`` traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dysen.errors import DysenError
+from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, Completion, Messages, Sampling, request_key
+
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of the cache database; a file written by a newer dysen is refused."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class CacheError(DysenError):
+    """The LLM response cache cannot be opened, read or written."""
+
+
+def default_cache_path() -> Path:
+    """``$DYSEN_CACHE_DIR/llm.sqlite``, else ``~/.cache/dysen/llm.sqlite``."""
+    directory = os.environ.get("DYSEN_CACHE_DIR")
+    return Path(directory or Path.home() / ".cache" / "dysen") / "llm.sqlite"
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """One stored answer: its text, the model that gave it, its token usage and when it was stored."""
+
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    created: float
+
+
+class ResponseCache:
+    """Answers stored in one SQLite file, safe for several threads and processes at once."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.busy_timeout_s = busy_timeout_s
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        with self._lock:
+            self._connection()
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.path)!r})"
+
+    def __len__(self) -> int:
+        return int(self._execute("SELECT COUNT(*) FROM responses")[0][0])
+
+    def get(self, key: str) -> CachedAnswer | None:
+        """The answer stored under ``key``, if any."""
+        rows = self._execute(
+            "SELECT text, model, prompt_tokens, completion_tokens, created FROM responses WHERE key = ?", (key,)
+        )
+        return CachedAnswer(*rows[0]) if rows else None
+
+    def put(self, key: str, answer: CachedAnswer) -> None:
+        """Store ``answer`` under ``key``, replacing any older one."""
+        self._execute(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+            (key, answer.text, answer.model, answer.prompt_tokens, answer.completion_tokens, answer.created),
+        )
+
+    def close(self) -> None:
+        """Close this process's connection; the cache reopens it if used again."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (its own transaction) and return all its rows."""
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except sqlite3.Error as err:
+                raise CacheError(f"LLM cache {self.path} failed: {err}; {self._advice(err)}") from err
+
+    def _advice(self, err: Exception) -> str:
+        """What to do about a failure: wait longer for a lock, or stop using a file that is not a dysen cache."""
+        if "locked" in str(err):
+            return f"another process held it longer than busy_timeout_s={self.busy_timeout_s:g}; raise that"
+        return "it must be an SQLite file written by dysen: delete it, pass another path, or run with --no-cache"
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection (a forked child opens its own), created with the schema on first use."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                conn.close()
+                raise CacheError(
+                    f"LLM cache {self.path} has schema {version}, newer than this dysen's "
+                    f"{SCHEMA_VERSION}; upgrade dysen or use another cache path"
+                )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (sqlite3.Error, OSError) as err:
+            raise CacheError(f"cannot open the LLM cache {self.path}: {err}; {self._advice(err)}") from err
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """US dollars per million prompt and completion tokens of one model (from your provider's price page)."""
+
+    prompt_per_mtok: float
+    completion_per_mtok: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Dollars for this many tokens."""
+        return (prompt_tokens * self.prompt_per_mtok + completion_tokens * self.completion_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Hits and misses of a ``CachedBackend``; costs are ``None`` when some model had no price."""
+
+    hits: int = 0
+    misses: int = 0
+    tokens_saved: int = 0
+    cost_usd: float | None = 0.0
+    cost_saved_usd: float | None = 0.0
+
+
+class CachedBackend:
+    """A backend that answers repeated requests from a ``ResponseCache`` with no call to ``inner``."""
+
+    def __init__(
+        self,
+        inner: ChatBackend,
+        cache: ResponseCache,
+        *,
+        namespace: str = "v1",
+        enabled: bool = True,
+        prices: Mapping[str, ModelPrice] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.namespace = namespace
+        self.enabled = enabled
+        self.prices = dict(prices or {})
+        self.name = inner.name
+        self.model = inner.model
+        self._lock = threading.Lock()
+        self._stats = CacheStats()
+
+    def __repr__(self) -> str:
+        return f"CachedBackend({self.inner!r}, {self.cache!r}, namespace={self.namespace!r}, enabled={self.enabled})"
+
+    @property
+    def stats(self) -> CacheStats:
+        """Totals since this wrapper was made (a disabled cache counts nothing)."""
+        return self._stats
+
+    def complete(
+        self, messages: Messages, *, sampling: Sampling = PAPER_SAMPLING, json_schema: Mapping[str, Any] | None = None
+    ) -> Completion:
+        """The stored answer when there is one, else ``inner``'s answer, which is then stored."""
+        if not self.enabled:
+            return self.inner.complete(messages, sampling=sampling, json_schema=json_schema)
+        key = request_key(
+            messages, sampling, json_schema, backend=self.name, model=self.model, namespace=self.namespace
+        )
+        stored = self.cache.get(key)
+        if stored is not None:
+            self._count(stored.model, stored.prompt_tokens, stored.completion_tokens, hit=True)
+            return Completion(stored.text, stored.prompt_tokens, stored.completion_tokens, 0, True, stored.model)
+        completion = self.inner.complete(messages, sampling=sampling, json_schema=json_schema)
+        answer = CachedAnswer(
+            completion.text, completion.model, completion.prompt_tokens, completion.completion_tokens, time.time()
+        )
+        self.cache.put(key, answer)
+        self._count(completion.model, completion.prompt_tokens, completion.completion_tokens, hit=False)
+        return completion
+
+    def _count(self, model: str, prompt_tokens: int, completion_tokens: int, *, hit: bool) -> None:
+        """Add one hit or miss to the stats, pricing it by the answering model, else the configured one."""
+        price = self.prices.get(model) or self.prices.get(self.model)
+        cost = price.cost(prompt_tokens, completion_tokens) if price is not None else None
+        with self._lock:
+            s = self._stats
+            if hit:
+                saved = None if cost is None or s.cost_saved_usd is None else s.cost_saved_usd + cost
+                self._stats = replace(
+                    s,
+                    hits=s.hits + 1,
+                    tokens_saved=s.tokens_saved + prompt_tokens + completion_tokens,
+                    cost_saved_usd=saved,
+                )
+            else:
+                spent = None if cost is None or s.cost_usd is None else s.cost_usd + cost
+                self._stats = replace(s, misses=s.misses + 1, cost_usd=spent)
