@@ -1,11 +1,15 @@
 """Dysen, the LLM dynamic scene manager (dysen_spec.md §2): turns a prompt into a dynamic scene graph.
 
 This package is light to import (no torch, no ``openai``): the backends load their clients when first
-used. What exists so far is the transport layer: chat backends and the persistent response cache.
+used. ``DysenPlanner`` runs the three steps over any ``ChatBackend`` (OpenAI-compatible servers, replays,
+with a persistent cache); ``plan_many`` plans thousands of prompts with bounded concurrency.
 """
 
 from dysen.planner.backends import ChatBackend, ChatMessage, Completion, LLMError, Sampling
+from dysen.planner.batch import plan_many
 from dysen.planner.cache import CachedBackend, CacheError, ResponseCache
+from dysen.planner.dysen import DysenPlanner, PlanningError
+from dysen.planner.types import Demonstration, DemoSelector, Planner
 
 __all__ = [
     "CacheError",
@@ -13,7 +17,13 @@ __all__ = [
     "ChatBackend",
     "ChatMessage",
     "Completion",
+    "DemoSelector",
+    "Demonstration",
+    "DysenPlanner",
     "LLMError",
+    "Planner",
+    "PlanningError",
     "ResponseCache",
     "Sampling",
+    "plan_many",
 ]

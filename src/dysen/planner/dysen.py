@@ -1,0 +1,233 @@
+"""Dysen, the LLM dynamic scene manager: prompt -> dynamic scene graph in three steps.
+
+Dysen-VDM §3.1 (dysen_spec.md §2.1–§2.3):
+
+* Step I, action planning (§2.1): one call turns the caption into timed events;
+* Step II (§2.2): ``events_to_dsg`` makes one raw scene graph per time step, no LLM;
+* Step III round 1 (§2.3): one call per step m, in order, sees the sentence, the previous *enriched*
+  graph, the current and the next raw graphs; the facts it answers are merged into the current graph;
+* Step III round 2 (§2.3): one call polishes all enriched graphs at once. The answer must have one graph
+  per step; the Step II action facts of each step are merged back into it, so polishing may rephrase
+  or drop imagined details but never loses a planned action.
+
+So a plan costs 1 + M + 1 calls (``stats`` counts them). Every answer is parsed and validated by the
+chosen answer format (``dysen.planner.prompts.formats``). An unusable answer is sent back with the
+reader's error as a follow-up turn, at most ``max_repairs`` times per call. When a step still fails,
+or the backend raises ``LLMError``, the plan goes to ``fallback.plan(prompt)`` if a fallback planner is
+set (with a warning naming the step), else ``PlanningError`` names the step, the attempts and the last
+error. Demonstrations come from the ``plan`` argument, else from the selector, else none (zero-shot);
+the same ones serve all three steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, TypeVar
+
+from dysen.dsg import DynamicSceneGraph, Event, SceneGraph, events_to_dsg
+from dysen.errors import DSGError, DysenError
+from dysen.planner import prompts
+from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, ChatMessage, LLMError, Sampling
+from dysen.planner.prompts.formats import FORMATS, AnswerFormat, Schema
+from dysen.planner.types import Demonstration, DemoSelector, Planner
+
+log = logging.getLogger(__name__)
+
+OutputMode = Literal["text", "json"]
+_T = TypeVar("_T")
+
+
+class PlanningError(DysenError):
+    """A Dysen step got no usable answer from the LLM; ``step`` and ``attempts`` say where and how often."""
+
+    def __init__(self, step: str, attempts: int, reason: str) -> None:
+        self.step = step
+        self.attempts = attempts
+        self.reason = reason
+        super().__init__(
+            f"Dysen {step} failed after {attempts} LLM call(s): {reason}. Check the LLM endpoint and model, "
+            "raise max_repairs, or give DysenPlanner a fallback planner."
+        )
+
+
+@dataclass(frozen=True)
+class DysenSettings:
+    """How ``DysenPlanner`` asks: demonstrations, answer format, repairs, sampling and which steps run."""
+
+    shots: int = 8
+    """Demonstrations asked of the selector (the paper's K = 8)."""
+    output: OutputMode = "text"
+    """Answer format: the paper's tuple text, or JSON held to a JSON Schema (structured output)."""
+    max_repairs: int = 2
+    """Follow-up turns quoting the error after an unusable answer, per call."""
+    sampling: Sampling = PAPER_SAMPLING
+    """Decoding settings of every call (the paper's: temperature 0, 512 tokens)."""
+    imagination: bool = True
+    """Run Step III round 1 (per-step enrichment)."""
+    polish: bool = True
+    """Run Step III round 2 (global polish)."""
+    max_steps: int = 32
+    """The most time steps a plan may span: each costs one imagination call."""
+
+    def __post_init__(self) -> None:
+        if self.output not in FORMATS:
+            raise DysenError(f"output must be one of {sorted(FORMATS)}, got {self.output!r}")
+        if self.shots < 0 or self.max_repairs < 0 or self.max_steps < 1:
+            raise DysenError("shots and max_repairs must be >= 0 and max_steps >= 1")
+
+
+@dataclass(frozen=True)
+class PlannerStats:
+    """Totals of one planner: plans asked, LLM calls (repairs included), repairs, fallbacks, failures raised."""
+
+    plans: int = 0
+    calls: int = 0
+    repairs: int = 0
+    fallbacks: int = 0
+    failures: int = 0
+
+
+class DysenPlanner:
+    """The LLM planner of Dysen-VDM (module docstring); safe to call from several threads."""
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        selector: DemoSelector | None = None,
+        shots: int = 8,
+        output: OutputMode = "text",
+        max_repairs: int = 2,
+        fallback: Planner | None = None,
+        sampling: Sampling = PAPER_SAMPLING,
+        imagination: bool = True,
+        polish: bool = True,
+        max_steps: int = 32,
+    ) -> None:
+        if not isinstance(backend, ChatBackend):
+            raise DysenError(f"backend must be a ChatBackend (name, model, complete()), got {type(backend).__name__}")
+        self.backend = backend
+        self.selector = selector
+        self.fallback = fallback
+        self.settings = DysenSettings(
+            shots=shots,
+            output=output,
+            max_repairs=max_repairs,
+            sampling=sampling,
+            imagination=imagination,
+            polish=polish,
+            max_steps=max_steps,
+        )
+        self._format: AnswerFormat = FORMATS[output]
+        self._lock = threading.Lock()
+        self._stats = PlannerStats()
+
+    def __repr__(self) -> str:
+        return f"DysenPlanner({self.backend!r}, settings={self.settings!r}, fallback={self.fallback!r})"
+
+    @property
+    def stats(self) -> PlannerStats:
+        """Totals since this planner was made."""
+        return self._stats
+
+    def plan(self, prompt: str, demonstrations: Sequence[Demonstration] | None = None) -> DynamicSceneGraph:
+        """The DSG of ``prompt``; ``demonstrations`` overrides the selector (an empty list means zero-shot)."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DysenError(f"a prompt must be non-empty text, got {prompt!r}")
+        self._count(plans=1)
+        demos = self._demonstrations(prompt, demonstrations)
+        try:
+            return self._run(prompt, demos)
+        except PlanningError as err:
+            if self.fallback is None:
+                self._count(failures=1)
+                raise
+            self._count(fallbacks=1)
+            log.warning("Dysen %s failed (%s); planning %r with the fallback planner", err.step, err.reason, prompt)
+            return self.fallback.plan(prompt)
+
+    def _demonstrations(self, prompt: str, given: Sequence[Demonstration] | None) -> list[Demonstration]:
+        if given is not None:
+            return list(given)
+        if self.selector is None or self.settings.shots == 0:
+            return []
+        return list(self.selector.select(prompt, self.settings.shots))
+
+    def _run(self, caption: str, demos: list[Demonstration]) -> DynamicSceneGraph:
+        """Steps I, II and III in order."""
+        raw = events_to_dsg(self._plan_actions(caption, demos))
+        graphs = raw.graphs
+        if self.settings.imagination:
+            graphs = self._imagine(caption, raw.graphs, demos)
+        if self.settings.polish:
+            graphs = self._polish(caption, raw.graphs, graphs, demos)
+        return DynamicSceneGraph(events=raw.events, graphs=graphs)
+
+    def _plan_actions(self, caption: str, demos: list[Demonstration]) -> tuple[Event, ...]:
+        """Step I: the events of ``caption``."""
+        messages = prompts.action_planning_messages(caption, demos, self._format)
+        return self._ask("action planning", messages, self._read_events, self._format.events_schema)
+
+    def _read_events(self, text: str) -> tuple[Event, ...]:
+        events = self._format.read_events(text)
+        steps = max(e.end for e in events)
+        if steps > self.settings.max_steps:
+            limit = self.settings.max_steps
+            raise DSGError(f"the plan spans {steps} time steps; use at most {limit} (every end <= {limit}v)")
+        return events
+
+    def _imagine(
+        self, caption: str, raw: tuple[SceneGraph, ...], demos: list[Demonstration]
+    ) -> tuple[SceneGraph, ...]:
+        """Step III round 1: enrich each raw graph in time order, seeing the previous enriched one."""
+        enriched: list[SceneGraph] = []
+        for step, current in enumerate(raw):
+            window = (enriched[-1] if enriched else None, current, raw[step + 1] if step + 1 < len(raw) else None)
+            messages = prompts.imagination_messages(caption, window, demos, self._format)
+            step_name = f"imagination of step {step} of {len(raw)}"
+            answer = self._ask(step_name, messages, self._format.read_graph, self._format.graph_schema)
+            enriched.append(current.merged(answer))
+        return tuple(enriched)
+
+    def _polish(
+        self,
+        caption: str,
+        raw: tuple[SceneGraph, ...],
+        enriched: tuple[SceneGraph, ...],
+        demos: list[Demonstration],
+    ) -> tuple[SceneGraph, ...]:
+        """Step III round 2: one consistent sequence, with each step's Step II action facts merged back in."""
+
+        def read(text: str) -> tuple[SceneGraph, ...]:
+            graphs = self._format.read_graphs(text)
+            if len(graphs) != len(raw):
+                raise DSGError(f"the answer has {len(graphs)} scene graphs; give exactly {len(raw)}, one per step")
+            return graphs
+
+        messages = prompts.polish_messages(caption, enriched, demos, self._format)
+        polished = self._ask("global polish", messages, read, self._format.graphs_schema)
+        return tuple(action.merged(graph) for action, graph in zip(raw, polished, strict=True))
+
+    def _ask(self, step: str, messages: list[ChatMessage], read: Callable[[str], _T], schema: Schema | None) -> _T:
+        """One call plus at most ``max_repairs`` repairs; ``PlanningError`` when no answer can be read."""
+        conversation = list(messages)
+        for attempt in range(1, self.settings.max_repairs + 2):
+            self._count(calls=1, repairs=int(attempt > 1))
+            try:
+                text = self.backend.complete(conversation, sampling=self.settings.sampling, json_schema=schema).text
+            except LLMError as err:
+                raise PlanningError(step, attempt, str(err)) from err
+            try:
+                return read(text)
+            except DSGError as err:
+                error = str(err)
+            log.info("Dysen %s: answer rejected (%s)", step, error)
+            conversation += [ChatMessage("assistant", text), prompts.repair_message(error)]
+        raise PlanningError(step, self.settings.max_repairs + 1, f"the last answer was unusable: {error}")
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            self._stats = replace(self._stats, **{k: getattr(self._stats, k) + v for k, v in deltas.items()})
