@@ -1,0 +1,140 @@
+"""Save and load a network as a folder: ``config.json`` (its typed config) + ``model.safetensors``.
+
+The diffusers layout, with dataclass configs instead of ``register_to_config``: a module that mixes in
+``Pretrained`` declares ``config_class`` (a frozen dataclass) and is built from one config. Loading
+reads only safetensors; a pickled checkpoint (``.bin``, ``.pt``, ``.ckpt``) is refused with a clear
+error, because unpickling runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dysen.errors import DysenError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+_M = TypeVar("_M", bound="Pretrained")
+
+
+class CheckpointError(DysenError):
+    """A model folder is missing, incomplete, pickled, or does not match the model it is loaded into."""
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A (nested) dataclass config as plain JSON data."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(config_class: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (nested) dataclass config; unknown keys are an error that names them."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise CheckpointError(f"{config_class.__name__} has no fields {unknown}; was this saved by another version?")
+    kwargs = {}
+    for name, value in data.items():
+        kind = fields[name].type
+        nested = _dataclass_type(config_class, name, kind)
+        if nested is not None and isinstance(value, dict):
+            value = config_from_dict(nested, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return config_class(**kwargs)
+
+
+def _dataclass_type(owner: type, name: str, annotation: Any) -> type | None:
+    """The dataclass type of field ``name`` of ``owner``, if it is one (annotations may be strings)."""
+    import typing
+
+    hints = typing.get_type_hints(owner)
+    kind = hints.get(name, annotation)
+    return kind if dataclasses.is_dataclass(kind) else None
+
+
+class Pretrained:
+    """Mixin for ``torch.nn.Module``s built from one frozen dataclass ``config``."""
+
+    config_class: ClassVar[type]
+    config: Any
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` atomically (all or nothing)."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            (staging / CONFIG_NAME).write_text(
+                json.dumps({"_class": type(self).__name__, **config_to_dict(self.config)}, indent=2) + "\n"
+            )
+            state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+            save_file(state, staging / WEIGHTS_NAME)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def from_pretrained(cls: type[_M], directory: str | os.PathLike, map_location: str = "cpu") -> _M:
+        """Build the module from ``directory``'s config and load its safetensors weights (strictly)."""
+        folder = Path(directory)
+        config = config_from_dict(cls.config_class, _read_config(folder, cls.__name__))
+        model = cls(config)  # type: ignore[call-arg]
+        state = _read_weights(folder, map_location)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)  # type: ignore[attr-defined]
+        except RuntimeError as err:  # shape mismatches
+            raise CheckpointError(f"{folder / WEIGHTS_NAME} does not match {cls.__name__}: {err}") from None
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{folder / WEIGHTS_NAME} does not match {cls.__name__}: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
+        return model
+
+
+def _read_config(folder: Path, class_name: str) -> dict[str, Any]:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a model folder: {CONFIG_NAME} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from None
+    saved = data.pop("_class", class_name)
+    if saved != class_name:
+        raise CheckpointError(f"{folder} holds a {saved}, not a {class_name}")
+    return data
+
+
+def _read_weights(folder: Path, map_location: str) -> dict[str, torch.Tensor]:
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES) if folder.is_dir() else []
+        if pickles:
+            raise CheckpointError(
+                f"{folder} has pickled weights ({', '.join(pickles)}) and no {WEIGHTS_NAME}: dysen loads only "
+                "safetensors, since unpickling can run arbitrary code. Convert it once with "
+                "torch.load(..., weights_only=True) and safetensors.torch.save_file."
+            )
+        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}")
+    try:
+        return load_file(path, device=map_location)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
