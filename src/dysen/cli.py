@@ -56,6 +56,97 @@ def _run_data_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- dysen plan --------------------------------------------------------------------------------
+
+
+def _configure_plan(p: argparse.ArgumentParser) -> None:
+    from dysen.planner.build import BACKENDS
+
+    p.add_argument("prompt", nargs="?", help="the text to plan (or use --batch)")
+    p.add_argument("--backend", default="rules", choices=BACKENDS, help="planner backend (default: rules, offline)")
+    p.add_argument("--model", help="LLM: served model name (openai) or local path / hub id (hf)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request (default: 60)")
+    p.add_argument("--answer-format", default="text", choices=["text", "json"], help="what the LLM is asked for")
+    p.add_argument("--replay", type=Path, help="recorded answers (JSONL) for --backend replay")
+    p.add_argument("--no-cache", action="store_true", help="do not answer repeated LLM requests from the cache")
+    p.add_argument("--cache-path", type=Path, help="LLM cache file (default: ~/.cache/dysen/llm.sqlite)")
+    p.add_argument("--demos", default="shapes", help="demonstrations: 'shapes', 'none' or a JSONL file of gold DSGs")
+    p.add_argument("--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen)")
+    p.add_argument("--shots", type=int, default=8, help="demonstrations per LLM call (default: 8)")
+    p.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to the rules planner")
+    p.add_argument("--format", default="tree", choices=["tree", "text", "json"], help="how to print the DSG")
+    p.add_argument("--out", type=Path, help="write the DSG as JSON here (with --batch: the JSONL of all plans)")
+    p.add_argument("--render", type=Path, help="draw the DSG timeline to this picture (.png, .svg, .pdf)")
+    p.add_argument("--batch", type=Path, help="plan every line of this file (or JSONL with id and prompt)")
+    p.add_argument("--concurrency", type=int, default=8, help="parallel LLM plans with --batch (default: 8)")
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from dysen.planner.build import PlannerOptions, build_planner
+
+    if (args.prompt is None) == (args.batch is None):
+        raise DysenError("give either a PROMPT or --batch FILE")
+    options = PlannerOptions(
+        backend=args.backend, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
+        timeout_s=args.timeout, answer_format=args.answer_format, replay=args.replay, cache=not args.no_cache,
+        cache_path=args.cache_path, demos=args.demos, policy=args.policy, shots=args.shots,
+        fallback=not args.no_fallback,
+    )  # fmt: skip
+    planner = build_planner(options)
+    if args.batch is not None:
+        return _plan_batch(planner, args)
+    dsg = planner.plan(args.prompt)
+    print(_show_dsg(dsg, args.format))
+    if args.out:
+        from dysen.dsg.io import write_text_atomic
+
+        write_text_atomic(args.out, dsg.to_json(indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.render:
+        from dysen.dsg.render import save_timeline
+
+        print(f"wrote {save_timeline(dsg, args.render, title=args.prompt)}", file=sys.stderr)
+    _report_llm_use(planner)
+    return 0
+
+
+def _plan_batch(planner, args: argparse.Namespace) -> int:
+    from dysen.planner.batch import plan_many, read_prompts
+
+    if args.out is None:
+        raise DysenError("--batch needs --out FILE.jsonl for the plans (reruns skip the ids already done)")
+    records = plan_many(planner, read_prompts(args.batch), concurrency=args.concurrency, out=args.out)
+    failed = sum(r.error is not None for r in records)
+    print(f"planned {len(records) - failed} of {len(records)} prompts into {args.out}", file=sys.stderr)
+    _report_llm_use(planner)
+    return 1 if failed else 0
+
+
+def _show_dsg(dsg, style: str) -> str:
+    if style == "json":
+        return dsg.to_json(indent=2)
+    if style == "text":
+        return dsg.to_text()
+    from dysen.dsg.render import graph_lines
+
+    lines = ["events:"] + [f"  {e.start}v-{e.end}v  {' '.join(p for p in e.triplet if p)}" for e in dsg.events]
+    for step, graph in enumerate(dsg.graphs):
+        lines += [f"step {step}:"] + [f"  {line}" for line in graph_lines(graph)]
+    return "\n".join(lines)
+
+
+def _report_llm_use(planner) -> None:
+    """One line on stderr about LLM calls, repairs, fallbacks and cache hits (LLM planners only)."""
+    stats = getattr(planner, "stats", None)
+    if stats is None:
+        return
+    cache = getattr(getattr(planner, "backend", None), "stats", None)
+    hits = f", cache {cache.hits} hits / {cache.misses} misses" if hasattr(cache, "hits") else ""
+    print(f"llm: {stats.calls} calls, {stats.repairs} repairs, {stats.fallbacks} fallbacks{hits}", file=sys.stderr)
+
+
 # -- dysen dsg ... -----------------------------------------------------------------------------
 
 
@@ -110,9 +201,9 @@ COMMANDS: dict[str, Command] = {
         _pending("the Dysen-VDM model and pipeline (dysen.models, dysen.pipeline)"),
     ),
     "plan": Command(
-        "text -> dynamic scene graph with the Dysen planner [not built yet]",
-        _configure_pending,
-        _pending("the Dysen planner and its LLM backends (dysen.planner)"),
+        "text -> dynamic scene graph with the Dysen planner (rules offline, or any LLM)",
+        _configure_plan,
+        _run_plan,
     ),
     "data shapes": Command(
         "write Dynamic Shapes clips (mp4) with gold DSGs and a JSONL manifest",

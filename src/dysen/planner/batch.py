@@ -86,6 +86,38 @@ def plan_many(
     return [done.get(id_) or results[id_] for id_, _ in items]
 
 
+def read_prompts(path: str | Path) -> list[tuple[str, str]]:
+    """Prompts from a file: JSONL records with ``prompt`` (or ``caption``) and optional ``id``, else one per line.
+
+    Ids default to the 1-based line number; blank lines are skipped.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DysenError(f"{path}: no such prompts file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DysenError(f"{path}: cannot read it as UTF-8 text: {err}") from None
+    jsonl = path.suffix == ".jsonl"
+    items = [_prompt_item(path, number, line, jsonl) for number, line in enumerate(lines, 1) if line.strip()]
+    if not items:
+        raise DysenError(f"{path}: holds no prompts")
+    return items
+
+
+def _prompt_item(path: Path, number: int, line: str, jsonl: bool) -> tuple[str, str]:
+    if not jsonl:
+        return (str(number), line.strip())
+    try:
+        record = json.loads(line)
+        text = record.get("prompt", record.get("caption"))
+    except (json.JSONDecodeError, AttributeError):
+        raise DysenError(f"{path}:{number}: not a JSON object") from None
+    if not isinstance(text, str):
+        raise DysenError(f"{path}:{number}: needs a 'prompt' (or 'caption') string")
+    return (str(record.get("id", number)), text)
+
+
 def _items(prompts: Sequence[PromptItem]) -> list[tuple[str, str]]:
     """``(id, prompt)`` pairs with unique string ids."""
     if isinstance(prompts, str):

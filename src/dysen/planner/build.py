@@ -1,0 +1,120 @@
+"""Build a planner from plain options: what ``dysen plan``, ``dysen generate`` and the web demo share.
+
+One explicit factory (no registry): ``rules`` is the offline default; ``openai``, ``hf`` and ``replay``
+drive ``DysenPlanner`` through a chat backend wrapped in the persistent response cache, with
+demonstrations chosen by embedding similarity (or a trained RL policy) and the rules planner as the
+fallback when the LLM fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from dysen.errors import DysenError
+from dysen.planner.backends.base import ChatBackend
+from dysen.planner.cache import CachedBackend, ResponseCache
+from dysen.planner.dysen import DysenPlanner
+from dysen.planner.types import DemoSelector, Planner
+
+Backend = Literal["rules", "openai", "hf", "replay"]
+BACKENDS: tuple[str, ...] = ("rules", "openai", "hf", "replay")
+
+DEFAULT_SHAPES_DEMOS = 80
+"""Size of the default demonstration bank: the paper's candidate pool, drawn from Dynamic Shapes train."""
+
+
+@dataclass(frozen=True)
+class PlannerOptions:
+    """How to plan: the backend, where its model lives, and how demonstrations are chosen."""
+
+    backend: Backend = "rules"
+    """'rules' (offline, no LLM), 'openai' (any OpenAI-compatible server), 'hf' (local transformers), 'replay'."""
+    model: str | None = None
+    """The LLM: a served model name (openai) or a local path / hub id (hf)."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 for vLLM; None = OpenAI."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable that holds the API key (the key itself is never logged)."""
+    timeout_s: float = 60.0
+    answer_format: Literal["text", "json"] = "text"
+    """Ask the LLM for the paper's tuple text, or JSON held to the DSG schema (structured output)."""
+    replay: Path | None = None
+    """Recorded answers (JSONL) for the 'replay' backend."""
+    cache: bool = True
+    """Answer repeated LLM requests from the SQLite cache."""
+    cache_path: Path | None = None
+    """Cache file; None = $DYSEN_CACHE_DIR or ~/.cache/dysen/llm.sqlite."""
+    demos: str = "shapes"
+    """Demonstrations for LLM backends: 'shapes' (Dynamic Shapes gold DSGs), 'none', or a JSONL file."""
+    policy: Path | None = None
+    """A trained RL selector (``dysen train-dysen``) to choose demonstrations instead of similarity."""
+    shots: int = 8
+    fallback: bool = True
+    """Fall back to the rules planner when the LLM gives no usable answer."""
+    device: str = "cpu"
+    """Device of the 'hf' backend's model."""
+
+
+def build_planner(options: PlannerOptions) -> Planner:
+    """The planner ``options`` describe (see ``PlannerOptions``)."""
+    from dysen.planner.rules import RulesPlanner
+
+    if options.backend == "rules":
+        return RulesPlanner()
+    if options.backend not in BACKENDS:
+        raise DysenError(f"unknown planner backend {options.backend!r}; choose one of {', '.join(BACKENDS)}")
+    backend: ChatBackend = _chat_backend(options)
+    if options.cache:
+        from dysen.planner.prompts import cache_namespace
+
+        backend = CachedBackend(backend, ResponseCache(options.cache_path), namespace=cache_namespace())
+    return DysenPlanner(
+        backend,
+        selector=build_selector(options),
+        shots=options.shots,
+        output=options.answer_format,
+        fallback=RulesPlanner() if options.fallback else None,
+    )
+
+
+def _chat_backend(options: PlannerOptions) -> ChatBackend:
+    if options.backend == "replay":
+        from dysen.planner.backends.replay import ReplayBackend
+
+        if options.replay is None:
+            raise DysenError("the replay backend needs a recorded answers file (--replay FILE.jsonl)")
+        return ReplayBackend(options.replay)
+    if not options.model:
+        raise DysenError(f"the {options.backend} backend needs a model (--model NAME_OR_PATH)")
+    if options.backend == "openai":
+        from dysen.planner.backends.openai_compat import OpenAIBackend
+
+        return OpenAIBackend(
+            options.model, base_url=options.base_url, api_key_env=options.api_key_env, timeout_s=options.timeout_s
+        )
+    from dysen.planner.backends.hf_local import HFChatBackend
+
+    return HFChatBackend(options.model, device=options.device)
+
+
+def build_selector(options: PlannerOptions) -> DemoSelector | None:
+    """Similarity retrieval over the demonstration bank, or the RL policy when one is given; None for 'none'."""
+    if options.demos == "none":
+        if options.policy is not None:
+            raise DysenError("a demonstration policy needs demonstrations; drop --demos none")
+        return None
+    from dysen.planner.demos import DemoBank, SimilaritySelector
+    from dysen.planner.embed import SentenceEmbedder
+
+    if options.demos == "shapes":
+        bank = DemoBank.from_shapes(DEFAULT_SHAPES_DEMOS, split="train", seed=0)
+    else:
+        bank = DemoBank.from_jsonl(Path(options.demos))
+    embedder = SentenceEmbedder()
+    if options.policy is None:
+        return SimilaritySelector(bank, embedder)
+    from dysen.planner.rl import DemoPolicy, PolicySelector
+
+    return PolicySelector(DemoPolicy.load(options.policy), bank, embedder)
