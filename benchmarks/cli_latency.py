@@ -1,0 +1,60 @@
+"""Wall time of short CLI commands in fresh processes (interpreter start and imports included).
+
+Prints JSON: median and min seconds over ``--repeats`` runs of each command, plus the machine. The
+foundation and planner issues budget ``dysen plan "…"`` (offline rules planner) at 2 s on 2 cores.
+
+    python benchmarks/cli_latency.py [--repeats 5] [--out result.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COMMANDS = {
+    "dysen --help": ["--help"],
+    "dysen plan (rules)": ["plan", "a red circle moves right, then a blue square jumps"],
+    "dysen dsg schema": ["dsg", "schema"],
+}
+
+
+def wall_times(args: list[str], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dysen.cli", *args], check=True, capture_output=True, timeout=120)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    result = {}
+    for name, command in COMMANDS.items():
+        times = wall_times(command, args.repeats)
+        result[name] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3)}
+    report = {
+        "benchmark": "cli_latency",
+        "machine": {"cpu_cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "result": result,
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
