@@ -1,12 +1,18 @@
-"""LLM backends behind one protocol (``base.ChatBackend``): OpenAI-compatible HTTP and recorded replays.
+"""LLM backends behind one protocol (``base.ChatBackend``): OpenAI-compatible HTTP, recorded replays, local HF models.
 
-``openai_compat`` imports the ``openai`` SDK only when a request is made, so importing this package is
-cheap and works where the SDK is not installed.
+``openai_compat`` imports the ``openai`` SDK only when a request is made, and ``HFChatBackend`` (``hf_local``) is
+exported lazily and imports torch and transformers only when it loads a model, so importing this package is
+cheap and works where none of them is installed.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, ChatMessage, Completion, LLMError, Sampling
 from dysen.planner.backends.openai_compat import BackendStats, OpenAIBackend
 from dysen.planner.backends.replay import RecordingBackend, ReplayBackend
+
+if TYPE_CHECKING:
+    from dysen.planner.backends.hf_local import HFChatBackend
 
 __all__ = [
     "PAPER_SAMPLING",
@@ -14,9 +20,19 @@ __all__ = [
     "ChatBackend",
     "ChatMessage",
     "Completion",
+    "HFChatBackend",
     "LLMError",
     "OpenAIBackend",
     "RecordingBackend",
     "ReplayBackend",
     "Sampling",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``HFChatBackend`` on first access, keeping ``import dysen.planner.backends`` light."""
+    if name == "HFChatBackend":
+        from dysen.planner.backends.hf_local import HFChatBackend
+
+        return HFChatBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
