@@ -72,7 +72,11 @@ def _configure_plan(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay", type=Path, help="recorded answers (JSONL) for --backend replay")
     p.add_argument("--no-cache", action="store_true", help="do not answer repeated LLM requests from the cache")
     p.add_argument("--cache-path", type=Path, help="LLM cache file (default: ~/.cache/dysen/llm.sqlite)")
-    p.add_argument("--demos", default="shapes", help="demonstrations: 'shapes', 'none' or a JSONL file of gold DSGs")
+    p.add_argument(
+        "--demos",
+        default="auto",
+        help="demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (shapes for LLMs, none for rules)",
+    )
     p.add_argument("--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen)")
     p.add_argument("--shots", type=int, default=8, help="demonstrations per LLM call (default: 8)")
     p.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to the rules planner")
@@ -145,6 +149,63 @@ def _report_llm_use(planner) -> None:
     cache = getattr(getattr(planner, "backend", None), "stats", None)
     hits = f", cache {cache.hits} hits / {cache.misses} misses" if hasattr(cache, "hits") else ""
     print(f"llm: {stats.calls} calls, {stats.repairs} repairs, {stats.fallbacks} fallbacks{hits}", file=sys.stderr)
+
+
+# -- dysen train-dysen -------------------------------------------------------------------------
+
+
+def _configure_train_dysen(p: argparse.ArgumentParser) -> None:
+    from dysen.planner.build import BACKENDS
+
+    p.add_argument("--out", type=Path, required=True, help="run folder: epoch checkpoints, best/, final/")
+    p.add_argument(
+        "--data", default="shapes", help="gold DSGs: 'shapes' (Dynamic Shapes train) or a JSONL of caption + dsg"
+    )
+    p.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="paper: 80/8/20 epochs; tiny: CI")
+    p.add_argument("--candidates", type=int, help="candidate pool size (paper: 80)")
+    p.add_argument("--shots", type=int, help="demonstrations per prompt (paper: 8)")
+    p.add_argument("--epochs", type=int, help="epochs (paper: 20)")
+    p.add_argument("--batch-size", type=int, help="prompts per update (paper: 20)")
+    p.add_argument("--train-number", type=int, help="training prompts (paper: 640)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--embedder", default="minilm", choices=["minilm", "hashing"], help="frozen prompt embeddings")
+    p.add_argument("--backend", default="rules", choices=BACKENDS, help="the planner whose demonstrations are chosen")
+    p.add_argument("--model", help="LLM: served model name (openai) or local path / hub id (hf)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint")
+    p.add_argument("--replay", type=Path, help="recorded answers (JSONL) for --backend replay")
+
+
+def _run_train_dysen(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from dysen.planner.build import PlannerOptions, build_planner
+    from dysen.planner.demos import DemoBank
+    from dysen.planner.embed import HashingEmbedder, SentenceEmbedder
+    from dysen.planner.rl import PAPER_POLICY, TINY_POLICY, train_policy
+
+    config = PAPER_POLICY if args.preset == "paper" else TINY_POLICY
+    overrides = {k: getattr(args, k) for k in ("candidates", "shots", "epochs", "batch_size", "train_number", "lr")}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    needed = config.candidates + config.train_number
+    if args.data == "shapes":
+        bank = DemoBank.from_shapes(needed, split="train", seed=0)
+    else:
+        bank = DemoBank.from_jsonl(Path(args.data))
+    demos = list(bank)
+    options = PlannerOptions(
+        backend=args.backend, model=args.model, base_url=args.base_url, replay=args.replay, demos="none"
+    )
+    planner = build_planner(options)
+    result = train_policy(
+        config,
+        candidates=demos[: config.candidates],
+        train=demos[config.candidates : needed],
+        env=lambda prompt, shown: planner.plan(prompt, demonstrations=shown),
+        embedder=SentenceEmbedder() if args.embedder == "minilm" else HashingEmbedder(),
+        out_dir=args.out,
+    )
+    print(f"best mean reward {result.best_reward:.4f} at epoch {result.best_epoch}; policy in {args.out / 'final'}")
+    return 0
 
 
 # -- dysen dsg ... -----------------------------------------------------------------------------
@@ -232,9 +293,9 @@ COMMANDS: dict[str, Command] = {
         _pending("the training loop (dysen.train)"),
     ),
     "train-dysen": Command(
-        "stage 3: train the RL demonstration selector of Dysen [not built yet]",
-        _configure_pending,
-        _pending("the RL demonstration selector (dysen.planner.rl)"),
+        "stage 3: train Dysen's demonstration selector by reinforcement learning (imagination rationality)",
+        _configure_train_dysen,
+        _run_train_dysen,
     ),
     "finetune": Command(
         "fine-tune a trained Dysen-VDM on in-domain data [not built yet]",

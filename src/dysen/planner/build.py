@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dysen.errors import DysenError
 from dysen.planner.backends.base import ChatBackend
 from dysen.planner.cache import CachedBackend, ResponseCache
 from dysen.planner.dysen import DysenPlanner
 from dysen.planner.types import DemoSelector, Planner
+
+if TYPE_CHECKING:
+    from dysen.planner.embed import Embedder
 
 Backend = Literal["rules", "openai", "hf", "replay"]
 BACKENDS: tuple[str, ...] = ("rules", "openai", "hf", "replay")
@@ -46,8 +49,9 @@ class PlannerOptions:
     """Answer repeated LLM requests from the SQLite cache."""
     cache_path: Path | None = None
     """Cache file; None = $DYSEN_CACHE_DIR or ~/.cache/dysen/llm.sqlite."""
-    demos: str = "shapes"
-    """Demonstrations for LLM backends: 'shapes' (Dynamic Shapes gold DSGs), 'none', or a JSONL file."""
+    demos: str = "auto"
+    """'shapes' (Dynamic Shapes gold DSGs), 'none', a JSONL file of gold DSGs, or 'auto': 'shapes' for LLM
+    backends and for a policy, 'none' for the rules planner (its imagination then uses no demonstrations)."""
     policy: Path | None = None
     """A trained RL selector (``dysen train-dysen``) to choose demonstrations instead of similarity."""
     shots: int = 8
@@ -61,10 +65,10 @@ def build_planner(options: PlannerOptions) -> Planner:
     """The planner ``options`` describe (see ``PlannerOptions``)."""
     from dysen.planner.rules import RulesPlanner
 
-    if options.backend == "rules":
-        return RulesPlanner()
     if options.backend not in BACKENDS:
         raise DysenError(f"unknown planner backend {options.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if options.backend == "rules":
+        return RulesPlanner(selector=build_selector(options))
     backend: ChatBackend = _chat_backend(options)
     if options.cache:
         from dysen.planner.prompts import cache_namespace
@@ -101,20 +105,31 @@ def _chat_backend(options: PlannerOptions) -> ChatBackend:
 
 def build_selector(options: PlannerOptions) -> DemoSelector | None:
     """Similarity retrieval over the demonstration bank, or the RL policy when one is given; None for 'none'."""
-    if options.demos == "none":
+    demos = options.demos
+    if demos == "auto":
+        demos = "none" if options.backend == "rules" and options.policy is None else "shapes"
+    if demos == "none":
         if options.policy is not None:
             raise DysenError("a demonstration policy needs demonstrations; drop --demos none")
         return None
     from dysen.planner.demos import DemoBank, SimilaritySelector
-    from dysen.planner.embed import SentenceEmbedder
 
-    if options.demos == "shapes":
+    if demos == "shapes":
         bank = DemoBank.from_shapes(DEFAULT_SHAPES_DEMOS, split="train", seed=0)
     else:
-        bank = DemoBank.from_jsonl(Path(options.demos))
-    embedder = SentenceEmbedder()
+        bank = DemoBank.from_jsonl(Path(demos))
     if options.policy is None:
-        return SimilaritySelector(bank, embedder)
+        return SimilaritySelector(bank, _embedder(None))
     from dysen.planner.rl import DemoPolicy, PolicySelector
 
-    return PolicySelector(DemoPolicy.load(options.policy), bank, embedder)
+    policy = DemoPolicy.load(options.policy)
+    return PolicySelector(policy, bank, _embedder(policy.embedder))
+
+
+def _embedder(name: str | None) -> Embedder:
+    """The embedder a policy was trained with (by its recorded name); all-MiniLM-L6-v2 by default."""
+    from dysen.planner.embed import DEFAULT_MODEL_ID, HashingEmbedder, SentenceEmbedder
+
+    if name and name.startswith("hashing-"):
+        return HashingEmbedder(int(name.removeprefix("hashing-")))
+    return SentenceEmbedder(None if name in (None, "", DEFAULT_MODEL_ID) else name)

@@ -115,6 +115,8 @@ class PolicyConfig:
 
 
 PAPER_POLICY = PolicyConfig.paper()
+TINY_POLICY = PolicyConfig(candidates=16, shots=2, epochs=2, batch_size=4, train_number=16, lr=1e-2)
+"""A smoke-test preset: trains in seconds on a CPU (``dysen train-dysen --preset tiny``)."""
 
 
 def imagination_reward(

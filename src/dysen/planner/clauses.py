@@ -1,0 +1,344 @@
+"""The rules planner's Step I parsing: a sentence -> pieces between connectives -> clauses.
+
+A clause is a ``Clause`` of ``Mention`` noun phrases, still unresolved (pronouns and definite noun
+phrases are resolved by ``dysen.planner.rules``); the grammar is described in the module docstring of
+``dysen.planner.rules``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dysen.planner.lexicon import (
+    ADJECTIVES,
+    ADVERBS,
+    AUXILIARIES,
+    CATENATIVES,
+    COLOUR_WORDS,
+    CONNECTIVES,
+    DETERMINERS,
+    DIRECTIONS,
+    LATE_PARTICLES,
+    LONGEST_CONNECTIVE,
+    LONGEST_PHRASE,
+    MEDIAL,
+    NOT_ADVERBS,
+    NUMBERS,
+    PLAIN,
+    POSSESSIVES,
+    PREPOSITIONS,
+    SEQ,
+    SHAPES_PHRASES,
+    SIZE_NAMES,
+    STATIC_PHRASES,
+    TRAILING_SIM,
+    guess_base,
+    is_plural,
+    lemma,
+    third_person,
+)
+
+# words a subject cannot end with (so the next word is its head noun, not a verb)
+_NOT_SUBJECT_END = DETERMINERS | NUMBERS | COLOUR_WORDS | frozenset(SIZE_NAMES) | frozenset(POSSESSIVES) | {"and", ","}
+# endings of unknown words that may be verbs ("zooms", "zoomed") but not "-ss", "-us", "-is" nouns
+_VERB_ENDING = re.compile(r"^[a-z]{2,}(?:[^su'i]s|ed)$")
+
+
+# -- Step I: sentences, pieces and clauses --------------------------------------------------------
+
+
+@dataclass
+class _Piece:
+    """A stretch of a sentence between connectives and its link to the stretch before."""
+
+    links: set[str]
+    tokens: list[str]
+    joint: list[str] = field(default_factory=list)
+    """The connective words before it, put back when the piece is glued to a neighbour as text."""
+    trailing: bool = False
+    """Closed by "at the same time": the group it ends is simultaneous."""
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A noun phrase: head noun, the name it gives, its adjectives and what it is attached to."""
+
+    head: str
+    name: str
+    adjectives: tuple[str, ...] = ()
+    determiner: str | None = None
+    owner: Mention | None = None
+    places: tuple[tuple[str, Mention], ...] = ()
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One clause: subjects (empty: those of the previous clause), predicate (None: static), targets."""
+
+    links: frozenset[str]
+    trailing: bool
+    subjects: tuple[Mention, ...]
+    predicate: str | None = None
+    targets: tuple[Mention | str, ...] = ()
+    places: tuple[tuple[str, Mention], ...] = ()
+    attributes: tuple[str, ...] = ()
+
+
+def parse(tokens: list[str]) -> list[list[Clause]]:
+    """The clauses of each sentence of a tokenised prompt, in text order."""
+    return [[_clause(p) for p in _glue(_pieces(s))] for s in _sentences(tokens)]
+
+
+def _sentences(tokens: list[str]) -> list[list[str]]:
+    """Split at sentence-final punctuation; empty sentences are dropped."""
+    sentences: list[list[str]] = [[]]
+    for token in tokens:
+        if token in ".!?:":
+            sentences.append([])
+        else:
+            sentences[-1].append(token)
+    return [s for s in sentences if s]
+
+
+def _connective(tokens: list[str], i: int, at_start: bool) -> tuple[str, ...] | None:
+    """The longest connective phrase at ``tokens[i]`` ("first" only at a start, "next" only before a comma)."""
+    for length in range(min(LONGEST_CONNECTIVE, len(tokens) - i), 0, -1):
+        phrase = tuple(tokens[i : i + length])
+        if phrase not in CONNECTIVES:
+            continue
+        if phrase == ("first",) and not at_start or phrase == ("next",) and tokens[i + 1 : i + 2] != [","]:
+            continue
+        return phrase
+    return None
+
+
+def _pieces(sentence: list[str]) -> list[_Piece]:
+    """Cut a sentence at every connective; adjacent connectives merge into one link."""
+    pieces = [_Piece(set(), [])]
+    i = 0
+    while i < len(sentence):
+        phrase = _connective(sentence, i, at_start=len(pieces) == 1 and not pieces[0].tokens)
+        if phrase is None:
+            pieces[-1].tokens.append(sentence[i])
+            i += 1
+            continue
+        end = i + len(phrase)
+        if phrase in TRAILING_SIM and pieces[-1].tokens and (end == len(sentence) or sentence[end] in ",;"):
+            pieces[-1].trailing = True
+        elif pieces[-1].tokens:
+            pieces.append(_Piece({CONNECTIVES[phrase]}, [], list(phrase)))
+        else:
+            pieces[-1].links.add(CONNECTIVES[phrase])
+            pieces[-1].joint += phrase
+        i = end
+    return [p for p in pieces if p.tokens]
+
+
+def _glue(pieces: list[_Piece]) -> list[_Piece]:
+    """Join verbless pieces to a neighbour: as subject of the next ("the dog | then catches it",
+    "a man | and a woman dance") or, otherwise, as text of the previous ("… bread | and cheese")."""
+    out: list[_Piece] = []
+    pending: _Piece | None = None
+    for index, piece in enumerate(pieces):
+        if pending is not None:
+            piece = _join(pending, piece)
+            pending = None
+        following = pieces[index + 1] if index + 1 < len(pieces) else None
+        if _verb_index(piece.tokens) is not None:
+            out.append(piece)
+        elif following and (_subject_of(following) or not out and piece.links <= {SEQ, PLAIN}):
+            pending = piece
+        elif out:
+            out[-1].tokens += piece.joint + piece.tokens
+            out[-1].trailing |= piece.trailing
+        else:
+            out.append(piece)
+    return out
+
+
+def _subject_of(piece: _Piece) -> bool:
+    """Whether ``piece`` is a verb phrase after a single medial connective, so it takes the piece before as subject."""
+    return len(piece.joint) == 1 and piece.joint[0] in MEDIAL and _verb_index(piece.tokens) == 0
+
+
+def _join(first: _Piece, second: _Piece) -> _Piece:
+    """``first`` as the subject of ``second`` (links of both) or as text before it (links of ``first``)."""
+    if _subject_of(second):
+        return _Piece(first.links | second.links, first.tokens + second.tokens, first.joint, second.trailing)
+    return _Piece(first.links, first.tokens + second.joint + second.tokens, first.joint, second.trailing)
+
+
+def _verb_index(tokens: list[str]) -> int | None:
+    """Index of the clause's verb (see ``dysen.planner.rules``), or None for a verbless piece."""
+    if tokens[:1] == ["there"] and tokens[1:2] in (["is"], ["are"], ["was"], ["were"]):
+        return 1
+    if tokens:
+        first = lemma(tokens[0])
+        follows = lemma(tokens[1]) if len(tokens) > 1 else None
+        if first and first[0] not in AUXILIARIES and not (first[1] == "base" and follows and follows[1] == "s"):
+            return 0
+    for i in range(1, len(tokens)):
+        form = lemma(tokens[i])
+        subject, before = tokens[:i], tokens[i - 1]
+        if form is None or all(w in DETERMINERS | NUMBERS or w in POSSESSIVES for w in subject):
+            continue
+        if before in DETERMINERS or before in POSSESSIVES or lemma(before) and lemma(before)[0] not in AUXILIARIES:
+            continue
+        if form[1] in ("s", "past") or form[0] in AUXILIARIES or is_plural(subject):
+            return i
+    for i in range(1, len(tokens)):
+        if tokens[i].endswith("ing") and lemma(tokens[i]):
+            return i
+    for i in range(2, len(tokens)):
+        if _VERB_ENDING.match(tokens[i]) and tokens[i - 1] not in _NOT_SUBJECT_END:
+            return i
+    return None
+
+
+def _is_adverb(token: str) -> bool:
+    return token in ADVERBS or token.endswith("ly") and token not in NOT_ADVERBS
+
+
+def _preposition(tokens: Sequence[str], i: int, directions: bool = False) -> tuple[str, ...] | None:
+    """The longest preposition at ``tokens[i]``; directions ("left", "back") only when ``directions``."""
+    for phrase in PREPOSITIONS:
+        if tuple(tokens[i : i + len(phrase)]) == phrase and (directions or phrase[0] not in DIRECTIONS):
+            return phrase
+    return None
+
+
+def _clause(piece: _Piece) -> Clause:
+    """Parse one clause (see ``dysen.planner.rules``); verbless pieces become static clauses."""
+    tokens = [t for t in piece.tokens if not _is_adverb(t) and t not in ",;"]
+    link = {"links": frozenset(piece.links), "trailing": piece.trailing}
+    verb = _verb_index(tokens)
+    if verb is None:
+        return Clause(**link, subjects=_noun_phrases(tokens))
+    if tokens[0] == "there" and verb == 1:
+        return Clause(**link, subjects=_noun_phrases(tokens[2:]))
+    subjects = _noun_phrases(tokens[:verb])
+    known = lemma(tokens[verb])
+    base, negated, rest = _main_verb(known[0] if known else guess_base(tokens[verb]), tokens[verb + 1 :])
+    if base == "be" or base == "have" and rest:
+        return _static_clause(link, subjects, base, rest)
+    words = (third_person(base), *rest)
+    if negated or words[:2] in STATIC_PHRASES or words[:1] in STATIC_PHRASES:
+        return Clause(**link, subjects=subjects, places=_phrases(rest))
+    for length in range(min(LONGEST_PHRASE, len(words)), 0, -1):
+        if words[:length] in SHAPES_PHRASES:
+            predicate, colour = SHAPES_PHRASES[words[:length]]
+            targets = (colour,) if colour else ()
+            return Clause(
+                **link, subjects=subjects, predicate=predicate, targets=targets, places=_phrases(list(words[length:]))
+            )
+    return _event_clause(link, subjects, words[0], list(rest))
+
+
+def _main_verb(base: str, rest: list[str]) -> tuple[str, bool, list[str]]:
+    """Read through auxiliaries, "not" and catenatives ("does not move", "starts to run")."""
+    negated = False
+    while base in AUXILIARIES or base in CATENATIVES:
+        while rest and rest[0] in ("not", "never", "to"):
+            negated |= rest[0] != "to"
+            rest = rest[1:]
+        following = lemma(rest[0]) if rest else None
+        if following is None:
+            break
+        base, rest = following[0], rest[1:]
+    return base, negated, rest
+
+
+def _static_clause(link: dict, subjects: tuple[Mention, ...], base: str, rest: list[str]) -> Clause:
+    """ "X is on Y" -> place (on, Y); "X is red" -> attribute red; "X has Y" -> place (has, Y)."""
+    if base == "have":
+        return Clause(**link, subjects=subjects, places=tuple(("has", m) for m in _noun_phrases(rest)))
+    places = _phrases(rest)
+    if places or _preposition(rest, 0):
+        return Clause(**link, subjects=subjects, places=places)
+    if len(rest) == 1:
+        return Clause(**link, subjects=subjects, attributes=(SIZE_NAMES.get(rest[0], rest[0]),))
+    return Clause(**link, subjects=subjects + _noun_phrases(rest))
+
+
+def _event_clause(link: dict, subjects: tuple[Mention, ...], verb: str, rest: list[str]) -> Clause:
+    """``verb [particles] [object] [late particle] [phrases]`` -> predicate, targets and places."""
+    predicate = [verb]
+    while rest and (particle := _preposition(rest, 0, directions=True)):
+        predicate += particle
+        rest = rest[len(particle) :]
+    late = len(rest) - 1 if rest and rest[-1] in LATE_PARTICLES | DIRECTIONS else len(rest)
+    end = next((i for i in range(late) if _preposition(rest, i) and rest[i] != "of"), late)
+    objects, rest = rest[:end], rest[end:]
+    if objects and len(rest) == 1 and rest[0] in LATE_PARTICLES | DIRECTIONS:
+        predicate, rest = predicate + rest, []
+    return Clause(
+        **link, subjects=subjects, predicate=" ".join(predicate), targets=_noun_phrases(objects), places=_phrases(rest)
+    )
+
+
+def _phrases(tokens: list[str]) -> tuple[tuple[str, Mention], ...]:
+    """Prepositional phrases ``prep NP prep NP …`` as (preposition, mention); text before the first is skipped."""
+    found: list[tuple[str, Mention]] = []
+    starts = [i for i in range(len(tokens)) if _preposition(tokens, i) and tokens[i] != "of"]
+    for k, start in enumerate(starts):
+        prep = _preposition(tokens, start)
+        if k and start < starts[k - 1] + len(_preposition(tokens, starts[k - 1])):
+            continue
+        stop = next((s for s in starts[k + 1 :] if s >= start + len(prep)), len(tokens))
+        found += [(" ".join(prep), m) for m in _noun_phrases(tokens[start + len(prep) : stop])]
+    return tuple(found)
+
+
+def _noun_phrases(tokens: list[str]) -> tuple[Mention, ...]:
+    """The mentions of a coordinated noun phrase ("a man and a woman", "a, b and c")."""
+    groups: list[list[str]] = [[]]
+    for token in tokens:
+        if token in ("and", ",", "or"):
+            groups.append([])
+        else:
+            groups[-1].append(token)
+    return tuple(m for g in groups if (m := _mention(g)) is not None)
+
+
+def _mention(tokens: list[str]) -> Mention | None:
+    """One noun phrase: [owner 's | determiner] adjectives* noun+ [of noun…] [prepositional phrases]."""
+    cut = next((i for i in range(1, len(tokens)) if _preposition(tokens, i) and tokens[i] != "of"), len(tokens))
+    core, places = tokens[:cut], _phrases(tokens[cut:])
+    owner = None
+    if "'s" in core:
+        at = len(core) - 1 - core[::-1].index("'s")
+        owner = Mention(core[at - 1], core[at - 1]) if at and core[at - 1] != "'s" else None
+        core = core[at + 1 :]
+    determiner = core[0] if core and (core[0] in DETERMINERS or core[0] in POSSESSIVES and len(core) > 1) else None
+    if determiner is not None:
+        core = core[1:]
+    if determiner in POSSESSIVES:
+        owner = Mention(POSSESSIVES[determiner], POSSESSIVES[determiner])
+    of = core.index("of") if "of" in core else len(core)
+    words = [w for w in core[:of] if lemma(w) != ("be", "s")]
+    if not words:
+        return None
+    modifiers = words[:-1]
+    adjectives = tuple(SIZE_NAMES.get(w, w) for w in modifiers if _is_adjective(w))
+    parts: list[list[str]] = [[w for w in modifiers if not _is_adjective(w)] + [words[-1]]]
+    for word in core[of:]:
+        if word == "of":
+            parts.append([])
+        elif word not in DETERMINERS and word not in POSSESSIVES and not _is_adjective(word):
+            parts[-1].append(word)
+    name = " of ".join(" ".join(part) for part in parts if part)
+    return Mention(words[-1], name, adjectives, determiner, owner, places)
+
+
+def _is_adjective(word: str) -> bool:
+    """Whether a modifier is an attribute (known adjective, number, typical ending) rather than part of the name."""
+    return (
+        word in COLOUR_WORDS
+        or word in SIZE_NAMES
+        or word in NUMBERS
+        or word in ADJECTIVES
+        or word.isdigit()
+        or word.endswith(("y", "ful", "ous", "ish", "ive", "ed", "ing", "less", "al"))
+    )
