@@ -33,15 +33,16 @@ REAL_CLIPS = {
 }
 
 
-def _reference(path: Path, last: int) -> np.ndarray:
-    """Frames 0..last by a plain sequential PyAV decode: the ground truth for frame indices."""
-    frames = []
+def _reference(path: Path, indices: set[int]) -> dict[int, np.ndarray]:
+    """The frames at ``indices`` by a plain sequential PyAV decode: the ground truth for frame indices."""
+    frames = {}
     with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) > last:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in indices:
+                frames[index] = frame.to_ndarray(format="rgb24")
+            if index >= max(indices):
                 break
-    return np.stack(frames)  # [last + 1, H, W, 3]
+    return frames
 
 
 def _clip(num_frames: int = 16, height: int = 32, width: int = 32) -> np.ndarray:
@@ -79,10 +80,11 @@ def test_read_is_frame_exact_around_keyframes(name):
     count, _, _, _, keyframes = REAL_CLIPS[name]
     starts = sorted({0, 1, *(k - 1 for k in keyframes), *keyframes, *(k + 3 for k in keyframes)})
     starts = [s for s in starts if s + 6 < count]
-    truth = _reference(REAL / name, max(starts) + 6)
+    truth = _reference(REAL / name, {s + i for s in starts for i in (0, 3, 6)})
     for start in starts:
-        got = read_video(REAL / name, start=start, num_frames=3, stride=3)
-        np.testing.assert_array_equal(got.numpy(), truth[start : start + 7 : 3], err_msg=f"{name} start={start}")
+        got = read_video(REAL / name, start=start, num_frames=3, stride=3).numpy()
+        expected = np.stack([truth[start + i] for i in (0, 3, 6)])
+        np.testing.assert_array_equal(got, expected, err_msg=f"{name} start={start}")
 
 
 @needs_real
@@ -115,6 +117,24 @@ def test_truncated_real_mp4_is_refused(tmp_path, name, fraction):
 # -- tiny clips written here ---------------------------------------------------------------------
 
 
+def test_seeking_matches_a_full_read_on_short_gops_with_b_frames(tmp_path):
+    """An mkv with a keyframe every 5 frames and B-frames: every seek lands, every selection is exact."""
+    path = tmp_path / "gops.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10, options={"g": "5", "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for image in _clip(num_frames=24):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        assert sum(p.is_keyframe for p in container.demux(video=0)) >= 4
+    full = read_video(path).numpy()
+    assert len(full) == 24
+    for start in range(0, 18):
+        got = read_video(path, start=start, num_frames=3, stride=3).numpy()
+        np.testing.assert_array_equal(got, full[start : start + 9 : 3])
+
+
 def test_mp4_round_trip(small_mp4):
     path, frames = small_mp4
     info = probe(path, verify=True)
@@ -139,7 +159,7 @@ def test_past_the_end_says_how_many_frames(small_mp4):
     with pytest.raises(VideoError, match="has 16 frames"):
         read_video(path, start=10, num_frames=4, stride=2)
     with pytest.raises(VideoError, match="has 16 frames"):
-        read_video(path, start=16)
+        read_video(path, start=16, num_frames=2, pad=True)
 
 
 def test_bad_arguments_are_value_errors(small_mp4, tmp_path):

@@ -96,7 +96,7 @@ def _open_video(path: str | os.PathLike) -> Iterator[tuple[av.container.InputCon
         container.close()
 
 
-def _packet_index(file: str | os.PathLike, container: av.container.InputContainer, stream) -> list[_Packet]:
+def _packet_index(file: Path, container: av.container.InputContainer, stream: av.video.VideoStream) -> list[_Packet]:
     """Demux every packet of ``stream``: the frame-bearing ones in decode order; refuse truncated files."""
     packets, read = [], 0
     try:
@@ -118,7 +118,7 @@ def _packet_index(file: str | os.PathLike, container: av.container.InputContaine
     return packets
 
 
-def _stream_info(file: Path, stream, num_frames: int) -> VideoInfo:
+def _stream_info(stream: av.video.VideoStream, num_frames: int) -> VideoInfo:
     """Assemble a ``VideoInfo`` from stream metadata and a frame count."""
     if stream.duration is not None and stream.time_base is not None:
         duration = float(stream.duration * stream.time_base)
@@ -143,7 +143,7 @@ def probe(path: str | os.PathLike, *, verify: bool = False) -> VideoInfo:
     file = Path(path)
     with _open_video(file) as (container, stream):
         packets = _packet_index(file, container, stream)
-        info = _stream_info(file, stream, len(packets))
+        info = _stream_info(stream, len(packets))
     if verify:
         decoded = _decode_count(file)
         if decoded != len(packets):
@@ -173,11 +173,9 @@ def _decode_failure(file: Path, decoded: int, err: Exception | None) -> VideoErr
 
 def _frame_indices(file: Path, total: int, start: int, num_frames: int | None, stride: int, pad: bool) -> list[int]:
     """The frame indices to return, in order; past-the-end indices repeat the last frame when ``pad``."""
-    if start < 0 or stride < 1 or (num_frames is not None and num_frames < 1):
-        raise ValueError(f"need start >= 0, stride >= 1, num_frames >= 1; got {start}, {stride}, {num_frames}")
+    if start >= total:
+        raise VideoError(f"{file} has {total} frames; cannot start at frame {start}")
     if num_frames is None:
-        if start >= total:
-            raise VideoError(f"{file} has {total} frames; cannot start at frame {start}")
         return list(range(start, total, stride))
     wanted = [start + i * stride for i in range(num_frames)]
     if wanted[-1] >= total and not pad:
@@ -201,10 +199,10 @@ def _seek_position(packets: list[_Packet], first: int) -> int:
         return 0
     before_max = np.maximum.accumulate(pts)  # [N]: max pts of packets 0..k
     after_min = np.minimum.accumulate(pts[::-1])[::-1]  # [N]: min pts of packets k..N-1
-    for k in range(min(first, len(packets) - 1), 0, -1):
-        if packets[k].keyframe and before_max[k - 1] < after_min[k]:
-            return k
-    return 0
+    keyframe = np.array([p.keyframe for p in packets[1:]], dtype=bool)  # [N - 1]: packets 1..N-1
+    safe = keyframe & (before_max[:-1] < after_min[1:])  # [N - 1]
+    candidates = np.flatnonzero(safe[:first]) + 1
+    return int(candidates[-1]) if len(candidates) else 0
 
 
 def _decode_frames(file: Path, packets: list[_Packet], wanted: list[int], seek: bool) -> list[np.ndarray] | None:
@@ -280,8 +278,10 @@ def read_video(
     """
     if output not in ("uint8", "float"):
         raise ValueError(f"output must be 'uint8' or 'float', got {output!r}")
-    if size is not None and size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
+    if start < 0 or stride < 1 or (num_frames is not None and num_frames < 1) or (size is not None and size < 1):
+        raise ValueError(
+            f"need start >= 0, stride >= 1, num_frames >= 1, size >= 1; got {start}, {stride}, {num_frames}, {size}"
+        )
     file = Path(path)
     with _open_video(file) as (container, stream):
         packets = _packet_index(file, container, stream)
@@ -366,9 +366,10 @@ def _encode_gif(container: av.container.OutputContainer, frames: np.ndarray, rat
 def write_video(path: str | os.PathLike, frames: np.ndarray | torch.Tensor, fps: float = 8, *, crf: int = 18) -> Path:
     """Write uint8 ``[T, H, W, 3]`` frames (numpy or torch) to ``.mp4`` (H.264) or ``.gif``, atomically.
 
-    mp4: libx264, yuv420p, quality ``crf`` (0-51, lower is better); an odd height/width is padded to
-    even by repeating the last row/column, so it reads back one pixel larger. GIF: see ``_encode_gif``;
-    ``crf`` is ignored. Returns the path written.
+    mp4: libx264, yuv420p, quality ``crf`` (0-51, lower is better), index first (faststart); an odd height
+    or width is padded to even by repeating the last row/column, so it reads back one pixel larger.
+    GIF: one palette for the clip, exact up to 256 colours, else a fixed 252-colour cube; frame times are
+    whole 1/100 s (8 fps plays at 7.97); ``crf`` is ignored. Returns the path written.
     """
     file = Path(path)
     suffix = file.suffix.lower()
