@@ -59,7 +59,8 @@ def test_second_identical_openai_plan_makes_no_http_call(fake_llm, tmp_path, cap
     second = capsys.readouterr()
     assert len(fake_llm.requests) == len(ANSWERS)  # all answered from the cache
     assert second.out == first.out
-    assert "cache 5 hits / 0 misses" in second.err
+    assert "cache 5 hits / 0 misses" in second.err and "0 prompt + 0 completion tokens" in second.err
+    assert "5 calls" in first.err and "55 prompt + 35 completion tokens" in first.err
 
 
 def test_unusable_llm_falls_back_to_rules_unless_told_not_to(fake_llm, tmp_path, capsys):

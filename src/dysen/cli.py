@@ -142,13 +142,24 @@ def _show_dsg(dsg, style: str) -> str:
 
 
 def _report_llm_use(planner) -> None:
-    """One line on stderr about LLM calls, repairs, fallbacks and cache hits (LLM planners only)."""
+    """One line on stderr: LLM calls, repairs, fallbacks, cache hits and tokens (LLM planners only)."""
+    from dysen.planner.cache import CachedBackend
+
     stats = getattr(planner, "stats", None)
     if stats is None:
         return
-    cache = getattr(getattr(planner, "backend", None), "stats", None)
-    hits = f", cache {cache.hits} hits / {cache.misses} misses" if hasattr(cache, "hits") else ""
-    print(f"llm: {stats.calls} calls, {stats.repairs} repairs, {stats.fallbacks} fallbacks{hits}", file=sys.stderr)
+    parts = [f"{stats.calls} calls", f"{stats.repairs} repairs", f"{stats.fallbacks} fallbacks"]
+    transport = planner.backend
+    if isinstance(transport, CachedBackend):
+        cache = transport.stats
+        parts.append(f"cache {cache.hits} hits / {cache.misses} misses ({cache.tokens_saved} tokens saved)")
+        if cache.cost_usd:
+            parts.append(f"${cache.cost_usd:.4f}")
+        transport = transport.inner
+    used = getattr(transport, "stats", None)
+    if hasattr(used, "prompt_tokens"):
+        parts.append(f"{used.prompt_tokens} prompt + {used.completion_tokens} completion tokens")
+    print("llm: " + ", ".join(parts), file=sys.stderr)
 
 
 # -- dysen train-dysen -------------------------------------------------------------------------
