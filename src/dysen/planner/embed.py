@@ -122,7 +122,7 @@ class SentenceEmbedder:
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
         """Run the network over ``texts`` in batches: mean of token states over the mask, L2-normalised."""
-        tokenizer, network = self._load()
+        tokenizer, network = self.load_network()
         rows = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
@@ -139,8 +139,8 @@ class SentenceEmbedder:
                 rows.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
         return torch.cat(rows).clone()  # [N, dim], a normal tensor outside inference mode
 
-    def _load(self) -> tuple[Any, Any]:
-        """The tokenizer and network, loaded on first use."""
+    def load_network(self) -> tuple[Any, Any]:
+        """The tokenizer and network (transformers), loaded on first use and kept."""
         if self._network is None:
             source = self._resolve()
             from transformers import AutoModel, AutoTokenizer
