@@ -1,1 +1,2 @@
-"""Evaluation: the dynamics scorer on Dynamic Shapes, and (later) FVD/KVD, IS, CLIPSIM, FID."""
+"""Evaluation: the dynamics scorer on Dynamic Shapes (``tracking``, ``dynamics``), and the standard video
+metrics (``metrics``: FVD/KVD, IS, CLIPSIM, FID) over features from ``features`` (I3D, C3D, CLIP, Inception)."""
