@@ -1,0 +1,208 @@
+"""The Dysen-VDM denoiser: an LVDM-style 3D-UNet with text and frame-aligned dynamic-scene-graph cross-attention.
+
+Backbone: LVDM's text-to-video ``UNetModel`` (He et al. 2022; ``research/backbones.md`` §2.3, ``dysen_spec.md`` §5.2):
+an LDM UNet whose convs work per frame (2D, or (2+1)D with a 3x1x1 temporal conv), spatial-only down/up-sampling, and
+at the attention resolutions a spatio-temporal transformer. Each transformer block is (Dysen-VDM, Fei et al. CVPR 2024,
+§4.2 / ``dysen_spec.md`` §4.2):
+
+    spatial self-attn (per frame) -> DSG cross-attn -> text cross-attn -> FF -> temporal self-attn (rel. pos.) -> FF
+
+The DSG path differs from the official code on purpose: latent frame t attends only to the scene-graph steps aligned to
+it (``frame_to_sg [B, T, M]``, from ``dysen.dsg.convert.align_steps_to_frames``), where the code repeats all M step
+tokens for every frame (kept as ``dsg_cross_attention="broadcast"``). Its output projection is zero-initialised, so
+adding the DSG to a trained text-to-video UNet starts as the identity.
+
+Layout: ``[B, C, T, H, W]`` at the interface; inside, ``[B*T, C, H, W]`` channels-last (see ``layers.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from dysen.errors import DysenError
+from dysen.models.layers import (
+    Downsample,
+    GroupNorm32,
+    ResBlock,
+    SpatioTemporalTransformer,
+    TimestepEmbedder,
+    Upsample,
+)
+from dysen.models.pretrained import Pretrained
+
+Text = tuple[torch.Tensor, torch.Tensor]  # tokens [B, L, Dt], mask [B, L]
+DSG = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # tokens [B, M, Dg], mask [B, M], frame_to_sg [B, T, M]
+
+
+class UNet3DError(DysenError, ValueError):
+    """A UNet3D config or input is inconsistent (the message names the field or tensor and what it should be)."""
+
+
+@dataclass(frozen=True)
+class UNet3DConfig:
+    """Architecture of ``UNet3D``; defaults are a small text+DSG model for 8x32x32 latents."""
+
+    in_channels: int = 4  # latent channels of z_t
+    out_channels: int = 4  # channels of the prediction (eps or v)
+    model_channels: int = 64  # width of the first level; the time embedding is 4x this
+    channel_mult: tuple[int, ...] = (1, 2, 4)  # width of each level, in units of model_channels
+    num_res_blocks: int = 2  # ResBlocks per level on the way down (one more on the way up)
+    attention_resolutions: tuple[int, ...] = (2, 4)  # downsampling factors with a transformer (the middle always has)
+    head_dim: int = 32  # channels per attention head (heads = width / head_dim)
+    transformer_depth: int = 1  # (spatial block, temporal block) pairs per transformer
+    ff_mult: int = 4  # GEGLU feed-forward hidden width, in units of the block width
+    norm_groups: int = 32  # GroupNorm groups (must divide every level's width)
+    text_dim: int = 384  # width of the text tokens (all-MiniLM-L6-v2: 384; CLIP-L: 768)
+    dsg_dim: int = 256  # width of the RGTrm scene-graph tokens
+    use_text_cross_attention: bool = True  # text cross-attention in every spatial block
+    dsg_cross_attention: str = "aligned"  # "aligned" (frame t sees its steps), "broadcast" (official code), "off"
+    use_temporal_attention: bool = True  # temporal self-attention over T per pixel in every transformer
+    temporal_max_distance: int = 16  # relative positions are clipped to +-this many latent frames
+    conv: str = "2d"  # "2d": per-frame 3x3 convs (LVDM); "2+1d": each followed by a 3x1x1 temporal conv
+    gradient_checkpointing: bool = False  # recompute each stage in backward (torch.utils.checkpoint) when training
+    dropout: float = 0.0  # dropout in ResBlocks and feed-forwards
+
+    def __post_init__(self) -> None:
+        widths = [self.model_channels * m for m in self.channel_mult]
+        if not widths or min(widths + [self.num_res_blocks, self.transformer_depth, self.ff_mult]) < 1:
+            raise UNet3DError("model_channels, channel_mult, num_res_blocks, transformer_depth, ff_mult must be >= 1")
+        if any(w % self.norm_groups or w % self.head_dim for w in widths):
+            raise UNet3DError(f"every level width {widths} must be a multiple of norm_groups and head_dim")
+        if self.conv not in ("2d", "2+1d"):
+            raise UNet3DError(f"conv must be '2d' or '2+1d', got {self.conv!r}")
+        if self.dsg_cross_attention not in ("aligned", "broadcast", "off"):
+            raise UNet3DError(
+                f"dsg_cross_attention must be aligned, broadcast or off, got {self.dsg_cross_attention!r}"
+            )
+        if self.temporal_max_distance < 1 or not 0.0 <= self.dropout < 1.0:
+            raise UNet3DError("temporal_max_distance must be >= 1 and dropout in [0, 1)")
+
+
+class Stage(nn.Module):
+    """One step of the UNet: an optional ResBlock, then an optional transformer, then an optional resampler."""
+
+    def __init__(
+        self,
+        res: ResBlock | None = None,
+        attn: SpatioTemporalTransformer | None = None,
+        resample: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.res, self.attn, self.resample = res, attn, resample
+
+    def forward(
+        self, x: torch.Tensor, emb: torch.Tensor, num_frames: int, text: Text | None, dsg: DSG | None
+    ) -> torch.Tensor:
+        if self.res is not None:
+            x = self.res(x, emb, num_frames)  # [B*T, C', H, W]
+        if self.attn is not None:
+            x = self.attn(x, num_frames, text, dsg)  # [B*T, C', H, W]
+        if self.resample is not None:
+            x = self.resample(x)  # [B*T, C', H/2 or 2H, W/2 or 2W]
+        return x
+
+
+class UNet3D(nn.Module, Pretrained):
+    """``UNet3D(z_t [B, C, T, h, w], t [B], text, dsg) -> [B, C_out, T, h, w]`` (see the module docstring)."""
+
+    config_class = UNet3DConfig
+
+    def __init__(self, config: UNet3DConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or UNet3DConfig()
+        ch, emb_dim = cfg.model_channels, 4 * cfg.model_channels
+        self.time_embed = TimestepEmbedder(ch, emb_dim)
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.down, skips, ds = nn.ModuleList(), [ch], 1
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(Stage(self._res(ch, mult * cfg.model_channels), self._attn(mult, ds)))
+                ch = mult * cfg.model_channels
+                skips.append(ch)
+            if level < len(cfg.channel_mult) - 1:
+                self.down.append(Stage(resample=Downsample(ch)))
+                skips.append(ch)
+                ds *= 2
+        mid_attn = self._attn(cfg.channel_mult[-1], None)
+        self.mid = nn.ModuleList([Stage(self._res(ch, ch), mid_attn), Stage(self._res(ch, ch))])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks + 1):
+                out = mult * cfg.model_channels
+                upsample = Upsample(out) if level > 0 and i == cfg.num_res_blocks else None
+                self.up.append(Stage(self._res(ch + skips.pop(), out), self._attn(mult, ds), upsample))
+                ch = out
+            ds //= 2
+        self.norm_out = GroupNorm32(cfg.norm_groups, ch)
+        self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
+
+    def _res(self, in_ch: int, out_ch: int) -> ResBlock:
+        cfg = self.config
+        return ResBlock(in_ch, out_ch, 4 * cfg.model_channels, cfg.norm_groups, cfg.conv == "2+1d", cfg.dropout)
+
+    def _attn(self, mult: int, ds: int | None) -> SpatioTemporalTransformer | None:
+        """The transformer at downsampling factor ``ds``, if configured (``ds=None``: the middle block, always)."""
+        cfg = self.config
+        if ds is not None and ds not in cfg.attention_resolutions:
+            return None
+        return SpatioTemporalTransformer(
+            mult * cfg.model_channels,
+            cfg.head_dim,
+            cfg.norm_groups,
+            depth=cfg.transformer_depth,
+            ff_mult=cfg.ff_mult,
+            text_dim=cfg.text_dim if cfg.use_text_cross_attention else None,
+            dsg_dim=cfg.dsg_dim if cfg.dsg_cross_attention != "off" else None,
+            dsg_mode="broadcast" if cfg.dsg_cross_attention == "broadcast" else "aligned",
+            temporal_max_distance=cfg.temporal_max_distance if cfg.use_temporal_attention else None,
+            dropout=cfg.dropout,
+        )
+
+    def forward(
+        self, z_t: torch.Tensor, t: torch.Tensor | float, text: Text | None = None, dsg: DSG | None = None
+    ) -> torch.Tensor:
+        """Predict from the noisy latents ``z_t [B, C, T, h, w]``; ``text``/``dsg`` None drops that condition (CFG)."""
+        b, _, frames, h, w = z_t.shape
+        self._check_inputs(z_t, dsg)
+        t = torch.as_tensor(t, device=z_t.device).reshape(-1).expand(b)  # [B]
+        emb = self.time_embed(t)  # [B, 4*model_channels]
+        x = z_t.permute(0, 2, 3, 4, 1).reshape(b * frames, h, w, -1).permute(0, 3, 1, 2)  # [B*T, C, h, w] NHWC
+        x = self.conv_in(x)  # [B*T, model_channels, h, w]
+        skips = [x]
+        for stage in self.down:
+            x = self._run(stage, x, emb, frames, text, dsg)
+            skips.append(x)
+        for stage in self.mid:
+            x = self._run(stage, x, emb, frames, text, dsg)
+        for stage in self.up:
+            x = self._run(stage, torch.cat([x, skips.pop()], dim=1), emb, frames, text, dsg)  # [B*T, C+C_skip, ..]
+        x = self.conv_out(F.silu(self.norm_out(x)))  # [B*T, C_out, h, w]
+        return x.permute(0, 2, 3, 1).reshape(b, frames, h, w, -1).permute(0, 4, 1, 2, 3).contiguous()
+
+    def _run(
+        self, stage: Stage, x: torch.Tensor, emb: torch.Tensor, frames: int, text: Text | None, dsg: DSG | None
+    ) -> torch.Tensor:
+        if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(stage, x, emb, frames, text, dsg, use_reentrant=False)
+        return stage(x, emb, frames, text, dsg)
+
+    def _check_inputs(self, z_t: torch.Tensor, dsg: DSG | None) -> None:
+        cfg, factor = self.config, 2 ** (len(self.config.channel_mult) - 1)
+        if z_t.ndim != 5 or z_t.shape[1] != cfg.in_channels:
+            raise UNet3DError(f"z_t must be [B, {cfg.in_channels}, T, h, w], got {list(z_t.shape)}")
+        if z_t.shape[-1] % factor or z_t.shape[-2] % factor:
+            raise UNet3DError(f"latent h, w must be multiples of {factor}, got {list(z_t.shape[-2:])}")
+        if dsg is not None:
+            tokens, mask, frame_to_sg = dsg
+            b, _, frames = z_t.shape[:3]
+            m = tokens.shape[1]
+            if mask.shape != (b, m) or frame_to_sg.shape != (b, frames, m):
+                raise UNet3DError(
+                    f"dsg mask must be [B, M] = {[b, m]} and frame_to_sg [B, T, M] = {[b, frames, m]} (latent T), "
+                    f"got {list(mask.shape)} and {list(frame_to_sg.shape)}"
+                )

@@ -1,0 +1,231 @@
+"""UNet3D and its layers: shapes, layout tricks against reference ops, gradients, zero-init, frame-aligned DSG."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dysen.models.layers import (
+    Attention,
+    FrameAlignedCrossAttention,
+    TemporalConv,
+    _attention_with_learned_bias,
+    frames_to_clip,
+)
+from dysen.models.unet3d import UNet3D, UNet3DConfig, UNet3DError
+
+TINY = UNet3DConfig(
+    model_channels=8,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    attention_resolutions=(1, 2),
+    head_dim=4,
+    ff_mult=2,
+    norm_groups=4,
+    text_dim=6,
+    dsg_dim=5,
+)
+B, C, T, H, W, L, M = 2, 4, 8, 8, 8, 3, 4
+
+
+def alignment(t: int = T, m: int = M) -> torch.Tensor:
+    """``frame_to_sg [B, T, M]``: frame f shows step floor(f*M/T) (dysen.dsg.convert.align_steps_to_frames)."""
+    f2s = torch.zeros(B, t, m)
+    f2s[:, torch.arange(t), torch.arange(t) * m // t] = 1.0
+    return f2s
+
+
+def inputs(t: int = T, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, C, t, H, W, generator=g)
+    steps = torch.tensor([10, 700])
+    text = (torch.randn(B, L, TINY.text_dim, generator=g), torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool))
+    dsg = (torch.randn(B, M, TINY.dsg_dim, generator=g), torch.ones(B, M, dtype=torch.bool), alignment(t))
+    return z, steps, text, dsg
+
+
+def make(**overrides) -> UNet3D:
+    torch.manual_seed(0)
+    return UNet3D(dataclasses.replace(TINY, **overrides))
+
+
+def wake_zero_inits(model: torch.nn.Module) -> None:
+    """Give every all-zero parameter (the zero-initialised paths) random values, so that every path is live."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+
+
+def with_step_changed(dsg, k: int):
+    tokens, mask, f2s = dsg
+    tokens = tokens.clone()
+    tokens[:, k] += 1.0
+    return tokens, mask, f2s
+
+
+def changed_frames(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Which frames of ``[B, C, T, h, w]`` outputs differ, as ``[B, T]`` booleans."""
+    return (a - b).abs().amax(dim=(1, 3, 4)) > 1e-6
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# layers
+
+
+def test_temporal_conv_equals_conv3d_on_bcthw():
+    conv = TemporalConv(6)
+    x = torch.randn(B, 6, 5, 3, 4)  # [B, C, T, H, W]
+    frames = x.permute(0, 2, 1, 3, 4).reshape(B * 5, 6, 3, 4).contiguous(memory_format=torch.channels_last)
+    ours = conv(frames, num_frames=5).reshape(B, 5, 6, 3, 4).permute(0, 2, 1, 3, 4)
+    ref = F.conv3d(x, conv.conv.weight.unsqueeze(-1), conv.conv.bias, padding=(1, 0, 0))
+    torch.testing.assert_close(ours, ref)
+    assert frames_to_clip(frames, 5).is_contiguous(memory_format=torch.channels_last)  # a view, no copy
+
+
+def test_attention_matches_naive_softmax_with_key_mask_and_empty_rows():
+    attn = Attention(8, head_dim=4, context_dim=3)
+    x, ctx = torch.randn(3, 5, 8), torch.randn(3, 6, 3)
+    mask = torch.rand(3, 1, 1, 6) > 0.4
+    mask[0] = False  # this query row sees no key at all
+    out = attn(x, ctx, mask=mask)
+    q = attn.to_q(x).view(3, 5, 2, 4).transpose(1, 2)
+    k, v = (t.view(3, 6, 2, 4).transpose(1, 2) for t in attn.to_kv(ctx).chunk(2, dim=-1))
+    scores = (q @ k.transpose(-1, -2) / 2.0).masked_fill(~mask, float("-inf"))
+    probs = torch.nan_to_num(scores.softmax(-1))  # empty rows -> 0
+    ref = attn.to_out((probs @ v).transpose(1, 2).reshape(3, 5, 8))
+    torch.testing.assert_close(out[1:], ref[1:])
+    assert torch.equal(out[0], torch.zeros(5, 8))  # a query that sees no key: zero update
+
+
+def test_biased_attention_matches_sdpa_and_trains_the_bias():
+    q, k, v = torch.randn(3, 6, 2, 5, 4).unbind(0)  # [N, heads, T, d]
+    bias = torch.randn(1, 2, 5, 5, requires_grad=True)
+    out = _attention_with_learned_bias(q, k, v, bias)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+    out.square().sum().backward()
+    assert bias.grad is not None and bias.grad.any()
+
+
+@pytest.mark.parametrize("mode", ["aligned", "broadcast"])
+def test_dsg_cross_attention_layer_alignment(mode):
+    torch.manual_seed(0)
+    layer = FrameAlignedCrossAttention(8, context_dim=5, head_dim=4, mode=mode)
+    wake_zero_inits(layer)
+    x = torch.randn(B * T, 9, 8, requires_grad=True)  # [B*T, h*w, C]
+    dsg = (torch.randn(B, M, 5), torch.ones(B, M, dtype=torch.bool), alignment())
+    dsg[2][1, 5] = 0.0  # video 1, frame 5 shows no step
+    base = layer(x, *dsg)
+    k = 2
+    diff = (layer(x, *with_step_changed(dsg, k)) - base).abs().amax(dim=(1, 2)).view(B, T) > 1e-6
+    if mode == "aligned":
+        assert torch.equal(diff, dsg[2][:, :, k].bool())
+        assert base.view(B, T, 9, 8)[1, 5].abs().max() == 0  # frame without a step: zero update, not NaN
+    else:
+        assert diff.all()
+    base.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# UNet3D
+
+
+@pytest.mark.parametrize(
+    "overrides, frames",
+    [
+        ({}, T),
+        ({"conv": "2+1d"}, T),
+        ({"use_temporal_attention": False}, T),
+        ({"conv": "2+1d", "dsg_cross_attention": "broadcast"}, 7),
+        ({"use_text_cross_attention": False, "dsg_cross_attention": "off", "channel_mult": (1, 2, 2)}, 5),
+    ],
+)
+def test_output_shapes(overrides, frames):
+    model = make(**overrides)
+    z, steps, text, dsg = inputs(frames)
+    for t, txt, g in ((steps, text, dsg), (3, None, None), (torch.tensor(0.5), text, None)):
+        out = model(z, t, txt, g)
+        assert out.shape == (B, C, frames, H, W) and out.is_contiguous() and torch.isfinite(out).all()
+
+
+def test_at_init_the_dsg_path_changes_nothing():
+    model = make()
+    z, steps, text, dsg = inputs()
+    assert torch.equal(model(z, steps, text, dsg), model(z, steps, text, None))
+
+
+@pytest.mark.parametrize("conv", ["2d", "2+1d"])
+def test_gradients_reach_every_parameter_after_one_step(conv):
+    model = make(conv=conv)
+    z, steps, text, dsg = inputs()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    outputs = ("attn_dsg.attn.to_out.weight", "attn.to_out.weight", "res.conv2.weight")  # zero-initialised layers
+    zero = {n for n, p in model.named_parameters() if not p.any() and n.endswith(outputs)}
+    assert any("attn_dsg" in n for n in zero) and any("temporal" in n for n in zero)
+    model(z, steps, text, dsg).square().mean().backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    assert all(p.any() for n, p in model.named_parameters() if n in zero)  # the zero-init paths woke up
+    model(z, steps, text, dsg).square().mean().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not dead
+
+
+def test_frame_alignment_through_the_unet():
+    z, steps, text, dsg = inputs()
+    k = 1
+    aligned = dsg[2][:, :, k].bool()  # [B, T]
+    local = make(use_temporal_attention=False)
+    wake_zero_inits(local)
+    changed = changed_frames(local(z, steps, text, dsg), local(z, steps, text, with_step_changed(dsg, k)))
+    assert torch.equal(changed, aligned)  # only the frames that show step k
+
+    for mixing in (make(), make(use_temporal_attention=False, conv="2+1d")):
+        wake_zero_inits(mixing)
+        changed = changed_frames(mixing(z, steps, text, dsg), mixing(z, steps, text, with_step_changed(dsg, k)))
+        assert changed[aligned].all() and changed[~aligned].any()  # temporal layers carry it to other frames
+
+    broadcast = make(use_temporal_attention=False, dsg_cross_attention="broadcast")
+    wake_zero_inits(broadcast)
+    changed = changed_frames(broadcast(z, steps, text, dsg), broadcast(z, steps, text, with_step_changed(dsg, k)))
+    assert changed.all()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    z, steps, text, dsg = inputs()
+    grads = []
+    for ckpt in (False, True):
+        model = make(conv="2+1d", gradient_checkpointing=ckpt)
+        wake_zero_inits(model)
+        model(z, steps, text, dsg).square().mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, msg=name)
+
+
+def test_save_pretrained_round_trip_is_bit_identical(tmp_path):
+    model = make(conv="2+1d", dsg_cross_attention="broadcast").eval()
+    wake_zero_inits(model)
+    model.save_pretrained(tmp_path / "unet")
+    loaded = UNet3D.from_pretrained(tmp_path / "unet").eval()
+    assert loaded.config == model.config
+    z, steps, text, dsg = inputs()
+    assert torch.equal(loaded(z, steps, text, dsg), model(z, steps, text, dsg))
+
+
+def test_bad_config_and_inputs_raise_clear_errors():
+    with pytest.raises(UNet3DError, match="conv"):
+        dataclasses.replace(TINY, conv="3d")
+    with pytest.raises(UNet3DError, match="multiple"):
+        dataclasses.replace(TINY, model_channels=6)
+    model = make()
+    z, steps, text, (tokens, mask, f2s) = inputs()
+    with pytest.raises(UNet3DError, match="frame_to_sg"):
+        model(z, steps, text, (tokens, mask, f2s[:, :4]))
+    with pytest.raises(UNet3DError, match="multiples"):
+        model(z[..., :7], steps, text, None)
