@@ -162,6 +162,63 @@ def _report_llm_use(planner) -> None:
     print("llm: " + ", ".join(parts), file=sys.stderr)
 
 
+# -- dysen generate ----------------------------------------------------------------------------
+
+
+def _configure_generate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", nargs="?", help="the text to turn into a video (optional with --plan)")
+    p.add_argument("--out", type=Path, required=True, help="the video to write: .mp4 or .gif")
+    p.add_argument("--gif", action="store_true", help="also write a GIF of the video beside it (<out>.gif)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise; same seed, same video (default: 0)")
+    p.add_argument("--guidance", type=float, default=7.5, help="text guidance scale s_text (default: 7.5)")
+    p.add_argument("--dsg-guidance", type=float, help="DSG guidance scale s_dsg (default: = --guidance)")
+    p.add_argument("--plan", type=Path, help="follow this DSG (.json or tuple text) instead of planning the prompt")
+    p.add_argument("--model", type=Path, help="a trained model folder (default: a RANDOM model of --config)")
+    p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the random model (no --model)")
+    p.add_argument("--frames", type=int, help="number of frames (default: the model's)")
+    p.add_argument("--sampler", choices=["ddim", "dpmpp", "euler"], help="default: the model's (ddim)")
+    p.add_argument("--eta", type=float, help="DDIM noise: 0 deterministic ODE, 1 as LVDM (default: the model's, 0)")
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from dysen.config import load_config
+    from dysen.data.video import write_video
+    from dysen.dsg.io import read_dsgs, write_text_atomic
+    from dysen.dsg.render import save_timeline
+    from dysen.pipeline import DysenVDMPipeline
+
+    if args.prompt is None and args.plan is None:
+        raise DysenError("give a PROMPT, or a DSG with --plan FILE")
+    if args.out.suffix.lower() not in (".mp4", ".gif"):
+        raise DysenError(f"--out {args.out} must end in .mp4 or .gif")
+    dsg = None
+    if args.plan is not None:
+        plans = list(read_dsgs(args.plan))
+        if len(plans) != 1:
+            raise DysenError(f"--plan {args.plan} holds {len(plans)} DSGs; give a file with exactly one")
+        dsg = plans[0][1]
+    if args.model is not None:
+        pipe = DysenVDMPipeline.from_pretrained(args.model)
+    else:
+        pipe = DysenVDMPipeline.from_config(load_config(args.config))
+    result = pipe(
+        args.prompt, dsg=dsg, steps=args.steps, guidance=args.guidance, dsg_guidance=args.dsg_guidance,
+        seed=args.seed, num_frames=args.frames, sampler=args.sampler, eta=args.eta,
+    )  # fmt: skip
+    fps = pipe.config.video.fps
+    written = [write_video(args.out, result.frames, fps)]
+    if args.gif and args.out.suffix.lower() != ".gif":
+        written.append(write_video(args.out.with_suffix(".gif"), result.frames, fps))
+    plan_json, plan_png = args.out.with_suffix(".dsg.json"), args.out.with_suffix(".dsg.png")
+    write_text_atomic(plan_json, result.dsg.to_json(indent=2) + "\n")
+    written += [plan_json, save_timeline(result.dsg, plan_png, title=result.prompt)]
+    frames, height, width = result.frames.shape[:3]
+    print(f"wrote {written[0]} ({frames} frames, {width}x{height}, {fps} fps) and " + ", ".join(map(str, written[1:])))
+    print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()), file=sys.stderr)
+    return 0
+
+
 # -- dysen train-dysen -------------------------------------------------------------------------
 
 
@@ -266,11 +323,105 @@ def _pending(what: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+# -- dysen dsg annotate / dysen data shards ----------------------------------------------------
+
+
+def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    from dysen.data.datasets import DATASETS
+
+    p.add_argument("--dataset", required=True, choices=DATASETS, help="the corpus format under --root")
+    p.add_argument("--root", type=Path, required=True, help="the dataset folder, e.g. dataset/activityNet")
+    p.add_argument("--split", default="train", help="train/test/all (UCF-101), train/validate/test (MSR-VTT), "
+                   "train/val_1/val_2 (ActivityNet), the CSV name part (WebVid: val -> *val*.csv)")  # fmt: skip
+
+
+def _configure_dsg_annotate(p: argparse.ArgumentParser) -> None:
+    from dysen.planner.build import BACKENDS
+
+    _add_dataset_arguments(p)
+    p.add_argument("--out", type=Path, required=True, help="JSONL of {id, dsg, source}; reruns skip the ids done")
+    p.add_argument("--mode", choices=["timestamps", "captions", "vlm"],
+                   help="timestamped sentences, captions through a planner, or frames through a VLM "
+                   "(default: timestamps for activitynet, else captions)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=8, help="M, time steps per video (timestamps and vlm; default: 8)")
+    p.add_argument("--shard", default="1/1", help="annotate only shard i of n, e.g. 2/8 (default: 1/1)")
+    p.add_argument("--concurrency", type=int, default=4, help="videos annotated at once (default: 4)")
+    p.add_argument("--limit", type=int, help="only the first N videos of the split")
+    p.add_argument("--backend", default="rules", choices=BACKENDS, help="planner of timestamps/captions modes")
+    p.add_argument("--model", help="LLM (planner backends openai/hf) or VLM (--mode vlm) served model name")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM/VLM request (default: 120)")
+    p.add_argument("--no-cache", action="store_true", help="do not answer repeated planner requests from the cache")
+    p.add_argument("--image-size", type=int, default=336, help="short side of the frames sent to the VLM")
+    p.add_argument("--image-format", default="png", choices=["png", "jpeg"], help="how frames are sent to the VLM")
+
+
+def _run_dsg_annotate(args: argparse.Namespace) -> int:
+    from dysen.data import annotate as an
+    from dysen.data.datasets import load_records
+
+    records = load_records(args.dataset, args.root, args.split)[: args.limit]
+    mode = args.mode or ("timestamps" if args.dataset == "activitynet" else "captions")
+    if mode == "vlm":
+        if not args.model:
+            raise DysenError("--mode vlm needs --model (the served vision-language model) and usually --base-url")
+        options = an.VLMOptions(
+            args.model, base_url=args.base_url, api_key_env=args.api_key_env, timeout_s=args.timeout,
+            steps=args.steps, image_size=args.image_size, image_format=args.image_format,
+        )  # fmt: skip
+        annotator, source = an.VLMAnnotator(options), f"vlm:{args.model}"
+    else:
+        from dysen.planner.build import PlannerOptions, build_planner
+
+        planner = build_planner(PlannerOptions(
+            backend=args.backend, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
+            timeout_s=args.timeout, cache=not args.no_cache,
+        ))  # fmt: skip
+        timed = mode == "timestamps"
+        annotator = an.timestamp_annotator(planner, args.steps) if timed else an.caption_annotator(planner)
+        source = f"{mode}:{args.backend}" + (f":{args.model}" if args.model else "")
+    shard = an.parse_shard(args.shard)
+    report = an.annotate(records, annotator, args.out, source=source, shard=shard, concurrency=args.concurrency)
+    print(f"shard {args.shard}: {report.total} videos, {report.already_done} already done, {report.annotated} "
+          f"annotated, {report.failed} failed -> {args.out}", file=sys.stderr)  # fmt: skip
+    return 1 if report.failed else 0
+
+
+def _configure_data_shards(p: argparse.ArgumentParser) -> None:
+    _add_dataset_arguments(p)
+    p.add_argument("--out", type=Path, required=True, help="folder of shard-%%06d.tar (+ .json sidecars)")
+    p.add_argument("--gold", type=Path, help="gold DSGs (JSONL of id + dsg, from 'dysen dsg annotate')")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (default: 16)")
+    p.add_argument("--stride", type=int, help="frames between samples (default: 1; whole video for activitynet)")
+    p.add_argument("--whole-video", action="store_true", help="spread the frames over the whole video")
+    p.add_argument("--size", type=int, default=256, help="short-side resize + centre crop (default: 256)")
+    p.add_argument("--format", default="mp4", choices=["mp4", "npy"], help="mp4 (small) or npy (exact uint8)")
+    p.add_argument("--max-count", type=int, default=1000, help="clips per shard (default: 1000)")
+    p.add_argument("--max-bytes", type=float, default=1e9, help="bytes per shard at most, about (default: 1e9)")
+    p.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding videos (default: 0)")
+
+
+def _run_data_shards(args: argparse.Namespace) -> int:
+    from dysen.data.datasets import ClipSampling, open_dataset
+    from dysen.data.shards import ShardOptions, write_shards
+
+    stride = args.stride if args.stride is not None else None if args.dataset == "activitynet" else 1
+    sampling = ClipSampling(args.frames, None if args.whole_video else stride, args.size)
+    dataset = open_dataset(args.dataset, args.root, args.split, sampling, gold=args.gold)
+    options = ShardOptions(args.prefix, args.max_count, int(args.max_bytes), args.format)
+    report = write_shards(dataset, args.out, options, workers=args.workers)
+    print(f"wrote {report.written} clips ({report.skipped} bad videos skipped, {report.already_done} done before); "
+          f"{len(report.shards)} shards in {args.out}")  # fmt: skip
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "generate": Command(
-        "text (or a DSG) -> video with Dysen-VDM [not built yet]",
-        _configure_pending,
-        _pending("the Dysen-VDM model and pipeline (dysen.models, dysen.pipeline)"),
+        "text (or a DSG) -> video with Dysen-VDM, plus the DSG it followed (JSON and a timeline picture)",
+        _configure_generate,
+        _run_generate,
     ),
     "plan": Command(
         "text -> dynamic scene graph with the Dysen planner (rules offline, or any LLM)",
@@ -282,6 +433,11 @@ COMMANDS: dict[str, Command] = {
         _configure_data_shapes,
         _run_data_shapes,
     ),
+    "data shards": Command(
+        "write a dataset's clips, captions and gold DSGs into resumable WebDataset shards",
+        _configure_data_shards,
+        _run_data_shards,
+    ),
     "dsg validate": Command(
         "check DSG files (JSON, JSONL or the paper's tuple text) and summarise them",
         _configure_dsg_validate,
@@ -289,9 +445,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "dsg schema": Command("print the JSON Schema of a dynamic scene graph", _configure_nothing, _run_dsg_schema),
     "dsg annotate": Command(
-        "make gold DSGs for a video dataset (timestamps, captions or a VLM) [not built yet]",
-        _configure_pending,
-        _pending("the gold DSG annotation tools (dysen.data.annotate)"),
+        "make gold DSGs for a video dataset from timestamped captions, captions (any planner) or frames (a VLM)",
+        _configure_dsg_annotate,
+        _run_dsg_annotate,
     ),
     "train-vae": Command(
         "stage 1: train the video autoencoder [not built yet]",

@@ -1,0 +1,244 @@
+"""The one map-style dataset behind every real corpus: records in, clips + captions + gold DSGs out.
+
+Each format module (``formats.py``) turns a corpus on disk into ``VideoRecord``s; ``VideoTextDataset``
+turns a record into the item every part of dysen expects (the same dict as ``ShapesDataset``)::
+
+    {"video": float32 [3, T, H, W] in [-1, 1], "caption": str, "dsg": DynamicSceneGraph | None, "id": str}
+
+Clip sampling (``ClipSampling``; eval_data.md §5.5): T frames ``stride`` apart, the window placed at
+random in training (a generator seeded by (seed, epoch, index), so every worker and every rerun agrees)
+and centred in evaluation; ``stride=None`` spreads the T frames over the whole video instead (stride
+n // T for n frames, centred: within one stride of the ends), which is what DSGs whose time base is the
+whole video (ActivityNet, ``dysen dsg annotate``) need. Short videos repeat their last frame. Then a
+short-side resize and a centre crop. A record with several captions (MSR-VTT's 20) yields one, drawn
+by the same seeded generator: fixed per item in evaluation (the "one random caption per test video"
+protocol), redrawn every epoch in training.
+
+Gold DSGs come from, in order: a side file (JSONL of ``{"id", "dsg"}``, what ``dysen dsg annotate``
+writes) joined by id; the record's own DSG (Dynamic Shapes); its timestamped sentences (ActivityNet,
+quantised by ``dysen.data.annotate.timestamps_to_dsg`` with the rules planner); else None.
+
+Bad videos never crash a ``DataLoader``. An item whose video is missing, truncated or not a video is
+logged and returned as None; ``collate`` drops the Nones and puts their number in ``batch["skipped"]``,
+so the count travels back from worker processes with the batch it belongs to; ``SkipTally`` sums it
+over an epoch and logs a summary at the end. ``VideoTextDataset.scan()`` is the alternative pre-pass:
+it probes every file once, reports the bad ones and drops them, so that no batch comes up short.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from dysen.data.video import probe, read_video
+from dysen.dsg import DynamicSceneGraph
+from dysen.errors import DSGError, DysenError, VideoError
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(DysenError):
+    """A dataset's annotations or layout on disk are not what its format says."""
+
+
+@dataclass(frozen=True)
+class ClipSampling:
+    """How a clip is cut from a video (module docstring); the defaults are LVDM/Dysen's (eval_data.md §5.5)."""
+
+    num_frames: int = 16
+    """T, frames per clip."""
+    stride: int | None = 1
+    """Frames between samples; None spreads the T frames evenly over the whole video."""
+    size: int | None = 256
+    """Short side after resizing, then centre-cropped to size x size; None keeps the original frames."""
+    train: bool = False
+    """Random window start and caption (seeded by seed, epoch, index) instead of centred and fixed."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or any(value is not None and value < 1 for value in (self.stride, self.size)):
+            raise DatasetError(f"ClipSampling needs num_frames, stride and size >= 1, got {self}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One timestamped sentence of a video (ActivityNet Captions), in seconds; spans may overlap."""
+
+    start_s: float
+    end_s: float
+    sentence: str
+
+
+@dataclass(frozen=True, slots=True)
+class VideoRecord:
+    """One video of a corpus: where it is, what is said about it, and any gold it ships with."""
+
+    id: str
+    path: Path
+    captions: tuple[str, ...]
+    dsg: DynamicSceneGraph | None = None
+    label: int | None = None
+    """Class index, 0-based (UCF-101)."""
+    duration_s: float | None = None
+    """Annotated duration, the time base of ``segments``."""
+    segments: tuple[Segment, ...] = ()
+
+
+class VideoTextDataset(Dataset):
+    """Items of ``records`` as ``{"video", "caption", "dsg", "id"}``, or None for a bad video (module docstring)."""
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        sampling: ClipSampling = ClipSampling(),
+        gold: Mapping[str, DynamicSceneGraph] | str | os.PathLike | None = None,
+        dsg_steps: int = 8,
+    ) -> None:
+        self.records = list(records)
+        self.sampling = sampling
+        self.gold = read_gold(gold) if isinstance(gold, (str, os.PathLike)) else dict(gold or {})
+        self.dsg_steps = dsg_steps
+        self.epoch = 0
+        self.skipped = 0
+        """Items this process returned as None (per worker; see ``collate`` for the total)."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new windows and captions in training (call before each epoch's DataLoader iteration)."""
+        self.epoch = epoch
+
+    def item_id(self, index: int) -> str:
+        return self.records[index].id
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        record = self.records[index]
+        rng = np.random.default_rng((self.sampling.seed, self.epoch if self.sampling.train else 0, index))
+        try:
+            video = self._clip(record.path, rng)
+        except VideoError as err:
+            self.skipped += 1
+            log.warning("skipping %s: %s", record.id, err)
+            return None
+        return {"video": video, "caption": self._caption(record, rng), "dsg": self.dsg_of(record), "id": record.id}
+
+    def dsg_of(self, record: VideoRecord) -> DynamicSceneGraph | None:
+        """The gold DSG of ``record``: side file, then its own, then its timestamped sentences; else None."""
+        if record.id in self.gold:
+            return self.gold[record.id]
+        if record.dsg is not None or not record.segments or not record.duration_s:
+            return record.dsg
+        from dysen.data.annotate import timestamps_to_dsg
+
+        try:
+            return timestamps_to_dsg(record.segments, record.duration_s, self.dsg_steps)
+        except DysenError as err:
+            log.warning("%s has no gold DSG: %s", record.id, err)
+            return None
+
+    def _clip(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
+        total = probe(path).num_frames
+        start, stride = clip_window(total, self.sampling, rng)
+        frames, size = self.sampling.num_frames, self.sampling.size
+        return read_video(path, start=start, num_frames=frames, stride=stride, size=size, output="float", pad=True)
+
+    def _caption(self, record: VideoRecord, rng: np.random.Generator) -> str:
+        if len(record.captions) == 1:
+            return record.captions[0]
+        return record.captions[int(rng.integers(len(record.captions)))]
+
+    def scan(self, progress: bool = True) -> list[tuple[str, str]]:
+        """Probe every video once; drop the records that fail and return their (id, reason), in order."""
+        bad, good = [], []
+        for record in tqdm(self.records, desc="scanning videos", unit="video", disable=not progress):
+            try:
+                probe(record.path)
+                good.append(record)
+            except VideoError as err:
+                bad.append((record.id, str(err)))
+        self.records = good
+        if bad:
+            log.warning("scan dropped %d of %d videos, e.g. %s: %s", len(bad), len(good) + len(bad), *bad[0])
+        return bad
+
+
+def clip_window(total: int, sampling: ClipSampling, rng: np.random.Generator) -> tuple[int, int]:
+    """``(start, stride)`` of a clip of ``sampling.num_frames`` frames from a video of ``total`` frames."""
+    count = sampling.num_frames
+    stride = sampling.stride if sampling.stride is not None else max(1, total // count)
+    slack = total - ((count - 1) * stride + 1)  # frames left over by the window; < 0 means padding
+    if slack <= 0:
+        return 0, stride
+    return (int(rng.integers(slack + 1)) if sampling.train else slack // 2), stride
+
+
+def collate(items: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
+    """Batch the good items (video ``[B, 3, T, H, W]``, lists of the rest); ``skipped`` counts the Nones.
+
+    ``video`` is None when every item of the batch failed; ``latents`` (from shards) are stacked when present.
+    """
+    given = list(items)
+    good = [item for item in given if item is not None]
+    batch = {
+        "video": torch.stack([item["video"] for item in good]) if good else None,  # [B, 3, T, H, W]
+        "caption": [item["caption"] for item in good],
+        "dsg": [item["dsg"] for item in good],
+        "id": [item["id"] for item in good],
+        "skipped": len(given) - len(good),
+    }
+    if good and all("latents" in item for item in good):
+        batch["latents"] = torch.stack([item["latents"] for item in good])  # [B, C, t, h, w]
+    return batch
+
+
+@dataclass
+class SkipTally:
+    """Items seen and skipped over an epoch, summed from batches (whichever worker made them)."""
+
+    name: str = "data"
+    seen: int = 0
+    skipped: int = 0
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        self.seen += len(batch["id"]) + batch["skipped"]
+        self.skipped += batch["skipped"]
+
+    def summary(self) -> str:
+        return f"{self.name}: {self.seen - self.skipped} of {self.seen} items loaded, {self.skipped} skipped"
+
+    def log(self) -> None:
+        """Log the summary: a warning when anything was skipped, else info."""
+        log.log(logging.WARNING if self.skipped else logging.INFO, self.summary())
+
+
+def read_gold(path: str | os.PathLike) -> dict[str, DynamicSceneGraph]:
+    """Gold DSGs by id from a JSONL of ``{"id", "dsg"}`` records; records without a DSG are left out.
+
+    The later record of an id wins; an unreadable line (a run killed mid-write) is skipped with a warning.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetError(f"gold DSG file {file} does not exist; write one with 'dysen dsg annotate'")
+    gold: dict[str, DynamicSceneGraph] = {}
+    with file.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if record.get("dsg") is not None:
+                    gold[str(record["id"])] = DynamicSceneGraph.from_dict(record["dsg"])
+            except (json.JSONDecodeError, AttributeError, KeyError, DSGError) as err:
+                log.warning("%s:%d: skipping an unreadable gold record (%s)", file, number, err)
+    return gold

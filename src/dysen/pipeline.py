@@ -1,0 +1,303 @@
+"""``DysenVDMPipeline``: prompt (or a dynamic scene graph) -> video with Dysen-VDM. Inference only.
+
+Dysen-VDM (Fei et al., CVPR 2024, Fig. 2): the planner (Dysen) turns the prompt into a DSG; the RGTrm
+encodes it into one token per scene graph, aligned to the latent frames; the 3D-UNet denoises latent
+noise z_T ~ N(0, I) under text and DSG cross-attention with a diffusers scheduler (DDIM, LVDM's sampler;
+DPM-Solver++; Euler) and compositional classifier-free guidance (``dysen.diffusion.guidance``); the video
+autoencoder decodes z_0. The loop is written out in ``__call__``.
+
+Saved as a folder in the diffusers layout: ``model_index.json`` (the resolved ``DysenVDMConfig``, which
+names the text encoder, the planner and a per-frame VAE by reference) + ``unet/``, ``rgtrm/`` and, for the
+3D autoencoder, ``vae/``, each ``config.json`` + ``model.safetensors`` (``dysen.models.pretrained``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dysen import __version__
+from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, config_from_data, config_to_data
+from dysen.data.video import model_to_frames
+from dysen.diffusion.guidance import FULL, UNCOND, combine, guidance_weights
+from dysen.diffusion.sampling import make_scheduler, step_kwargs
+from dysen.diffusion.schedules import SamplerName
+from dysen.dsg.types import DynamicSceneGraph
+from dysen.errors import DysenError
+from dysen.models.pretrained import CheckpointError
+from dysen.models.rgtrm import GraphBatch, RGTrm
+from dysen.models.text import TextEncoder
+from dysen.models.unet3d import UNet3D
+from dysen.models.vae import KLVideoAutoencoder, VideoAutoencoder
+from dysen.planner.types import Planner
+
+logger = logging.getLogger(__name__)
+
+INDEX_NAME = "model_index.json"
+Text = tuple[torch.Tensor, torch.Tensor]  # tokens [B, L, Dt], mask [B, L]
+DSG = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # tokens [B, M, Dg], mask [B, M], frame_to_sg [B, t, M]
+
+
+@dataclass(frozen=True, eq=False)
+class VideoResult:
+    """One generated video, the DSG it followed and where the time went."""
+
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    dsg: DynamicSceneGraph  # the DSG used (planned, or the one given)
+    prompt: str  # the text the UNet saw
+    timings: dict[str, float]  # seconds spent in "plan", "encode", "sample", "decode"
+    seed: int  # the seed of the initial noise (and of DDIM's η-noise)
+
+
+class DysenVDMPipeline:
+    """Planner + text encoder + RGTrm + 3D-UNet + video autoencoder, configured by one ``DysenVDMConfig``."""
+
+    def __init__(
+        self,
+        planner: Planner,
+        text_encoder: TextEncoder,
+        rgtrm: RGTrm,
+        unet: UNet3D,
+        vae: VideoAutoencoder,
+        config: DysenVDMConfig,
+    ) -> None:
+        vae_spec = config.vae
+        if isinstance(vae, KLVideoAutoencoder):  # fit_scale may have replaced the AE's config
+            vae_spec = dataclasses.replace(vae_spec, kind="kl3d", kl3d=vae.config)
+        self.config = dataclasses.replace(config, unet=unet.config, rgtrm=rgtrm.config, vae=vae_spec)
+        if text_encoder.dim != self.config.text_encoder.dim:
+            raise DysenError(
+                f"the text encoder gives {text_encoder.dim}-d tokens but the config expects "
+                f"text_encoder.dim={self.config.text_encoder.dim}"
+            )
+        self.planner, self.text_encoder = planner, text_encoder
+        self.rgtrm, self.unet, self.vae = rgtrm.eval(), unet.eval(), vae
+        if isinstance(vae, torch.nn.Module):
+            vae.eval()
+
+    # -- building, saving, loading ------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        config: DysenVDMConfig,
+        *,
+        seed: int = 0,
+        planner: Planner | None = None,
+        text_encoder: TextEncoder | None = None,
+    ) -> DysenVDMPipeline:
+        """A pipeline with **randomly initialised** networks (seeded), e.g. before ``shapes-tiny`` is trained."""
+        logger.warning(
+            "Dysen-VDM weights are random (built from a config, not trained): videos will be noise-like. "
+            "Pass a trained model folder to make meaningful videos."
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            rgtrm, unet = RGTrm(config.rgtrm), UNet3D(config.unet)
+            vae = _build_vae(config.vae, None)
+        return cls(
+            planner or _build_planner(config),
+            text_encoder or build_text_encoder(config.text_encoder),
+            rgtrm,
+            unet,
+            vae,
+            config,
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        planner: Planner | None = None,
+        text_encoder: TextEncoder | None = None,
+    ) -> DysenVDMPipeline:
+        """Load a folder written by ``save_pretrained`` (safetensors only; pickled weights are refused)."""
+        folder = Path(directory)
+        index = folder / INDEX_NAME
+        if not index.is_file():
+            raise CheckpointError(f"{folder} is not a Dysen-VDM folder: {INDEX_NAME} is missing")
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"cannot read {index}: {err}") from None
+        if not isinstance(data, dict) or data.get("_class") != cls.__name__:
+            raise CheckpointError(f"{index} does not describe a {cls.__name__}")
+        config = config_from_data(DysenVDMConfig, data.get("config"), where=str(index))
+        return cls(
+            planner or _build_planner(config),
+            text_encoder or build_text_encoder(config.text_encoder),
+            RGTrm.from_pretrained(folder / "rgtrm"),
+            UNet3D.from_pretrained(folder / "unet"),
+            _build_vae(config.vae, folder / "vae"),
+            config,
+        )
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``model_index.json`` + ``unet/``, ``rgtrm/`` (+ ``vae/`` for the 3D AE) atomically."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self.unet.save_pretrained(staging / "unet")
+            self.rgtrm.save_pretrained(staging / "rgtrm")
+            if isinstance(self.vae, KLVideoAutoencoder):
+                self.vae.save_pretrained(staging / "vae")
+            index = {"_class": type(self).__name__, "dysen_version": __version__}
+            index["config"] = config_to_data(self.config)  # names the text encoder, planner and frame VAE
+            (staging / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    # -- generation ---------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        prompt: str | None = None,
+        *,
+        dsg: DynamicSceneGraph | None = None,
+        steps: int = 50,
+        guidance: float = 7.5,
+        dsg_guidance: float | None = None,
+        seed: int = 0,
+        num_frames: int | None = None,
+        sampler: SamplerName | None = None,
+        eta: float | None = None,
+        progress: bool = True,
+    ) -> VideoResult:
+        """Generate one video from ``prompt`` (planned into a DSG) or from a given ``dsg`` (no planning).
+
+        ``guidance`` is s_text and ``dsg_guidance`` s_dsg of the compositional guidance (None: = ``guidance``,
+        plain CFG on the joint condition, two UNet passes per step). ``sampler``/``eta`` None: the config's.
+        Same arguments, same video.
+        """
+        if prompt is None and dsg is None:
+            raise DysenError("give a prompt, a DSG, or both")
+        if steps < 1:
+            raise DysenError(f"steps must be >= 1, got {steps}")
+        video = self.config.video
+        frames = num_frames or video.num_frames
+        shape = self.vae.latent_shape(frames, video.height, video.width)  # (c, t, h, w)
+        timings: dict[str, float] = {}
+
+        clock = time.perf_counter()
+        dsg = dsg if dsg is not None else self.planner.plan(prompt)  # type: ignore[arg-type]
+        prompt = prompt if prompt is not None else describe(dsg)
+        timings["plan"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        text, null_text, dsg_cond = self.encode_conditions(prompt, dsg, shape[1])
+        weights = guidance_weights(guidance, guidance if dsg_guidance is None else dsg_guidance)
+        text_batch, dsg_batch = stack_passes(list(weights), text, null_text, dsg_cond)
+        timings["encode"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        scheduler = make_scheduler(self.config.diffusion, sampler)
+        scheduler.set_timesteps(steps)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        extra = step_kwargs(scheduler, self.config.diffusion.eta if eta is None else eta, generator)
+        latents = torch.randn((1, *shape), generator=generator).to(self.device)  # [1, c, t, h, w]
+        latents = latents * scheduler.init_noise_sigma
+        for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress):
+            model_input = scheduler.scale_model_input(latents, t).expand(len(weights), *shape)  # [P, c, t, h, w]
+            prediction = self.unet(model_input, t.to(self.device), text=text_batch, dsg=dsg_batch)  # [P, c, t, h, w]
+            guided = combine(dict(zip(weights, prediction.split(1), strict=True)), weights)  # [1, c, t, h, w]
+            latents = scheduler.step(guided, t, latents, **extra).prev_sample
+        timings["sample"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        decoded = self.vae.decode(latents)  # [1, 3, T, H, W] in ~[-1, 1]
+        frames_u8 = model_to_frames(decoded[0]).numpy()  # uint8 [T, H, W, 3]
+        timings["decode"] = time.perf_counter() - clock
+        return VideoResult(frames_u8, dsg, prompt, timings, seed)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the UNet (and so the denoising loop) runs."""
+        return next(self.unet.parameters()).device
+
+    def to(self, device: str | torch.device) -> DysenVDMPipeline:
+        """Move the networks (not the text encoder, which keeps its own device) to ``device``."""
+        for module in (self.unet, self.rgtrm, self.vae):
+            module.to(device)  # type: ignore[attr-defined]
+        return self
+
+    def encode_conditions(self, prompt: str, dsg: DynamicSceneGraph, latent_frames: int) -> tuple[Text, Text, DSG]:
+        """The prompt's and the null prompt's ("", as LVDM) tokens, and the DSG's RGTrm tokens for the latents."""
+        tokens, mask = self.text_encoder([prompt, ""])  # [2, L, Dt], [2, L]
+        tokens, mask = tokens.to(self.device), mask.to(self.device)
+        graphs = GraphBatch.from_dsgs([dsg], latent_frames).with_label_embeddings(self.text_encoder).to(self.device)
+        dsg_tokens, dsg_mask, frame_to_sg = self.rgtrm(graphs)  # [1, M, Dg], [1, M], [1, t, M]
+        return (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), (dsg_tokens, dsg_mask, frame_to_sg)
+
+
+def stack_passes(names: list[str], text: Text, null_text: Text, dsg: DSG) -> tuple[Text, DSG]:
+    """The conditions of the guidance passes ``names`` stacked along the batch, to run in one UNet forward.
+
+    (∅, ·) uses the null prompt; (·, ∅) keeps the DSG tokens with every one masked out, the null DSG that
+    condition dropout trains (``dysen.diffusion.loss.condition_dropout``). It is used even when no pass
+    sees the DSG, rather than ``dsg=None``, so that ε(text, ∅) means the same in every call.
+    """
+    tokens = torch.cat([null_text[0] if name == UNCOND else text[0] for name in names])  # [P, L, Dt]
+    mask = torch.cat([null_text[1] if name == UNCOND else text[1] for name in names])  # [P, L]
+    dsg_tokens, dsg_mask, frame_to_sg = dsg
+    count = len(names)
+    keep = torch.tensor([name == FULL for name in names], device=dsg_mask.device)[:, None]  # [P, 1]
+    stacked = (
+        dsg_tokens.expand(count, -1, -1),  # [P, M, Dg]
+        dsg_mask.expand(count, -1) & keep,  # [P, M]
+        frame_to_sg.expand(count, -1, -1),  # [P, t, M]
+    )
+    return (tokens, mask), stacked
+
+
+def describe(dsg: DynamicSceneGraph) -> str:
+    """A plain caption of a DSG's events in time order (the text condition when only a DSG is given)."""
+    events = sorted(dsg.events, key=lambda e: (e.start, e.end))
+    clauses = [" ".join(part for part in e.triplet if part) for e in events]
+    return ", then ".join(clauses) if clauses else ", ".join(dsg.graphs[0].objects)
+
+
+def build_text_encoder(spec: TextEncoderSpec) -> TextEncoder:
+    """The frozen text encoder ``spec`` names (loaded lazily, on first use)."""
+    from dysen.models.text import CLIPTextEncoder, MiniLMTextEncoder
+
+    if spec.kind == "clip":
+        return CLIPTextEncoder(spec.model or "openai/clip-vit-large-patch14", max_length=spec.max_length)
+    return MiniLMTextEncoder(spec.model, max_length=spec.max_length)
+
+
+def _build_planner(config: DysenVDMConfig) -> Planner:
+    from dysen.planner.build import build_planner
+
+    return build_planner(config.planner)
+
+
+def _build_vae(spec: VAESpec, folder: Path | None) -> Any:
+    """The 3D KL AE (random, or loaded from ``folder``), or the pretrained per-frame VAE ``spec`` names."""
+    from dysen.models.vae import FrameVAE
+
+    if spec.kind == "frame":
+        frame = spec.frame
+        return FrameVAE.load(frame.source, subfolder=frame.subfolder, frames_per_chunk=frame.frames_per_chunk)
+    if folder is None:
+        return KLVideoAutoencoder(spec.kl3d)
+    return KLVideoAutoencoder.from_pretrained(folder)

@@ -1,0 +1,286 @@
+"""dysen.config presets and YAML, and DysenVDMPipeline on tiny components (8×16×16 videos, 2 steps)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dysen.cli import main
+from dysen.config import (
+    PRESETS,
+    ConfigError,
+    DysenVDMConfig,
+    TextEncoderSpec,
+    VAESpec,
+    VideoSpec,
+    load_config,
+    save_config,
+)
+from dysen.data.video import probe
+from dysen.dsg.types import DynamicSceneGraph, Event
+from dysen.errors import DysenError
+from dysen.models.pretrained import CheckpointError
+from dysen.models.rgtrm import RGTrm, RGTrmConfig
+from dysen.models.unet3d import UNet3D, UNet3DConfig
+from dysen.models.vae import KLVideoAutoencoder, KLVideoAutoencoderConfig
+from dysen.pipeline import DysenVDMPipeline, stack_passes
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PROMPT = "a red circle moves right, then a blue square jumps"
+
+
+class HashTextEncoder:
+    """Test stand-in for a frozen text encoder: one seeded random 16-d vector per word."""
+
+    dim = 16
+
+    def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        words = [["<s>", *text.split()] for text in texts]
+        length = max(len(w) for w in words)
+        tokens, mask = torch.zeros(len(texts), length, self.dim), torch.zeros(len(texts), length, dtype=torch.bool)
+        for i, row in enumerate(words):
+            for j, word in enumerate(row):
+                seed = int(hashlib.sha256(word.encode()).hexdigest()[:8], 16)
+                tokens[i, j] = torch.randn(self.dim, generator=torch.Generator().manual_seed(seed))
+                mask[i, j] = True
+        return tokens, mask
+
+    def pooled(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens, mask = self(texts)
+        return (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+
+class NoPlanner:
+    """A planner that must not be called."""
+
+    def plan(self, prompt: str, demonstrations: object = None) -> DynamicSceneGraph:
+        raise AssertionError("the planner was called although a DSG was given")
+
+
+class FixedPlanner:
+    def __init__(self, dsg: DynamicSceneGraph) -> None:
+        self.dsg = dsg
+
+    def plan(self, prompt: str, demonstrations: object = None) -> DynamicSceneGraph:
+        return self.dsg
+
+
+TINY = DysenVDMConfig(
+    unet=UNet3DConfig(
+        model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(1, 2), head_dim=8,
+        norm_groups=4, text_dim=16, dsg_dim=8, temporal_max_distance=4,
+    ),
+    rgtrm=RGTrmConfig(label_dim=16, dim=8, num_layers=1, num_heads=2),
+    vae=VAESpec(kl3d=KLVideoAutoencoderConfig(
+        base_channels=4, channel_mult=(1, 2), spatial_downsample=4, temporal_downsample=2, norm_groups=4,
+    )),
+    text_encoder=TextEncoderSpec(dim=16),
+    video=VideoSpec(num_frames=8, height=16, width=16),
+)  # fmt: skip
+DSG_A = DynamicSceneGraph.from_events([Event(agent="circle", predicate="moves right", start=0, end=2)])
+DSG_B = DynamicSceneGraph.from_events(
+    [Event(agent="square", predicate="jumps", start=0, end=1), Event(agent="star", predicate="spins", start=1, end=2)]
+)
+
+
+def _tiny_pipeline(planner: object = None) -> DysenVDMPipeline:
+    """A random tiny pipeline whose zero-initialised layers (temporal and DSG paths) are made non-zero."""
+    pipe = DysenVDMPipeline.from_config(TINY, planner=planner or FixedPlanner(DSG_A), text_encoder=HashTextEncoder())
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in pipe.unet.parameters():
+            if not parameter.any():
+                parameter.copy_(0.2 * torch.randn(parameter.shape, generator=generator))
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe() -> DysenVDMPipeline:
+    return _tiny_pipeline()
+
+
+# -- config ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_yaml_config_loads_and_equals_its_preset(name: str) -> None:
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(PRESETS)
+    assert load_config(CONFIGS / f"{name}.yaml") == load_config(name) == PRESETS[name]()
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    path = save_config(TINY, tmp_path / "tiny.yaml")
+    assert load_config(path) == TINY
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("unet: {chanels: 3}", r"unknown key\(s\) \['chanels'\]"),
+        ("bogus: 1", r"unknown key\(s\) \['bogus'\]"),
+        ("diffusion: {sampler: heun}", "'heun' is not one of"),
+        ("video: {num_frames: sixteen}", "video.num_frames: expected int"),
+        ("video: {num_frames: 15}", "does not fit the kl3d VAE"),
+        ("rgtrm: {dim: 128}", "unet.dsg_dim != rgtrm.dim"),
+        ("- 1\n- 2", "expected a mapping"),
+    ],
+)
+def test_bad_yaml_is_a_clear_config_error(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_unknown_preset_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="neither a preset"):
+        load_config("shapes-huge")
+
+
+# name: (UNet3D, RGTrm, 3D KL AE) parameters, exact; also written in configs/<name>.yaml
+PARAMETERS = {
+    "shapes-tiny": (2_555_666, 211_200, 283_735),
+    "paper-t2v-256": (1_101_939_900, 50_262_528, 0),  # + the pretrained SD-VAE (83.7 M), by reference
+    "lvdm-ucf101": (1_012_071_024, 50_262_528, 18_071_911),  # LVDM's own AE: about 19.5 M (backbones.md §6.2)
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+def test_presets_build_on_meta_with_the_documented_parameter_counts(name: str) -> None:
+    config = load_config(name)
+    with torch.device("meta"):
+        modules = [UNet3D(config.unet), RGTrm(config.rgtrm)]
+        modules.append(KLVideoAutoencoder(config.vae.kl3d) if config.vae.kind == "kl3d" else torch.nn.Identity())
+    counts = tuple(sum(p.numel() for p in m.parameters()) for m in modules)
+    assert counts == PARAMETERS[name]
+    header = (CONFIGS / f"{name}.yaml").read_text()
+    assert f"UNet3D {counts[0]:,}" in header and f"RGTrm {counts[1]:,}" in header
+
+
+# -- pipeline ---------------------------------------------------------------------------------------
+
+
+def test_tiny_pipeline_makes_a_video(pipe: DysenVDMPipeline) -> None:
+    result = pipe(PROMPT, steps=2, progress=False)
+    assert result.frames.shape == (8, 16, 16, 3) and result.frames.dtype == np.uint8
+    assert result.dsg == DSG_A and result.prompt == PROMPT and result.seed == 0
+    assert set(result.timings) == {"plan", "encode", "sample", "decode"}
+    assert all(seconds >= 0 for seconds in result.timings.values())
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("dpmpp", 0.0), ("euler", 0.0)])
+def test_same_seed_same_video_other_seed_other_video(pipe: DysenVDMPipeline, sampler: str, eta: float) -> None:
+    def run(seed: int) -> np.ndarray:
+        return pipe(PROMPT, steps=2, seed=seed, sampler=sampler, eta=eta, progress=False).frames
+
+    first = run(0)
+    assert np.array_equal(first, run(0))
+    assert not np.array_equal(first, run(1))
+
+
+def test_a_given_dsg_skips_the_planner() -> None:
+    pipe = _tiny_pipeline(planner=NoPlanner())
+    result = pipe(dsg=DSG_B, steps=2, progress=False)
+    assert result.dsg == DSG_B and result.prompt == "square jumps, then star spins"
+    assert result.timings["plan"] < 0.01
+
+
+def test_dsg_guidance_zero_ignores_the_dsg_and_nonzero_follows_it(pipe: DysenVDMPipeline) -> None:
+    def run(dsg: DynamicSceneGraph, dsg_guidance: float) -> np.ndarray:
+        return pipe(PROMPT, dsg=dsg, steps=2, dsg_guidance=dsg_guidance, progress=False).frames
+
+    assert np.array_equal(run(DSG_A, 0.0), run(DSG_B, 0.0))
+    assert not np.array_equal(run(DSG_A, 3.0), run(DSG_B, 3.0))
+
+
+def test_the_batched_passes_equal_separate_passes(pipe: DysenVDMPipeline) -> None:
+    text, null_text, dsg = pipe.encode_conditions(PROMPT, DSG_B, 4)
+    text_batch, dsg_batch = stack_passes(["uncond", "text", "full"], text, null_text, dsg)
+    null_dsg = (dsg[0], torch.zeros_like(dsg[1]), dsg[2])  # every DSG token masked out
+    z = torch.randn(3, 4, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor(500)
+    with torch.inference_mode():
+        batched = pipe.unet(z, t, text=text_batch, dsg=dsg_batch)  # [3, 4, 4, 4, 4]
+        alone = [
+            pipe.unet(z[:1], t, text=null_text, dsg=null_dsg),
+            pipe.unet(z[1:2], t, text=text, dsg=null_dsg),
+            pipe.unet(z[2:], t, text=text, dsg=dsg),
+        ]
+    torch.testing.assert_close(batched, torch.cat(alone), rtol=1e-4, atol=1e-5)
+
+
+def test_save_and_load_give_the_same_video(pipe: DysenVDMPipeline, tmp_path: Path) -> None:
+    folder = pipe.save_pretrained(tmp_path / "model")
+    assert {p.name for p in folder.iterdir()} == {"model_index.json", "unet", "rgtrm", "vae"}
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["config"]["text_encoder"]["kind"] == "minilm" and index["config"]["planner"]["backend"] == "rules"
+    loaded = DysenVDMPipeline.from_pretrained(folder, planner=FixedPlanner(DSG_A), text_encoder=HashTextEncoder())
+    assert loaded.config == pipe.config
+    assert np.array_equal(loaded(PROMPT, steps=2, progress=False).frames, pipe(PROMPT, steps=2, progress=False).frames)
+
+
+def test_pickled_weights_are_refused(pipe: DysenVDMPipeline, tmp_path: Path) -> None:
+    folder = pipe.save_pretrained(tmp_path / "model")
+    (folder / "unet" / "model.safetensors").unlink()
+    torch.save(pipe.unet.state_dict(), folder / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickled"):
+        DysenVDMPipeline.from_pretrained(folder, planner=FixedPlanner(DSG_A), text_encoder=HashTextEncoder())
+
+
+def test_not_a_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="model_index.json is missing"):
+        DysenVDMPipeline.from_pretrained(tmp_path)
+
+
+def test_text_encoder_width_must_match_the_config() -> None:
+    config = dataclasses.replace(TINY, text_encoder=TextEncoderSpec(dim=16))
+    encoder = HashTextEncoder()
+    encoder.dim = 32
+    with pytest.raises(DysenError, match="32-d tokens"):
+        DysenVDMPipeline.from_config(config, planner=NoPlanner(), text_encoder=encoder)
+
+
+# -- dysen generate -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_generate_with_random_shapes_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "video.mp4"
+    clock = time.perf_counter()
+    code = main(["generate", PROMPT, "--out", str(out), "--steps", "4", "--seed", "3", "--config", "shapes-tiny"])
+    elapsed = time.perf_counter() - clock
+    assert code == 0
+    info = probe(out, verify=True)
+    assert (info.num_frames, info.height, info.width) == (16, 64, 64)
+    dsg = DynamicSceneGraph.from_json((tmp_path / "video.dsg.json").read_text())
+    assert [e.triplet for e in dsg.events] == [("circle", "moves right", None), ("square", "jumps", None)]
+    assert (tmp_path / "video.dsg.png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "video.dsg.json" in printed
+    print(f"dysen generate, random shapes-tiny, 4 steps: {elapsed:.1f} s")
+
+
+def test_cli_generate_from_a_plan_file_and_a_model_folder(
+    tmp_path: Path, pipe: DysenVDMPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = pipe.save_pretrained(tmp_path / "model")
+    monkeypatch.setattr("dysen.pipeline.build_text_encoder", lambda spec: HashTextEncoder())
+    plan = tmp_path / "plan.json"
+    plan.write_text(DSG_B.to_json())
+    out = tmp_path / "v.gif"
+    assert main(["generate", "--plan", str(plan), "--model", str(folder), "--out", str(out), "--steps", "2"]) == 0
+    assert probe(out).num_frames == 8
+    assert DynamicSceneGraph.from_json((tmp_path / "v.dsg.json").read_text()) == DSG_B
+
+
+def test_cli_generate_needs_a_prompt_or_a_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--out", "v.mp4"]) == 1
+    assert "give a PROMPT" in capsys.readouterr().err
