@@ -29,12 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from dysen.data.datasets import DATASETS
 from dysen.data.datasets.base import ClipSampling, DatasetError, Segment, VideoRecord, VideoTextDataset
 from dysen.dsg import DynamicSceneGraph
 from dysen.errors import DSGError
 
 DatasetName = Literal["webvid", "ucf101", "msrvtt", "activitynet", "shapes", "folder"]
-DATASETS: tuple[str, ...] = ("webvid", "ucf101", "msrvtt", "activitynet", "shapes", "folder")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif")
 MSRVTT_FIRST_TEST = 7010
 """video7010 ... video9999 are MSR-VTT's original test split (eval_data.md §5.2)."""
