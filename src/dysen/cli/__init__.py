@@ -1,0 +1,150 @@
+"""``dysen <subcommand>``: one table maps each subcommand to the function that runs it.
+
+The runners live beside this table by domain (``data``, ``plan``, ``generate``) and import what they
+need only when they run, so building the parser (``dysen --help``) loads no torch. Expected failures
+(``DysenError``) print one line and exit 1; nothing prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dysen import __version__
+from dysen.cli import data, generate, plan
+from dysen.errors import DysenError, NotBuiltError
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its one-line help, how it declares its arguments, and what it runs."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# -- subcommands of later releases --------------------------------------------------------------
+
+
+def _configure_pending(p: argparse.ArgumentParser) -> None:
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _pending(what: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise NotBuiltError(f"'dysen {args.command}' is not built yet: it needs {what}")
+
+    return run
+
+
+COMMANDS: dict[str, Command] = {
+    "generate": Command(
+        "text (or a DSG) -> video with Dysen-VDM, plus the DSG it followed (JSON and a timeline picture)",
+        generate.configure_generate,
+        generate.run_generate,
+    ),
+    "plan": Command(
+        "text -> dynamic scene graph with the Dysen planner (rules offline, or any LLM)",
+        plan.configure_plan,
+        plan.run_plan,
+    ),
+    "data shapes": Command(
+        "write Dynamic Shapes clips (mp4) with gold DSGs and a JSONL manifest",
+        data.configure_data_shapes,
+        data.run_data_shapes,
+    ),
+    "data shards": Command(
+        "write a dataset's clips, captions and gold DSGs into resumable WebDataset shards",
+        data.configure_data_shards,
+        data.run_data_shards,
+    ),
+    "dsg validate": Command(
+        "check DSG files (JSON, JSONL or the paper's tuple text) and summarise them",
+        data.configure_dsg_validate,
+        data.run_dsg_validate,
+    ),
+    "dsg schema": Command(
+        "print the JSON Schema of a dynamic scene graph", data.configure_nothing, data.run_dsg_schema
+    ),
+    "dsg annotate": Command(
+        "make gold DSGs for a video dataset from timestamped captions, captions (any planner) or frames (a VLM)",
+        data.configure_dsg_annotate,
+        data.run_dsg_annotate,
+    ),
+    "train-vae": Command(
+        "stage 1: train the video autoencoder [not built yet]",
+        _configure_pending,
+        _pending("the training loop (dysen.train)"),
+    ),
+    "train-vdm": Command(
+        "stage 2: train the 3D-UNet + RGTrm with gold DSGs [not built yet]",
+        _configure_pending,
+        _pending("the training loop (dysen.train)"),
+    ),
+    "train-dysen": Command(
+        "stage 3: train Dysen's demonstration selector by reinforcement learning (imagination rationality)",
+        plan.configure_train_dysen,
+        plan.run_train_dysen,
+    ),
+    "finetune": Command(
+        "fine-tune a trained Dysen-VDM on in-domain data [not built yet]",
+        _configure_pending,
+        _pending("the training loop (dysen.train)"),
+    ),
+    "eval": Command(
+        "FVD/KVD, IS, CLIPSIM, FID and the dynamics benchmark [not built yet]",
+        _configure_pending,
+        _pending("the evaluation suite (dysen.eval)"),
+    ),
+    "demo": Command(
+        "the web demo: prompt -> editable plan -> video [not built yet]",
+        _configure_pending,
+        _pending("the web demo (dysen.web)"),
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of ``COMMANDS``; two-word names ('data shapes') become nested subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="dysen",
+        description="Dysen-VDM: dynamics-aware text-to-video diffusion with an LLM dynamic scene manager.",
+    )
+    parser.add_argument("--version", action="version", version=f"dysen {__version__}")
+    top = parser.add_subparsers(dest="group", metavar="<command>", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, command in COMMANDS.items():
+        head, _, tail = name.partition(" ")
+        if not tail:
+            sub = top.add_parser(head, help=command.help, description=command.help)
+        else:
+            if head not in groups:
+                group = top.add_parser(head, help=f"{head} tools: " + _group_help(head))
+                groups[head] = group.add_subparsers(dest="subcommand", metavar="<subcommand>", required=True)
+            sub = groups[head].add_parser(tail, help=command.help, description=command.help)
+        command.configure(sub)
+        sub.set_defaults(command=name)
+    return parser
+
+
+def _group_help(head: str) -> str:
+    return ", ".join(name.partition(" ")[2] for name in COMMANDS if name.startswith(head + " "))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except DysenError as err:
+        print(f"dysen: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dysen: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `dysen plan … | head`: the reader left; stop quietly as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -1,0 +1,166 @@
+"""``dysen data …`` and ``dysen dsg …``: Dynamic Shapes, WebDataset shards, gold DSG tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dysen.errors import DysenError
+
+# -- dysen data shapes -------------------------------------------------------------------------
+
+
+def configure_data_shapes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="output folder (videos/ and manifest.jsonl)")
+    p.add_argument("--num", type=int, default=64, help="number of clips (default: 64)")
+    p.add_argument(
+        "--split",
+        default="train",
+        choices=["train", "val", "test", "compositional"],
+        help="which split; 'compositional' holds colour/shape/action combinations never seen in train",
+    )
+    p.add_argument("--seed", type=int, default=0, help="base seed; clip i of a split is the same for every run")
+    p.add_argument("--size", type=int, default=64, help="frame height and width in pixels (default: 64)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (default: 16)")
+    p.add_argument("--fps", type=int, default=8, help="frames per second of the written mp4 (default: 8)")
+    p.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
+
+
+def run_data_shapes(args: argparse.Namespace) -> int:
+    from dysen.data.shapes import ShapesConfig, write_dataset
+
+    config = ShapesConfig(size=args.size, num_frames=args.frames, fps=args.fps)
+    manifest = write_dataset(
+        args.out, num=args.num, split=args.split, seed=args.seed, config=config, workers=args.workers
+    )
+    print(f"wrote {args.num} clips and {manifest}")
+    return 0
+
+
+# -- dysen dsg ... -----------------------------------------------------------------------------
+
+
+def configure_dsg_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "file",
+        type=Path,
+        help="a DSG as .json, several as .jsonl (a DSG or a record with a 'dsg' field per line), or tuple text",
+    )
+
+
+def run_dsg_validate(args: argparse.Namespace) -> int:
+    from dysen.dsg.io import read_dsgs
+
+    count = 0
+    for where, dsg in read_dsgs(args.file):
+        count += 1
+        print(f"{where}: ok ({len(dsg.events)} events, {dsg.num_steps} steps)")
+    print(f"{count} valid DSG(s) in {args.file}")
+    return 0
+
+
+def configure_nothing(p: argparse.ArgumentParser) -> None:
+    del p
+
+
+def run_dsg_schema(args: argparse.Namespace) -> int:
+    from dysen.dsg import dsg_json_schema
+
+    print(json.dumps(dsg_json_schema(), indent=2))
+    return 0
+
+
+# -- dysen dsg annotate / dysen data shards ----------------------------------------------------
+
+
+def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    from dysen.data.datasets import DATASETS
+
+    p.add_argument("--dataset", required=True, choices=DATASETS, help="the corpus format under --root")
+    p.add_argument("--root", type=Path, required=True, help="the dataset folder, e.g. dataset/activityNet")
+    p.add_argument("--split", default="train", help="train/test/all (UCF-101), train/validate/test (MSR-VTT), "
+                   "train/val_1/val_2 (ActivityNet), the CSV name part (WebVid: val -> *val*.csv)")  # fmt: skip
+
+
+def configure_dsg_annotate(p: argparse.ArgumentParser) -> None:
+    from dysen.planner.build import BACKENDS
+
+    _add_dataset_arguments(p)
+    p.add_argument("--out", type=Path, required=True, help="JSONL of {id, dsg, source}; reruns skip the ids done")
+    p.add_argument("--mode", choices=["timestamps", "captions", "vlm"],
+                   help="timestamped sentences, captions through a planner, or frames through a VLM "
+                   "(default: timestamps for activitynet, else captions)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=8, help="M, time steps per video (timestamps and vlm; default: 8)")
+    p.add_argument("--shard", default="1/1", help="annotate only shard i of n, e.g. 2/8 (default: 1/1)")
+    p.add_argument("--concurrency", type=int, default=4, help="videos annotated at once (default: 4)")
+    p.add_argument("--limit", type=int, help="only the first N videos of the split")
+    p.add_argument("--backend", default="rules", choices=BACKENDS, help="planner of timestamps/captions modes")
+    p.add_argument("--model", help="LLM (planner backends openai/hf) or VLM (--mode vlm) served model name")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM/VLM request (default: 120)")
+    p.add_argument("--no-cache", action="store_true", help="do not answer repeated planner requests from the cache")
+    p.add_argument("--image-size", type=int, default=336, help="short side of the frames sent to the VLM")
+    p.add_argument("--image-format", default="png", choices=["png", "jpeg"], help="how frames are sent to the VLM")
+
+
+def run_dsg_annotate(args: argparse.Namespace) -> int:
+    from dysen.data import annotate as an
+    from dysen.data.datasets import load_records
+
+    records = load_records(args.dataset, args.root, args.split)[: args.limit]
+    mode = args.mode or ("timestamps" if args.dataset == "activitynet" else "captions")
+    if mode == "vlm":
+        if not args.model:
+            raise DysenError("--mode vlm needs --model (the served vision-language model) and usually --base-url")
+        options = an.VLMOptions(
+            args.model, base_url=args.base_url, api_key_env=args.api_key_env, timeout_s=args.timeout,
+            steps=args.steps, image_size=args.image_size, image_format=args.image_format,
+        )  # fmt: skip
+        annotator, source = an.VLMAnnotator(options), f"vlm:{args.model}"
+    else:
+        from dysen.planner.build import PlannerOptions, build_planner
+
+        planner = build_planner(PlannerOptions(
+            backend=args.backend, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
+            timeout_s=args.timeout, cache=not args.no_cache,
+        ))  # fmt: skip
+        timed = mode == "timestamps"
+        annotator = an.timestamp_annotator(planner, args.steps) if timed else an.caption_annotator(planner)
+        source = f"{mode}:{args.backend}" + (f":{args.model}" if args.model else "")
+    shard = an.parse_shard(args.shard)
+    report = an.annotate(records, annotator, args.out, source=source, shard=shard, concurrency=args.concurrency)
+    print(f"shard {args.shard}: {report.total} videos, {report.already_done} already done, {report.annotated} "
+          f"annotated, {report.failed} failed -> {args.out}", file=sys.stderr)  # fmt: skip
+    return 1 if report.failed else 0
+
+
+def configure_data_shards(p: argparse.ArgumentParser) -> None:
+    _add_dataset_arguments(p)
+    p.add_argument("--out", type=Path, required=True, help="folder of shard-%%06d.tar (+ .json sidecars)")
+    p.add_argument("--gold", type=Path, help="gold DSGs (JSONL of id + dsg, from 'dysen dsg annotate')")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (default: 16)")
+    p.add_argument("--stride", type=int, help="frames between samples (default: 1; whole video for activitynet)")
+    p.add_argument("--whole-video", action="store_true", help="spread the frames over the whole video")
+    p.add_argument("--size", type=int, default=256, help="short-side resize + centre crop (default: 256)")
+    p.add_argument("--format", default="mp4", choices=["mp4", "npy"], help="mp4 (small) or npy (exact uint8)")
+    p.add_argument("--max-count", type=int, default=1000, help="clips per shard (default: 1000)")
+    p.add_argument("--max-bytes", type=float, default=1e9, help="bytes per shard at most, about (default: 1e9)")
+    p.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding videos (default: 0)")
+
+
+def run_data_shards(args: argparse.Namespace) -> int:
+    from dysen.data.datasets import ClipSampling, open_dataset
+    from dysen.data.shards import ShardOptions, write_shards
+
+    stride = args.stride if args.stride is not None else None if args.dataset == "activitynet" else 1
+    sampling = ClipSampling(args.frames, None if args.whole_video else stride, args.size)
+    dataset = open_dataset(args.dataset, args.root, args.split, sampling, gold=args.gold)
+    options = ShardOptions(args.prefix, args.max_count, int(args.max_bytes), args.format)
+    report = write_shards(dataset, args.out, options, workers=args.workers)
+    print(f"wrote {report.written} clips ({report.skipped} bad videos skipped, {report.already_done} done before); "
+          f"{len(report.shards)} shards in {args.out}")  # fmt: skip
+    return 0

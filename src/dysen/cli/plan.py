@@ -1,0 +1,171 @@
+"""``dysen plan`` and ``dysen train-dysen``: Dysen, the planner, and its RL demonstration selector."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dysen.errors import DysenError
+
+# -- dysen plan --------------------------------------------------------------------------------
+
+
+def configure_plan(p: argparse.ArgumentParser) -> None:
+    from dysen.planner.build import BACKENDS
+
+    p.add_argument("prompt", nargs="?", help="the text to plan (or use --batch)")
+    p.add_argument("--backend", default="rules", choices=BACKENDS, help="planner backend (default: rules, offline)")
+    p.add_argument("--model", help="LLM: served model name (openai) or local path / hub id (hf)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request (default: 60)")
+    p.add_argument("--answer-format", default="text", choices=["text", "json"], help="what the LLM is asked for")
+    p.add_argument("--replay", type=Path, help="recorded answers (JSONL) for --backend replay")
+    p.add_argument("--no-cache", action="store_true", help="do not answer repeated LLM requests from the cache")
+    p.add_argument("--cache-path", type=Path, help="LLM cache file (default: ~/.cache/dysen/llm.sqlite)")
+    p.add_argument(
+        "--demos",
+        default="auto",
+        help="demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (shapes for LLMs, none for rules)",
+    )
+    p.add_argument("--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen)")
+    p.add_argument("--shots", type=int, default=8, help="demonstrations per LLM call (default: 8)")
+    p.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to the rules planner")
+    p.add_argument("--format", default="tree", choices=["tree", "text", "json"], help="how to print the DSG")
+    p.add_argument("--out", type=Path, help="write the DSG as JSON here (with --batch: the JSONL of all plans)")
+    p.add_argument("--render", type=Path, help="draw the DSG timeline to this picture (.png, .svg, .pdf)")
+    p.add_argument("--batch", type=Path, help="plan every line of this file (or JSONL with id and prompt)")
+    p.add_argument("--concurrency", type=int, default=8, help="parallel LLM plans with --batch (default: 8)")
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from dysen.planner.build import PlannerOptions, build_planner
+
+    if (args.prompt is None) == (args.batch is None):
+        raise DysenError("give either a PROMPT or --batch FILE")
+    options = PlannerOptions(
+        backend=args.backend, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
+        timeout_s=args.timeout, answer_format=args.answer_format, replay=args.replay, cache=not args.no_cache,
+        cache_path=args.cache_path, demos=args.demos, policy=args.policy, shots=args.shots,
+        fallback=not args.no_fallback,
+    )  # fmt: skip
+    planner = build_planner(options)
+    if args.batch is not None:
+        return _plan_batch(planner, args)
+    dsg = planner.plan(args.prompt)
+    print(_show_dsg(dsg, args.format))
+    if args.out:
+        from dysen.dsg.io import write_text_atomic
+
+        write_text_atomic(args.out, dsg.to_json(indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.render:
+        from dysen.dsg.render import save_timeline
+
+        print(f"wrote {save_timeline(dsg, args.render, title=args.prompt)}", file=sys.stderr)
+    _report_llm_use(planner)
+    return 0
+
+
+def _plan_batch(planner, args: argparse.Namespace) -> int:
+    from dysen.planner.batch import plan_many, read_prompts
+
+    if args.out is None:
+        raise DysenError("--batch needs --out FILE.jsonl for the plans (reruns skip the ids already done)")
+    records = plan_many(planner, read_prompts(args.batch), concurrency=args.concurrency, out=args.out)
+    failed = sum(r.error is not None for r in records)
+    print(f"planned {len(records) - failed} of {len(records)} prompts into {args.out}", file=sys.stderr)
+    _report_llm_use(planner)
+    return 1 if failed else 0
+
+
+def _show_dsg(dsg, style: str) -> str:
+    if style == "json":
+        return dsg.to_json(indent=2)
+    if style == "text":
+        return dsg.to_text()
+    from dysen.dsg.render import graph_lines
+
+    lines = ["events:"] + [f"  {e.start}v-{e.end}v  {' '.join(p for p in e.triplet if p)}" for e in dsg.events]
+    for step, graph in enumerate(dsg.graphs):
+        lines += [f"step {step}:"] + [f"  {line}" for line in graph_lines(graph)]
+    return "\n".join(lines)
+
+
+def _report_llm_use(planner) -> None:
+    """One line on stderr: LLM calls, repairs, fallbacks, cache hits and tokens (LLM planners only)."""
+    from dysen.planner.cache import CachedBackend
+
+    stats = getattr(planner, "stats", None)
+    if stats is None:
+        return
+    parts = [f"{stats.calls} calls", f"{stats.repairs} repairs", f"{stats.fallbacks} fallbacks"]
+    transport = planner.backend
+    if isinstance(transport, CachedBackend):
+        cache = transport.stats
+        parts.append(f"cache {cache.hits} hits / {cache.misses} misses ({cache.tokens_saved} tokens saved)")
+        if cache.cost_usd:
+            parts.append(f"${cache.cost_usd:.4f}")
+        transport = transport.inner
+    used = getattr(transport, "stats", None)
+    if hasattr(used, "prompt_tokens"):
+        parts.append(f"{used.prompt_tokens} prompt + {used.completion_tokens} completion tokens")
+    print("llm: " + ", ".join(parts), file=sys.stderr)
+
+
+# -- dysen train-dysen -------------------------------------------------------------------------
+
+
+def configure_train_dysen(p: argparse.ArgumentParser) -> None:
+    from dysen.planner.build import BACKENDS
+
+    p.add_argument("--out", type=Path, required=True, help="run folder: epoch checkpoints, best/, final/")
+    p.add_argument(
+        "--data", default="shapes", help="gold DSGs: 'shapes' (Dynamic Shapes train) or a JSONL of caption + dsg"
+    )
+    p.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="paper: 80/8/20 epochs; tiny: CI")
+    p.add_argument("--candidates", type=int, help="candidate pool size (paper: 80)")
+    p.add_argument("--shots", type=int, help="demonstrations per prompt (paper: 8)")
+    p.add_argument("--epochs", type=int, help="epochs (paper: 20)")
+    p.add_argument("--batch-size", type=int, help="prompts per update (paper: 20)")
+    p.add_argument("--train-number", type=int, help="training prompts (paper: 640)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--embedder", default="minilm", choices=["minilm", "hashing"], help="frozen prompt embeddings")
+    p.add_argument("--backend", default="rules", choices=BACKENDS, help="the planner whose demonstrations are chosen")
+    p.add_argument("--model", help="LLM: served model name (openai) or local path / hub id (hf)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint")
+    p.add_argument("--replay", type=Path, help="recorded answers (JSONL) for --backend replay")
+
+
+def run_train_dysen(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from dysen.planner.build import PlannerOptions, build_planner
+    from dysen.planner.demos import DemoBank
+    from dysen.planner.embed import HashingEmbedder, SentenceEmbedder
+    from dysen.planner.rl import PAPER_POLICY, TINY_POLICY, train_policy
+
+    config = PAPER_POLICY if args.preset == "paper" else TINY_POLICY
+    overrides = {k: getattr(args, k) for k in ("candidates", "shots", "epochs", "batch_size", "train_number", "lr")}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    needed = config.candidates + config.train_number
+    if args.data == "shapes":
+        bank = DemoBank.from_shapes(needed, split="train", seed=0)
+    else:
+        bank = DemoBank.from_jsonl(Path(args.data))
+    demos = list(bank)
+    options = PlannerOptions(
+        backend=args.backend, model=args.model, base_url=args.base_url, replay=args.replay, demos="none"
+    )
+    planner = build_planner(options)
+    result = train_policy(
+        config,
+        candidates=demos[: config.candidates],
+        train=demos[config.candidates : needed],
+        env=lambda prompt, shown: planner.plan(prompt, demonstrations=shown),
+        embedder=SentenceEmbedder() if args.embedder == "minilm" else HashingEmbedder(),
+        out_dir=args.out,
+    )
+    print(f"best mean reward {result.best_reward:.4f} at epoch {result.best_epoch}; policy in {args.out / 'final'}")
+    return 0
