@@ -281,6 +281,24 @@ def test_cli_generate_from_a_plan_file_and_a_model_folder(
     assert DynamicSceneGraph.from_json((tmp_path / "v.dsg.json").read_text()) == DSG_B
 
 
+def test_cli_generate_plans_with_an_llm_planner_when_asked(tmp_path: Path, fake_llm) -> None:
+    from fake_llm_server import Reply
+
+    answers = [
+        "(circle, moves right, (0v, 2v))\n(square, jumps, (2v, 4v))",
+        *["(circle, red), (square, blue)"] * 4,
+        "\n".join(f"{m} SG: (circle, red), (square, blue)" for m in range(4)),
+    ]
+    fake_llm.push(*(Reply(text) for text in answers))
+    out = tmp_path / "video.mp4"
+    args = ["generate", PROMPT, "--out", str(out), "--steps", "2", "--planner", "openai"]
+    assert main([*args, "--planner-model", "fake-model", "--base-url", fake_llm.base_url]) == 0
+    assert len(fake_llm.requests) == len(answers)
+    dsg = DynamicSceneGraph.from_json((tmp_path / "video.dsg.json").read_text())
+    assert [(e.agent, e.start, e.end) for e in dsg.events] == [("circle", 0, 2), ("square", 2, 4)]
+    assert ("circle", "red") in dsg.graphs[0].facts()
+
+
 def test_cli_generate_needs_a_prompt_or_a_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--out", "v.mp4"]) == 1
     assert "give a PROMPT" in capsys.readouterr().err

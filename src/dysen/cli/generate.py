@@ -8,8 +8,6 @@ from pathlib import Path
 
 from dysen.errors import DysenError
 
-# -- dysen generate ----------------------------------------------------------------------------
-
 
 def configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="?", help="the text to turn into a video (optional with --plan)")
@@ -25,6 +23,13 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, help="number of frames (default: the model's)")
     p.add_argument("--sampler", choices=["ddim", "dpmpp", "euler"], help="default: the model's (ddim)")
     p.add_argument("--eta", type=float, help="DDIM noise: 0 deterministic ODE, 1 as LVDM (default: the model's, 0)")
+    p.add_argument(
+        "--planner",
+        choices=["rules", "openai", "hf", "replay"],
+        help="planner backend (default: the model's, i.e. rules); see 'dysen plan --help'",
+    )
+    p.add_argument("--planner-model", help="the planner's LLM: served model name (openai) or path / hub id (hf)")
+    p.add_argument("--base-url", help="the planner's OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -44,10 +49,15 @@ def run_generate(args: argparse.Namespace) -> int:
         if len(plans) != 1:
             raise DysenError(f"--plan {args.plan} holds {len(plans)} DSGs; give a file with exactly one")
         dsg = plans[0][1]
+    planner = None
+    if args.planner is not None:
+        from dysen.planner.build import PlannerOptions, build_planner
+
+        planner = build_planner(PlannerOptions(backend=args.planner, model=args.planner_model, base_url=args.base_url))
     if args.model is not None:
-        pipe = DysenVDMPipeline.from_pretrained(args.model)
+        pipe = DysenVDMPipeline.from_pretrained(args.model, planner=planner)
     else:
-        pipe = DysenVDMPipeline.from_config(load_config(args.config))
+        pipe = DysenVDMPipeline.from_config(load_config(args.config), planner=planner)
     result = pipe(
         args.prompt, dsg=dsg, steps=args.steps, guidance=args.guidance, dsg_guidance=args.dsg_guidance,
         seed=args.seed, num_frames=args.frames, sampler=args.sampler, eta=args.eta,
