@@ -1,6 +1,6 @@
 """``dysen <subcommand>``: one table maps each subcommand to the function that runs it.
 
-The runners live beside this table by domain (``data``, ``plan``, ``generate``) and import what they
+The runners live beside this table by domain (``data``, ``plan``, ``generate``, ``train``) and import what they
 need only when they run, so building the parser (``dysen --help``) loads no torch. Expected failures
 (``DysenError``) print one line and exit 1; nothing prints a traceback for bad input.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dysen import __version__
-from dysen.cli import data, generate, plan
+from dysen.cli import data, generate, plan, train
 from dysen.errors import DysenError, NotBuiltError
 
 
@@ -76,14 +76,14 @@ COMMANDS: dict[str, Command] = {
         data.run_dsg_annotate,
     ),
     "train-vae": Command(
-        "stage 1: train the video autoencoder [not built yet]",
-        _configure_pending,
-        _pending("the training loop (dysen.train)"),
+        "stage 1: train the 3D KL video autoencoder (L1 + KL)",
+        train.configure_train_vae,
+        train.run_train_vae,
     ),
     "train-vdm": Command(
-        "stage 2: train the 3D-UNet + RGTrm with gold DSGs [not built yet]",
-        _configure_pending,
-        _pending("the training loop (dysen.train)"),
+        "stage 2: train the 3D-UNet + RGTrm on the frozen autoencoder's latents with gold DSGs",
+        train.configure_train_vdm,
+        train.run_train_vdm,
     ),
     "train-dysen": Command(
         "stage 3: train Dysen's demonstration selector by reinforcement learning (imagination rationality)",
@@ -91,9 +91,9 @@ COMMANDS: dict[str, Command] = {
         plan.run_train_dysen,
     ),
     "finetune": Command(
-        "fine-tune a trained Dysen-VDM on in-domain data [not built yet]",
-        _configure_pending,
-        _pending("the training loop (dysen.train)"),
+        "stage 4: fine-tune a trained Dysen-VDM pipeline on in-domain data with gold DSGs",
+        train.configure_finetune,
+        train.run_finetune,
     ),
     "eval": Command(
         "FVD/KVD, IS, CLIPSIM, FID and the dynamics benchmark [not built yet]",

@@ -1,0 +1,4 @@
+"""Training: one Accelerate loop (``loop``), the per-stage tasks (``stages``), checkpoints and EMA.
+
+Used by the CLI only (``dysen train-vae``, ``train-vdm``, ``finetune``); importing this package is light.
+"""

@@ -1,0 +1,105 @@
+"""Atomic training checkpoints: one folder per step, staged in a hidden temp folder and renamed into place.
+
+Layout of ``<run>/checkpoints/step-00000010/`` (no pickled objects anywhere):
+
+* ``weights.safetensors`` — the trainable weights, keyed ``<module>.<param>`` (``unet.conv_in.weight``);
+* ``ema.safetensors`` — their exponential moving average, same keys (absent when EMA is off);
+* ``optimizer.pt`` — ``optimizer.state_dict()``: tensors, numbers and lists only, read back with
+  ``torch.load(weights_only=True)``;
+* ``state.json`` — the step reached and the non-finite-loss counters.
+
+The learning rate, the data order and every random draw are pure functions of (seed, step), so the
+step number *is* the scheduler, sampler and RNG state: resuming needs nothing else to continue exactly.
+A crash mid-write leaves only a ``.step-…`` temp folder, which ``latest_checkpoint`` ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dysen.errors import DysenError
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+class TrainCheckpointError(DysenError):
+    """A training checkpoint is missing, unreadable or does not fit the run being resumed."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint folder holds, as loaded tensors and plain data."""
+
+    step: int  # optimizer steps done (skipped non-finite steps included)
+    weights: dict[str, torch.Tensor]  # trainable weights, "<module>.<param>"
+    optimizer: dict[str, Any]  # optimizer.state_dict()
+    ema: dict[str, torch.Tensor] | None = None  # EMA shadow, same keys as weights
+    counters: dict[str, int] = field(default_factory=dict)  # "nonfinite_total", "nonfinite_run"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
+    """Write ``checkpoint`` as ``<run>/checkpoints/step-<n>`` atomically; keep only the ``keep`` newest."""
+    parent = checkpoint_dir(run_dir)
+    parent.mkdir(parents=True, exist_ok=True)
+    target = parent / f"step-{checkpoint.step:08d}"
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        weights = {k: v.detach().contiguous().cpu() for k, v in checkpoint.weights.items()}
+        save_file(weights, staging / "weights.safetensors")
+        if checkpoint.ema is not None:
+            save_file({k: v.contiguous().cpu() for k, v in checkpoint.ema.items()}, staging / "ema.safetensors")
+        torch.save(checkpoint.optimizer, staging / "optimizer.pt")
+        state = {"format": FORMAT_VERSION, "step": checkpoint.step, **checkpoint.counters}
+        (staging / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for old in _checkpoints(parent)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder of ``run_dir``, or None."""
+    found = _checkpoints(checkpoint_dir(run_dir))
+    return found[-1] if found else None
+
+
+def load_checkpoint(folder: Path) -> Checkpoint:
+    """Read a folder written by ``save_checkpoint`` (safetensors, JSON and a weights-only torch file)."""
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        weights = load_file(folder / "weights.safetensors")
+        ema = load_file(folder / "ema.safetensors") if (folder / "ema.safetensors").is_file() else None
+        optimizer = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    except (OSError, json.JSONDecodeError, SafetensorError, RuntimeError) as err:
+        raise TrainCheckpointError(f"cannot read {folder}: {err}; delete it to resume from an older one") from None
+    if state.get("format") != FORMAT_VERSION:
+        raise TrainCheckpointError(f"{folder} has checkpoint format {state.get('format')}, expected {FORMAT_VERSION}")
+    counters = {k: int(v) for k, v in state.items() if k not in ("format", "step")}
+    return Checkpoint(int(state["step"]), weights, optimizer, ema, counters)
+
+
+def _checkpoints(parent: Path) -> list[Path]:
+    if not parent.is_dir():
+        return []
+    return sorted(p for p in parent.iterdir() if p.is_dir() and _NAME.match(p.name))

@@ -1,0 +1,372 @@
+"""One training loop for every stage, over HF Accelerate: setup → model → data → loop → checkpoint.
+
+A stage is a ``Task``: the modules it trains and ``step(batch, generator) -> loss``. The loop owns the rest:
+AdamW with linear warm-up then a constant or cosine learning rate, gradient accumulation and clipping,
+mixed precision, DDP, an EMA of the trainable weights, a guard against non-finite losses, progress,
+metrics (``metrics.jsonl``, and TensorBoard when installed) and atomic checkpoints (``checkpoint``).
+
+Exact resume and process-count invariance: the learning rate, the data order and every random draw are
+pure functions of (seed, step, micro-batch). Step s's global batch is split into ``grad_accum × processes``
+micro-batches of ``batch_size`` clips; micro-batch m = a·processes + rank (a = accumulation index) gets the
+same clips and the same generator/torch seed however it is scheduled. So a resumed run repeats the losses
+of an uninterrupted one, and 2 processes × accum 1 repeat 1 process × accum 2 (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from dysen.errors import DysenError
+from dysen.train.checkpoint import (
+    Checkpoint,
+    TrainCheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from dysen.train.ema import EMA
+
+CONFIG_NAME = "train_config.json"
+METRICS_NAME = "metrics.jsonl"
+_RESUMABLE_CHANGES = {"steps", "save_every", "keep_checkpoints", "log_every", "num_workers", "max_nonfinite"}
+
+
+class TrainError(DysenError):
+    """A training run cannot start or continue (bad settings, too little data, a run folder in the way)."""
+
+
+class NonFiniteLossError(TrainError):
+    """The loss was NaN/inf for ``max_nonfinite`` steps in a row; a checkpoint was written first."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to optimise; saved as ``train_config.json`` in the run folder."""
+
+    steps: int = 1000  # optimizer steps in all; a resumed run continues up to this
+    batch_size: int = 8  # clips per micro-batch per process; global batch = batch_size × processes × grad_accum
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step
+    lr: float = 1e-4  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW (β1, β2); LVDM's AE used (0.5, 0.9)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    warmup_steps: int = 0  # linear warm-up from 0 to ``lr`` over this many steps
+    schedule: Literal["constant", "cosine"] = "constant"  # after warm-up: constant, or cosine decay to min_lr_ratio·lr
+    min_lr_ratio: float = 0.0  # final learning rate of the cosine schedule, as a fraction of ``lr``
+    grad_clip: float = 1.0  # largest global gradient norm; 0 turns clipping off
+    ema_decay: float = 0.999  # EMA decay of the trainable weights; 0 turns the EMA off
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast dtype (Accelerate)
+    seed: int = 0  # seeds the data order and every random draw (t, noise, dropout)
+    save_every: int = 500  # checkpoint every this many steps, and always at the end
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+    log_every: int = 1  # metrics written every this many steps
+    max_nonfinite: int = 5  # stop (after a checkpoint) when this many losses in a row are NaN/inf
+    num_workers: int = 0  # DataLoader worker processes per training process
+    cpu: bool = False  # train on the CPU even when a GPU is present
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_nonfinite")
+        bad = [name for name in positive if getattr(self, name) < 1]
+        if bad or self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_decay < 1:
+            raise TrainError(f"invalid TrainConfig: {bad or 'lr/warmup_steps/ema_decay'} out of range in {self}")
+
+
+class StepOutput(NamedTuple):
+    """What ``Task.step`` returns: the scalar loss to minimise and scalars to log beside it."""
+
+    loss: torch.Tensor  # []
+    logs: dict[str, torch.Tensor]  # name -> [] (detached)
+
+
+class Task(Protocol):
+    """One stage of training: what is trained, and the loss of one micro-batch."""
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The trained modules by name (checkpoint keys are ``<name>.<param>``)."""
+        ...
+
+    def to(self, device: torch.device) -> Task:
+        """Move every module, frozen ones included, to ``device``."""
+        ...
+
+    def step(self, batch: Any, generator: torch.Generator) -> StepOutput | torch.Tensor:
+        """The loss of ``batch``; every random draw comes from ``generator`` (on the task's device)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a run ended; on return the task's modules hold the EMA weights (when EMA is on)."""
+
+    step: int  # optimizer steps done
+    loss: float  # mean loss of the last step
+    nonfinite: int  # steps skipped for a non-finite loss, in all
+
+
+class _TaskModule(nn.Module):
+    """The task as one module, so that DDP sees its forward (gradient sync) and its trained parameters."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.task = task
+        self.trained = nn.ModuleDict(task.modules())
+
+    def forward(self, batch: Any, generator: torch.Generator) -> StepOutput:
+        out = self.task.step(batch, generator)
+        return out if isinstance(out, StepOutput) else StepOutput(out, {})
+
+
+def train(
+    task: Task,
+    dataset: Dataset,
+    collate: Callable[[list[Any]], Any],
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+) -> TrainResult:
+    """Train ``task`` on ``dataset`` into ``run_dir``; ``resume`` continues from its newest checkpoint."""
+    from accelerate import Accelerator
+
+    # -- setup: processes, run folder, resolved config
+    cpu = config.cpu or not torch.cuda.is_available()  # processes on a CPU-only machine talk over gloo
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum, cpu=cpu
+    )
+    run_dir = Path(run_dir)
+    if accelerator.is_main_process:
+        _write_or_check_config(run_dir, config, resume)
+    # -- model: trained modules, optimizer, EMA, restored state
+    modules = task.to(accelerator.device).modules()
+    params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    ema = EMA(modules, config.ema_decay) if config.ema_decay > 0 else None
+    start, counters = _restore(run_dir, modules, optimizer, ema) if resume else (0, {})
+    counters = {"nonfinite_total": 0, "nonfinite_run": 0, **counters}
+    model, optimizer = accelerator.prepare(_TaskModule(task), optimizer)
+    # -- data: this process's micro-batches from step ``start`` on
+    size, rank = len(dataset), accelerator.process_index  # type: ignore[arg-type]
+    sampler = StepSampler(size, config, accelerator.num_processes, rank, start)
+    workers = config.num_workers
+    batches = iter(DataLoader(dataset, config.batch_size, sampler=sampler, collate_fn=collate, num_workers=workers))
+    metrics = MetricsLog(run_dir, start, enabled=accelerator.is_main_process)
+
+    def checkpoint(step: int) -> None:
+        if accelerator.is_main_process:
+            weights = {f"{n}.{k}": v for n, m in modules.items() for k, v in m.state_dict().items()}
+            state = Checkpoint(step, weights, optimizer.state_dict(), ema.state_dict() if ema else None, counters)
+            save_checkpoint(run_dir, state, config.keep_checkpoints)
+        accelerator.wait_for_everyone()
+
+    # -- loop: one optimizer step per iteration
+    loss = math.nan
+    main = accelerator.is_main_process
+    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not main, desc="training")
+    for step in progress:
+        lr = learning_rate(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, logs = _accumulate(model, batches, step, config, accelerator)
+        logs.update(_update(loss, params, optimizer, ema, counters, accelerator, config.grad_clip))
+        progress.set_postfix(loss=f"{loss:.4f}")
+        if (step + 1) % config.log_every == 0 or not math.isfinite(loss):
+            metrics.write(step + 1, {"loss": loss, "lr": lr, **logs, **counters})
+        # -- checkpoint: every save_every steps, at the end, and before giving up on non-finite losses
+        stop = counters["nonfinite_run"] >= config.max_nonfinite
+        if stop or (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            checkpoint(step + 1)
+        if stop:
+            metrics.close()
+            raise NonFiniteLossError(
+                f"the loss was NaN/inf for {config.max_nonfinite} steps in a row (up to step {step + 1}); the last "
+                f"finite weights are checkpointed in {run_dir}. Lower --lr, check the data, then --resume latest"
+            )
+    metrics.close()
+    if ema is not None:
+        ema.copy_to_model()
+    return TrainResult(max(start, config.steps), loss, counters["nonfinite_total"])
+
+
+def _update(
+    loss: float,
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    ema: EMA | None,
+    counters: dict[str, int],
+    accelerator: Any,
+    grad_clip: float,
+) -> dict[str, float]:
+    """Clip and apply the accumulated gradients and update the EMA; for a non-finite loss skip all and count."""
+    logs = {}
+    if math.isfinite(loss):
+        logs["grad_norm"] = float(accelerator.clip_grad_norm_(params, grad_clip or math.inf))
+        optimizer.step()
+        if ema is not None:
+            ema.update()
+        counters["nonfinite_run"] = 0
+    else:
+        counters["nonfinite_total"] += 1
+        counters["nonfinite_run"] += 1
+    optimizer.zero_grad(set_to_none=True)
+    return logs
+
+
+def _accumulate(
+    model: nn.Module, batches: Iterator[Any], step: int, config: TrainConfig, accelerator: Any
+) -> tuple[float, dict[str, float]]:
+    """Forward/backward ``grad_accum`` micro-batches; the mean loss and logs over every process."""
+    totals: dict[str, float] = {}
+    for a in range(config.grad_accum):
+        micro = a * accelerator.num_processes + accelerator.process_index
+        seed = step_seed(config.seed, step, micro)
+        torch.manual_seed(seed)  # dropout and any other draw from the global generator
+        generator = torch.Generator(accelerator.device).manual_seed(seed)
+        with accelerator.accumulate(model):
+            loss, logs = model(next(batches), generator)
+            accelerator.backward(loss)
+        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in logs.values())])  # [1 + K]
+        reduced = accelerator.reduce(values, "mean").tolist()  # the same numbers in every process
+        for name, value in zip(["loss", *logs], reduced, strict=True):
+            totals[name] = totals.get(name, 0.0) + value / config.grad_accum
+    return totals.pop("loss"), totals
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant or cosine decay to ``min_lr_ratio·lr`` at ``steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    floor = config.min_lr_ratio
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def step_seed(*key: int) -> int:
+    """A 63-bit seed that is a pure function of ``key`` (seed, step, micro-batch)."""
+    return int(np.random.SeedSequence(list(key)).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class StepSampler(Sampler[int]):
+    """Indices of this process's micro-batches for steps ``start`` .. ``config.steps`` − 1, in order.
+
+    Epoch e is the permutation seeded by (seed, e); step s takes global batch s mod (steps per epoch) of
+    epoch s div (steps per epoch), and micro-batch m = a·processes + rank of it (a = accumulation index).
+    """
+
+    def __init__(self, size: int, config: TrainConfig, processes: int, rank: int, start: int) -> None:
+        self.size, self.config, self.processes, self.rank, self.start = size, config, processes, rank, start
+        self.global_batch = config.batch_size * config.grad_accum * processes
+        if size < self.global_batch:
+            raise TrainError(
+                f"the dataset has {size} clips, fewer than one global batch of {self.global_batch} "
+                f"(batch size × grad accum × processes): use more data or a smaller --batch-size"
+            )
+
+    def __len__(self) -> int:
+        return (self.config.steps - self.start) * self.config.batch_size * self.config.grad_accum
+
+    def __iter__(self) -> Iterator[int]:
+        per_epoch, micro = self.size // self.global_batch, self.config.batch_size
+        order, order_epoch = None, -1
+        for step in range(self.start, self.config.steps):
+            epoch, slot = divmod(step, per_epoch)
+            if epoch != order_epoch:
+                order_epoch = epoch
+                shuffle = torch.Generator().manual_seed(step_seed(self.config.seed, epoch))
+                order = torch.randperm(self.size, generator=shuffle)
+            chunk = order[slot * self.global_batch : (slot + 1) * self.global_batch]  # type: ignore[index]
+            for a in range(self.config.grad_accum):
+                m = a * self.processes + self.rank
+                yield from chunk[m * micro : (m + 1) * micro].tolist()
+
+
+class MetricsLog:
+    """Per-step scalars: ``metrics.jsonl`` in the run folder (always), and TensorBoard when it is installed.
+
+    On resume from step ``start`` the lines of later steps (written before a crash) are dropped, so the
+    file reads as one uninterrupted run.
+    """
+
+    def __init__(self, run_dir: Path, start: int, enabled: bool = True) -> None:
+        self.enabled, self.writer, self.file = enabled, None, None
+        if not enabled:
+            return
+        path = run_dir / METRICS_NAME
+        kept = [line for line in _read_lines(path) if json.loads(line)["step"] <= start]
+        path.write_text("".join(kept), encoding="utf-8")
+        self.file = path.open("a", encoding="utf-8")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional: pip install tensorboard
+            self.writer = None
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        if self.file is None:
+            return
+        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        self.file.flush()
+        for name, value in values.items() if self.writer is not None else ():
+            self.writer.add_scalar(f"train/{name}", value, step)
+
+    def close(self) -> None:
+        for handle in (self.file, self.writer):
+            if handle is not None:
+                handle.close()
+
+
+def _read_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
+
+
+def _write_or_check_config(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    """Save the resolved config; when resuming, refuse settings that would change the run's course."""
+    path = run_dir / CONFIG_NAME
+    data = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as lists, as read back
+    if resume and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in data if k not in _RESUMABLE_CHANGES and saved.get(k) != data[k])
+        if changed:
+            raise TrainError(
+                f"cannot resume {run_dir} with other settings for {changed} (saved: "
+                f"{ {k: saved.get(k) for k in changed} }); use the saved ones or a new --out"
+            )
+    elif not resume and (run_dir / "checkpoints").is_dir():
+        raise TrainError(f"{run_dir} already holds a training run: pass --resume latest, or choose a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    staging.replace(path)
+
+
+def _restore(
+    run_dir: Path, modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer, ema: EMA | None
+) -> tuple[int, dict[str, int]]:
+    """Load the newest checkpoint into the modules, optimizer and EMA; (step, counters). None: start at 0."""
+    folder = latest_checkpoint(run_dir)
+    if folder is None:
+        return 0, {}
+    state = load_checkpoint(folder)
+    for name, module in modules.items():
+        prefix = f"{name}."
+        own = {k[len(prefix) :]: v for k, v in state.weights.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(own)
+        except RuntimeError as err:
+            raise TrainCheckpointError(f"{folder} does not fit the model being trained ({name}): {err}") from None
+    optimizer.load_state_dict(state.optimizer)
+    if ema is not None and state.ema is not None:
+        ema.load_state_dict(state.ema)
+    return state.step, state.counters
