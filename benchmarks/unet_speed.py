@@ -2,7 +2,7 @@
 
 Equal work, as nearly as two architectures allow: the same latent ``[B, 4, T, H, W]``, the same text context
 ``[B, L, Dt]``, the same dtype, both in training mode, attention at the same resolutions with the same head width,
-and parameter counts within 5 % (ours is sized by ``model_channels`` search). Ours is timed with its DSG path on and
+and parameter counts within 5 % (ours is sized by ``ff_mult`` search). Ours is timed with its DSG path on and
 with ``dsg=None``; diffusers' model has no DSG path. Repeats are interleaved (a, b, c, a, b, c, ...) so that a noisy
 shared machine slows all three alike; the median is reported. FLOPs come from ``torch.utils.flop_counter``.
 

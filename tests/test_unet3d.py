@@ -229,3 +229,23 @@ def test_bad_config_and_inputs_raise_clear_errors():
         model(z, steps, text, (tokens, mask, f2s[:, :4]))
     with pytest.raises(UNet3DError, match="multiples"):
         model(z[..., :7], steps, text, None)
+
+
+def test_hand_written_backwards_match_autograd() -> None:
+    """The fused GEGLU projection and the q/k/v head split have hand-written backwards: check them in float64."""
+    from dysen.models.layers import Attention, _GEGLUProjection, _SplitHeads
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_GEGLUProjection.apply, (x, weight, bias))
+    a, gate = torch.nn.functional.linear(x, weight, bias).chunk(2, dim=-1)
+    assert torch.allclose(_GEGLUProjection.apply(x, weight, bias), a * torch.nn.functional.gelu(gate))
+    packed = torch.randn(2, 4, 3 * 2 * 3, dtype=torch.float64, requires_grad=True)  # [N, L, parts*heads*d]
+    assert torch.autograd.gradcheck(
+        lambda t: sum(v.sum() * (i + 1) for i, v in enumerate(_SplitHeads.apply(t, 3, 2))), (packed,)
+    )
+    attention = Attention(16, 8).double()
+    tokens = torch.randn(2, 5, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(attention, (tokens,))
