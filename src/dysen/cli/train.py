@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MODEL_DIR = "model"
 CONFIG_FILE = "config.yaml"
+SHUFFLE_BUFFER = 1000  # clips in the shuffle buffer when training from --shards
 SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after train-vae
 
 
@@ -53,6 +54,9 @@ def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics, model/)")
     p.add_argument("--data", default="shapes", choices=DATASETS, help="shapes: drawn on the fly unless --root")
     p.add_argument("--root", type=Path, help="dataset folder (for shapes: where `dysen data shapes` wrote)")
+    p.add_argument(
+        "--shards", type=Path, help="train from WebDataset shards in this folder (dysen data shards) instead of --data"
+    )
     p.add_argument("--gold", type=Path, help="JSONL side file of gold DSGs (dysen dsg annotate)")
     p.add_argument("--num-clips", type=int, default=10_000, help="on-the-fly Dynamic Shapes clips (default: 10000)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps in all (default: 1000)")
@@ -86,6 +90,7 @@ def run_train_vae(args: argparse.Namespace) -> int:
         _fit_latent_scale(vae, dataset, collate, args.batch_size)
         folder = vae.save_pretrained(args.out / MODEL_DIR)
         print(f"trained the autoencoder for {result.step} steps (last loss {result.loss:.4f}); wrote {folder}")
+        print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return 0
 
 
@@ -125,6 +130,7 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
         pipe = DysenVDMPipeline(build_planner(config.planner), encoder, rgtrm, unet, vae.cpu(), config)
         folder = pipe.to("cpu").save_pretrained(args.out / MODEL_DIR)
         print(f"trained the VDM for {result.step} steps (last loss {result.loss:.4f}); wrote {folder}")
+        print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return 0
 
 
@@ -159,10 +165,16 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _dataset(args: argparse.Namespace, config: DysenVDMConfig) -> tuple[Dataset, Callable[[list[Any]], Any]]:
-    """Dynamic Shapes drawn on the fly at the model's video size, or a dataset on disk (``--data``, ``--root``)."""
+    """Dynamic Shapes drawn on the fly at the model's video size, a dataset on disk (``--data``, ``--root``), or
+    shards (``--shards``: a stream, shuffled in a buffer; resuming replays the epoch, see ``dysen.train.loop``)."""
     video = config.video
     if video.height != video.width:
         raise DysenError(f"training clips are square: the config's video is {video.width}x{video.height}")
+    if getattr(args, "shards", None) is not None:
+        from dysen.data.datasets import collate
+        from dysen.data.shards import ShardDataset
+
+        return ShardDataset(args.shards, shuffle=SHUFFLE_BUFFER, seed=args.seed), collate
     if args.data == "shapes" and args.root is None:
         from dysen.data.shapes import ShapesConfig
         from dysen.data.shapes.dataset import ShapesDataset, collate

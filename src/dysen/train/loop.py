@@ -10,6 +10,22 @@ pure functions of (seed, step, micro-batch). Step s's global batch is split into
 micro-batches of ``batch_size`` clips; micro-batch m = a·processes + rank (a = accumulation index) gets the
 same clips and the same generator/torch seed however it is scheduled. So a resumed run repeats the losses
 of an uninterrupted one, and 2 processes × accum 1 repeat 1 process × accum 2 (up to float summation order).
+
+Streams (an ``IterableDataset`` such as ``dysen.data.shards.ShardDataset``) have no ``StepSampler``: each
+process reads its own split of the stream (the dataset splits by rank and worker) in batches of
+``batch_size``, and at its end calls ``set_epoch(epoch + 1)`` (when the dataset has it) and reads it again.
+Their order is not a function of the step, so resuming from a stream is not exact: the weights, optimizer
+and step are restored, and the stream replays from the start of the epoch the checkpoint was in.
+
+Bad items: a batch whose collate reports ``batch["skipped"]`` (``dysen.data.datasets.collate`` drops the
+items that came back None) adds to the run's tally. ``TrainResult.skipped`` is the number of *distinct* bad
+items of this call (by dataset index, over every process; for a stream, which has no index, every bad draw
+counts); ``TrainResult.skipped_draws`` and the ``skipped`` metric count every bad draw, so a bad file drawn
+in 3 epochs counts 3 there and 1 in ``skipped``. Neither is kept in checkpoints: a resumed run counts afresh.
+A micro-batch whose every item failed is not run: it adds a zero gradient (it still passes through the
+model, so DDP stays in step, logging zeros under the task's last log names; in DDP the first micro-batch
+of a run must not be all bad on one process only). A step whose every micro-batch (on every process) was
+empty makes no optimizer update, is not counted as non-finite, and logs a NaN loss and ``empty_steps``.
 """
 
 from __future__ import annotations
@@ -17,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -25,7 +41,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from tqdm.auto import tqdm
 
 from dysen.errors import DysenError
@@ -112,6 +128,9 @@ class TrainResult:
     step: int  # optimizer steps done
     loss: float  # mean loss of the last step
     nonfinite: int  # steps skipped for a non-finite loss, in all
+    skipped: int = 0  # distinct bad items dropped in this call (module docstring; a stream counts every draw)
+    skipped_draws: int = 0  # bad items dropped in this call, counting each draw of the same item
+    empty_steps: int = 0  # steps with no good item at all, so no optimizer update, in this call
 
 
 class _TaskModule(nn.Module):
@@ -121,10 +140,64 @@ class _TaskModule(nn.Module):
         super().__init__()
         self.task = task
         self.trained = nn.ModuleDict(task.modules())
+        self.log_keys: list[str] = []  # of the last real step: an empty micro-batch logs zeros under them
 
     def forward(self, batch: Any, generator: torch.Generator) -> StepOutput:
+        if _is_empty(batch):  # every item failed: a zero loss that still touches every trained parameter
+            zero = sum(p.sum() for p in self.trained.parameters()) * 0.0
+            return StepOutput(zero, {k: zero.detach() for k in self.log_keys})  # type: ignore[arg-type]
         out = self.task.step(batch, generator)
-        return out if isinstance(out, StepOutput) else StepOutput(out, {})
+        out = out if isinstance(out, StepOutput) else StepOutput(out, {})
+        self.log_keys = list(out.logs)
+        return out
+
+
+def _is_empty(batch: Any) -> bool:
+    """A collated batch whose every item was dropped (``skipped`` > 0 and no ``id`` left)."""
+    return isinstance(batch, Mapping) and batch.get("skipped", 0) > 0 and not batch.get("id")
+
+
+class _Indexed(Dataset):
+    """``(index, item)`` of a map-style dataset, so that the indices of bad items travel with their batch."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+class _IndexedCollate:
+    """``collate`` of the items, paired with the indices of the items that came back None."""
+
+    def __init__(self, collate: Callable[[list[Any]], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, pairs: list[tuple[int, Any]]) -> tuple[Any, list[int]]:
+        return self.collate([item for _, item in pairs]), [index for index, item in pairs if item is None]
+
+
+class _Stream:
+    """Batches of an ``IterableDataset``, epoch after epoch (``set_epoch`` when it has one); no indices."""
+
+    def __init__(self, dataset: IterableDataset, collate: Callable[[list[Any]], Any], config: TrainConfig) -> None:
+        self.dataset, self.config, self.epoch = dataset, config, 0
+        self.loader = DataLoader(dataset, config.batch_size, collate_fn=collate, num_workers=config.num_workers)
+
+    def __iter__(self) -> Iterator[tuple[Any, list[int]]]:
+        while True:
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(self.epoch)
+            empty = True
+            for batch in self.loader:
+                empty = False
+                yield batch, []
+            if empty:
+                raise TrainError(f"the stream {self.dataset} gave this process no batch (fewer shards than ranks?)")
+            self.epoch += 1
 
 
 def train(
@@ -154,17 +227,29 @@ def train(
     start, counters = _restore(run_dir, modules, optimizer, ema) if resume else (0, {})
     counters = {"nonfinite_total": 0, "nonfinite_run": 0, **counters}
     model, optimizer = accelerator.prepare(_TaskModule(task), optimizer)
-    # -- data: this process's micro-batches from step ``start`` on
-    size, rank = len(dataset), accelerator.process_index  # type: ignore[arg-type]
-    sampler = StepSampler(size, config, accelerator.num_processes, rank, start)
-    workers = config.num_workers
-    batches = iter(DataLoader(dataset, config.batch_size, sampler=sampler, collate_fn=collate, num_workers=workers))
+    # -- data: this process's micro-batches from step ``start`` on (a stream: from its epoch's start)
+    stream = None
+    if isinstance(dataset, IterableDataset):
+        stream = _Stream(dataset, collate, config)
+        stream.epoch = counters.pop("data_epoch", 0)
+        batches: Iterator[tuple[Any, list[int]]] = iter(stream)
+    else:
+        size, rank = len(dataset), accelerator.process_index  # type: ignore[arg-type]
+        sampler = StepSampler(size, config, accelerator.num_processes, rank, start)
+        loader = DataLoader(
+            _Indexed(dataset), config.batch_size, sampler=sampler, collate_fn=_IndexedCollate(collate),
+            num_workers=config.num_workers,
+        )  # fmt: skip
+        batches = iter(loader)
+    tally = {"skipped": 0, "empty_steps": 0}
+    bad: set[int] = set()
     metrics = MetricsLog(run_dir, start, enabled=accelerator.is_main_process)
 
     def checkpoint(step: int) -> None:
         if accelerator.is_main_process:
             weights = {f"{n}.{k}": v for n, m in modules.items() for k, v in m.state_dict().items()}
-            state = Checkpoint(step, weights, optimizer.state_dict(), ema.state_dict() if ema else None, counters)
+            saved = {**counters, "data_epoch": stream.epoch} if stream is not None else counters
+            state = Checkpoint(step, weights, optimizer.state_dict(), ema.state_dict() if ema else None, saved)
             save_checkpoint(run_dir, state, config.keep_checkpoints)
         accelerator.wait_for_everyone()
 
@@ -176,11 +261,15 @@ def train(
         lr = learning_rate(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, logs = _accumulate(model, batches, step, config, accelerator)
-        logs.update(_update(loss, params, optimizer, ema, counters, accelerator, config.grad_clip))
-        progress.set_postfix(loss=f"{loss:.4f}")
+        loss, logs, ran = _accumulate(model, batches, step, config, accelerator, tally, bad)
+        if ran:
+            logs.update(_update(loss, params, optimizer, ema, counters, accelerator, config.grad_clip))
+        else:  # no good item in the whole step: no update, and not a non-finite loss
+            optimizer.zero_grad(set_to_none=True)
+            tally["empty_steps"] += 1
+        progress.set_postfix(loss=f"{loss:.4f}", skipped=tally["skipped"])
         if (step + 1) % config.log_every == 0 or not math.isfinite(loss):
-            metrics.write(step + 1, {"loss": loss, "lr": lr, **logs, **counters})
+            metrics.write(step + 1, {"loss": loss, "lr": lr, **logs, **counters, **tally})
         # -- checkpoint: every save_every steps, at the end, and before giving up on non-finite losses
         stop = counters["nonfinite_run"] >= config.max_nonfinite
         if stop or (step + 1) % config.save_every == 0 or step + 1 == config.steps:
@@ -194,7 +283,18 @@ def train(
     metrics.close()
     if ema is not None:
         ema.copy_to_model()
-    return TrainResult(max(start, config.steps), loss, counters["nonfinite_total"])
+    if stream is not None:
+        distinct = tally["skipped"]
+    else:
+        from accelerate.utils import gather_object
+
+        distinct = len(set(gather_object(sorted(bad)))) if accelerator.num_processes > 1 else len(bad)
+    result = TrainResult(
+        max(start, config.steps), loss, counters["nonfinite_total"], distinct, tally["skipped"], tally["empty_steps"]
+    )
+    if main and tally["skipped"]:
+        print(f"training skipped {distinct} bad items ({tally['skipped']} draws in all)")
+    return result
 
 
 def _update(
@@ -222,23 +322,43 @@ def _update(
 
 
 def _accumulate(
-    model: nn.Module, batches: Iterator[Any], step: int, config: TrainConfig, accelerator: Any
-) -> tuple[float, dict[str, float]]:
-    """Forward/backward ``grad_accum`` micro-batches; the mean loss and logs over every process."""
+    model: nn.Module,
+    batches: Iterator[tuple[Any, list[int]]],
+    step: int,
+    config: TrainConfig,
+    accelerator: Any,
+    tally: dict[str, int],
+    bad: set[int],
+) -> tuple[float, dict[str, float], bool]:
+    """Forward/backward ``grad_accum`` micro-batches; the mean loss and logs over every process and micro-batch
+    that had a good item, and whether any had one (``tally``/``bad``: the dropped items, module docstring)."""
     totals: dict[str, float] = {}
+    weight, skipped = 0.0, 0.0
     for a in range(config.grad_accum):
         micro = a * accelerator.num_processes + accelerator.process_index
         seed = step_seed(config.seed, step, micro)
         torch.manual_seed(seed)  # dropout and any other draw from the global generator
         generator = torch.Generator(accelerator.device).manual_seed(seed)
+        batch, failed = next(batches)
+        bad.update(failed)
+        ran = 0.0 if _is_empty(batch) else 1.0
         with accelerator.accumulate(model):
-            loss, logs = model(next(batches), generator)
+            loss, logs = model(batch, generator)
             accelerator.backward(loss)
-        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in logs.values())])  # [1 + K]
-        reduced = accelerator.reduce(values, "mean").tolist()  # the same numbers in every process
-        for name, value in zip(["loss", *logs], reduced, strict=True):
-            totals[name] = totals.get(name, 0.0) + value / config.grad_accum
-    return totals.pop("loss"), totals
+        dropped = float(batch.get("skipped", 0)) if isinstance(batch, Mapping) else 0.0
+        # [3 + K]: weighted loss, weight, dropped items, weighted logs (an empty micro-batch has no logs)
+        flags = torch.tensor([ran, dropped], device=loss.device)
+        values = torch.cat(
+            [(loss.detach().float() * ran)[None], flags, *(v.detach().float()[None] * ran for v in logs.values())]
+        )
+        reduced = accelerator.reduce(values, "sum").tolist()  # the same numbers in every process
+        weight, skipped = weight + reduced[1], skipped + reduced[2]
+        for name, value in zip(["loss", *logs], reduced[:1] + reduced[3:], strict=True):
+            totals[name] = totals.get(name, 0.0) + value
+    tally["skipped"] += round(skipped)
+    if weight == 0:
+        return math.nan, {}, False
+    return totals.pop("loss") / weight, {name: value / weight for name, value in totals.items()}, True
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
