@@ -185,13 +185,10 @@ def save_config(config: DysenVDMConfig, path: str | os.PathLike[str]) -> Path:
     """Write the fully resolved ``config`` as YAML (atomically); ``load_config`` reads it back equal."""
     import yaml
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.tmp")
-    text = yaml.safe_dump(config_to_data(config), sort_keys=False, default_flow_style=None)
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, target)
-    return target
+    from dysen.dsg.io import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(config_to_data(config), sort_keys=False, default_flow_style=None))
+    return Path(path)
 
 
 def config_to_data(config: Any) -> dict[str, Any]:

@@ -17,8 +17,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dysen import __version__
+from dysen.atomic import staged_dir
 from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, config_from_data, config_to_data
 from dysen.data.video import model_to_frames
 from dysen.diffusion.guidance import FULL, UNCOND, combine, guidance_weights
@@ -147,10 +146,7 @@ class DysenVDMPipeline:
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``model_index.json`` + ``unet/``, ``rgtrm/`` (+ ``vae/`` for the 3D AE) atomically."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with staged_dir(directory) as staging:
             self.unet.save_pretrained(staging / "unet")
             self.rgtrm.save_pretrained(staging / "rgtrm")
             if isinstance(self.vae, KLVideoAutoencoder):
@@ -158,13 +154,7 @@ class DysenVDMPipeline:
             index = {"_class": type(self).__name__, "dysen_version": __version__}
             index["config"] = config_to_data(self.config)  # names the text encoder, planner and frame VAE
             (staging / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        return Path(directory)
 
     # -- generation ---------------------------------------------------------------------------------
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -20,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from dysen.atomic import staged_dir
 from dysen.errors import DysenError
 
 CONFIG_NAME = "config.json"
@@ -73,22 +72,13 @@ class Pretrained:
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` atomically (all or nothing)."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with staged_dir(directory) as staging:
             (staging / CONFIG_NAME).write_text(
                 json.dumps({"_class": type(self).__name__, **config_to_dict(self.config)}, indent=2) + "\n"
             )
             state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
             save_file(state, staging / WEIGHTS_NAME)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        return Path(directory)
 
     @classmethod
     def from_pretrained(cls: type[_M], directory: str | os.PathLike, map_location: str = "cpu") -> _M:

@@ -32,9 +32,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -44,6 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from dysen.atomic import staged_dir
 from dysen.dsg import DynamicSceneGraph, action_planning_reliability, triplet_recall
 from dysen.errors import DysenError
 from dysen.planner.demos import DemoBank, check_k
@@ -183,7 +181,9 @@ class DemoPolicy(nn.Module):
 
     def save(self, directory: str | os.PathLike[str], training: PolicyConfig | None = None) -> Path:
         """Write ``config.json`` + ``policy.safetensors`` into ``directory`` as one atomic folder swap."""
-        return _write_dir_atomic(Path(directory), lambda tmp: self._write(tmp, training))
+        with staged_dir(directory) as tmp:
+            self._write(tmp, training)
+        return Path(directory)
 
     def _write(self, directory: Path, training: PolicyConfig | None) -> None:
         from safetensors.torch import save_file
@@ -366,15 +366,13 @@ def _save_checkpoint(
     """``epoch-NNNN/`` with policy, optimiser and generator state; ``best/`` when this epoch is the best."""
     from safetensors.torch import save_file
 
-    def fill(tmp: Path) -> None:
+    with staged_dir(out / f"epoch-{epoch:04d}") as tmp:
         policy._write(tmp, config)
         adam = optimizer.state_dict()["state"]
         state = {f"optimizer.{p}.{name}": torch.as_tensor(v).clone() for p, g in adam.items() for name, v in g.items()}
         save_file({**state, "generator": generator.get_state()}, tmp / "trainer.safetensors")
         trainer = {"epoch": epoch, "config": asdict(config), "history": [asdict(s) for s in history]}
         (tmp / "trainer.json").write_text(json.dumps(trainer, indent=2), encoding="utf-8")
-
-    _write_dir_atomic(out / f"epoch-{epoch:04d}", fill)
     if history[-1].mean_reward > max((s.mean_reward for s in history[:-1]), default=float("-inf")):
         policy.save(out / "best", config)
 
@@ -418,25 +416,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DysenError(f"{path}: expected a JSON object")
     return data
-
-
-def _write_dir_atomic(target: Path, fill: Callable[[Path], None]) -> Path:
-    """Fill a fresh temporary folder beside ``target``, then rename it into place (replacing ``target``)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        fill(tmp)
-        if target.exists():
-            trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
-            os.rename(target, trash)
-            os.rename(tmp, target)
-            shutil.rmtree(trash)
-        else:
-            os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
 
 
 class PolicySelector:

@@ -16,10 +16,8 @@ A crash mid-write leaves only a ``.step-…`` temp folder, which ``latest_checkp
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from dysen.atomic import staged_dir
 from dysen.errors import DysenError
 
 FORMAT_VERSION = 1
@@ -58,8 +57,7 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 2) -> Pat
     parent = checkpoint_dir(run_dir)
     parent.mkdir(parents=True, exist_ok=True)
     target = parent / f"step-{checkpoint.step:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    try:
+    with staged_dir(target) as staging:
         weights = {k: v.detach().contiguous().cpu() for k, v in checkpoint.weights.items()}
         save_file(weights, staging / "weights.safetensors")
         if checkpoint.ema is not None:
@@ -67,12 +65,6 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 2) -> Pat
         torch.save(checkpoint.optimizer, staging / "optimizer.pt")
         state = {"format": FORMAT_VERSION, "step": checkpoint.step, **checkpoint.counters}
         (staging / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     for old in _checkpoints(parent)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return target
