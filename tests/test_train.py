@@ -208,3 +208,22 @@ def test_the_seed_shell_scripts_run_the_whole_chain_at_tiny_size(runs: Path, tmp
     assert (tmp_path / "samples" / "sample.mp4").stat().st_size > 0
     evaluated = run("run_eval_dysen_vdm.sh")
     assert evaluated.returncode == 1 and "not built yet" in evaluated.stderr
+
+
+def test_ema_warms_up_like_litema_and_resumes_its_count() -> None:
+    from dysen.train.ema import EMA
+
+    layer = torch.nn.Linear(2, 2)
+    ema = EMA({"m": layer}, decay=0.999)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    ema.update()  # n = 1: d = 2/11, so the shadow moves 9/11 of the way at once (not 0.1 %)
+    assert ema.current_decay() == pytest.approx(2 / 11)
+    expected = layer.weight + 0  # the shadow started at the initial weights w0
+    assert not torch.equal(ema.shadow["m.weight"], expected)
+    for _ in range(9000):
+        ema.update()
+    assert ema.current_decay() == 0.999 and torch.allclose(ema.shadow["m.weight"], expected, atol=1e-6)
+    again = EMA({"m": layer}, decay=0.999)
+    again.load_state_dict(ema.state_dict())
+    assert again.num_updates == 9001 and torch.equal(again.shadow["m.weight"], ema.shadow["m.weight"])

@@ -1,5 +1,9 @@
 """Exponential moving average of the trainable weights (LVDM/LDM ``LitEma``): θ_ema ← d·θ_ema + (1 − d)·θ.
 
+As ``LitEma``, the decay warms up: after n updates d = min(decay, (1 + n) / (10 + n)), so that a short run's
+average is not dominated by the random initial weights (with a fixed d = 0.999, 61 % of the weight would still
+sit on the initialisation after 500 steps).
+
 The average is kept in float32 beside the model and saved with every checkpoint; the exported model
 (``dysen train-vdm`` → pipeline folder) carries the averaged weights.
 """
@@ -9,12 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+NUM_UPDATES = "_num_updates"  # the update count, stored beside the shadow weights
+
 
 class EMA:
     """A float32 shadow of every trainable parameter of ``modules`` (name -> module), keyed ``module.param``."""
 
     def __init__(self, modules: dict[str, nn.Module], decay: float) -> None:
-        self.decay = decay
+        self.decay, self.num_updates = decay, 0
         self.params = {
             f"{name}.{key}": param
             for name, module in modules.items()
@@ -26,8 +32,15 @@ class EMA:
     @torch.no_grad()
     def update(self) -> None:
         """Move the shadow towards the current weights (call after each optimizer step)."""
+        self.num_updates += 1
+        decay = self.current_decay()
         for key, param in self.params.items():
-            self.shadow[key].lerp_(param.detach().float(), 1.0 - self.decay)
+            self.shadow[key].lerp_(param.detach().float(), 1.0 - decay)
+
+    def current_decay(self) -> float:
+        """d = min(decay, (1 + n) / (10 + n)) after n updates (``LitEma``'s warm-up)."""
+        n = self.num_updates
+        return min(self.decay, (1 + n) / (10 + n))
 
     @torch.no_grad()
     def copy_to_model(self) -> None:
@@ -36,9 +49,11 @@ class EMA:
             param.copy_(self.shadow[key].to(param.dtype))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.shadow)
+        return {**self.shadow, NUM_UPDATES: torch.tensor(self.num_updates, dtype=torch.int64)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        state = dict(state)
+        self.num_updates = int(state.pop(NUM_UPDATES, torch.tensor(0)).item())
         missing = sorted(set(self.shadow) - set(state))
         if missing:
             raise KeyError(f"the EMA state lacks {missing[:5]}")
