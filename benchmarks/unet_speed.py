@@ -2,8 +2,9 @@
 
 Equal work, as nearly as two architectures allow: the same latent ``[B, 4, T, H, W]``, the same text context
 ``[B, L, Dt]``, the same dtype, both in training mode, attention at the same resolutions with the same head width,
-and parameter counts within 5 % (ours is sized by ``ff_mult`` search). Ours is timed with its DSG path on and
-with ``dsg=None``; diffusers' model has no DSG path. Repeats are interleaved (a, b, c, a, b, c, ...) so that a noisy
+and parameter counts within 5 % (ours is sized by ``ff_mult`` search, see ``build_ours``). Ours is timed with
+its DSG path on and with ``dsg=None`` (feed-forward multipliers by level), and with one uniform multiplier;
+diffusers' model has no DSG path. Repeats are interleaved (a, b, c, a, b, c, ...) so that a noisy
 shared machine slows all three alike; the median is reported. FLOPs come from ``torch.utils.flop_counter``.
 
     python benchmarks/unet_speed.py --out bench.json
@@ -50,8 +51,14 @@ def build_reference(args: argparse.Namespace) -> torch.nn.Module:
     )
 
 
-def build_ours(args: argparse.Namespace, target: int) -> UNet3D:
-    """Our UNet with the same widths, levels and attention resolutions; ``ff_mult`` brings it nearest ``target``."""
+def build_ours(args: argparse.Namespace, target: int, by_level: bool) -> UNet3D:
+    """Our UNet with the same widths, levels and attention resolutions, sized to ``target`` parameters.
+
+    ``by_level=False``: one ``ff_mult`` for every transformer, the one that brings the count nearest ``target``.
+    ``by_level=True``: the feed-forwards at the two highest resolutions get the usual small multipliers (2, 4)
+    and the low-resolution levels the one that matches ``target``: parameters cost FLOPs in proportion to the
+    number of positions they see, so they are cheapest where the feature maps are small.
+    """
 
     def make(ff_mult: int) -> UNet3D:
         cfg = UNet3DConfig(
@@ -60,14 +67,14 @@ def build_ours(args: argparse.Namespace, target: int) -> UNet3D:
             num_res_blocks=2,
             attention_resolutions=(1, 2, 4),
             head_dim=args.head_dim,
-            ff_mult=ff_mult,
+            ff_mult=(2, 4, ff_mult, ff_mult) if by_level else ff_mult,
             text_dim=args.text_dim,
             dsg_dim=args.dsg_dim,
             conv=args.conv,
         )
         return UNet3D(cfg)
 
-    best = min(range(1, 9), key=lambda mult: abs(n_params(make(mult)) - target))
+    best = min(range(1, 33), key=lambda mult: abs(n_params(make(mult)) - target))
     return make(best)
 
 
@@ -152,7 +159,8 @@ def main() -> None:
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype != torch.float32 else nullcontext
     torch.manual_seed(0)
     ref = build_reference(args).to(device).train()
-    ours = build_ours(args, n_params(ref)).to(device).train()
+    ours = build_ours(args, n_params(ref), by_level=True).to(device).train()
+    uniform = build_ours(args, n_params(ref), by_level=False).to(device).train()
 
     b, t, m = args.batch, args.frames, args.dsg_steps
     z = torch.randn(b, 4, t, args.size, args.size, device=device)
@@ -168,6 +176,9 @@ def main() -> None:
         "diffusers_UNet3DConditionModel": training_step(ref, lambda: ref(z, steps_t, text).sample, autocast),
         "ours_with_dsg": training_step(ours, lambda: ours(z, steps_t, (text, text_mask), dsg), autocast),
         "ours_without_dsg": training_step(ours, lambda: ours(z, steps_t, (text, text_mask), None), autocast),
+        "ours_uniform_ff_with_dsg": training_step(
+            uniform, lambda: uniform(z, steps_t, (text, text_mask), dsg), autocast
+        ),
     }
     host = machine(device)
     flops = {name: flops_of(step) for name, step in runs.items()}
@@ -179,7 +190,14 @@ def main() -> None:
         for name, step in runs.items():
             times[name].append(timed(step, device))
     host["loadavg_1m_after"] = os.getloadavg()[0]
-    report = _report(args, host, ref, ours, flops, times)
+    report = _report(
+        args,
+        host,
+        ref,
+        {"ours_with_dsg": ours, "ours_without_dsg": ours, "ours_uniform_ff_with_dsg": uniform},
+        flops,
+        times,
+    )
     text_out = json.dumps(report, indent=2)
     print(text_out)
     if args.out:
@@ -187,12 +205,12 @@ def main() -> None:
             f.write(text_out + "\n")
 
 
-def _report(args, host, ref, ours, flops, times) -> dict:
+def _report(args, host, ref, ours: dict[str, UNet3D], flops, times) -> dict:
     results = {}
     for name, ts in times.items():
         median = statistics.median(ts)
         entry = {
-            "params": n_params(ref if name.startswith("diffusers") else ours),
+            "params": n_params(ref if name.startswith("diffusers") else ours[name]),
             "median_s": round(median, 4),
             "min_s": round(min(ts), 4),
             "times_s": [round(x, 4) for x in ts],
@@ -212,13 +230,16 @@ def _report(args, host, ref, ours, flops, times) -> dict:
             "dtype": args.dtype,
             "device": args.device,
         },
-        "ours_config": {k: v for k, v in vars(ours.config).items()},
+        "ours_config": dict(vars(ours["ours_with_dsg"].config)),
+        "ours_uniform_ff_mult": ours["ours_uniform_ff_with_dsg"].config.ff_mult,
         "machine": host,
         "results": results,
         "speedup_vs_diffusers": {
             name: round(ref_s / r["median_s"], 3) for name, r in results.items() if name.startswith("ours")
         },
-        "param_ratio_ours_over_diffusers": round(n_params(ours) / n_params(ref), 4),
+        "param_ratio_ours_over_diffusers": {
+            name: round(n_params(model) / n_params(ref), 4) for name, model in ours.items()
+        },
     }
 
 

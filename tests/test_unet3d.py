@@ -218,6 +218,22 @@ def test_save_pretrained_round_trip_is_bit_identical(tmp_path):
     assert torch.equal(loaded(z, steps, text, dsg), model(z, steps, text, dsg))
 
 
+def test_feed_forward_multiplier_per_level(tmp_path):
+    model = make(ff_mult=(2, 6))
+    widths = {8: 2, 16: 6}  # level width -> ff_mult: each transformer's FF hidden width follows its level
+    ffs = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.in_features in widths]
+    hidden = {
+        (m.in_features, m.out_features) for m in ffs if m.out_features == 2 * m.in_features * widths[m.in_features]
+    }
+    assert hidden == {(8, 32), (16, 192)}  # GEGLU projections in -> 2 * mult * in, at both levels
+    model.save_pretrained(tmp_path / "unet")
+    assert UNet3D.from_pretrained(tmp_path / "unet").config.ff_mult == (2, 6)  # a list in config.json, a tuple back
+    with pytest.raises(UNet3DError, match="one per level"):
+        dataclasses.replace(TINY, ff_mult=(2, 2, 2))
+    with pytest.raises(UNet3DError, match=">= 1"):
+        dataclasses.replace(TINY, ff_mult=(2, 0))
+
+
 def test_bad_config_and_inputs_raise_clear_errors():
     with pytest.raises(UNet3DError, match="conv"):
         dataclasses.replace(TINY, conv="3d")

@@ -55,7 +55,7 @@ class UNet3DConfig:
     attention_resolutions: tuple[int, ...] = (2, 4)  # downsampling factors with a transformer (the middle always has)
     head_dim: int = 32  # channels per attention head (heads = width / head_dim)
     transformer_depth: int = 1  # (spatial block, temporal block) pairs per transformer
-    ff_mult: int = 4  # GEGLU feed-forward hidden width, in units of the block width
+    ff_mult: int | tuple[int, ...] = 4  # GEGLU feed-forward hidden width in block widths; a tuple: one per level
     norm_groups: int = 32  # GroupNorm groups (must divide every level's width)
     text_dim: int = 384  # width of the text tokens (all-MiniLM-L6-v2: 384; CLIP-L: 768)
     dsg_dim: int = 256  # width of the RGTrm scene-graph tokens
@@ -68,8 +68,13 @@ class UNet3DConfig:
     dropout: float = 0.0  # dropout in ResBlocks and feed-forwards
 
     def __post_init__(self) -> None:
+        if isinstance(self.ff_mult, list):  # from YAML / JSON
+            object.__setattr__(self, "ff_mult", tuple(self.ff_mult))
+        if isinstance(self.ff_mult, tuple) and len(self.ff_mult) != len(self.channel_mult):
+            raise UNet3DError(f"ff_mult {self.ff_mult} must be one int or one per level of channel_mult")
         widths = [self.model_channels * m for m in self.channel_mult]
-        if not widths or min(widths + [self.num_res_blocks, self.transformer_depth, self.ff_mult]) < 1:
+        ff_mults = list(self.ff_mult) if isinstance(self.ff_mult, tuple) else [self.ff_mult]
+        if not widths or min(widths + [self.num_res_blocks, self.transformer_depth] + ff_mults) < 1:
             raise UNet3DError("model_channels, channel_mult, num_res_blocks, transformer_depth, ff_mult must be >= 1")
         if any(w % self.norm_groups or w % self.head_dim for w in widths):
             raise UNet3DError(f"every level width {widths} must be a multiple of norm_groups and head_dim")
@@ -81,6 +86,10 @@ class UNet3DConfig:
             )
         if self.temporal_max_distance < 1 or not 0.0 <= self.dropout < 1.0:
             raise UNet3DError("temporal_max_distance must be >= 1 and dropout in [0, 1)")
+
+    def ff_mult_at(self, level: int) -> int:
+        """The feed-forward multiplier of the transformers at ``level`` (the middle block uses the last level's)."""
+        return self.ff_mult[level] if isinstance(self.ff_mult, tuple) else self.ff_mult
 
 
 class Stage(nn.Module):
@@ -121,21 +130,21 @@ class UNet3D(nn.Module, Pretrained):
         self.down, skips, ds = nn.ModuleList(), [ch], 1
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
-                self.down.append(Stage(self._res(ch, mult * cfg.model_channels), self._attn(mult, ds)))
+                self.down.append(Stage(self._res(ch, mult * cfg.model_channels), self._attn(level, ds)))
                 ch = mult * cfg.model_channels
                 skips.append(ch)
             if level < len(cfg.channel_mult) - 1:
                 self.down.append(Stage(resample=Downsample(ch)))
                 skips.append(ch)
                 ds *= 2
-        mid_attn = self._attn(cfg.channel_mult[-1], None)
+        mid_attn = self._attn(len(cfg.channel_mult) - 1, None)
         self.mid = nn.ModuleList([Stage(self._res(ch, ch), mid_attn), Stage(self._res(ch, ch))])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
             for i in range(cfg.num_res_blocks + 1):
                 out = mult * cfg.model_channels
                 upsample = Upsample(out) if level > 0 and i == cfg.num_res_blocks else None
-                self.up.append(Stage(self._res(ch + skips.pop(), out), self._attn(mult, ds), upsample))
+                self.up.append(Stage(self._res(ch + skips.pop(), out), self._attn(level, ds), upsample))
                 ch = out
             ds //= 2
         self.norm_out = GroupNorm32(cfg.norm_groups, ch)
@@ -145,17 +154,17 @@ class UNet3D(nn.Module, Pretrained):
         cfg = self.config
         return ResBlock(in_ch, out_ch, 4 * cfg.model_channels, cfg.norm_groups, cfg.conv == "2+1d", cfg.dropout)
 
-    def _attn(self, mult: int, ds: int | None) -> SpatioTemporalTransformer | None:
-        """The transformer at downsampling factor ``ds``, if configured (``ds=None``: the middle block, always)."""
+    def _attn(self, level: int, ds: int | None) -> SpatioTemporalTransformer | None:
+        """The transformer of ``level`` at downsampling factor ``ds``, if configured (``ds=None``: the middle)."""
         cfg = self.config
         if ds is not None and ds not in cfg.attention_resolutions:
             return None
         return SpatioTemporalTransformer(
-            mult * cfg.model_channels,
+            cfg.channel_mult[level] * cfg.model_channels,
             cfg.head_dim,
             cfg.norm_groups,
             depth=cfg.transformer_depth,
-            ff_mult=cfg.ff_mult,
+            ff_mult=cfg.ff_mult_at(level),
             text_dim=cfg.text_dim if cfg.use_text_cross_attention else None,
             dsg_dim=cfg.dsg_dim if cfg.dsg_cross_attention != "off" else None,
             dsg_mode="broadcast" if cfg.dsg_cross_attention == "broadcast" else "aligned",
