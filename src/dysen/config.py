@@ -10,6 +10,7 @@ Presets (``configs/`` holds each as YAML, checked equal by the tests):
 
 * ``shapes-tiny`` — the offline default: 16×64×64 Dynamic Shapes clips, a 3D KL AE with 4× spatial and
   2× temporal downsampling (latents 4×8×16×16), a 2.6 M-parameter UNet, a tiny RGTrm, MiniLM text.
+* ``shapes-tiny-text-only`` — its ablation: the same backbone without the DSG cross-attention.
 * ``paper-t2v-256`` — LVDM's text-to-video setup (dysen_spec.md §5.2): SD-VAE per frame (latents
   4×16×32×32), CLIP ViT-L/14 tokens (768-d), a 320-channel UNet [1, 2, 4, 4], + a 768-d RGTrm.
 * ``lvdm-ucf101`` — LVDM's UCF-101 setup (dysen_spec.md §5.1): 3D AE latents 4×4×32×32, a 256-channel
@@ -134,6 +135,12 @@ def _shapes_tiny() -> DysenVDMConfig:
     )  # fmt: skip
 
 
+def _shapes_tiny_text_only() -> DysenVDMConfig:
+    """The ablation of ``shapes-tiny``: the same backbone with the DSG cross-attention removed (text only)."""
+    config = _shapes_tiny()
+    return dataclasses.replace(config, unet=dataclasses.replace(config.unet, dsg_cross_attention="off"))
+
+
 def _paper_t2v_256() -> DysenVDMConfig:
     return DysenVDMConfig(
         unet=UNet3DConfig(
@@ -161,7 +168,12 @@ def _lvdm_ucf101() -> DysenVDMConfig:
     )  # fmt: skip
 
 
-PRESETS = {"shapes-tiny": _shapes_tiny, "paper-t2v-256": _paper_t2v_256, "lvdm-ucf101": _lvdm_ucf101}
+PRESETS = {
+    "shapes-tiny": _shapes_tiny,
+    "shapes-tiny-text-only": _shapes_tiny_text_only,
+    "paper-t2v-256": _paper_t2v_256,
+    "lvdm-ucf101": _lvdm_ucf101,
+}
 """Named configs: ``load_config(name)`` builds one; ``configs/<name>.yaml`` spells it out."""
 
 
