@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from dysen import __version__
 from dysen.atomic import staged_dir
-from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, config_from_data, config_to_data
+from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, config_from_data, config_to_data, load_config
 from dysen.data.video import model_to_frames
 from dysen.diffusion.guidance import FULL, UNCOND, combine, guidance_weights
 from dysen.diffusion.sampling import make_scheduler, step_kwargs
@@ -237,6 +237,25 @@ class DysenVDMPipeline:
         graphs = GraphBatch.from_dsgs([dsg], latent_frames).with_label_embeddings(self.text_encoder).to(self.device)
         dsg_tokens, dsg_mask, frame_to_sg = self.rgtrm(graphs)  # [1, M, Dg], [1, M], [1, t, M]
         return (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), (dsg_tokens, dsg_mask, frame_to_sg)
+
+
+SHIPPED_MODELS = {"shapes-tiny": Path(__file__).parent / "weights" / "shapes-tiny"}  # trained, inside the package
+
+
+def load_pipeline(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    config: str | os.PathLike[str] = "shapes-tiny",
+    planner: Planner | None = None,
+) -> DysenVDMPipeline:
+    """The pipeline ``dysen generate`` runs: ``model`` (a pipeline folder) when given, else the trained model
+    shipped for the preset ``config`` (``shapes-tiny``), else random weights built from ``config`` (warned)."""
+    if model is not None:
+        return DysenVDMPipeline.from_pretrained(model, planner=planner)
+    shipped = SHIPPED_MODELS.get(str(config))
+    if shipped is not None and (shipped / INDEX_NAME).is_file():
+        return DysenVDMPipeline.from_pretrained(shipped, planner=planner)
+    return DysenVDMPipeline.from_config(load_config(config), planner=planner)
 
 
 def stack_passes(names: list[str], text: Text, null_text: Text, dsg: DSG) -> tuple[Text, DSG]:

@@ -33,11 +33,10 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from dysen.config import load_config
     from dysen.data.video import write_video
     from dysen.dsg.io import read_dsgs, write_text_atomic
     from dysen.dsg.render import save_timeline
-    from dysen.pipeline import DysenVDMPipeline
+    from dysen.pipeline import load_pipeline
 
     if args.prompt is None and args.plan is None:
         raise DysenError("give a PROMPT, or a DSG with --plan FILE")
@@ -54,10 +53,7 @@ def run_generate(args: argparse.Namespace) -> int:
         from dysen.planner.build import PlannerOptions, build_planner
 
         planner = build_planner(PlannerOptions(backend=args.planner, model=args.planner_model, base_url=args.base_url))
-    if args.model is not None:
-        pipe = DysenVDMPipeline.from_pretrained(args.model, planner=planner)
-    else:
-        pipe = DysenVDMPipeline.from_config(load_config(args.config), planner=planner)
+    pipe = load_pipeline(args.model, config=args.config, planner=planner)
     result = pipe(
         args.prompt, dsg=dsg, steps=args.steps, guidance=args.guidance, dsg_guidance=args.dsg_guidance,
         seed=args.seed, num_frames=args.frames, sampler=args.sampler, eta=args.eta,
