@@ -206,8 +206,10 @@ def test_the_seed_shell_scripts_run_the_whole_chain_at_tiny_size(runs: Path, tmp
     sampled = run("run_sample_vdm_text2video.sh")
     assert sampled.returncode == 0, sampled.stderr[-2000:]
     assert (tmp_path / "samples" / "sample.mp4").stat().st_size > 0
+    env["NUM_SAMPLES"] = "2"
     evaluated = run("run_eval_dysen_vdm.sh")
-    assert evaluated.returncode == 1 and "not built yet" in evaluated.stderr
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert (tmp_path / "shapes_eval" / "report.json").is_file()
 
 
 def test_ema_warms_up_like_litema_and_resumes_its_count() -> None:

@@ -13,7 +13,3 @@ class DSGError(DysenError, ValueError):
 
 class VideoError(DysenError):
     """A video file is missing, corrupt, truncated, empty or not a video."""
-
-
-class NotBuiltError(DysenError):
-    """A subcommand or component that a later release will provide."""

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dysen import __version__
-from dysen.cli import data, generate, plan, train
-from dysen.errors import DysenError, NotBuiltError
+from dysen.cli import data, demo, generate, plan, train
+from dysen.cli import eval as evaluate
+from dysen.errors import DysenError
 
 
 @dataclass(frozen=True)
@@ -25,20 +26,6 @@ class Command:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
-
-
-# -- subcommands of later releases --------------------------------------------------------------
-
-
-def _configure_pending(p: argparse.ArgumentParser) -> None:
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-
-
-def _pending(what: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise NotBuiltError(f"'dysen {args.command}' is not built yet: it needs {what}")
-
-    return run
 
 
 COMMANDS: dict[str, Command] = {
@@ -96,14 +83,14 @@ COMMANDS: dict[str, Command] = {
         train.run_finetune,
     ),
     "eval": Command(
-        "FVD/KVD, IS, CLIPSIM, FID and the dynamics benchmark [not built yet]",
-        _configure_pending,
-        _pending("the evaluation suite (dysen.eval)"),
+        "evaluate: the dynamics benchmark and ablations on Dynamic Shapes, zero-shot UCF-101 / MSR-VTT (reports)",
+        evaluate.configure_eval,
+        evaluate.run_eval,
     ),
     "demo": Command(
-        "the web demo: prompt -> editable plan -> video [not built yet]",
-        _configure_pending,
-        _pending("the web demo (dysen.web)"),
+        "the web demo: prompt -> editable plan -> video, in a Gradio app on 127.0.0.1",
+        demo.configure_demo,
+        demo.run_demo,
     ),
 }
 

@@ -1,0 +1,62 @@
+"""``dysen demo``: the web demo (prompt -> editable plan -> video) in a Gradio app on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from dysen.errors import DysenError
+
+
+def configure_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (off by default)")
+    p.add_argument("--model", type=Path, help="a trained model folder (default: the shipped model, else RANDOM)")
+    p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model when there is no --model")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint for the openai planner; the only one given the key")
+    p.add_argument("--planner-model", help="model name prefilled for the openai planner")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint's key")
+    p.add_argument(
+        "--demos",
+        default="auto",
+        help="the planner's demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (see 'dysen plan')",
+    )
+    p.add_argument("--steps", type=int, default=20, help="initial denoising steps on the page (default: 20)")
+    p.add_argument("--concurrency", type=int, default=2, help="requests processed at once (default: 2)")
+    p.add_argument("--queue-size", type=int, default=32, help="requests that may wait (default: 32)")
+    p.add_argument("--max-steps", type=int, default=100, help="most denoising steps a request may ask (default: 100)")
+    p.add_argument("--max-frames", type=int, default=64, help="most frames a request may ask (default: 64)")
+    p.add_argument("--max-prompt", type=int, default=500, help="longest prompt in characters (default: 500)")
+    p.add_argument("--workdir", type=Path, help="where generated files go (default: a new temporary folder)")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    for name in ("concurrency", "queue_size", "max_steps", "max_frames", "max_prompt", "steps"):
+        if getattr(args, name) < 1:
+            raise DysenError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise DysenError(f"--port must be from 1 to 65535, got {args.port}")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise DysenError("the web demo needs Gradio: pip install 'dysen-vdm[demo]'") from None
+    from dysen.pipeline import load_pipeline
+    from dysen.web.app import PageOptions, build_app, launch
+    from dysen.web.checks import DemoLimits
+    from dysen.web.service import DemoService, uses_random_weights
+
+    limits = DemoLimits(max_prompt_chars=args.max_prompt, max_steps=args.max_steps, max_frames=args.max_frames)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dysen-demo-"))
+    pipe = load_pipeline(args.model, config=args.config)
+    service = DemoService(
+        pipe, workdir, limits=limits, trusted_url=args.base_url, api_key_env=args.api_key_env, demos=args.demos
+    )
+    page = PageOptions(
+        steps=args.steps, planner_model=args.planner_model, concurrency=args.concurrency, queue_size=args.queue_size,
+        random_weights=uses_random_weights(args.model, args.config),
+    )  # fmt: skip
+    print(f"dysen demo: files go to {workdir}; press Ctrl+C to stop")
+    launch(build_app(service, page), service, host=args.host, port=args.port, share=args.share)
+    return 0

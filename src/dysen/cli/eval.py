@@ -1,0 +1,225 @@
+"""``dysen eval``: the dynamics benchmark on Dynamic Shapes, its ablations, and the zero-shot protocols.
+
+Writes ``report.json``, ``report.md`` and PNG plots into ``--out`` (``dysen.eval.report``). Heavy imports
+happen only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from dysen.errors import DysenError
+
+PROTOCOLS = ("shapes", "ucf101", "msrvtt")
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    """'NAME=PATH' or 'PATH' (named after the folder)."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        return Path(text).name or text, Path(text)
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH or PATH, got {text!r}")
+    return name, Path(path)
+
+
+def configure_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", choices=PROTOCOLS, default="shapes", help="what to evaluate (default: shapes)")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and the plots")
+    what = p.add_argument_group("what to evaluate (default: the model 'dysen generate' uses for --config)")
+    what.add_argument(
+        "--model",
+        type=_named_path,
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="a trained pipeline folder, one row each (repeatable)",
+    )
+    what.add_argument(
+        "--videos",
+        type=_named_path,
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="score videos already written instead of generating (repeatable); shapes: <id>.mp4 with "
+        "gold.jsonl or <id>.dsg.json beside; zero-shot: samples.jsonl + <id>.mp4",
+    )
+    what.add_argument("--config", default="shapes-tiny", help="preset of the default model and of the renders")
+    what.add_argument("--real", action="store_true", help="shapes: add the ground-truth renders (scorer's ceiling)")
+    what.add_argument(
+        "--ablation",
+        action="store_true",
+        help="shapes: the ablation table: renders, full model (--model), text-only backbone "
+        "(--text-only), no imagination and random demonstrations (these two need an LLM --planner)",
+    )
+    what.add_argument("--text-only", type=Path, metavar="DIR", help="the text-only backbone of --ablation")
+    what.add_argument("--gold", type=Path, help="shapes --videos: JSONL of {id, dsg} to score against")
+    sample = p.add_argument_group("sampling")
+    sample.add_argument("--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)")
+    sample.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+    sample.add_argument("--guidance", type=float, default=7.5, help="text guidance scale (default: 7.5)")
+    sample.add_argument("--dsg-guidance", type=float, help="DSG guidance scale (default: = --guidance; 0: no DSG)")
+    sample.add_argument("--seed", type=int, default=0, help="video i uses seed SEED + i; also the clip/caption seed")
+    sample.add_argument(
+        "--plan",
+        choices=["planner", "gold"],
+        default="planner",
+        help="shapes: plan each caption (default) or follow its gold DSG (oracle plan)",
+    )
+    sample.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
+    sample.add_argument("--save-videos", action="store_true", help="keep the generated videos under OUT/videos/")
+    sample.add_argument("--no-progress", action="store_true", help="no progress bars")
+    plan = p.add_argument_group("planner (default: the model's; see 'dysen plan --help')")
+    plan.add_argument("--planner", choices=["rules", "openai", "hf", "replay"], help="planner backend")
+    plan.add_argument("--planner-model", help="served model name (openai) or path / hub id (hf)")
+    plan.add_argument("--base-url", help="OpenAI-compatible endpoint")
+    plan.add_argument("--replay", type=Path, help="recorded answers (JSONL) of the replay backend")
+    plan.add_argument("--demos", default="auto", help="'shapes', 'none', a JSONL of gold DSGs, or 'auto'")
+    plan.add_argument("--policy", type=Path, help="a trained RL demonstration selector")
+    zero = p.add_argument_group("zero-shot protocols (ucf101, msrvtt)")
+    zero.add_argument("--data", type=Path, help="the dataset folder (UCF-101/ + ucfTrainTestlist/, or MSR-VTT)")
+    zero.add_argument("--metrics", help="comma-separated subset of is,fvd,clipsim,fid (default: the protocol's)")
+    zero.add_argument("--num-real", type=int, default=2048, help="real clips for FVD/FID (0: all; default 2048)")
+    zero.add_argument("--real-split", help="split of the real videos (ucf101: train; msrvtt: test)")
+    zero.add_argument("--prompt-template", default="{}", help="ucf101: prompt with {} for the class name in words")
+    zero.add_argument("--is-splits", type=int, default=1, help="IS splits (TGANv2: 1, the default)")
+    zero.add_argument("--batch-size", type=int, default=16, help="videos per feature-network batch")
+    for key, env in (
+        ("i3d", "DYSEN_I3D_WEIGHTS"),
+        ("c3d", "DYSEN_C3D_WEIGHTS"),
+        ("c3d-mean", "DYSEN_C3D_MEAN"),
+        ("clip", "DYSEN_CLIP_MODEL"),
+        ("inception", "DYSEN_INCEPTION_WEIGHTS"),
+    ):
+        zero.add_argument(f"--{key}", help=f"weights of {key.upper()} (default: ${env})")
+
+
+def _planner_options(args: argparse.Namespace) -> Any:
+    if args.planner is None:
+        return None
+    from dysen.planner.build import PlannerOptions
+
+    return PlannerOptions(
+        backend=args.planner, model=args.planner_model, base_url=args.base_url, replay=args.replay,
+        demos=args.demos, policy=args.policy,
+    )  # fmt: skip
+
+
+def _variants(args: argparse.Namespace) -> list[Any]:
+    from dysen.eval.benchmark import Sampling
+    from dysen.eval.variants import Variant, ablation_variants
+
+    sampling = Sampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan)
+    planner = _planner_options(args)
+    if args.ablation:
+        if args.protocol != "shapes" or args.videos or len(args.model) > 1:
+            raise DysenError("--ablation runs on --protocol shapes with at most one --model (the full model)")
+        full = args.model[0][1] if args.model else None
+        return ablation_variants(full, args.text_only, config=args.config, planner=planner, sampling=sampling)
+    if args.text_only is not None:
+        raise DysenError("--text-only belongs to --ablation; to score that model alone pass it as --model")
+    variants = []
+    if args.real:
+        if args.protocol != "shapes":
+            raise DysenError("--real (ground-truth renders) exists only for --protocol shapes")
+        variants.append(Variant("ground truth (renders)", source="renders", config=args.config, sampling=sampling))
+    for name, folder in args.model:
+        variants.append(Variant(name, model=folder, config=args.config, planner=planner, sampling=sampling))
+    for name, folder in args.videos:
+        variants.append(Variant(name, source="folder", folder=folder, gold=args.gold, sampling=sampling))
+    if not args.model and not args.videos:
+        variants.append(Variant(args.config, config=args.config, planner=planner, sampling=sampling))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise DysenError(f"two rows share a name in {names}: name them with NAME=DIR")
+    return variants
+
+
+def _check(args: argparse.Namespace) -> None:
+    for flag in ("num", "steps", "batch_size", "is_splits"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise DysenError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    for _, folder in [*args.model, *args.videos]:
+        if not folder.is_dir():
+            raise DysenError(f"{folder} is not a folder")
+    if args.protocol != "shapes" and args.data is None:
+        raise DysenError(f"--protocol {args.protocol} needs the dataset: --data ROOT (nothing is downloaded)")
+    if args.protocol != "shapes" and (args.gold or args.plan == "gold"):
+        raise DysenError("--gold and --plan gold belong to --protocol shapes")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from dysen.eval.report import new_report, write_report
+
+    _check(args)
+    variants = _variants(args)
+    progress = not args.no_progress
+    save_dir = args.out / "videos" if args.save_videos else None
+    clock = time.perf_counter()
+    if args.protocol == "shapes":
+        from dysen.eval.variants import run_variant
+
+        num = args.num or 100
+        report = new_report(
+            "shapes", _command(args), {"num": num, "seed": args.seed, "config": args.config}, args.device
+        )
+        for variant in variants:
+            report["rows"].append(run_variant(variant, num, device=args.device, save_dir=save_dir, progress=progress))
+    else:
+        from dysen.eval.protocols import ZeroShotSettings, load_networks, run_zero_shot
+
+        settings = ZeroShotSettings(
+            args.protocol, args.data, tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else (),
+            num=args.num, num_real=args.num_real or None, real_split=args.real_split, template=args.prompt_template,
+            seed=args.seed, batch_size=args.batch_size, is_splits=args.is_splits,
+        )  # fmt: skip
+        paths = {"i3d": args.i3d, "c3d": args.c3d, "c3d_mean": args.c3d_mean, "clip": args.clip}
+        networks = load_networks(settings.resolved_metrics(), {**paths, "inception": args.inception}, args.device)
+        rows, record = run_zero_shot(settings, variants, networks, device=args.device, save_dir=save_dir,
+                                     progress=progress)  # fmt: skip
+        report = new_report(args.protocol, _command(args), record, args.device)
+        report["rows"] = rows
+    report["wall_s"] = round(time.perf_counter() - clock, 2)
+    written = write_report(args.out, report)
+    print("wrote " + ", ".join(str(p) for p in written))
+    _print_summary(report)
+    return 0
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command line that reproduces this run, from the parsed options (defaults left out)."""
+    parser = argparse.ArgumentParser()
+    configure_eval(parser)
+    defaults = vars(parser.parse_args(["--out", "."]))
+    words = ["dysen", "eval", "--protocol", args.protocol]
+    for key, value in vars(args).items():
+        flag = "--" + key.replace("_", "-")
+        if key not in defaults or key == "protocol" or (value == defaults[key] and key != "out"):
+            continue
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, list):
+            words += [w for name, path in value for w in (flag, f"{name}={path}")]
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    for row in report["rows"]:
+        if "skipped" in row:
+            print(f"{row['name']}: not run ({row['skipped']})")
+        elif "summary" in row:
+            overall = row["summary"]["overall"]
+            keys = ("action_accuracy", "object_fidelity", "order_accuracy", "dynamic_degree")
+            print(f"{row['name']}: " + ", ".join(f"{k} {_short(overall.get(k))}" for k in keys))
+        else:
+            print(f"{row['name']}: " + ", ".join(f"{k} {_short(v)}" for k, v in row["metrics"].items()))
+
+
+def _short(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

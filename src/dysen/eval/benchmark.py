@@ -1,0 +1,282 @@
+"""The dynamics benchmark on Dynamic Shapes: test captions -> videos -> action faithfulness, aggregated.
+
+Dysen-VDM claims better dynamics (dysen_spec.md §7): the right actions, in the right order, on the right
+objects. Every Dynamic Shapes test clip has an exact gold DSG, so any video of its caption is scored
+without a learned model by ``dysen.eval.dynamics.score_video`` (object fidelity, action accuracy, order
+accuracy) and ``dysen.eval.flow.dynamic_degree`` (VBench-style, Farneback flow). Videos come from a
+pipeline (one fixed seed per clip), from the ground-truth renders (the scorer's ceiling), or from a
+folder of files already written. ``summarise`` aggregates overall, per action type and per number of
+events. Action accuracy is pooled over events; object fidelity and order accuracy average over the clips
+where they are defined (order needs two events with disjoint windows).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dysen.data.shapes import ShapesClip, ShapesConfig, render_clip, sample_clip, vocab
+from dysen.dsg.metrics import action_planning_reliability
+from dysen.dsg.types import DynamicSceneGraph
+from dysen.errors import DysenError
+from dysen.eval.dynamics import DynamicsScore, score_video
+from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
+
+if TYPE_CHECKING:
+    from dysen.config import VideoSpec
+    from dysen.pipeline import DysenVDMPipeline
+
+BENCHMARK_SPLIT = "test"
+"""The Dynamic Shapes split the benchmark draws its captions and gold DSGs from."""
+
+GOLD_FILE = "gold.jsonl"
+"""In a folder of videos: ``{"id", "dsg"}`` records of the gold DSGs to score against (``read_gold``)."""
+
+PlanSource = Literal["planner", "gold"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a pipeline renders each benchmark caption."""
+
+    steps: int = 50
+    guidance: float = 7.5
+    dsg_guidance: float | None = None
+    """s_dsg of the compositional guidance (None: = ``guidance``; 0: the DSG is not used at all)."""
+    seed: int = 0
+    """Clip i is sampled with seed ``seed + i``."""
+    plan: PlanSource = "planner"
+    """'planner': the pipeline plans the caption (Dysen-VDM as used); 'gold': it follows the gold DSG (oracle)."""
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """One scored video: what it should show (gold), what the model followed (planned) and the scores."""
+
+    id: str
+    caption: str
+    gold: DynamicSceneGraph
+    score: DynamicsScore
+    degree: DynamicDegree
+    planned: DynamicSceneGraph | None = None
+    seconds: float = 0.0
+    """Time to make the video (0 for renders and files)."""
+    size: tuple[int, int, int] = (0, 0, 0)
+    """Frames, height and width of the video."""
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready summary of the clip (events with their verdicts; no frames)."""
+        events = [
+            {
+                "agent": r.event.agent, "predicate": r.event.predicate, "target": r.event.target,
+                "frames": list(r.frames), "detected": r.detected, "onset": r.onset, "seen_at": r.seen_at,
+            }
+            for r in self.score.events
+        ]  # fmt: skip
+        record: dict[str, Any] = {
+            "id": self.id,
+            "caption": self.caption,
+            "num_events": len(self.gold.events),
+            "object_fidelity": self.score.object_fidelity,
+            "action_accuracy": self.score.action_accuracy,
+            "order_accuracy": self.score.order_accuracy,
+            "dynamic": self.degree.dynamic,
+            "flow": round(self.degree.flow, 4),
+            "events": events,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.planned is not None:
+            record["plan_reliability"] = action_planning_reliability(self.planned.events, self.gold.events)
+            record["planned_events"] = [e.triplet for e in self.planned.events]
+        return record
+
+
+def score_clip(
+    clip_id: str,
+    caption: str,
+    frames: np.ndarray,
+    gold: DynamicSceneGraph,
+    *,
+    fps: float,
+    planned: DynamicSceneGraph | None = None,
+    seconds: float = 0.0,
+) -> ClipResult:
+    """Score uint8 ``[T, H, W, 3]`` frames against ``gold`` (actions, objects, order) and measure their motion."""
+    score = score_video(frames, gold)
+    size = (int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2]))
+    return ClipResult(clip_id, caption, gold, score, dynamic_degree(frames, fps), planned, seconds, size)
+
+
+def shapes_config_for(video: VideoSpec) -> ShapesConfig:
+    """The Dynamic Shapes settings that match a model's videos (as training draws them)."""
+    return ShapesConfig(size=video.height, num_frames=video.num_frames, fps=video.fps)
+
+
+def benchmark_clips(num: int, seed: int = 0, config: ShapesConfig | None = None) -> list[ShapesClip]:
+    """Test clips ``0 .. num-1`` of Dynamic Shapes under ``seed``: captions, gold DSGs, tracks (no pixels)."""
+    if num < 1:
+        raise DysenError(f"the benchmark needs at least 1 clip, got {num}")
+    return [sample_clip(i, BENCHMARK_SPLIT, seed, config or ShapesConfig()) for i in range(num)]
+
+
+def score_renders(clips: Sequence[ShapesClip], config: ShapesConfig, *, progress: bool = True) -> list[ClipResult]:
+    """Score the ground-truth renders of ``clips``: the ceiling of what the scorer can confirm."""
+    results = []
+    for clip in tqdm(clips, desc="ground truth", unit="clip", disable=not progress):
+        results.append(score_clip(clip.id, clip.caption, render_clip(clip, config), clip.dsg, fps=config.fps))
+    return results
+
+
+def score_pipeline(
+    pipe: DysenVDMPipeline,
+    clips: Sequence[ShapesClip],
+    sampling: Sampling,
+    *,
+    save_dir: Path | None = None,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[ClipResult]:
+    """Generate a video of each clip's caption with ``pipe`` (seed ``sampling.seed + i``) and score it.
+
+    With ``save_dir``, each video is written as ``<id>.mp4`` with the DSG it followed (``<id>.dsg.json``),
+    plus ``gold.jsonl``, so the folder can be scored again with ``score_folder``.
+    """
+    from dysen.data.video import write_video
+    from dysen.dsg.io import write_jsonl_atomic, write_text_atomic
+
+    fps = pipe.config.video.fps
+    results = []
+    for index, clip in enumerate(tqdm(clips, desc=desc, unit="clip", disable=not progress)):
+        clock = time.perf_counter()
+        video = pipe(
+            clip.caption, dsg=clip.dsg if sampling.plan == "gold" else None, steps=sampling.steps,
+            guidance=sampling.guidance, dsg_guidance=sampling.dsg_guidance, seed=sampling.seed + index,
+            progress=False,
+        )  # fmt: skip
+        seconds = time.perf_counter() - clock
+        results.append(
+            score_clip(clip.id, clip.caption, video.frames, clip.dsg, fps=fps, planned=video.dsg, seconds=seconds)
+        )
+        if save_dir is not None:
+            write_video(save_dir / f"{clip.id}.mp4", video.frames, fps)
+            write_text_atomic(save_dir / f"{clip.id}.dsg.json", video.dsg.to_json(indent=2) + "\n")
+    if save_dir is not None:
+        write_jsonl_atomic(
+            save_dir / GOLD_FILE, ({"id": c.id, "caption": c.caption, "dsg": c.dsg.to_dict()} for c in clips)
+        )
+    return results
+
+
+def _gold_of_folder(folder: Path, gold_path: Path | None) -> dict[str, DynamicSceneGraph]:
+    from dysen.data.datasets import read_gold
+
+    if gold_path is not None:
+        return read_gold(gold_path)
+    return read_gold(folder / GOLD_FILE) if (folder / GOLD_FILE).is_file() else {}
+
+
+def score_folder(folder: str | Path, *, gold: str | Path | None = None, progress: bool = True) -> list[ClipResult]:
+    """Score every ``<name>.mp4`` / ``.gif`` of ``folder`` against its gold DSG.
+
+    The gold DSG of a video is its record in ``gold`` (a JSONL of ``{"id", "dsg"}``), else in
+    ``<folder>/gold.jsonl``, else the ``<name>.dsg.json`` beside it (what ``dysen generate`` writes: the
+    DSG the model followed, so then the score measures faithfulness to the plan, not to a gold). The
+    dynamic degree uses each file's own frame rate.
+    """
+    from dysen.data.video import probe, read_video
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DysenError(f"--videos {root} is not a folder of videos")
+    golds = _gold_of_folder(root, Path(gold) if gold is not None else None)
+    by_stem: dict[str, Path] = {}
+    for path in sorted(root.iterdir(), key=lambda p: p.suffix.lower() != ".mp4"):  # an mp4 wins over its gif
+        if path.suffix.lower() in (".mp4", ".gif"):
+            by_stem.setdefault(path.stem, path)
+    files = [by_stem[stem] for stem in sorted(by_stem)]
+    if not files:
+        raise DysenError(f"no .mp4 or .gif videos in {root}")
+    captions, results = _captions(root), []
+    for file in tqdm(files, desc="scoring videos", unit="video", disable=not progress):
+        dsg = golds.get(file.stem)
+        beside = file.with_suffix(".dsg.json")
+        if dsg is None and beside.is_file():
+            dsg = DynamicSceneGraph.from_json(beside.read_text(encoding="utf-8"))
+        if dsg is None:
+            raise DysenError(
+                f"{file} has no DSG to score against: put {beside.name} beside it or pass --gold FILE.jsonl"
+            )
+        frames = read_video(file).numpy()  # [T, H, W, 3]
+        fps = probe(file).fps
+        results.append(score_clip(file.stem, captions.get(file.stem, ""), frames, dsg, fps=fps))
+    return results
+
+
+def _captions(folder: Path) -> dict[str, str]:
+    """Captions by id from the folder's gold file (none when there is no such file)."""
+    gold = folder / GOLD_FILE
+    if not gold.is_file():
+        return {}
+    records = (json.loads(line) for line in gold.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {str(r["id"]): str(r.get("caption", "")) for r in records if isinstance(r, dict) and "id" in r}
+
+
+# -- aggregation ----------------------------------------------------------------------------------------------
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+def _action_name(predicate: str) -> str:
+    action = vocab.ACTIONS_BY_PREDICATE.get(predicate)
+    return action.name if action is not None else predicate
+
+
+def _group_summary(results: Sequence[ClipResult]) -> dict[str, Any]:
+    detected = [r.detected for clip in results for r in clip.score.events]
+    summary = {
+        "clips": len(results),
+        "events": len(detected),
+        "action_accuracy": float(np.mean(detected)) if detected else None,
+        "object_fidelity": _mean(c.score.object_fidelity for c in results),
+        "order_accuracy": _mean(c.score.order_accuracy for c in results),
+        "dynamic_degree": dynamic_share([c.degree for c in results]),
+        "mean_flow": _mean(c.degree.flow for c in results),
+    }
+    planned = [c for c in results if c.planned is not None]
+    if planned:
+        summary["plan_reliability"] = _mean(
+            action_planning_reliability(c.planned.events, c.gold.events) for c in planned if c.planned
+        )
+    return summary
+
+
+def summarise(results: Sequence[ClipResult]) -> dict[str, Any]:
+    """Overall scores, action accuracy per action type, and every score per number of gold events."""
+    if not results:
+        raise DysenError("nothing to summarise: no video was scored")
+    per_action: dict[str, list[bool]] = defaultdict(list)
+    for clip in results:
+        for r in clip.score.events:
+            per_action[_action_name(r.event.predicate)].append(r.detected)
+    by_count: dict[int, list[ClipResult]] = defaultdict(list)
+    for clip in results:
+        by_count[len(clip.gold.events)].append(clip)
+    return {
+        "overall": _group_summary(results),
+        "per_action": {
+            name: {"events": len(hits), "action_accuracy": float(np.mean(hits))}
+            for name, hits in sorted(per_action.items())
+        },
+        "per_num_events": {str(k): _group_summary(v) for k, v in sorted(by_count.items())},
+    }

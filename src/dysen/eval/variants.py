@@ -1,0 +1,259 @@
+"""What one row of an evaluation is: which weights, which planner, and the ablations of Dysen-VDM.
+
+A ``Variant`` names a source of videos: a model (a pipeline folder, or the one ``dysen generate`` would
+use for a config: the shipped trained model, else random weights), the ground-truth renders, or a folder
+of videos already written. The ablation rows of Dysen-VDM (paper §5.4, dysen_spec.md §7) are:
+
+* the full model with its planner;
+* the text-only backbone: a model trained with the same compute but no DSG (its own folder);
+* no imagination: the LLM planner without Step III (neither the per-step enrichment nor the polish);
+* random demonstrations: the LLM planner with demonstrations drawn at random instead of retrieved or
+  chosen by the RL policy.
+
+The rules planner has no LLM imagination step and no retrieval to replace, so the last two rows need an
+LLM backend; without one they are listed as not run, with the reason. ``weights_of`` hashes every
+safetensors file of a model so that a report says exactly which weights made its numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from dysen.errors import DysenError
+from dysen.eval.benchmark import GOLD_FILE, Sampling
+
+if TYPE_CHECKING:
+    from dysen.pipeline import DysenVDMPipeline
+    from dysen.planner.build import PlannerOptions
+    from dysen.planner.types import Planner
+
+Source = Literal["model", "renders", "folder"]
+Demos = Literal["default", "random"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a comparison: where its videos come from and how they are made."""
+
+    name: str
+    source: Source = "model"
+    model: Path | None = None
+    """A pipeline folder; None: the shipped model of ``config``, else random weights of ``config``."""
+    config: str = "shapes-tiny"
+    planner: PlannerOptions | None = None
+    """The planner; None: the one the model's config names."""
+    imagination: bool = True
+    """False: the LLM planner skips Step III (enrichment and polish)."""
+    demos: Demos = "default"
+    """'random': the LLM planner's demonstrations are drawn at random from the same bank."""
+    sampling: Sampling = field(default_factory=Sampling)
+    folder: Path | None = None
+    """The videos of a 'folder' variant."""
+    gold: Path | None = None
+    """A 'folder' variant's gold DSGs (JSONL of ``{"id", "dsg"}``); None: the folder's own (``score_folder``)."""
+    skip: str | None = None
+    """Why the row is not run (reported instead of numbers)."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The weights a variant runs: the folder (None for random weights) and how to describe them."""
+
+    folder: Path | None
+    description: str
+    weights: dict[str, str]
+    """sha256 of every ``*.safetensors`` file, by path relative to the folder."""
+
+
+def weights_of(folder: str | os.PathLike) -> dict[str, str]:
+    """sha256 of every safetensors file under a model folder, by relative path."""
+    from dysen.eval.features.weights import sha256_of
+
+    root = Path(folder)
+    return {str(p.relative_to(root)): sha256_of(p) for p in sorted(root.rglob("*.safetensors"))}
+
+
+def resolve_model(model: Path | None, config: str) -> ResolvedModel:
+    """The folder ``load_pipeline(model, config=config)`` will read, with its weight hashes (see its rule)."""
+    from dysen.pipeline import INDEX_NAME
+
+    if model is not None:
+        if not (Path(model) / INDEX_NAME).is_file():
+            raise DysenError(f"--model {model} is not a Dysen-VDM folder ({INDEX_NAME} is missing)")
+        return ResolvedModel(Path(model), str(model), weights_of(model))
+    shipped = shipped_model(str(config))
+    if shipped is not None:
+        return ResolvedModel(shipped, f"the shipped {config} model ({shipped})", weights_of(shipped))
+    return ResolvedModel(None, f"RANDOM weights built from {config} (seed 0): not a trained model", {})
+
+
+def build_variant_planner(variant: Variant) -> Planner | None:
+    """The planner of ``variant``: None for the model's own, else built from its options and ablations."""
+    if variant.planner is None and variant.imagination and variant.demos == "default":
+        return None
+    from dysen.planner.build import PlannerOptions, build_planner
+
+    options = variant.planner or PlannerOptions()
+    if variant.imagination and variant.demos == "default":
+        return build_planner(options)
+    if options.backend == "rules":
+        raise DysenError(
+            f"the '{variant.name}' ablation needs an LLM planner (--planner openai|hf|replay): the rules planner "
+            "has no LLM imagination step and no demonstration retrieval"
+        )
+    return ablate(build_planner(options), imagination=variant.imagination, random_demos=variant.demos == "random")
+
+
+def ablate(planner: Planner, *, imagination: bool, random_demos: bool, seed: int = 0) -> Planner:
+    """A copy of an LLM ``DysenPlanner`` without Step III and/or with random demonstrations from its bank."""
+    from dysen.planner.demos import RandomSelector
+    from dysen.planner.dysen import DysenPlanner
+
+    if not isinstance(planner, DysenPlanner):
+        raise DysenError(f"ablations apply to the LLM planner (DysenPlanner), not {type(planner).__name__}")
+    selector = planner.selector
+    if random_demos:
+        bank = getattr(selector, "bank", None) or getattr(selector, "pool", None)
+        if bank is None:
+            raise DysenError("random demonstrations need a demonstration bank; do not pass --demos none")
+        selector = RandomSelector(bank, seed=seed)
+    settings = planner.settings
+    return DysenPlanner(
+        planner.backend, selector=selector, shots=settings.shots, output=settings.output,
+        max_repairs=settings.max_repairs, fallback=planner.fallback, sampling=settings.sampling,
+        imagination=imagination and settings.imagination, polish=imagination and settings.polish,
+        max_steps=settings.max_steps,
+    )  # fmt: skip
+
+
+def load_variant(variant: Variant, device: str = "cpu") -> tuple[DysenVDMPipeline, ResolvedModel]:
+    """The pipeline of a 'model' variant on ``device``, and the weights it runs."""
+    from dysen.pipeline import load_pipeline
+
+    resolved = resolve_model(variant.model, variant.config)
+    planner = build_variant_planner(variant)
+    pipe = load_pipeline(resolved.folder, config=variant.config, planner=planner)
+    return pipe.to(device), resolved
+
+
+def ablation_variants(
+    full: Path | None,
+    text_only: Path | None,
+    *,
+    config: str = "shapes-tiny",
+    planner: PlannerOptions | None = None,
+    sampling: Sampling | None = None,
+) -> list[Variant]:
+    """The ablation table's rows: ground truth, full Dysen-VDM, text-only backbone, no imagination, random demos."""
+    sampling = sampling or Sampling()
+    llm = planner is not None and planner.backend != "rules"
+    no_llm = "needs an LLM planner (--planner openai|hf|replay); the rules planner has no such step"
+    full_row = Variant("Dysen-VDM (full)", model=full, config=config, planner=planner, sampling=sampling)
+    skip = None if llm else no_llm
+    return [
+        Variant("ground truth (renders)", source="renders", config=config, sampling=sampling),
+        full_row,
+        _text_only_variant(text_only, config, sampling),
+        replace(full_row, name="no imagination", imagination=False, skip=skip),
+        replace(full_row, name="random demonstrations", demos="random", skip=skip),
+    ]
+
+
+def shipped_model(config: str) -> Path | None:
+    """The trained model shipped in the package for preset ``config``, if there is one."""
+    from dysen.pipeline import INDEX_NAME, SHIPPED_MODELS
+
+    folder = SHIPPED_MODELS.get(config)
+    return folder if folder is not None and (folder / INDEX_NAME).is_file() else None
+
+
+def _text_only_variant(text_only: Path | None, config: str, sampling: Sampling) -> Variant:
+    """The text-only row: ``text_only``, else the shipped '<config>-text-only' model, else not run."""
+    name = "text-only backbone"
+    if text_only is not None:
+        return Variant(name, model=text_only, config=config, sampling=sampling)
+    preset = f"{config}-text-only"
+    if shipped_model(preset) is not None:
+        return Variant(name, config=preset, sampling=sampling)
+    return Variant(name, sampling=sampling, skip=f"no text-only model given (--text-only DIR) or shipped ({preset})")
+
+
+def sampling_record(sampling: Sampling) -> dict[str, object]:
+    """How a variant sampled, for reports."""
+    return {
+        "steps": sampling.steps, "guidance": sampling.guidance, "dsg_guidance": sampling.dsg_guidance,
+        "seed": sampling.seed, "plan": sampling.plan,
+    }  # fmt: skip
+
+
+def planner_record(variant: Variant) -> dict[str, object]:
+    """Which planner a variant used, for reports."""
+    options = variant.planner
+    backend = "the model's (config)" if options is None else options.backend
+    return {
+        "backend": backend, "model": None if options is None else options.model,
+        "imagination": variant.imagination, "demos": variant.demos,
+    }  # fmt: skip
+
+
+def run_variant(
+    variant: Variant, num: int, *, device: str = "cpu", save_dir: Path | None = None, progress: bool = True
+) -> dict[str, object]:
+    """Run one row of the Dynamic Shapes benchmark: its videos, their scores, the summary and provenance."""
+    from dysen.config import load_config
+    from dysen.eval.benchmark import (
+        benchmark_clips,
+        score_folder,
+        score_pipeline,
+        score_renders,
+        shapes_config_for,
+        summarise,
+    )
+
+    row: dict[str, object] = {"name": variant.name, "source": variant.source}
+    if variant.skip is not None:
+        return {**row, "skipped": variant.skip}
+    clock = time.perf_counter()
+    if variant.source == "folder":
+        if variant.folder is None:
+            raise DysenError(f"variant {variant.name!r} reads videos but names no folder")
+        results = score_folder(variant.folder, gold=variant.gold, progress=progress)
+        row["videos"] = str(variant.folder)
+        if variant.gold is not None:
+            row["scored_against"] = f"the gold DSGs of {variant.gold}"
+        elif (variant.folder / GOLD_FILE).is_file():
+            row["scored_against"] = f"the gold DSGs of {variant.folder / GOLD_FILE}"
+        else:
+            row["scored_against"] = "the <id>.dsg.json beside each video: the plan it followed, not a gold DSG"
+    elif variant.source == "renders":
+        shapes = shapes_config_for(load_config(variant.config).video)
+        results = score_renders(benchmark_clips(num, variant.sampling.seed, shapes), shapes, progress=progress)
+        row["renderer"] = f"Dynamic Shapes test split, seed {variant.sampling.seed}"
+    else:
+        pipe, resolved = load_variant(variant, device)
+        clips = benchmark_clips(num, variant.sampling.seed, shapes_config_for(pipe.config.video))
+        folder = None
+        if save_dir is not None:
+            folder = save_dir / slug(variant.name)
+            folder.mkdir(parents=True, exist_ok=True)
+        results = score_pipeline(pipe, clips, variant.sampling, save_dir=folder, progress=progress, desc=variant.name)
+        row.update(model=resolved.description, weights=resolved.weights, planner=planner_record(variant))
+        row["sampling"] = sampling_record(variant.sampling)
+        row["seeds"] = [variant.sampling.seed, variant.sampling.seed + len(clips) - 1]
+        if folder is not None:
+            row["videos"] = str(folder)
+    frames, height, width = results[0].size
+    row.update(num_samples=len(results), frames=frames, resolution=[height, width])
+    row["wall_s"] = round(time.perf_counter() - clock, 2)
+    row["summary"] = summarise(results)
+    row["clips"] = [r.to_record() for r in results]
+    return row
+
+
+def slug(name: str) -> str:
+    """A folder name for a variant: lower case, words joined by '-'."""
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split()) or "variant"

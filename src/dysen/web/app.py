@@ -1,0 +1,194 @@
+"""The Gradio page of the web demo: prompt -> editable plan (DSG JSON + timeline) -> video.
+
+Only wiring lives here; the work is ``DemoService`` and the checks ``dysen.web.checks``. Nothing phones
+home: analytics are off, the theme uses the browser's own fonts (no font CDN), and the page is served
+without server-side rendering. The API key of an LLM endpoint stays in the server's environment.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage pings
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+from dysen.errors import DysenError  # noqa: E402
+from dysen.web.checks import PLANNERS, check_settings, show_plan  # noqa: E402
+from dysen.web.service import DemoService  # noqa: E402
+
+_TRACK_TQDM = gr.Progress(track_tqdm=True)
+"""The generate handler's progress: the pipeline's tqdm bar over denoising steps, shown on the page."""
+
+EXAMPLES = [
+    "a red circle moves right, then a blue square jumps",
+    "a green triangle rotates while a yellow star moves left",
+    "a small purple square moves up, then it shrinks",
+]
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """How the page looks and queues: defaults of the controls and the queue's bounds."""
+
+    steps: int = 20
+    guidance: float = 7.5
+    dsg_guidance: float = 7.5
+    planner_model: str | None = None
+    """Prefilled model name of the openai planner."""
+    concurrency: int = 2
+    """Requests run at once per event (the model itself renders one video at a time)."""
+    queue_size: int = 32
+    """Requests that may wait; more are refused with a 'queue is full' message."""
+    random_weights: bool = False
+    """Warn on the page that the model is untrained."""
+
+
+def build_app(service: DemoService, page: PageOptions = PageOptions()) -> gr.Blocks:
+    """The demo's Blocks, queued; launch it with ``launch(app, ...)``."""
+    limits, handlers = service.limits, _Handlers(service)
+    with gr.Blocks(title="Dysen-VDM demo", analytics_enabled=False, **_blocks_style()) as app:
+        gr.Markdown("# Dysen-VDM\nText → **dynamic scene graph** (editable) → video.")
+        if page.random_weights:
+            gr.Markdown("**Note:** this model has **random weights** (not trained): its videos are noise-like.")
+        with gr.Row():
+            prompt = gr.Textbox(label="Prompt", elem_id="prompt", max_length=limits.max_prompt_chars, scale=4)
+            plan_button = gr.Button("Plan", variant="primary", elem_id="plan-button", scale=1)
+        gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
+        with gr.Accordion("Planner", open=False):
+            backend = gr.Radio(list(PLANNERS), value="rules", label="Planner", elem_id="planner")
+            base_url = gr.Textbox(
+                value=service.trusted_url or "",
+                label="OpenAI-compatible endpoint (empty: OpenAI)",
+                info=f"The server's API key (${service.api_key_env}) is sent only to "
+                f"{service.trusted_url or 'OpenAI'}; other endpoints get no key.",
+            )
+            model = gr.Textbox(value=page.planner_model or "", label="Model served by the endpoint")
+        with gr.Row():
+            with gr.Column(scale=2):
+                plan_text = gr.Textbox(
+                    label="Plan: the DSG as JSON (or the paper's tuple text); edit it, then Check or Generate",
+                    lines=12, max_lines=20, elem_id="plan", max_length=limits.max_plan_chars,
+                )  # fmt: skip
+                check_button = gr.Button("Check plan", elem_id="check-button")
+                plan_status = gr.Markdown(elem_id="plan-status")
+            with gr.Column(scale=3):
+                timeline = gr.Image(label="The plan over time", type="filepath", interactive=False, elem_id="timeline")
+        with gr.Row():
+            steps = gr.Slider(1, limits.max_steps, value=min(page.steps, limits.max_steps), step=1, label="Steps")
+            guidance = gr.Slider(0, limits.max_guidance, value=page.guidance, step=0.5, label="Text guidance")
+            dsg_guidance = gr.Slider(0, limits.max_guidance, value=page.dsg_guidance, step=0.5, label="DSG guidance")
+            frames = gr.Slider(
+                service.frame_multiple, limits.max_frames, value=service.default_frames, step=service.frame_multiple,
+                label="Frames",
+            )  # fmt: skip
+            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+        generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(label="Video", elem_id="video", autoplay=True, loop=True, interactive=False)
+                with gr.Row():
+                    downloads = [
+                        gr.DownloadButton(f"Download {kind}", elem_id=f"download-{name}", interactive=False, size="sm")
+                        for name, kind in (("mp4", "mp4"), ("gif", "GIF"), ("json", "DSG JSON"))
+                    ]
+                video_status = gr.Markdown(elem_id="video-status")
+            used = gr.Code(label="The DSG used", language="json", elem_id="dsg-used", interactive=False, max_lines=22)
+
+        planner_inputs = [backend, base_url, model]
+        plan_outputs = [plan_text, timeline, plan_status]
+        plan_event: dict[str, Any] = dict(concurrency_limit=page.concurrency, concurrency_id="plan")
+        plan_button.click(handlers.plan, [prompt, *planner_inputs], plan_outputs, api_name="plan", **plan_event)
+        prompt.submit(handlers.plan, [prompt, *planner_inputs], plan_outputs, **plan_event)
+        check_button.click(
+            handlers.check, [plan_text, prompt], [timeline, plan_status], api_name="check", **plan_event
+        )
+        generate_button.click(
+            handlers.generate,
+            [prompt, plan_text, steps, guidance, dsg_guidance, frames, seed, *planner_inputs],
+            [video, used, *downloads, video_status],
+            api_name="generate", concurrency_limit=page.concurrency, concurrency_id="generate",
+        )  # fmt: skip
+    return app.queue(max_size=page.queue_size, default_concurrency_limit=page.concurrency)
+
+
+class _Handlers:
+    """What the page's events call: ``DemoService`` calls with their errors turned into page messages."""
+
+    def __init__(self, service: DemoService) -> None:
+        self.service = service
+
+    def plan(self, prompt: str, backend: str, url: str, model: str) -> tuple[Any, Any, str]:
+        """Plan the prompt: the plan to edit, its timeline and a status line (an error keeps the old plan)."""
+        try:
+            result = self.service.plan(prompt, backend, url, model)
+        except DysenError as err:
+            return gr.skip(), gr.skip(), _error(err)
+        return show_plan(result.dsg), str(result.timeline), _ok(result.summary)
+
+    def check(self, plan: str, prompt: str) -> tuple[Any, str]:
+        """Validate an edited plan: its new timeline and a status line that says what is wrong, if anything."""
+        try:
+            result = self.service.check(plan, prompt)
+        except DysenError as err:
+            return gr.skip(), _error(err)
+        return str(result.timeline), _ok(result.summary)
+
+    def generate(
+        self, prompt: str, plan: str, steps: float, guidance: float, dsg_guidance: float, frames: float, seed: float,
+        backend: str, url: str, model: str, progress: gr.Progress = _TRACK_TQDM,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        """Render the (edited) plan, or the planned prompt when the plan is empty; errors pop up on the page."""
+        service = self.service
+        try:
+            settings = check_settings(
+                steps, frames, seed, guidance, dsg_guidance, frame_multiple=service.frame_multiple,
+                limits=service.limits,
+            )  # fmt: skip
+            out = service.generate(prompt, plan, settings, backend=backend, base_url=url, model=model)
+        except DysenError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        files = [gr.DownloadButton(value=str(path), interactive=True) for path in (out.mp4, out.gif, out.dsg_json)]
+        return (str(out.mp4), show_plan(out.dsg), *files, _ok(out.summary))
+
+
+def _ok(text: str) -> str:
+    return f"**OK**: {text}"
+
+
+def _error(err: Exception) -> str:
+    return f"**Error**: {err}"
+
+
+def launch(
+    app: gr.Blocks, service: DemoService, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+    block: bool = True,
+) -> str:  # fmt: skip
+    """Serve ``app`` (blocking unless ``block`` is False); returns the local URL."""
+    kwargs: dict[str, Any] = dict(
+        server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
+        allowed_paths=[str(service.workdir)], ssr_mode=False, show_error=True,
+    )  # fmt: skip
+    if _STYLE_AT_LAUNCH:
+        kwargs.update(_style())
+    _, local_url, _ = app.launch(**kwargs)
+    return str(local_url)
+
+
+# Gradio 6 takes the theme at launch; Gradio 5 in the Blocks constructor.
+_STYLE_AT_LAUNCH = "theme" in inspect.signature(gr.Blocks.launch).parameters
+
+
+def _style() -> dict[str, Any]:
+    theme = gr.themes.Default(
+        font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )  # the default fonts come from Google Fonts: the page must load nothing from outside
+    return {"theme": theme, "css": "#video video { image-rendering: pixelated; min-height: 256px; }"}
+
+
+def _blocks_style() -> dict[str, Any]:
+    return {} if _STYLE_AT_LAUNCH else _style()

@@ -1,0 +1,182 @@
+"""What the demo page's buttons run, without Gradio: plan a prompt, check an edited plan, generate the files.
+
+The model runs one video at a time (a lock: the networks and the lazily loaded text encoder are shared); the
+page's queue bounds how many requests wait. Every request writes into its own folder under ``workdir``;
+folders older than ``keep_s`` are removed as new ones are made.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from dysen.dsg.types import DynamicSceneGraph
+from dysen.errors import DysenError
+from dysen.pipeline import INDEX_NAME, SHIPPED_MODELS, DysenVDMPipeline
+from dysen.planner.types import Planner
+from dysen.web.checks import (
+    DemoInputError,
+    DemoLimits,
+    Settings,
+    check_prompt,
+    planner_options,
+    read_plan,
+)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """A plan to show: the DSG, its timeline picture and a one-line summary."""
+
+    dsg: DynamicSceneGraph
+    timeline: Path
+    summary: str
+
+
+@dataclass(frozen=True)
+class Generated:
+    """The files of one generated video and the DSG it followed."""
+
+    dsg: DynamicSceneGraph
+    mp4: Path
+    gif: Path
+    dsg_json: Path
+    timeline: Path
+    summary: str
+
+
+def uses_random_weights(model: str | os.PathLike[str] | None, config: str) -> bool:
+    """Whether ``load_pipeline(model, config=config)`` builds random weights (no folder, no shipped model)."""
+    shipped = SHIPPED_MODELS.get(str(config))
+    return model is None and (shipped is None or not (shipped / INDEX_NAME).is_file())
+
+
+class DemoService:
+    """Planning and generation for the page, over one pipeline; thread-safe."""
+
+    def __init__(
+        self,
+        pipe: DysenVDMPipeline,
+        workdir: str | os.PathLike[str],
+        *,
+        limits: DemoLimits | None = None,
+        trusted_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        demos: str = "auto",
+        keep_s: float = 3600.0,
+    ) -> None:
+        self.pipe, self.limits, self.keep_s, self.demos = pipe, limits or DemoLimits(), keep_s, demos
+        self.trusted_url, self.api_key_env = trusted_url, api_key_env
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.frame_multiple = _frame_multiple(pipe)
+        self._model_lock, self._planners_lock = threading.Lock(), threading.Lock()
+        self._planners: dict[tuple[str, str | None, str | None], Planner] = {}
+
+    @property
+    def default_frames(self) -> int:
+        return min(self.pipe.config.video.num_frames, self.limits.max_frames)
+
+    def planner(self, backend: str, base_url: str | None = None, model: str | None = None) -> Planner:
+        """The planner the page chose (built once per backend / endpoint / model)."""
+        from dysen.planner.build import build_planner
+
+        options = planner_options(
+            backend, base_url, model, trusted_url=self.trusted_url, api_key_env=self.api_key_env, demos=self.demos
+        )
+        key = (options.backend, options.base_url, options.model)
+        with self._planners_lock:
+            if key not in self._planners:
+                self._planners[key] = build_planner(options)
+            return self._planners[key]
+
+    def plan(
+        self, prompt: str | None, backend: str = "rules", base_url: str | None = None, model: str | None = None
+    ) -> PlanResult:
+        """Plan ``prompt`` with the chosen planner and draw the plan."""
+        text = check_prompt(prompt, self.limits)
+        dsg = self.planner(backend, base_url, model).plan(text)  # type: ignore[arg-type]
+        return self._drawn(dsg, text, f"planned with {backend}")
+
+    def check(self, plan_text: str | None, prompt: str | None = None) -> PlanResult:
+        """Validate an edited plan and draw it; ``DemoInputError`` says what is wrong."""
+        dsg = read_plan(plan_text, self.limits)
+        if dsg is None:
+            raise DemoInputError("the plan is empty: press Plan to plan the prompt, or paste a DSG")
+        return self._drawn(dsg, check_prompt(prompt, self.limits, required=False), "the plan is valid")
+
+    def generate(
+        self,
+        prompt: str | None,
+        plan_text: str | None,
+        settings: Settings,
+        *,
+        backend: str = "rules",
+        base_url: str | None = None,
+        model: str | None = None,
+        progress: bool = True,
+    ) -> Generated:
+        """Render a video from the (edited) plan, or from the prompt planned now when the plan is empty."""
+        from dysen.data.video import write_video
+        from dysen.dsg.io import write_text_atomic
+        from dysen.dsg.render import save_timeline
+
+        text = check_prompt(prompt, self.limits, required=False)
+        dsg = read_plan(plan_text, self.limits)
+        if dsg is None:
+            if text is None:
+                raise DemoInputError("give a prompt, or a plan to follow")
+            dsg = self.planner(backend, base_url, model).plan(text)
+        with self._model_lock:
+            result = self.pipe(
+                text, dsg=dsg, steps=settings.steps, guidance=settings.guidance, dsg_guidance=settings.dsg_guidance,
+                seed=settings.seed, num_frames=settings.frames, progress=progress,
+            )  # fmt: skip
+        folder = self._new_folder("video")
+        fps = self.pipe.config.video.fps
+        mp4 = write_video(folder / "video.mp4", result.frames, fps)
+        gif = write_video(folder / "video.gif", result.frames, fps)
+        dsg_json = folder / "video.dsg.json"
+        write_text_atomic(dsg_json, result.dsg.to_json(indent=2) + "\n")
+        timeline = save_timeline(result.dsg, folder / "video.dsg.png", title=result.prompt)
+        frames, height, width = result.frames.shape[:3]
+        seconds = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
+        summary = f"{frames} frames, {width}x{height} at {fps} fps, seed {result.seed}; seconds: {seconds}"
+        return Generated(result.dsg, mp4, gif, dsg_json, timeline, summary)
+
+    def _drawn(self, dsg: DynamicSceneGraph, title: str | None, what: str) -> PlanResult:
+        from dysen.dsg.render import save_timeline
+
+        timeline = save_timeline(dsg, self._new_folder("plan") / "plan.png", title=title)
+        summary = f"{what}: {len(dsg.events)} events over {dsg.num_steps} time steps"
+        return PlanResult(dsg, timeline, summary)
+
+    def _new_folder(self, kind: str) -> Path:
+        """A fresh folder for one request's files, after removing those older than ``keep_s``."""
+        cutoff = time.time() - self.keep_s
+        for old in self.workdir.iterdir():
+            try:
+                if old.is_dir() and old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:  # removed meanwhile by another request
+                continue
+        folder = self.workdir / f"{kind}-{uuid.uuid4().hex}"
+        folder.mkdir()
+        return folder
+
+
+def _frame_multiple(pipe: DysenVDMPipeline) -> int:
+    """The smallest frame count the autoencoder accepts (its temporal downsampling factor)."""
+    video = pipe.config.video
+    for frames in range(1, 65):
+        try:
+            pipe.vae.latent_shape(frames, video.height, video.width)
+        except DysenError:
+            continue
+        return frames
+    raise DysenError(f"the model's autoencoder accepts no frame count up to 64 at {video.height}x{video.width}")

@@ -1,0 +1,153 @@
+"""dysen.eval.benchmark / variants / report: the Dynamic Shapes benchmark, its ablation rows and its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dysen.data.datasets import read_gold
+from dysen.data.shapes import ShapesConfig
+from dysen.errors import DysenError
+from dysen.eval.benchmark import (
+    GOLD_FILE,
+    Sampling,
+    benchmark_clips,
+    score_folder,
+    score_pipeline,
+    score_renders,
+    shapes_config_for,
+    summarise,
+)
+from dysen.eval.report import write_report
+from dysen.eval.variants import Variant, ablate, ablation_variants, build_variant_planner, run_variant
+from dysen.pipeline import DysenVDMPipeline
+from dysen.planner.build import PlannerOptions
+from dysen.planner.demos import DemoBank, RandomSelector, SimilaritySelector
+from dysen.planner.dysen import DysenPlanner
+from dysen.planner.embed import HashingEmbedder
+from dysen.planner.rules import RulesPlanner
+from test_pipeline import TINY, HashTextEncoder
+
+
+def test_ground_truth_renders_score_full_marks_and_the_summary_adds_up():
+    clips = benchmark_clips(6)
+    results = score_renders(clips, ShapesConfig(), progress=False)
+    assert [r.score.action_accuracy for r in results] == [1.0] * 6
+    assert [r.score.object_fidelity for r in results] == [1.0] * 6
+    summary = summarise(results)
+    events = sum(len(c.dsg.events) for c in clips)
+    assert summary["overall"]["events"] == events and summary["overall"]["action_accuracy"] == 1.0
+    assert sum(g["events"] for g in summary["per_action"].values()) == events
+    assert all(g["action_accuracy"] == 1.0 for g in summary["per_action"].values())
+    assert set(summary["per_action"]) <= {
+        "move_left", "move_right", "move_up", "move_down", "jump", "grow", "shrink", "rotate", "appear",
+        "disappear", "change_colour",
+    }  # fmt: skip
+    per_count = summary["per_num_events"]
+    assert sum(g["clips"] for g in per_count.values()) == 6
+    assert {int(k) for k in per_count} == {len(c.dsg.events) for c in clips}
+    record = results[0].to_record()
+    assert record["id"] == clips[0].id and len(record["events"]) == len(clips[0].dsg.events)
+    json.dumps(record)  # JSON-ready
+    with pytest.raises(DysenError, match="nothing to summarise"):
+        summarise([])
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe() -> DysenVDMPipeline:
+    return DysenVDMPipeline.from_config(TINY, planner=RulesPlanner(), text_encoder=HashTextEncoder())
+
+
+def test_a_tiny_pipeline_runs_the_benchmark_and_its_saved_videos_score_again(tiny_pipe, tmp_path):
+    shapes = shapes_config_for(tiny_pipe.config.video)
+    assert (shapes.size, shapes.num_frames) == (16, 8)
+    clips = benchmark_clips(2, seed=3, config=shapes)
+    results = score_pipeline(tiny_pipe, clips, Sampling(steps=2, seed=5), save_dir=tmp_path, progress=False)
+    assert [r.id for r in results] == [c.id for c in clips] and all(r.size == (8, 16, 16) for r in results)
+    assert [r.gold for r in results] == [c.dsg for c in clips]
+    assert all(r.planned == RulesPlanner().plan(c.caption) for r, c in zip(results, clips, strict=True))
+    assert all(r.seconds > 0 for r in results)
+    assert sorted(read_gold(tmp_path / GOLD_FILE)) == sorted(c.id for c in clips)
+    assert all((tmp_path / f"{c.id}.mp4").is_file() and (tmp_path / f"{c.id}.dsg.json").is_file() for c in clips)
+    again = score_folder(tmp_path, progress=False)
+    assert [r.id for r in again] == sorted(c.id for c in clips)
+    by_id = {c.id: c for c in clips}
+    assert all(r.gold == by_id[r.id].dsg and r.caption == by_id[r.id].caption for r in again)
+    oracle = score_pipeline(tiny_pipe, clips[:1], Sampling(steps=1, plan="gold"), progress=False)
+    assert oracle[0].planned == clips[0].dsg
+
+
+def test_a_folder_without_gold_is_scored_against_the_dsg_beside_each_video(tiny_pipe, tmp_path):
+    clips = benchmark_clips(1, config=shapes_config_for(tiny_pipe.config.video))
+    score_pipeline(tiny_pipe, clips, Sampling(steps=1), save_dir=tmp_path, progress=False)
+    (tmp_path / GOLD_FILE).unlink()
+    (result,) = score_folder(tmp_path, progress=False)
+    assert result.gold == RulesPlanner().plan(clips[0].caption) and result.caption == ""
+    (tmp_path / f"{clips[0].id}.dsg.json").unlink()
+    with pytest.raises(DysenError, match="no DSG to score against"):
+        score_folder(tmp_path, progress=False)
+    with pytest.raises(DysenError, match="not a folder"):
+        score_folder(tmp_path / "absent", progress=False)
+
+
+class _SilentBackend:
+    """A chat backend that must not be called."""
+
+    name, model = "silent", "none"
+
+    def complete(self, messages, *, sampling=None, json_schema=None):
+        raise AssertionError("no LLM call expected")
+
+
+def test_ablations_rebuild_the_llm_planner_and_need_one():
+    bank = DemoBank.from_shapes(6)
+    full = DysenPlanner(_SilentBackend(), selector=SimilaritySelector(bank, HashingEmbedder(64)), shots=3)
+    no_imagination = ablate(full, imagination=False, random_demos=False)
+    assert not no_imagination.settings.imagination and not no_imagination.settings.polish
+    assert no_imagination.selector is full.selector and no_imagination.settings.shots == 3
+    random_demos = ablate(full, imagination=True, random_demos=True, seed=1)
+    assert random_demos.settings.imagination and isinstance(random_demos.selector, RandomSelector)
+    assert random_demos.selector.bank is bank
+    with pytest.raises(DysenError, match="bank"):
+        ablate(DysenPlanner(_SilentBackend()), imagination=True, random_demos=True)
+    with pytest.raises(DysenError, match="DysenPlanner"):
+        ablate(RulesPlanner(), imagination=False, random_demos=False)
+    with pytest.raises(DysenError, match="needs an LLM planner"):
+        build_variant_planner(Variant("no imagination", planner=PlannerOptions(), imagination=False))
+    assert build_variant_planner(Variant("default")) is None
+    rows = ablation_variants(None, None, planner=PlannerOptions(backend="rules"))
+    assert [v.name for v in rows] == [
+        "ground truth (renders)", "Dysen-VDM (full)", "text-only backbone", "no imagination", "random demonstrations",
+    ]  # fmt: skip
+    assert [v.skip is None for v in rows] == [True, True, False, False, False]
+    assert "needs an LLM planner" in rows[3].skip and "--text-only" in rows[2].skip
+    llm = ablation_variants(Path("full"), Path("text"), planner=PlannerOptions(backend="replay"))
+    assert all(v.skip is None for v in llm) and not llm[3].imagination and llm[4].demos == "random"
+
+
+def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):
+    rows = [
+        run_variant(Variant("ground truth", source="renders", sampling=Sampling(seed=2)), 3, progress=False),
+        run_variant(Variant("random demonstrations", skip="needs an LLM planner"), 3),
+    ]
+    assert rows[0]["num_samples"] == 3 and rows[0]["frames"] == 16 and rows[0]["resolution"] == [64, 64]
+    report = {
+        "protocol": "shapes", "created": "now", "dysen_version": "0", "command": "dysen eval", "wall_s": 1.0,
+        "machine": {"platform": "p", "python": "3", "torch": "t", "cpus": 2, "device": "cpu"}, "settings": {},
+        "rows": rows,
+    }  # fmt: skip
+    written = write_report(tmp_path, report)
+    assert [p.name for p in written] == [
+        "report.json",
+        "report.md",
+        "scores.png",
+        "per_action.png",
+        "per_num_events.png",
+    ]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written[2:])
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| ground truth | 3 | 16x64x64 | 1.000 | 1.000 |" in markdown
+    assert "not run: needs an LLM planner" in markdown and "3 videos of 16 frames at 64x64" in markdown
+    assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["skipped"] == "needs an LLM planner"

@@ -1,0 +1,43 @@
+"""The web demo served on 127.0.0.1 over a tiny random pipeline (8×16×16 videos), for tests/test_web_*.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dysen.pipeline import DysenVDMPipeline
+from dysen.planner.rules import RulesPlanner
+from dysen.web.checks import DemoLimits
+from dysen.web.service import DemoService
+from test_pipeline import TINY, HashTextEncoder  # the tiny config and stand-in text encoder of the pipeline tests
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+LIMITS = DemoLimits(max_prompt_chars=200, max_steps=8, max_frames=16)
+
+
+def tiny_service(workdir: Path, **kwargs: object) -> DemoService:
+    """A ``DemoService`` over a random tiny pipeline; the page's planners are the real ones."""
+    pipe = DysenVDMPipeline.from_config(TINY, planner=RulesPlanner(), text_encoder=HashTextEncoder())
+    return DemoService(pipe, workdir, limits=LIMITS, **kwargs)  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def served(service: DemoService, **page: object) -> Iterator[str]:
+    """The app of ``service`` on a free loopback port, closed afterwards; yields its URL."""
+    from dysen.web.app import PageOptions, build_app, launch
+
+    app = build_app(service, PageOptions(**page))  # type: ignore[arg-type]
+    try:
+        yield launch(app, service, host="127.0.0.1", port=free_port(), block=False)
+    finally:
+        app.close()
