@@ -35,6 +35,12 @@ def configure_train_vae(p: argparse.ArgumentParser) -> None:
     _configure_common(p, lr=3.6e-5)
     p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model (default: shapes-tiny)")
     p.add_argument("--kl-weight", type=float, default=1e-6, help="weight of the KL term (default: 1e-6)")
+    p.add_argument(
+        "--recon-loss",
+        choices=("l1", "l2"),
+        default="l1",
+        help="reconstruction loss: l1 (LDM/LVDM) or l2 (better for small objects on plain backgrounds, e.g. shapes)",
+    )
 
 
 def configure_train_vdm(p: argparse.ArgumentParser) -> None:
@@ -85,7 +91,7 @@ def run_train_vae(args: argparse.Namespace) -> int:
         raise DysenError(f"--config {args.config} uses a pretrained per-frame VAE: there is no autoencoder to train")
     vae = _seeded(args.seed, lambda: KLVideoAutoencoder(config.vae.kl3d))
     dataset, collate = _dataset(args, config)
-    result = train(VAETask(vae, args.kl_weight), dataset, collate, _train_config(args), args.out, bool(args.resume))
+    result = train(VAETask(vae, args.kl_weight, recon_loss=args.recon_loss), dataset, collate, _train_config(args), args.out, bool(args.resume))
     if _is_main_process():
         _fit_latent_scale(vae, dataset, collate, args.batch_size)
         folder = vae.save_pretrained(args.out / MODEL_DIR)

@@ -37,7 +37,16 @@ def _freeze(module: nn.Module) -> nn.Module:
 class VAETask:
     """Stage 1: reconstruct clips through a posterior sample of the 3D KL autoencoder."""
 
-    def __init__(self, vae: KLVideoAutoencoder, kl_weight: float = 1e-6, perceptual_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        vae: KLVideoAutoencoder,
+        kl_weight: float = 1e-6,
+        perceptual_weight: float = 0.0,
+        recon_loss: str = "l1",
+    ) -> None:
+        if recon_loss not in ("l1", "l2"):
+            raise StageError(f"recon_loss must be l1 or l2, got {recon_loss!r}")
+        self.recon_loss = recon_loss
         if perceptual_weight:
             raise StageError(
                 "the LPIPS/PatchGAN terms of LVDM's autoencoder loss are not supported yet: use perceptual_weight=0"
@@ -55,8 +64,12 @@ class VAETask:
         video = _video(batch, generator.device).contiguous(memory_format=torch.channels_last_3d)  # [B, 3, T, H, W]
         recon, posterior = self.vae(video, generator)  # [B, 3, T, H, W], q(z|x) [B, c, t, h, w]
         l1 = (recon - video).abs().mean()
+        # L1 (LDM) seeks the per-pixel median: on sparse scenes (small shapes on a plain background, as Dynamic
+        # Shapes) without LPIPS it settles on the background; L2 seeks the mean, so small objects keep a gradient.
+        recon_term = l1 if self.recon_loss == "l1" else (recon - video).square().mean()
         kl = posterior.kl().mean()  # summed over latent elements, averaged over the batch (LDM)
-        return StepOutput(l1 + self.kl_weight * kl, {"l1": l1.detach(), "kl": kl.detach()})
+        logs = {"l1": l1.detach(), "kl": kl.detach(), "recon": recon_term.detach()}
+        return StepOutput(recon_term + self.kl_weight * kl, logs)
 
 
 class VDMTask:
