@@ -1,7 +1,8 @@
 """``dysen train-vae``, ``train-vdm`` and ``finetune``: stages 1, 2 and 4 over the one loop (``dysen.train``).
 
-Each fills a run folder: ``config.yaml`` (the resolved model config), ``train_config.json``,
-``metrics.jsonl``, ``checkpoints/step-*`` and, at the end, ``model/``: the autoencoder for ``train-vae``
+Each fills a run folder: ``config.yaml`` (the resolved model config), ``train_config.json``, for train-vae
+``vae_loss.json`` (the loss flags), ``metrics.jsonl``, ``checkpoints/step-*``, ``samples/step-*`` (with
+``--sample-every``) and, at the end, ``model/``: the autoencoder for ``train-vae``
 (latent scale fitted), a whole pipeline for ``train-vdm``/``finetune`` (``dysen generate --model RUN/model``).
 Several processes: ``accelerate launch --num_processes N [--cpu] -m dysen.cli train-vdm …``.
 """
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 MODEL_DIR = "model"
 CONFIG_FILE = "config.yaml"
+LOSS_FILE = "vae_loss.json"  # train-vae's loss flags, resolved
 SHUFFLE_BUFFER = 1000  # clips in the shuffle buffer when training from --shards
 SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after train-vae
 
@@ -41,6 +43,15 @@ def configure_train_vae(p: argparse.ArgumentParser) -> None:
         default="l1",
         help="reconstruction loss: l1 (LDM/LVDM) or l2 (better for small objects on plain backgrounds, e.g. shapes)",
     )
+    p.add_argument("--perceptual-weight", type=float, default=0.0, help="weight of LPIPS (LVDM: 1.0; default: 0)")
+    p.add_argument("--lpips", type=Path, help="LPIPS linear heads: the lpips package's vgg.pth, or safetensors")
+    p.add_argument("--lpips-vgg", type=Path, help="VGG16 weights for LPIPS (torchvision's vgg16-397923af.pth layout)")
+    p.add_argument(
+        "--disc-weight", type=float, default=0.0, help="PatchGAN weight times the adaptive λ (LVDM: 0.5; 0 = no GAN)"
+    )
+    p.add_argument("--disc-start", type=int, default=50001, help="step the PatchGAN starts at (default: 50001)")
+    p.add_argument("--disc-layers", type=int, default=3, help="PatchGAN depth; frames need 3·2^N pixels (default: 3)")
+    p.add_argument("--disc-channels", type=int, default=64, help="PatchGAN base channels (default: 64)")
 
 
 def configure_train_vdm(p: argparse.ArgumentParser) -> None:
@@ -49,11 +60,21 @@ def configure_train_vdm(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vae", type=Path, required=True, help="the autoencoder: a train-vae run, its model/ or a pipeline"
     )
+    p.add_argument(
+        "--cache-latents", type=Path, help="encode the clips once into this folder (resumable), then train from it"
+    )
+    _configure_sampling(p)
 
 
 def configure_finetune(p: argparse.ArgumentParser) -> None:
     _configure_common(p, lr=2e-5)
     p.add_argument("--init", type=Path, required=True, help="the trained pipeline folder to start from")
+    _configure_sampling(p)
+
+
+def _configure_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sample-steps", type=int, default=10, help="sampler steps of the sample videos (default: 10)")
+    p.add_argument("--sample-guidance", type=float, default=7.5, help="guidance of the sample videos (default: 7.5)")
 
 
 def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
@@ -78,6 +99,10 @@ def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--resume", choices=["latest"], help="continue the run in --out from its newest checkpoint")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers per process (default: 0)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument(
+        "--sample-every", type=int, default=0, help="sample videos into RUN/samples every N steps (default: 0: off)"
+    )
+    p.add_argument("--sample-count", type=int, default=2, help="clips per sample batch (default: 2)")
 
 
 def run_train_vae(args: argparse.Namespace) -> int:
@@ -89,15 +114,65 @@ def run_train_vae(args: argparse.Namespace) -> int:
     config = _start_run(args, args.config)
     if config.vae.kind != "kl3d":
         raise DysenError(f"--config {args.config} uses a pretrained per-frame VAE: there is no autoencoder to train")
-    vae = _seeded(args.seed, lambda: KLVideoAutoencoder(config.vae.kl3d))
+    _save_loss_settings(args)
+    lpips = _lpips(args)
+    vae, disc = _seeded(args.seed, lambda: (KLVideoAutoencoder(config.vae.kl3d), _discriminator(args)))
     dataset, collate = _dataset(args, config)
-    result = train(VAETask(vae, args.kl_weight, recon_loss=args.recon_loss), dataset, collate, _train_config(args), args.out, bool(args.resume))
+    task = VAETask(
+        vae, args.kl_weight, args.perceptual_weight, args.recon_loss,
+        lpips=lpips, discriminator=disc, disc_start=args.disc_start, disc_weight=args.disc_weight,
+    )  # fmt: skip
+    result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
     if _is_main_process():
         _fit_latent_scale(vae, dataset, collate, args.batch_size)
         folder = vae.save_pretrained(args.out / MODEL_DIR)
         print(f"trained the autoencoder for {result.step} steps (last loss {result.loss:.4f}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return 0
+
+
+def _save_loss_settings(args: argparse.Namespace) -> None:
+    """The autoencoder loss flags as ``RUN/vae_loss.json``; a resumed run must use the saved ones."""
+    import json
+
+    from dysen.dsg.io import write_text_atomic
+    from dysen.train.loop import TrainError
+
+    names = ("kl_weight", "recon_loss", "perceptual_weight", "lpips", "lpips_vgg", "disc_weight", "disc_start",
+             "disc_layers", "disc_channels")  # fmt: skip
+    settings = {name: str(v) if isinstance(v := getattr(args, name), Path) else v for name in names}
+    path = args.out / LOSS_FILE
+    if args.resume and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(name for name in names if saved.get(name) != settings[name])
+        if changed:
+            raise TrainError(f"cannot resume {args.out} with other loss settings for {changed}: saved {saved}")
+    elif _is_main_process():
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
+
+
+def _lpips(args: argparse.Namespace) -> Any:
+    """The LPIPS network of ``--lpips`` + ``--lpips-vgg`` (None without a perceptual weight)."""
+    if not args.perceptual_weight:
+        return None
+    if args.lpips is None or args.lpips_vgg is None:
+        raise DysenError(
+            "--perceptual-weight needs the LPIPS weights as local files: --lpips vgg.pth (the lpips package's "
+            "linear heads) and --lpips-vgg vgg16.pth (torchvision's VGG16); nothing is downloaded"
+        )
+    from dysen.models.lpips import LPIPS
+
+    return LPIPS.from_files(args.lpips, args.lpips_vgg)
+
+
+def _discriminator(args: argparse.Namespace) -> Any:
+    """LVDM's PatchGAN for ``--disc-weight`` > 0, else None."""
+    if not args.disc_weight:
+        return None
+    from dysen.models.patchgan import NLayerDiscriminator
+
+    return NLayerDiscriminator(channels=args.disc_channels, n_layers=args.disc_layers)
 
 
 def run_train_vdm(args: argparse.Namespace) -> int:
@@ -129,8 +204,13 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
     from dysen.train.loop import train
     from dysen.train.stages import VDMTask
 
+    caching = getattr(args, "cache_latents", None) is not None
+    if caching and args.shards is not None:
+        raise DysenError("--cache-latents needs a dataset with indices (--data/--root), not --shards")
     dataset, collate = _dataset(args, config)
-    task = VDMTask(unet, rgtrm, vae, encoder, config)
+    if caching:
+        dataset, collate = _cached(args, vae, dataset, collate)
+    task = VDMTask(unet, rgtrm, vae, encoder, config, args.sample_steps, args.sample_guidance)
     result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
     if _is_main_process():
         pipe = DysenVDMPipeline(build_planner(config.planner), encoder, rgtrm, unet, vae.cpu(), config)
@@ -138,6 +218,21 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
         print(f"trained the VDM for {result.step} steps (last loss {result.loss:.4f}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return 0
+
+
+def _cached(
+    args: argparse.Namespace, vae: Any, dataset: Dataset, collate: Callable[[list[Any]], Any]
+) -> tuple[Dataset, Callable[[list[Any]], Any]]:
+    """The posterior moments of every clip, encoded into ``--cache-latents`` by the main process first."""
+    from accelerate import PartialState
+
+    from dysen.train.latents import LatentDataset, cache_latents, collate_latents
+
+    state = PartialState(cpu=args.cpu)
+    with state.main_process_first():  # the others find the finished cache
+        cache_latents(vae.to(state.device), dataset, collate, args.cache_latents, batch_size=args.batch_size,
+                      progress=state.is_main_process)  # fmt: skip
+    return LatentDataset(args.cache_latents), collate_latents
 
 
 def _start_run(
@@ -166,7 +261,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         warmup_steps=args.warmup, schedule=args.schedule, ema_decay=args.ema_decay,
         mixed_precision=args.mixed_precision, seed=args.seed, save_every=args.save_every,
-        num_workers=args.workers, cpu=args.cpu,
+        num_workers=args.workers, cpu=args.cpu, sample_every=args.sample_every, sample_count=args.sample_count,
     )  # fmt: skip
 
 

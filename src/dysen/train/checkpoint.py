@@ -5,7 +5,8 @@ Layout of ``<run>/checkpoints/step-00000010/`` (no pickled objects anywhere):
 * ``weights.safetensors`` — the trainable weights, keyed ``<module>.<param>`` (``unet.conv_in.weight``);
 * ``ema.safetensors`` — their exponential moving average, same keys (absent when EMA is off);
 * ``optimizer.pt`` — ``optimizer.state_dict()``: tensors, numbers and lists only, read back with
-  ``torch.load(weights_only=True)``;
+  ``torch.load(weights_only=True)``; ``aux_optimizer.pt`` the same for a second module group (a GAN
+  discriminator, whose weights sit in ``weights.safetensors`` under its own module name), when there is one;
 * ``state.json`` — the step reached and the non-finite-loss counters.
 
 The learning rate, the data order and every random draw are pure functions of (seed, step), so the
@@ -30,6 +31,7 @@ from dysen.atomic import staged_dir
 from dysen.errors import DysenError
 
 FORMAT_VERSION = 1
+AUX_OPTIMIZER = "aux_optimizer.pt"
 _NAME = re.compile(r"^step-(\d{8})$")
 
 
@@ -46,6 +48,7 @@ class Checkpoint:
     optimizer: dict[str, Any]  # optimizer.state_dict()
     ema: dict[str, torch.Tensor] | None = None  # EMA shadow, same keys as weights
     counters: dict[str, int] = field(default_factory=dict)  # "nonfinite_total", "nonfinite_run"
+    aux_optimizer: dict[str, Any] | None = None  # the second module group's optimizer.state_dict()
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -63,6 +66,8 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 2) -> Pat
         if checkpoint.ema is not None:
             save_file({k: v.contiguous().cpu() for k, v in checkpoint.ema.items()}, staging / "ema.safetensors")
         torch.save(checkpoint.optimizer, staging / "optimizer.pt")
+        if checkpoint.aux_optimizer is not None:
+            torch.save(checkpoint.aux_optimizer, staging / AUX_OPTIMIZER)
         state = {"format": FORMAT_VERSION, "step": checkpoint.step, **checkpoint.counters}
         (staging / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     for old in _checkpoints(parent)[:-keep] if keep > 0 else []:
@@ -83,12 +88,14 @@ def load_checkpoint(folder: Path) -> Checkpoint:
         weights = load_file(folder / "weights.safetensors")
         ema = load_file(folder / "ema.safetensors") if (folder / "ema.safetensors").is_file() else None
         optimizer = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        aux = folder / AUX_OPTIMIZER
+        aux_optimizer = torch.load(aux, map_location="cpu", weights_only=True) if aux.is_file() else None
     except (OSError, json.JSONDecodeError, SafetensorError, RuntimeError) as err:
         raise TrainCheckpointError(f"cannot read {folder}: {err}; delete it to resume from an older one") from None
     if state.get("format") != FORMAT_VERSION:
         raise TrainCheckpointError(f"{folder} has checkpoint format {state.get('format')}, expected {FORMAT_VERSION}")
     counters = {k: int(v) for k, v in state.items() if k not in ("format", "step")}
-    return Checkpoint(int(state["step"]), weights, optimizer, ema, counters)
+    return Checkpoint(int(state["step"]), weights, optimizer, ema, counters, aux_optimizer)
 
 
 def _checkpoints(parent: Path) -> list[Path]:

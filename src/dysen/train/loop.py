@@ -5,6 +5,11 @@ AdamW with linear warm-up then a constant or cosine learning rate, gradient accu
 mixed precision, DDP, an EMA of the trainable weights, a guard against non-finite losses, progress,
 metrics (``metrics.jsonl``, and TensorBoard when installed) and atomic checkpoints (``checkpoint``).
 
+Two optional task hooks (``Task``): ``sample`` makes videos of a fixed batch (the dataset's first clips) every
+``sample_every`` steps into ``RUN/samples/step-<n>/`` (and TensorBoard), outside the training RNG streams;
+``aux_modules`` adds a second module group with its own AdamW (a GAN discriminator, LVDM's autoencoder loss),
+stepped on the task's ``aux_loss`` from the same backward and checkpointed with its optimizer.
+
 Exact resume and process-count invariance: the learning rate, the data order and every random draw are
 pure functions of (seed, step, micro-batch). Step s's global batch is split into ``grad_accum × processes``
 micro-batches of ``batch_size`` clips; micro-batch m = a·processes + rank (a = accumulation index) gets the
@@ -31,6 +36,7 @@ empty makes no optimizer update, is not counted as non-finite, and logs a NaN lo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -56,7 +62,12 @@ from dysen.train.ema import EMA
 
 CONFIG_NAME = "train_config.json"
 METRICS_NAME = "metrics.jsonl"
-_RESUMABLE_CHANGES = {"steps", "save_every", "keep_checkpoints", "log_every", "num_workers", "max_nonfinite"}
+SAMPLES_DIR = "samples"
+SAMPLE_FPS = 8  # frame rate of the sample videos written every ``sample_every`` steps
+_RESUMABLE_CHANGES = {
+    "steps", "save_every", "keep_checkpoints", "log_every", "num_workers", "max_nonfinite", "sample_every",
+    "sample_count",
+}  # fmt: skip
 
 
 class TrainError(DysenError):
@@ -90,12 +101,16 @@ class TrainConfig:
     max_nonfinite: int = 5  # stop (after a checkpoint) when this many losses in a row are NaN/inf
     num_workers: int = 0  # DataLoader worker processes per training process
     cpu: bool = False  # train on the CPU even when a GPU is present
+    sample_every: int = 0  # write sample videos (``task.sample``) every this many steps; 0 turns sampling off
+    sample_count: int = 2  # clips of the fixed sample batch (the dataset's first ones)
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_nonfinite")
+        positive = ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_nonfinite", "sample_count")
         bad = [name for name in positive if getattr(self, name) < 1]
-        if bad or self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_decay < 1:
-            raise TrainError(f"invalid TrainConfig: {bad or 'lr/warmup_steps/ema_decay'} out of range in {self}")
+        if bad or self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_decay < 1 or self.sample_every < 0:
+            raise TrainError(
+                f"invalid TrainConfig: {bad or 'lr/warmup_steps/ema_decay/sample_every'} out of range in {self}"
+            )
 
 
 class StepOutput(NamedTuple):
@@ -103,10 +118,23 @@ class StepOutput(NamedTuple):
 
     loss: torch.Tensor  # []
     logs: dict[str, torch.Tensor]  # name -> [] (detached)
+    aux_loss: torch.Tensor | None = None  # [] loss of ``aux_modules`` (own optimizer); None: they skip this step
 
 
 class Task(Protocol):
-    """One stage of training: what is trained, and the loss of one micro-batch."""
+    """One stage of training: what is trained, and the loss of one micro-batch.
+
+    Optional hooks, used when present:
+
+    * ``sample(batch) -> {name: uint8 video [T, H, W, 3]}``: the videos to look at every ``sample_every`` steps,
+      made from a fixed batch of the dataset's first clips (main process only, under ``torch.no_grad``, with the
+      modules in eval mode; it must draw from no shared generator).
+    * ``aux_modules() -> {name: module}``: a second module group (a GAN discriminator) with its own AdamW (same
+      settings and schedule), checkpointed beside the first; it steps on ``StepOutput.aux_loss`` when a step
+      returns one. Its gradients must come from ``aux_loss`` only and the first group's from ``loss`` only
+      (one backward of their sum), and every parameter of both must take part in each step (DDP).
+    * ``begin_step(step)``: told the 0-based optimizer step before its micro-batches (e.g. a GAN's start step).
+    """
 
     def modules(self) -> dict[str, nn.Module]:
         """The trained modules by name (checkpoint keys are ``<name>.<param>``)."""
@@ -136,10 +164,10 @@ class TrainResult:
 class _TaskModule(nn.Module):
     """The task as one module, so that DDP sees its forward (gradient sync) and its trained parameters."""
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, trained: dict[str, nn.Module]) -> None:
         super().__init__()
         self.task = task
-        self.trained = nn.ModuleDict(task.modules())
+        self.trained = nn.ModuleDict(trained)
         self.log_keys: list[str] = []  # of the last real step: an empty micro-batch logs zeros under them
 
     def forward(self, batch: Any, generator: torch.Generator) -> StepOutput:
@@ -221,12 +249,18 @@ def train(
         _write_or_check_config(run_dir, config, resume)
     # -- model: trained modules, optimizer, EMA, restored state
     modules = task.to(accelerator.device).modules()
-    params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    aux_modules: dict[str, nn.Module] = task.aux_modules() if hasattr(task, "aux_modules") else {}
+    if aux_modules and config.mixed_precision == "fp16":
+        raise TrainError("a second optimizer (the discriminator) needs --mixed-precision bf16 or no, not fp16")
+    params, optimizer = _optimizer(modules, config)
+    aux_params, aux_optimizer = _optimizer(aux_modules, config) if aux_modules else ([], None)
     ema = EMA(modules, config.ema_decay) if config.ema_decay > 0 else None
-    start, counters = _restore(run_dir, modules, optimizer, ema) if resume else (0, {})
+    everything = {**modules, **aux_modules}
+    start, counters = _restore(run_dir, everything, (optimizer, aux_optimizer), ema) if resume else (0, {})
     counters = {"nonfinite_total": 0, "nonfinite_run": 0, **counters}
-    model, optimizer = accelerator.prepare(_TaskModule(task), optimizer)
+    model, optimizer = accelerator.prepare(_TaskModule(task, everything), optimizer)
+    if aux_optimizer is not None:
+        aux_optimizer = accelerator.prepare(aux_optimizer)
     # -- data: this process's micro-batches from step ``start`` on (a stream: from its epoch's start)
     stream = None
     if isinstance(dataset, IterableDataset):
@@ -244,12 +278,15 @@ def train(
     tally = {"skipped": 0, "empty_steps": 0}
     bad: set[int] = set()
     metrics = MetricsLog(run_dir, start, enabled=accelerator.is_main_process)
+    sampling = config.sample_every > 0 and accelerator.is_main_process and hasattr(task, "sample")
+    sample_batch = _sample_batch(dataset, collate, config.sample_count) if sampling else None
 
     def checkpoint(step: int) -> None:
         if accelerator.is_main_process:
-            weights = {f"{n}.{k}": v for n, m in modules.items() for k, v in m.state_dict().items()}
+            weights = {f"{n}.{k}": v for n, m in everything.items() for k, v in m.state_dict().items()}
             saved = {**counters, "data_epoch": stream.epoch} if stream is not None else counters
             state = Checkpoint(step, weights, optimizer.state_dict(), ema.state_dict() if ema else None, saved)
+            state.aux_optimizer = aux_optimizer.state_dict() if aux_optimizer is not None else None
             save_checkpoint(run_dir, state, config.keep_checkpoints)
         accelerator.wait_for_everyone()
 
@@ -259,17 +296,24 @@ def train(
     progress = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not main, desc="training")
     for step in progress:
         lr = learning_rate(step, config)
-        for group in optimizer.param_groups:
+        for group in [*optimizer.param_groups, *(aux_optimizer.param_groups if aux_optimizer else [])]:
             group["lr"] = lr
-        loss, logs, ran = _accumulate(model, batches, step, config, accelerator, tally, bad)
+        if hasattr(task, "begin_step"):
+            task.begin_step(step)
+        loss, logs, ran, aux_ran = _accumulate(model, batches, step, config, accelerator, tally, bad)
+        aux = (aux_params, aux_optimizer) if aux_ran and aux_optimizer is not None else None
         if ran:
-            logs.update(_update(loss, params, optimizer, ema, counters, accelerator, config.grad_clip))
+            logs.update(_update(loss, params, optimizer, ema, counters, accelerator, config.grad_clip, aux))
         else:  # no good item in the whole step: no update, and not a non-finite loss
             optimizer.zero_grad(set_to_none=True)
             tally["empty_steps"] += 1
+        if aux_optimizer is not None:
+            aux_optimizer.zero_grad(set_to_none=True)
         progress.set_postfix(loss=f"{loss:.4f}", skipped=tally["skipped"])
         if (step + 1) % config.log_every == 0 or not math.isfinite(loss):
             metrics.write(step + 1, {"loss": loss, "lr": lr, **logs, **counters, **tally})
+        if sampling and (step + 1) % config.sample_every == 0:
+            _write_samples(task, modules, sample_batch, run_dir, step + 1, metrics)
         # -- checkpoint: every save_every steps, at the end, and before giving up on non-finite losses
         stop = counters["nonfinite_run"] >= config.max_nonfinite
         if stop or (step + 1) % config.save_every == 0 or step + 1 == config.steps:
@@ -297,6 +341,50 @@ def train(
     return result
 
 
+def _sample_batch(dataset: Dataset, collate: Callable[[list[Any]], Any], count: int) -> Any:
+    """The collated first ``count`` clips of the dataset (of a stream: its first ones), drawn once per run."""
+    with torch.random.fork_rng(devices=[]):
+        if isinstance(dataset, IterableDataset):
+            items = list(itertools.islice(iter(dataset), count))
+        else:
+            items = [dataset[i] for i in range(min(count, len(dataset)))]  # type: ignore[arg-type]
+    if not items or all(item is None for item in items):
+        raise TrainError(f"cannot sample: the first {count} clips of the dataset failed to load (see --sample-count)")
+    return collate(items)
+
+
+@torch.no_grad()
+def _write_samples(
+    task: Any, modules: dict[str, nn.Module], batch: Any, run_dir: Path, step: int, metrics: MetricsLog
+) -> None:
+    """``task.sample(batch)`` in eval mode, as ``RUN/samples/step-<n>/<name>.mp4`` and TensorBoard videos; the
+    training mode and every RNG stream (CPU, CUDA) are left as they were, so a run with sampling repeats one
+    without."""
+    from dysen.data.video import write_video
+
+    modes = {name: module.training for name, module in modules.items()}
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            for module in modules.values():
+                module.eval()
+            videos = task.sample(batch)
+    finally:
+        for name, module in modules.items():
+            module.train(modes[name])
+    folder = run_dir / SAMPLES_DIR / f"step-{step:08d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frames in videos.items():
+        write_video(folder / f"{name}.mp4", frames, fps=SAMPLE_FPS)
+    metrics.videos(step, videos)
+
+
+def _optimizer(modules: dict[str, nn.Module], config: TrainConfig) -> tuple[list[nn.Parameter], Any]:
+    """The trainable parameters of ``modules`` and their AdamW."""
+    params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
+    return params, torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+
+
 def _update(
     loss: float,
     params: list[nn.Parameter],
@@ -305,12 +393,17 @@ def _update(
     counters: dict[str, int],
     accelerator: Any,
     grad_clip: float,
+    aux: tuple[list[nn.Parameter], torch.optim.Optimizer] | None = None,
 ) -> dict[str, float]:
-    """Clip and apply the accumulated gradients and update the EMA; for a non-finite loss skip all and count."""
+    """Clip and apply the accumulated gradients (and the second group's, ``aux``) and update the EMA; for a
+    non-finite loss skip all and count."""
     logs = {}
     if math.isfinite(loss):
         logs["grad_norm"] = float(accelerator.clip_grad_norm_(params, grad_clip or math.inf))
         optimizer.step()
+        if aux is not None:  # accelerate's clip above unscaled every optimizer's gradients; plain clip here
+            logs["aux_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(aux[0], grad_clip or math.inf))
+            aux[1].step()
         if ema is not None:
             ema.update()
         counters["nonfinite_run"] = 0
@@ -329,11 +422,12 @@ def _accumulate(
     accelerator: Any,
     tally: dict[str, int],
     bad: set[int],
-) -> tuple[float, dict[str, float], bool]:
+) -> tuple[float, dict[str, float], bool, bool]:
     """Forward/backward ``grad_accum`` micro-batches; the mean loss and logs over every process and micro-batch
-    that had a good item, and whether any had one (``tally``/``bad``: the dropped items, module docstring)."""
+    that had a good item, whether any had one (``tally``/``bad``: the dropped items, module docstring), and
+    whether any returned an ``aux_loss`` (its gradients accumulate from the same backward)."""
     totals: dict[str, float] = {}
-    weight, skipped = 0.0, 0.0
+    weight, skipped, aux_ran = 0.0, 0.0, False
     for a in range(config.grad_accum):
         micro = a * accelerator.num_processes + accelerator.process_index
         seed = step_seed(config.seed, step, micro)
@@ -343,8 +437,9 @@ def _accumulate(
         bad.update(failed)
         ran = 0.0 if _is_empty(batch) else 1.0
         with accelerator.accumulate(model):
-            loss, logs = model(batch, generator)
-            accelerator.backward(loss)
+            loss, logs, aux_loss = model(batch, generator)
+            accelerator.backward(loss if aux_loss is None else loss + aux_loss)
+        aux_ran = aux_ran or aux_loss is not None
         dropped = float(batch.get("skipped", 0)) if isinstance(batch, Mapping) else 0.0
         # [3 + K]: weighted loss, weight, dropped items, weighted logs (an empty micro-batch has no logs)
         flags = torch.tensor([ran, dropped], device=loss.device)
@@ -357,8 +452,8 @@ def _accumulate(
             totals[name] = totals.get(name, 0.0) + value
     tally["skipped"] += round(skipped)
     if weight == 0:
-        return math.nan, {}, False
-    return totals.pop("loss") / weight, {name: value / weight for name, value in totals.items()}, True
+        return math.nan, {}, False, False
+    return totals.pop("loss") / weight, {name: value / weight for name, value in totals.items()}, True, aux_ran
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -441,6 +536,12 @@ class MetricsLog:
         for name, value in values.items() if self.writer is not None else ():
             self.writer.add_scalar(f"train/{name}", value, step)
 
+    def videos(self, step: int, videos: Mapping[str, torch.Tensor | np.ndarray]) -> None:
+        """uint8 ``[T, H, W, 3]`` videos as TensorBoard ``samples/<name>`` (which needs moviepy to encode them)."""
+        for name, frames in videos.items() if self.writer is not None else ():
+            clip = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2)[None]  # [1, T, 3, H, W]
+            self.writer.add_video(f"samples/{name}", clip, step, fps=SAMPLE_FPS)
+
     def close(self) -> None:
         for handle in (self.file, self.writer):
             if handle is not None:
@@ -472,9 +573,13 @@ def _write_or_check_config(run_dir: Path, config: TrainConfig, resume: bool) -> 
 
 
 def _restore(
-    run_dir: Path, modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer, ema: EMA | None
+    run_dir: Path,
+    modules: dict[str, nn.Module],
+    optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer | None],
+    ema: EMA | None,
 ) -> tuple[int, dict[str, int]]:
-    """Load the newest checkpoint into the modules, optimizer and EMA; (step, counters). None: start at 0."""
+    """Load the newest checkpoint into the modules (both groups), the optimizers (the second one's when there is
+    one) and the EMA; (step, counters). No checkpoint: start at 0."""
     folder = latest_checkpoint(run_dir)
     if folder is None:
         return 0, {}
@@ -486,7 +591,15 @@ def _restore(
             module.load_state_dict(own)
         except RuntimeError as err:
             raise TrainCheckpointError(f"{folder} does not fit the model being trained ({name}): {err}") from None
+    optimizer, aux_optimizer = optimizers
     optimizer.load_state_dict(state.optimizer)
+    if (aux_optimizer is None) != (state.aux_optimizer is None):
+        raise TrainCheckpointError(
+            f"{folder} {'lacks' if state.aux_optimizer is None else 'has'} a second optimizer (a discriminator's), "
+            "unlike the run being resumed: resume with the same loss settings"
+        )
+    if aux_optimizer is not None:
+        aux_optimizer.load_state_dict(state.aux_optimizer)
     if ema is not None and state.ema is not None:
         ema.load_state_dict(state.ema)
     return state.step, state.counters

@@ -1,7 +1,8 @@
 """The training stages of Dysen-VDM as ``Task``s of the one loop (dysen_spec.md §6).
 
-* Stage 1, ``VAETask``: the 3D KL video autoencoder, loss = L1(x̂, x) + kl_weight · KL(q(z|x) ‖ N(0, I))
-  (per-frame L1 as LVDM; LVDM's LPIPS and PatchGAN terms are not supported yet, see ``VAETask``).
+* Stage 1, ``VAETask``: the 3D KL video autoencoder, loss = L1(x̂, x) [+ perceptual_weight · LPIPS(x̂, x)]
+  + kl_weight · KL(q(z|x) ‖ N(0, I)) [+ λ · PatchGAN generator term from ``disc_start``], as LVDM's
+  ``LPIPSWithDiscriminator`` (``dysen.train.losses``); the discriminator is the loop's second module group.
 * Stage 2, ``VDMTask``: the 3D-UNet and the RGTrm on latents of the frozen VAE, conditioned on the frozen
   text encoder's tokens and on the RGTrm's tokens of the clip's **gold** DSG, with text and DSG dropped
   independently for classifier-free guidance; loss = L_simple (``dysen.diffusion.diffusion_loss``).
@@ -16,13 +17,20 @@ import torch
 from torch import nn
 
 from dysen.config import DysenVDMConfig
+from dysen.data.video import model_to_frames
+from dysen.diffusion.guidance import combine, guidance_weights
 from dysen.diffusion.loss import condition_dropout, diffusion_loss
+from dysen.diffusion.sampling import make_scheduler, step_kwargs
 from dysen.errors import DysenError
+from dysen.models.lpips import LPIPS
+from dysen.models.patchgan import NLayerDiscriminator
 from dysen.models.rgtrm import GraphBatch, RGTrm
 from dysen.models.text import TextEncoder
 from dysen.models.unet3d import UNet3D
-from dysen.models.vae import KLVideoAutoencoder
+from dysen.models.vae import DiagonalGaussian, KLVideoAutoencoder
+from dysen.pipeline import stack_passes
 from dysen.train.loop import StepOutput
+from dysen.train.losses import adaptive_weight, generator_loss, hinge_d_loss, video_frames
 
 
 class StageError(DysenError):
@@ -35,7 +43,13 @@ def _freeze(module: nn.Module) -> nn.Module:
 
 
 class VAETask:
-    """Stage 1: reconstruct clips through a posterior sample of the 3D KL autoencoder."""
+    """Stage 1: reconstruct clips through a posterior sample of the 3D KL autoencoder.
+
+    With ``lpips`` (and ``perceptual_weight`` > 0) the reconstruction term adds LPIPS per frame; with a
+    ``discriminator`` (trained by the loop's second optimizer, ``aux_modules``) the PatchGAN terms join from
+    step ``disc_start`` on (``dysen.train.losses``). The discriminator sees the reconstructions of the same
+    forward pass, detached, so both networks step together on one backward (Lightning alternated two passes).
+    """
 
     def __init__(
         self,
@@ -43,21 +57,41 @@ class VAETask:
         kl_weight: float = 1e-6,
         perceptual_weight: float = 0.0,
         recon_loss: str = "l1",
+        *,
+        lpips: LPIPS | None = None,
+        discriminator: NLayerDiscriminator | None = None,
+        disc_start: int = 0,
+        disc_weight: float = 0.5,
     ) -> None:
         if recon_loss not in ("l1", "l2"):
             raise StageError(f"recon_loss must be l1 or l2, got {recon_loss!r}")
-        self.recon_loss = recon_loss
-        if perceptual_weight:
+        if perceptual_weight < 0 or disc_weight < 0 or disc_start < 0:
+            raise StageError("perceptual_weight, disc_weight and disc_start must be >= 0")
+        if perceptual_weight and lpips is None:
             raise StageError(
-                "the LPIPS/PatchGAN terms of LVDM's autoencoder loss are not supported yet: use perceptual_weight=0"
+                "a perceptual weight needs the LPIPS network: pass --lpips HEADS --lpips-vgg VGG16 (local files)"
             )
+        self.recon_loss, self.perceptual_weight, self.lpips = recon_loss, perceptual_weight, lpips
+        self.discriminator, self.disc_start, self.disc_weight = discriminator, disc_start, disc_weight
         self.vae, self.kl_weight = vae.train(), kl_weight
+        self.current_step = 0
 
     def modules(self) -> dict[str, nn.Module]:
         return {"vae": self.vae}
 
+    def aux_modules(self) -> dict[str, nn.Module]:
+        """The discriminator, stepped by its own optimizer on ``StepOutput.aux_loss`` (none without one)."""
+        return {"disc": self.discriminator} if self.discriminator is not None else {}
+
+    def begin_step(self, step: int) -> None:
+        """The loop's optimizer step about to run (0-based): the adversarial terms start at ``disc_start``."""
+        self.current_step = step
+
     def to(self, device: torch.device) -> VAETask:
         self.vae.to(device, memory_format=torch.channels_last_3d)  # ~1.2x faster Conv3d on CPU (oneDNN)
+        for module in (self.lpips, self.discriminator):
+            if module is not None:
+                module.to(device)
         return self
 
     def step(self, batch: dict[str, Any], generator: torch.Generator) -> StepOutput:
@@ -67,9 +101,48 @@ class VAETask:
         # L1 (LDM) seeks the per-pixel median: on sparse scenes (small shapes on a plain background, as Dynamic
         # Shapes) without LPIPS it settles on the background; L2 seeks the mean, so small objects keep a gradient.
         recon_term = l1 if self.recon_loss == "l1" else (recon - video).square().mean()
+        logs = {"l1": l1.detach()}
+        if self.perceptual_weight:
+            perceptual = self.lpips(video_frames(recon), video_frames(video)).mean()  # type: ignore[misc]
+            recon_term = recon_term + self.perceptual_weight * perceptual
+            logs["lpips"] = perceptual.detach()
         kl = posterior.kl().mean()  # summed over latent elements, averaged over the batch (LDM)
-        logs = {"l1": l1.detach(), "kl": kl.detach(), "recon": recon_term.detach()}
-        return StepOutput(recon_term + self.kl_weight * kl, logs)
+        logs.update(kl=kl.detach(), recon=recon_term.detach())
+        loss = recon_term + self.kl_weight * kl
+        if self.discriminator is None:
+            return StepOutput(loss, logs)
+        if self.current_step < self.disc_start:  # no adversarial terms yet; every parameter still takes part (DDP)
+            return StepOutput(loss + 0.0 * sum(p.sum() for p in self.discriminator.parameters()), logs)
+        return self._adversarial(video, recon, recon_term, loss, logs)
+
+    def _adversarial(
+        self,
+        video: torch.Tensor,
+        recon: torch.Tensor,
+        recon_term: torch.Tensor,
+        loss: torch.Tensor,
+        logs: dict[str, torch.Tensor],
+    ) -> StepOutput:
+        """The generator term (adaptive weight at the decoder's last conv) and the discriminator's hinge loss."""
+        disc = self.discriminator
+        assert disc is not None
+        real, fake = video_frames(video), video_frames(recon)  # [B·T, 3, H, W]
+        disc.requires_grad_(False)  # the generator term trains the decoder only
+        try:
+            g_loss = generator_loss(disc(fake))
+        finally:
+            disc.requires_grad_(True)
+        weight = adaptive_weight(recon_term, g_loss, self.vae.decoder[-1].weight, self.disc_weight)
+        d_loss = hinge_d_loss(disc(real.detach()), disc(fake.detach()))
+        logs.update(g_loss=g_loss.detach(), adaptive_weight=weight, disc_loss=d_loss.detach())
+        return StepOutput(loss + weight * g_loss, logs, d_loss)
+
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Each clip beside its reconstruction through the posterior mean: ``clip-<i>``, uint8 [T, H, 2W, 3]."""
+        video = _video(batch, next(self.vae.parameters()).device)  # [B, 3, T, H, W]
+        recon = self.vae.decode(self.vae.encode(video))  # [B, 3, T, H, W]
+        pairs = torch.cat([video, recon], dim=-1)  # [B, 3, T, H, 2W]: input | reconstruction
+        return {f"clip-{i}": model_to_frames(pair) for i, pair in enumerate(pairs)}
 
 
 class VDMTask:
@@ -82,9 +155,12 @@ class VDMTask:
         vae: nn.Module,
         text_encoder: TextEncoder,
         config: DysenVDMConfig,
+        sample_steps: int = 10,
+        sample_guidance: float = 7.5,
     ) -> None:
         self.unet, self.rgtrm = unet.train(), rgtrm.train()
         self.vae, self.text_encoder, self.config = _freeze(vae), text_encoder, config
+        self.sample_steps, self.sample_guidance = sample_steps, sample_guidance
 
     def modules(self) -> dict[str, nn.Module]:
         return {"unet": self.unet, "rgtrm": self.rgtrm}
@@ -100,8 +176,7 @@ class VDMTask:
             raise StageError(
                 "a training clip has no gold DSG: annotate the dataset first (dysen dsg annotate) and pass it as gold"
             )
-        with torch.no_grad():
-            x0 = self.vae.encode(_video(batch, device), generator)  # [B, c, t, h, w]
+        x0 = self._latents(batch, generator)  # [B, c, t, h, w]
         drop_text, drop_dsg = condition_dropout(len(x0), self.config.diffusion, generator, device)  # [B], [B]
         drops = drop_text.tolist()
         captions = ["" if drop else caption for caption, drop in zip(batch["caption"], drops, strict=True)]
@@ -116,6 +191,50 @@ class VDMTask:
             return self.unet(z_t, t, text=cond[0], dsg=cond[1])  # [B, c, t, h, w]
 
         return StepOutput(diffusion_loss(model_fn, x0, (text, dsg), self.config.diffusion, generator), {})
+
+    @torch.no_grad()
+    def _latents(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        """Normalised z ~ q(z | x) [B, c, t, h, w]: encoded now, or drawn from cached moments (``train.latents``)
+        with the same generator call as ``KLVideoAutoencoder.encode``, so both give the same draw."""
+        if "latent_mean" not in batch:
+            return self.vae.encode(_video(batch, generator.device), generator)
+        device, config = generator.device, self.vae.config
+        posterior = DiagonalGaussian(batch["latent_mean"].to(device), batch["latent_logvar"].to(device))
+        return (posterior.sample(generator) - config.shift_factor) * config.scaling_factor
+
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """A video per clip of ``batch`` from its caption and gold DSG with the live (not EMA) weights:
+        ``sample_steps`` of the config's sampler, guidance ``sample_guidance``, noise seeded by the clip's
+        position (the same noise at every sampling step of the run); ``clip-<i>``, uint8 [T, H, W, 3]."""
+        videos = {}
+        for i, (caption, dsg) in enumerate(zip(batch["caption"], batch["dsg"], strict=True)):
+            if dsg is None:
+                raise StageError(f"sample clip {i} has no gold DSG: annotate the dataset first (dysen dsg annotate)")
+            videos[f"clip-{i}"] = self._generate(caption, dsg, seed=i)
+        return videos
+
+    def _generate(self, caption: str, dsg: Any, seed: int) -> torch.Tensor:
+        """The denoising loop of ``DysenVDMPipeline.__call__`` under no_grad (not inference mode: the text
+        encoder caches label vectors that training later uses in autograd), on the training device."""
+        device = next(self.unet.parameters()).device
+        video = self.config.video
+        shape = self.vae.latent_shape(video.num_frames, video.height, video.width)  # (c, t, h, w)
+        tokens, mask = self.text_encoder([caption, ""])  # [2, L, Dt], [2, L]
+        tokens, mask = tokens.to(device), mask.to(device)
+        graphs = GraphBatch.from_dsgs([dsg], shape[1]).with_label_embeddings(self.text_encoder).to(device)
+        weights = guidance_weights(self.sample_guidance, self.sample_guidance)
+        conditions = stack_passes(list(weights), (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), self.rgtrm(graphs))
+        scheduler = make_scheduler(self.config.diffusion)
+        scheduler.set_timesteps(self.sample_steps)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        extra = step_kwargs(scheduler, self.config.diffusion.eta, generator)
+        latents = torch.randn((1, *shape), generator=generator).to(device) * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:  # latents [1, c, t, h, w]
+            model_input = scheduler.scale_model_input(latents, t).expand(len(weights), *shape)  # [P, c, t, h, w]
+            prediction = self.unet(model_input, t.to(device), text=conditions[0], dsg=conditions[1])  # [P, ...]
+            guided = combine(dict(zip(weights, prediction.split(1), strict=True)), weights)  # [1, c, t, h, w]
+            latents = scheduler.step(guided, t, latents, **extra).prev_sample
+        return model_to_frames(self.vae.decode(latents)[0])  # uint8 [T, H, W, 3]
 
 
 def _video(batch: dict[str, Any], device: torch.device) -> torch.Tensor:

@@ -1,0 +1,205 @@
+"""Pre-cached VAE latents for ``dysen train-vdm --cache-latents DIR``: encode every clip once, then train from disk.
+
+The frozen autoencoder's posterior q(z | x) = N(mean, exp(logvar)) of each clip is stored (its moments, not one
+draw), so training still draws z ~ q(z | x) with the step's generator, exactly as encoding on the fly does
+(``VDMTask`` samples ``DiagonalGaussian(mean, logvar)`` with the same generator call): a run from the cache
+repeats a run from the videos up to float rounding.
+
+Layout of DIR (no pickles; every file written atomically, temp file + rename):
+
+* ``shard-00000.safetensors`` … — clips ``[k·S, (k+1)·S)`` of the dataset: tensors ``mean`` and ``logvar``
+  [n, c, t, h, w] (float32, unnormalised latent space) and ``index`` [n] (dataset indices); metadata
+  ``records``, a JSON list of {id, caption, dsg} per clip (the DSG as its JSON dict, or null);
+* ``source.json`` — what is being cached (the autoencoder's SHA-256 over config and weights, the dataset's
+  length, the shard size), written first; a cache of another autoencoder or dataset is refused;
+* ``index.json`` — written last: shards, clip counts and the indices of clips that failed to load.
+
+Encoding is resumable: a restarted run keeps the shards already on disk (each complete, by the atomic
+rename) and encodes only the missing ones. The cache is complete when ``index.json`` exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from dysen.dsg.io import write_text_atomic
+from dysen.dsg.types import DynamicSceneGraph
+from dysen.errors import DysenError
+from dysen.models.vae import KLVideoAutoencoder
+
+FORMAT_VERSION = 1
+INDEX = "index.json"
+SOURCE = "source.json"
+
+
+class LatentCacheError(DysenError):
+    """A latent cache is incomplete, unreadable, or belongs to another autoencoder or dataset."""
+
+
+def vae_fingerprint(vae: KLVideoAutoencoder) -> str:
+    """SHA-256 over the autoencoder's config (latent scale included) and weights."""
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(vae.config), sort_keys=True).encode())
+    for key, value in sorted(vae.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def cache_latents(
+    vae: KLVideoAutoencoder,
+    dataset: Dataset,
+    collate: Callable[[list[Any]], Any],
+    folder: str | os.PathLike[str],
+    shard_size: int = 256,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Path:
+    """Encode ``dataset`` (map-style) into ``folder`` with ``vae`` (module docstring); returns the folder."""
+    root = Path(folder)
+    size = len(dataset)  # type: ignore[arg-type]
+    source = {"format": FORMAT_VERSION, "vae": vae_fingerprint(vae), "clips": size, "shard_size": shard_size}
+    if (root / INDEX).is_file():
+        _check_source(root, source)
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / SOURCE).is_file():
+        _check_source(root, source)
+    else:
+        write_text_atomic(root / SOURCE, json.dumps(source, indent=2) + "\n")
+    device = next(vae.parameters()).device
+    vae.eval()
+    shards, skipped = [], []
+    bar = tqdm(total=size, desc="caching latents", unit="clip", disable=not progress)
+    for start in range(0, size, shard_size):
+        path = root / f"shard-{start // shard_size:05d}.safetensors"
+        indices = range(start, min(start + shard_size, size))
+        if not path.is_file():
+            _write_shard(vae, dataset, collate, indices, batch_size, device, path)
+        count = _shard_count(path)
+        shards.append({"file": path.name, "count": count})
+        skipped += sorted(set(indices) - set(_shard_indices(path)))
+        bar.update(len(indices))
+    bar.close()
+    index = {**source, "shards": shards, "count": sum(s["count"] for s in shards), "skipped": skipped}
+    write_text_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
+    return root
+
+
+def _write_shard(
+    vae: KLVideoAutoencoder,
+    dataset: Dataset,
+    collate: Callable[[list[Any]], Any],
+    indices: Sequence[int],
+    batch_size: int,
+    device: torch.device,
+    path: Path,
+) -> None:
+    """Encode the clips ``indices`` (those that load) and write them as one shard, atomically."""
+    means, logvars, kept, records = [], [], [], []
+    for chunk in (indices[i : i + batch_size] for i in range(0, len(indices), batch_size)):
+        items = [(index, dataset[index]) for index in chunk]
+        good = [(index, item) for index, item in items if item is not None]
+        if not good:
+            continue
+        batch = collate([item for _, item in good])
+        posterior = vae.posterior(batch["video"].to(device))  # [b, c, t, h, w] each
+        means.append(posterior.mean.float().cpu())
+        logvars.append(posterior.logvar.float().cpu())
+        kept += [index for index, _ in good]
+        for _, item in good:
+            dsg = item.get("dsg")
+            records.append({"id": item.get("id"), "caption": item.get("caption", ""), "dsg": _dsg_data(dsg)})
+    if not kept:
+        raise LatentCacheError(f"no clip of {indices[0]}..{indices[-1]} could be loaded: check the dataset")
+    tensors = {"mean": torch.cat(means), "logvar": torch.cat(logvars), "index": torch.tensor(kept)}
+    staging = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, staging, metadata={"records": json.dumps(records)})
+    staging.replace(path)
+
+
+def _dsg_data(dsg: DynamicSceneGraph | None) -> Any:
+    return None if dsg is None else dsg.to_dict()
+
+
+def _check_source(root: Path, expected: dict[str, Any]) -> None:
+    try:
+        saved = json.loads((root / SOURCE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise LatentCacheError(f"cannot read {root / SOURCE}: {err}; delete {root} to cache again") from None
+    if saved != expected:
+        changed = sorted(k for k in expected if saved.get(k) != expected[k])
+        raise LatentCacheError(
+            f"{root} caches other latents (different {changed}): use another --cache-latents folder, or delete it"
+        )
+
+
+def _shard_count(path: Path) -> int:
+    return len(_shard_indices(path))
+
+
+def _shard_indices(path: Path) -> list[int]:
+    try:
+        with safe_open(path, "pt") as handle:
+            return handle.get_tensor("index").tolist()
+    except (OSError, SafetensorError) as err:
+        raise LatentCacheError(f"cannot read {path}: {err}; delete it to encode it again") from None
+
+
+class LatentDataset(Dataset):
+    """The clips of a complete cache: dict(latent_mean, latent_logvar [c, t, h, w], caption, dsg, id)."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.root = Path(folder)
+        try:
+            index = json.loads((self.root / INDEX).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise LatentCacheError(f"{self.root} is not a complete latent cache ({INDEX}: {err})") from None
+        means, logvars, self.records = [], [], []
+        for shard in index["shards"]:
+            path = self.root / shard["file"]
+            try:
+                with safe_open(path, "pt") as handle:
+                    means.append(handle.get_tensor("mean"))
+                    logvars.append(handle.get_tensor("logvar"))
+                    self.records += json.loads(handle.metadata()["records"])
+            except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as err:
+                raise LatentCacheError(f"cannot read {path}: {err}; delete {self.root} to cache again") from None
+        self.mean, self.logvar = torch.cat(means), torch.cat(logvars)  # [N, c, t, h, w]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        dsg = record["dsg"]
+        return {
+            "latent_mean": self.mean[index],  # [c, t, h, w]
+            "latent_logvar": self.logvar[index],  # [c, t, h, w]
+            "caption": record["caption"],
+            "dsg": None if dsg is None else DynamicSceneGraph.from_dict(dsg),
+            "id": record["id"],
+        }
+
+
+def collate_latents(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch cached clips: moments stacked to [B, c, t, h, w]; captions, DSGs and ids as lists."""
+    return {
+        "latent_mean": torch.stack([item["latent_mean"] for item in items]),
+        "latent_logvar": torch.stack([item["latent_logvar"] for item in items]),
+        "caption": [item["caption"] for item in items],
+        "dsg": [item["dsg"] for item in items],
+        "id": [item["id"] for item in items],
+    }
