@@ -239,7 +239,9 @@ class DysenVDMPipeline:
         return (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), (dsg_tokens, dsg_mask, frame_to_sg)
 
 
-SHIPPED_MODELS = {"shapes-tiny": Path(__file__).parent / "weights" / "shapes-tiny"}  # trained, inside the package
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# the trained models inside the package: preset name -> pipeline folder (with its model card, README.md)
+SHIPPED_MODELS = {name: WEIGHTS_DIR / name for name in ("shapes-tiny", "shapes-tiny-text-only")}
 
 
 def load_pipeline(
