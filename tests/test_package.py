@@ -25,7 +25,7 @@ def test_readme_marks_the_setup_and_test_commands_ci_runs():
     readme = (ROOT / "README.md").read_text()
     blocks = dict(re.findall(r"<!-- ci: (\w+) -->\n```bash\n(.*?)\n```", readme, flags=re.S))
     assert set(blocks) == {"setup", "test"}
-    assert "pip install -e" in blocks["setup"] and "dysen " in blocks["setup"]
+    assert "pip install -e" in blocks["setup"] and "dysen generate " in blocks["setup"]  # the main job
     assert "pytest" in blocks["test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "readme_block setup" in ci and "readme_block test" in ci

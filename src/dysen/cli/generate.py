@@ -18,8 +18,13 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=7.5, help="text guidance scale s_text (default: 7.5)")
     p.add_argument("--dsg-guidance", type=float, help="DSG guidance scale s_dsg (default: = --guidance)")
     p.add_argument("--plan", type=Path, help="follow this DSG (.json or tuple text) instead of planning the prompt")
-    p.add_argument("--model", type=Path, help="a trained model folder (default: a RANDOM model of --config)")
-    p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the random model (no --model)")
+    p.add_argument("--model", type=Path, help="a trained pipeline folder (default: the model shipped for --config)")
+    p.add_argument(
+        "--config",
+        default="shapes-tiny",
+        help="without --model: the preset whose shipped trained model to use; RANDOM weights when the package "
+        "ships none for it (today: none ships yet)",
+    )
     p.add_argument("--frames", type=int, help="number of frames (default: the model's)")
     p.add_argument("--sampler", choices=["ddim", "dpmpp", "euler"], help="default: the model's (ddim)")
     p.add_argument("--eta", type=float, help="DDIM noise: 0 deterministic ODE, 1 as LVDM (default: the model's, 0)")
