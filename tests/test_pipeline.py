@@ -202,6 +202,20 @@ def test_dsg_guidance_zero_ignores_the_dsg_and_nonzero_follows_it(pipe: DysenVDM
     assert not np.array_equal(run(DSG_A, 3.0), run(DSG_B, 3.0))
 
 
+def test_unset_guidance_takes_the_models_defaults(pipe: DysenVDMPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(**kwargs: float) -> np.ndarray:
+        return pipe(PROMPT, dsg=DSG_A, steps=2, progress=False, **kwargs).frames
+
+    assert pipe.config.diffusion.guidance == 7.5 and pipe.config.diffusion.dsg_guidance is None
+    assert np.array_equal(run(), run(guidance=7.5, dsg_guidance=7.5))
+    diffusion = dataclasses.replace(pipe.config.diffusion, guidance=2.0, dsg_guidance=0.5)
+    monkeypatch.setattr(pipe, "config", dataclasses.replace(pipe.config, diffusion=diffusion))
+    assert np.array_equal(run(), run(guidance=2.0, dsg_guidance=0.5))
+    assert np.array_equal(run(guidance=3.0), run(guidance=3.0, dsg_guidance=0.5))  # an unset s_dsg: the model's
+    with pytest.raises(ValueError, match="guidance"):
+        dataclasses.replace(diffusion, guidance=-1.0)
+
+
 def test_the_batched_passes_equal_separate_passes(pipe: DysenVDMPipeline) -> None:
     text, null_text, dsg = pipe.encode_conditions(PROMPT, DSG_B, 4)
     text_batch, dsg_batch = stack_passes(["uncond", "text", "full"], text, null_text, dsg)

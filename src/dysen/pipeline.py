@@ -165,7 +165,7 @@ class DysenVDMPipeline:
         *,
         dsg: DynamicSceneGraph | None = None,
         steps: int = 50,
-        guidance: float = 7.5,
+        guidance: float | None = None,
         dsg_guidance: float | None = None,
         seed: int = 0,
         num_frames: int | None = None,
@@ -175,8 +175,9 @@ class DysenVDMPipeline:
     ) -> VideoResult:
         """Generate one video from ``prompt`` (planned into a DSG) or from a given ``dsg`` (no planning).
 
-        ``guidance`` is s_text and ``dsg_guidance`` s_dsg of the compositional guidance (None: = ``guidance``,
-        plain CFG on the joint condition, two UNet passes per step). ``sampler``/``eta`` None: the config's.
+        ``guidance`` is s_text and ``dsg_guidance`` s_dsg of the compositional guidance; None takes the model's
+        defaults (``config.diffusion.guidance`` / ``dsg_guidance``; an unset s_dsg = s_text: plain CFG on the
+        joint condition, two UNet passes per step). ``sampler``/``eta`` None: the config's.
         Same arguments, same video.
         """
         if prompt is None and dsg is None:
@@ -195,7 +196,11 @@ class DysenVDMPipeline:
 
         clock = time.perf_counter()
         text, null_text, dsg_cond = self.encode_conditions(prompt, dsg, shape[1])
-        weights = guidance_weights(guidance, guidance if dsg_guidance is None else dsg_guidance)
+        defaults = self.config.diffusion
+        guidance = defaults.guidance if guidance is None else guidance
+        if dsg_guidance is None:
+            dsg_guidance = guidance if defaults.dsg_guidance is None else defaults.dsg_guidance
+        weights = guidance_weights(guidance, dsg_guidance)
         text_batch, dsg_batch = stack_passes(list(weights), text, null_text, dsg_cond)
         timings["encode"] = time.perf_counter() - clock
 

@@ -15,8 +15,8 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gif", action="store_true", help="also write a GIF of the video beside it (<out>.gif)")
     p.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise; same seed, same video (default: 0)")
-    p.add_argument("--guidance", type=float, default=7.5, help="text guidance scale s_text (default: 7.5)")
-    p.add_argument("--dsg-guidance", type=float, help="DSG guidance scale s_dsg (default: = --guidance)")
+    p.add_argument("--guidance", type=float, help="text guidance scale s_text (default: the model's, 7.5 in presets)")
+    p.add_argument("--dsg-guidance", type=float, help="DSG guidance scale s_dsg (default: the model's, else = s_text)")
     p.add_argument("--plan", type=Path, help="follow this DSG (.json or tuple text) instead of planning the prompt")
     p.add_argument("--model", type=Path, help="a trained pipeline folder (default: the model shipped for --config)")
     p.add_argument(

@@ -46,6 +46,8 @@ class DiffusionConfig:
     dsg_dropout: float = 0.1  # P(DSG dropped), drawn independently of the text dropout
     sampler: SamplerName = "ddim"  # default sampler of the pipeline
     eta: float = 0.0  # DDIM stochasticity (0: deterministic ODE; 1: DDPM-like, LVDM's default)
+    guidance: float = 7.5  # default text guidance scale s_text of the pipeline (a small model may want less)
+    dsg_guidance: float | None = None  # default DSG guidance scale s_dsg (None: = guidance)
 
     def __post_init__(self) -> None:
         checks = {
@@ -58,6 +60,8 @@ class DiffusionConfig:
             "dsg_dropout": 0.0 <= self.dsg_dropout <= 1.0,
             "sampler": self.sampler in ("ddim", "dpmpp", "euler"),
             "eta": 0.0 <= self.eta <= 1.0,
+            "guidance": self.guidance >= 0.0,
+            "dsg_guidance": self.dsg_guidance is None or self.dsg_guidance >= 0.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
