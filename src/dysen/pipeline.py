@@ -257,12 +257,16 @@ def load_pipeline(
 ) -> DysenVDMPipeline:
     """The pipeline ``dysen generate`` runs: ``model`` (a pipeline folder) when given, else the trained model
     shipped for the preset ``config`` (``shapes-tiny``), else random weights built from ``config`` (warned)."""
-    if model is not None:
-        return DysenVDMPipeline.from_pretrained(model, planner=planner)
-    shipped = SHIPPED_MODELS.get(str(config))
-    if shipped is not None and (shipped / INDEX_NAME).is_file():
-        return DysenVDMPipeline.from_pretrained(shipped, planner=planner)
+    folder = model if model is not None else shipped_model(config)
+    if folder is not None:
+        return DysenVDMPipeline.from_pretrained(folder, planner=planner)
     return DysenVDMPipeline.from_config(load_config(config), planner=planner)
+
+
+def shipped_model(config: str | os.PathLike[str]) -> Path | None:
+    """The trained pipeline folder the package ships for preset ``config``, if there is one."""
+    folder = SHIPPED_MODELS.get(str(config))
+    return folder if folder is not None and (folder / INDEX_NAME).is_file() else None
 
 
 def stack_passes(names: list[str], text: Text, null_text: Text, dsg: DSG) -> tuple[Text, DSG]:

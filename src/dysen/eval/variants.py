@@ -79,7 +79,7 @@ def weights_of(folder: str | os.PathLike) -> dict[str, str]:
 
 def resolve_model(model: Path | None, config: str) -> ResolvedModel:
     """The folder ``load_pipeline(model, config=config)`` will read, with its weight hashes (see its rule)."""
-    from dysen.pipeline import INDEX_NAME
+    from dysen.pipeline import INDEX_NAME, shipped_model
 
     if model is not None:
         if not (Path(model) / INDEX_NAME).is_file():
@@ -163,19 +163,13 @@ def ablation_variants(
     ]
 
 
-def shipped_model(config: str) -> Path | None:
-    """The trained model shipped in the package for preset ``config``, if there is one."""
-    from dysen.pipeline import INDEX_NAME, SHIPPED_MODELS
-
-    folder = SHIPPED_MODELS.get(config)
-    return folder if folder is not None and (folder / INDEX_NAME).is_file() else None
-
-
 def _text_only_variant(text_only: Path | None, config: str, sampling: Sampling) -> Variant:
     """The text-only row: ``text_only``, else the shipped '<config>-text-only' model, else not run."""
     name = "text-only backbone"
     if text_only is not None:
         return Variant(name, model=text_only, config=config, sampling=sampling)
+    from dysen.pipeline import shipped_model
+
     preset = f"{config}-text-only"
     if shipped_model(preset) is not None:
         return Variant(name, config=preset, sampling=sampling)

@@ -18,15 +18,12 @@ file read with ``weights_only=True``; pickled objects are refused):
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from dysen.models.pretrained import CheckpointError
+from dysen.models.pretrained import CheckpointError, read_state_dict
 
 VGG16_WIDTHS = (64, 128, 256, 512, 512)  # output channels of VGG16's five blocks
 _BLOCK_CONVS = (2, 2, 3, 3, 3)  # 3×3 convs per block
@@ -102,29 +99,6 @@ class LPIPS(nn.Module):
 def _unit(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     """Features divided by their L2 norm over channels (``lpips.normalize_tensor``)."""
     return features / (features.square().sum(dim=1, keepdim=True).sqrt() + eps)
-
-
-def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file or of a tensors-only ``torch.save`` file (``weights_only=True``)."""
-    file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"{what} weights not found at {file}: pass the path of a .pth or .safetensors file")
-    try:
-        if file.suffix == ".safetensors":
-            return load_file(file)
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{file} holds pickled Python objects, not only tensors, and is refused ({err.__class__.__name__}); "
-            "re-save its state dict with torch.save(model.state_dict()) or safetensors"
-        ) from None
-    except (OSError, RuntimeError, EOFError, SafetensorError) as err:
-        raise CheckpointError(f"cannot read the {what} weights {file}: {err}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{file} holds a {type(state).__name__}, not a state dict of tensors")
-    return state
 
 
 def _backbone_state(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:

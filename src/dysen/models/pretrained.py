@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -128,3 +129,27 @@ def _read_weights(folder: Path, map_location: str) -> dict[str, torch.Tensor]:
         return load_file(path, device=map_location)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
+
+
+def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file or of a tensors-only ``torch.save`` file (``weights_only=True``; a
+    ``{"state_dict": ...}`` wrapper is unwrapped). ``what`` names the weights in errors."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"{what} weights not found at {file}: pass the path of a .pth or .safetensors file")
+    try:
+        if file.suffix == ".safetensors":
+            return load_file(file)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{file} holds pickled Python objects, not only tensors, and is refused ({err.__class__.__name__}): "
+            "re-save it as a tensors-only state dict, torch.save(model.state_dict()) or safetensors"
+        ) from None
+    except (OSError, RuntimeError, EOFError, SafetensorError) as err:
+        raise CheckpointError(f"cannot read the {what} weights {file}: {err}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{file} holds a {type(state).__name__}, not a state dict of tensors")
+    return state

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
-from dysen.pipeline import INDEX_NAME, SHIPPED_MODELS, DysenVDMPipeline
+from dysen.pipeline import DysenVDMPipeline, shipped_model
 from dysen.planner.types import Planner
 from dysen.web.checks import (
     DemoInputError,
@@ -52,8 +52,7 @@ class Generated:
 
 def uses_random_weights(model: str | os.PathLike[str] | None, config: str) -> bool:
     """Whether ``load_pipeline(model, config=config)`` builds random weights (no folder, no shipped model)."""
-    shipped = SHIPPED_MODELS.get(str(config))
-    return model is None and (shipped is None or not (shipped / INDEX_NAME).is_file())
+    return model is None and shipped_model(config) is None
 
 
 class DemoService:

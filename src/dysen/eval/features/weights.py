@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dysen.models.pretrained import CheckpointError
+from dysen.models.pretrained import CheckpointError, read_state_dict
 
 _CHUNK = 1 << 20
 
@@ -55,16 +55,8 @@ def is_torchscript(path: Path) -> bool:
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict saved by ``torch.save``, read with ``weights_only=True`` (``{"state_dict": ...}`` is unwrapped)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError or OSError depending on the file
-        raise CheckpointError(f"{path} is not a tensors-only torch state dict: {err}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
-    return state
+    """A feature network's state dict (safetensors or tensors-only ``torch.save``; pickles refused)."""
+    return read_state_dict(path, "feature network")
 
 
 def load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path, ignore: tuple[str, ...] = ()) -> None:
