@@ -25,6 +25,7 @@ def video(batch: int = 2, frames: int = 8, size: int = 16, seed: int = 0) -> tor
         (tiny(), (4, 4, 4, 4)),
         (tiny(temporal_downsample=4, mid_attention=True), (4, 2, 4, 4)),
         (tiny(channel_mult=(1, 1, 2), spatial_downsample=8, temporal_downsample=4, latent_channels=3), (3, 2, 2, 2)),
+        (tiny(temporal_downsample=1, temporal_kernel=1), (4, 8, 4, 4)),
     ],
 )
 def test_kl_autoencoder_shapes(config, latent):
@@ -45,6 +46,10 @@ def test_kl_autoencoder_rejects_bad_configs_and_sizes():
         KLVideoAutoencoder(tiny(temporal_downsample=3))
     with pytest.raises(AutoencoderError, match="norm_groups"):
         KLVideoAutoencoder(tiny(norm_groups=3))
+    with pytest.raises(AutoencoderError, match="frame-wise"):
+        KLVideoAutoencoder(tiny(temporal_kernel=1))
+    with pytest.raises(AutoencoderError, match="temporal_kernel"):
+        KLVideoAutoencoder(tiny(temporal_kernel=2))
     with pytest.raises(AutoencoderError, match="multiple of 2"):
         KLVideoAutoencoder(tiny()).encode(video(frames=5))
 
@@ -60,6 +65,22 @@ def test_forward_gives_finite_kl_and_reconstruction_and_gradients_everywhere():
     ((out.reconstruction - x).abs().mean() + 1e-3 * kl.mean()).backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_frame_wise_autoencoder_treats_frames_independently():
+    torch.manual_seed(0)
+    model = KLVideoAutoencoder(tiny(temporal_downsample=1, temporal_kernel=1)).eval()
+    x = video()
+    changed = x.clone()
+    changed[:, :, 3] = -changed[:, :, 3]  # another picture at frame 3 only
+    with torch.no_grad():
+        z, z_changed = model.encode(x), model.encode(changed)
+        frames = (z - z_changed).abs().amax(dim=(0, 1, 3, 4))  # [t]
+        assert frames[3] > 0 and frames[torch.arange(8) != 3].max() == 0
+        recon = (model.decode(z) - model.decode(z_changed)).abs().amax(dim=(0, 1, 3, 4))  # [T]
+        assert recon[3] > 0 and recon[torch.arange(8) != 3].max() == 0
+        # one frame through the model equals that frame inside the clip
+        torch.testing.assert_close(model.encode(x[:, :, 5:6]), z[:, :, 5:6])
 
 
 def test_sampled_encoding_is_reproducible_with_a_seed():

@@ -64,6 +64,9 @@ class KLVideoAutoencoderConfig:
     """Spatial factor h = H / f; must be 2 ** len(channel_mult)."""
     temporal_downsample: int = 4
     """Temporal factor t = T / f; a power of two, at most ``spatial_downsample``."""
+    temporal_kernel: int = 3
+    """Time extent of every convolution: 3 (LVDM) mixes neighbouring frames; 1 makes a frame-wise 2D
+    autoencoder (with ``temporal_downsample`` 1), as the per-frame SD VAE of text-to-video models."""
     num_res_blocks: int = 1
     """ResBlocks per encoder stage; the decoder has one more per stage (LVDM: 1 and 2)."""
     mid_attention: bool = False
@@ -99,18 +102,23 @@ class AutoencoderOutput(NamedTuple):
     posterior: DiagonalGaussian
 
 
-def _conv(cin: int, cout: int, kernel: int = 3, stride: tuple[int, int, int] = (1, 1, 1)) -> nn.Conv3d:
-    return nn.Conv3d(cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="replicate")
+def _conv(
+    cin: int, cout: int, kernel: int = 3, stride: tuple[int, int, int] = (1, 1, 1), time_kernel: int | None = None
+) -> nn.Conv3d:
+    """A replicate-padded ``(time_kernel, kernel, kernel)`` conv (``time_kernel`` defaults to ``kernel``)."""
+    kt = kernel if time_kernel is None else time_kernel
+    size, padding = (kt, kernel, kernel), (kt // 2, kernel // 2, kernel // 2)
+    return nn.Conv3d(cin, cout, size, stride=stride, padding=padding, padding_mode="replicate")
 
 
 class ResBlock3d(nn.Module):
     """GroupNorm–SiLU–Conv3d twice with a skip (a 1×1×1 conv when the width changes)."""
 
-    def __init__(self, cin: int, cout: int, groups: int) -> None:
+    def __init__(self, cin: int, cout: int, groups: int, time_kernel: int = 3) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.GroupNorm(groups, cin), nn.SiLU(), _conv(cin, cout), nn.GroupNorm(groups, cout), nn.SiLU(),
-            _conv(cout, cout),
+            nn.GroupNorm(groups, cin), nn.SiLU(), _conv(cin, cout, time_kernel=time_kernel),
+            nn.GroupNorm(groups, cout), nn.SiLU(), _conv(cout, cout, time_kernel=time_kernel),
         )  # fmt: skip
         self.skip = nn.Identity() if cin == cout else nn.Conv3d(cin, cout, 1)
 
@@ -137,10 +145,10 @@ class Attention3d(nn.Module):
 class _Upsample(nn.Module):
     """Nearest-neighbour upsampling by ``(ft, 2, 2)`` followed by a 3×3×3 conv."""
 
-    def __init__(self, cin: int, cout: int, temporal: bool) -> None:
+    def __init__(self, cin: int, cout: int, temporal: bool, time_kernel: int = 3) -> None:
         super().__init__()
         self.scale = (2 if temporal else 1, 2, 2)
-        self.conv = _conv(cin, cout)
+        self.conv = _conv(cin, cout, time_kernel=time_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=self.scale, mode="nearest"))  # [B, C', fT, 2H, 2W]
@@ -150,7 +158,7 @@ def _mid(channels: int, config: KLVideoAutoencoderConfig) -> nn.Module:
     if not config.mid_attention:
         return nn.Identity()
     groups = config.norm_groups
-    return nn.Sequential(ResBlock3d(channels, channels, groups), Attention3d(channels, groups))
+    return nn.Sequential(ResBlock3d(channels, channels, groups, config.temporal_kernel), Attention3d(channels, groups))
 
 
 class KLVideoAutoencoder(nn.Module, Pretrained):
@@ -164,24 +172,26 @@ class KLVideoAutoencoder(nn.Module, Pretrained):
         self.config = config
         widths = [config.base_channels * m for m in config.channel_mult]
         groups, time_stages = config.norm_groups, int(math.log2(config.temporal_downsample))
-        encoder: list[nn.Module] = [_conv(config.in_channels, config.base_channels)]
+        kt = config.temporal_kernel
+        encoder: list[nn.Module] = [_conv(config.in_channels, config.base_channels, time_kernel=kt)]
         previous = config.base_channels
         for i, width in enumerate(widths):
-            encoder.append(_conv(previous, width, stride=(2 if i < time_stages else 1, 2, 2)))
-            encoder += [ResBlock3d(width, width, groups) for _ in range(config.num_res_blocks)]
+            encoder.append(_conv(previous, width, stride=(2 if i < time_stages else 1, 2, 2), time_kernel=kt))
+            encoder += [ResBlock3d(width, width, groups, kt) for _ in range(config.num_res_blocks)]
             previous = width
         encoder += [_mid(previous, config), nn.GroupNorm(groups, previous), nn.SiLU()]
-        encoder.append(_conv(previous, 2 * config.latent_channels))
+        encoder.append(_conv(previous, 2 * config.latent_channels, time_kernel=kt))
         self.encoder = nn.Sequential(*encoder)
         self.quant_conv = nn.Conv3d(2 * config.latent_channels, 2 * config.latent_channels, 1)
         self.post_quant_conv = nn.Conv3d(config.latent_channels, config.latent_channels, 1)
-        decoder: list[nn.Module] = [_conv(config.latent_channels, widths[-1]), _mid(widths[-1], config)]
+        decoder: list[nn.Module] = [_conv(config.latent_channels, widths[-1], time_kernel=kt)]
+        decoder.append(_mid(widths[-1], config))
         previous = widths[-1]
         for i in reversed(range(len(widths))):
-            decoder.append(_Upsample(previous, widths[i], temporal=i < time_stages))
-            decoder += [ResBlock3d(widths[i], widths[i], groups) for _ in range(config.num_res_blocks + 1)]
+            decoder.append(_Upsample(previous, widths[i], temporal=i < time_stages, time_kernel=kt))
+            decoder += [ResBlock3d(widths[i], widths[i], groups, kt) for _ in range(config.num_res_blocks + 1)]
             previous = widths[i]
-        decoder += [nn.GroupNorm(groups, previous), nn.SiLU(), _conv(previous, config.in_channels)]
+        decoder += [nn.GroupNorm(groups, previous), nn.SiLU(), _conv(previous, config.in_channels, time_kernel=kt)]
         self.decoder = nn.Sequential(*decoder)
 
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -197,7 +207,7 @@ class KLVideoAutoencoder(nn.Module, Pretrained):
     def posterior(self, video: torch.Tensor) -> DiagonalGaussian:
         """q(z | video) for a video [B, 3, T, H, W] in [-1, 1]; unnormalised latent space."""
         self.latent_shape(*video.shape[2:])
-        moments = self.quant_conv(self.encoder(video))  # [B, 2c, t, h, w]
+        moments = self._frame_wise(lambda x: self.quant_conv(self.encoder(x)), video)  # [B, 2c, t, h, w]
         mean, logvar = moments.chunk(2, dim=1)  # [B, c, t, h, w] each
         return DiagonalGaussian(mean, logvar.clamp(-30.0, 20.0))
 
@@ -210,12 +220,25 @@ class KLVideoAutoencoder(nn.Module, Pretrained):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Video [B, 3, T, H, W] (unbounded; trained towards [-1, 1]) from normalised latents."""
         z = latents / self.config.scaling_factor + self.config.shift_factor  # [B, c, t, h, w]
-        return self.decoder(self.post_quant_conv(z))
+        return self._frame_wise(self._decoder_pass, z)
 
     def forward(self, video: torch.Tensor, generator: torch.Generator | None = None) -> AutoencoderOutput:
         """Reconstruct ``video`` through a posterior sample; the loss is the trainer's (L1/LPIPS + w·KL)."""
         posterior = self.posterior(video)
-        return AutoencoderOutput(self.decoder(self.post_quant_conv(posterior.sample(generator))), posterior)
+        return AutoencoderOutput(self._frame_wise(self._decoder_pass, posterior.sample(generator)), posterior)
+
+    def _decoder_pass(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.post_quant_conv(z))  # [B, 3, T, H, W] from unnormalised z [B, c, t, h, w]
+
+    def _frame_wise(self, network: Any, x: torch.Tensor) -> torch.Tensor:
+        """``network(x)`` for x [B, C, T, H, W]; a frame-wise model (temporal_kernel 1) sees every frame as its
+        own clip [B·T, C, 1, H, W], so GroupNorm statistics are per frame too and no frame affects another."""
+        if self.config.temporal_kernel != 1:
+            return network(x)
+        b, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * t, c, 1, h, w)  # [B·T, C, 1, H, W]
+        y = network(frames.contiguous(memory_format=torch.channels_last_3d))  # [B·T, C', 1, H', W']
+        return y.reshape(b, t, *y.shape[1:2], *y.shape[3:]).transpose(1, 2)  # [B, C', T, H', W']
 
     @torch.no_grad()
     def fit_scale(self, latents: torch.Tensor) -> tuple[float, float]:
@@ -236,6 +259,12 @@ def _validate(config: KLVideoAutoencoderConfig) -> None:
         raise AutoencoderError(f"spatial_downsample {fs} must be 2 ** len(channel_mult) = {2**stages}")
     if ft < 1 or ft & (ft - 1) or ft > fs:
         raise AutoencoderError(f"temporal_downsample {ft} must be a power of two, at most spatial_downsample {fs}")
+    if config.temporal_kernel not in (1, 3):
+        raise AutoencoderError(f"temporal_kernel must be 1 (frame-wise) or 3, got {config.temporal_kernel}")
+    if config.temporal_kernel == 1 and ft != 1:
+        raise AutoencoderError(
+            "a frame-wise autoencoder (temporal_kernel 1) cannot downsample time: set temporal_downsample 1"
+        )
     widths = [config.base_channels] + [config.base_channels * m for m in config.channel_mult]
     if any(w % config.norm_groups for w in widths):
         raise AutoencoderError(f"norm_groups {config.norm_groups} must divide every stage width {widths}")

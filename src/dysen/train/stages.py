@@ -62,6 +62,7 @@ class VAETask:
         discriminator: NLayerDiscriminator | None = None,
         disc_start: int = 0,
         disc_weight: float = 0.5,
+        frames_per_clip: int | None = None,
     ) -> None:
         if recon_loss not in ("l1", "l2"):
             raise StageError(f"recon_loss must be l1 or l2, got {recon_loss!r}")
@@ -73,7 +74,12 @@ class VAETask:
             )
         self.recon_loss, self.perceptual_weight, self.lpips = recon_loss, perceptual_weight, lpips
         self.discriminator, self.disc_start, self.disc_weight = discriminator, disc_start, disc_weight
-        self.vae, self.kl_weight = vae.train(), kl_weight
+        if frames_per_clip is not None and (frames_per_clip < 1 or vae.config.temporal_kernel != 1):
+            raise StageError(
+                "frames_per_clip needs a frame-wise autoencoder (vae.kl3d.temporal_kernel 1) and a count >= 1, "
+                f"got {frames_per_clip} with temporal_kernel {vae.config.temporal_kernel}"
+            )
+        self.vae, self.kl_weight, self.frames_per_clip = vae.train(), kl_weight, frames_per_clip
         self.current_step = 0
 
     def modules(self) -> dict[str, nn.Module]:
@@ -95,7 +101,7 @@ class VAETask:
         return self
 
     def step(self, batch: dict[str, Any], generator: torch.Generator) -> StepOutput:
-        video = _video(batch, generator.device).contiguous(memory_format=torch.channels_last_3d)  # [B, 3, T, H, W]
+        video = self._frames(_video(batch, generator.device), generator)  # [B, 3, T', H, W]
         recon, posterior = self.vae(video, generator)  # [B, 3, T, H, W], q(z|x) [B, c, t, h, w]
         l1 = (recon - video).abs().mean()
         # L1 (LDM) seeks the per-pixel median: on sparse scenes (small shapes on a plain background, as Dynamic
@@ -114,6 +120,16 @@ class VAETask:
         if self.current_step < self.disc_start:  # no adversarial terms yet; every parameter still takes part (DDP)
             return StepOutput(loss + 0.0 * sum(p.sum() for p in self.discriminator.parameters()), logs)
         return self._adversarial(video, recon, recon_term, loss, logs)
+
+    def _frames(self, video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The clips, or ``frames_per_clip`` random frames of each: a frame-wise autoencoder sees frames one by
+        one, so fewer frames from more clips buy more variety per step (neighbouring frames are near copies)."""
+        if self.frames_per_clip is not None and self.frames_per_clip < video.shape[2]:
+            b, c, t, h, w = video.shape
+            order = torch.rand((b, t), generator=generator, device=video.device).argsort(dim=1)  # [B, T]
+            index = order[:, : self.frames_per_clip].sort(dim=1).values  # [B, T'] in time order
+            video = video.gather(2, index[:, None, :, None, None].expand(b, c, -1, h, w))  # [B, 3, T', H, W]
+        return video.contiguous(memory_format=torch.channels_last_3d)  # ~1.2x faster Conv3d on CPU (oneDNN)
 
     def _adversarial(
         self,
