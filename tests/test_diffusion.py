@@ -17,6 +17,7 @@ from dysen.diffusion import (
     guidance_weights,
     make_betas,
     make_scheduler,
+    min_snr_weight,
     q_sample,
     step_kwargs,
     v_target,
@@ -88,6 +89,32 @@ def test_loss_is_finite_and_decreases_on_a_one_parameter_model(prediction_type: 
         value.backward()
         optimizer.step()
     assert loss_at(0).item() < 0.9 * before
+
+
+def test_min_snr_weight_closed_form_and_loss_weighting() -> None:
+    abar = torch.tensor([0.99, 0.5, 0.01])  # SNR 99, 1, 1/99
+    snr = abar / (1 - abar)
+    torch.testing.assert_close(min_snr_weight(abar, 5.0, "epsilon"), torch.tensor([5 / 99, 1.0, 1.0]))
+    v_weights = torch.minimum(snr, torch.tensor(5.0)) / (snr + 1)
+    torch.testing.assert_close(min_snr_weight(abar, 5.0, "v_prediction"), v_weights)
+    # The weighted loss is the per-sample weight times the per-sample error, averaged: a model that predicts
+    # zeros has error |ε|² per sample, so the two losses differ exactly by the weights of the drawn t.
+    config, weighted = DiffusionConfig(), DiffusionConfig(snr_gamma=5.0)
+    x0 = torch.randn(6, 2, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+
+    def zeros(x_t: torch.Tensor, t: torch.Tensor, cond: None) -> torch.Tensor:
+        return torch.zeros_like(x_t)
+
+    plain = diffusion_loss(zeros, x0, None, config, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 1000, (6,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    weights = min_snr_weight(alphas_cumprod(make_betas(config))[t], 5.0, "epsilon")
+    torch.testing.assert_close(plain, noise.square().mean())
+    expected = (noise.square().flatten(1).mean(1) * weights).mean()
+    torch.testing.assert_close(diffusion_loss(zeros, x0, None, weighted, torch.Generator().manual_seed(3)), expected)
+    with pytest.raises(DysenError, match="snr_gamma"):
+        DiffusionConfig(snr_gamma=0.0)
 
 
 def test_condition_dropout_is_independent_and_seeded() -> None:

@@ -5,7 +5,7 @@ tensors or a thin builder of a diffusers scheduler. Importing this package is li
 """
 
 from dysen.diffusion.guidance import combine, compositional_cfg, guidance_weights
-from dysen.diffusion.loss import condition_dropout, diffusion_loss, q_sample, v_target
+from dysen.diffusion.loss import condition_dropout, diffusion_loss, min_snr_weight, q_sample, v_target
 from dysen.diffusion.sampling import make_scheduler, step_kwargs
 from dysen.diffusion.schedules import DiffusionConfig, DiffusionConfigError, alphas_cumprod, make_betas
 
@@ -20,6 +20,7 @@ __all__ = [
     "guidance_weights",
     "make_betas",
     "make_scheduler",
+    "min_snr_weight",
     "q_sample",
     "step_kwargs",
     "v_target",

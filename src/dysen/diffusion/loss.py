@@ -4,6 +4,10 @@
 * L_simple (Ho et al. 2020, eq. 14): E_{t, x_0, ε} ‖target − f_θ(x_t, t, c)‖, t ~ U{0, …, T−1}, with
   target = ε (ε-prediction, LVDM) or v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans & Ho 2022, eq. 9 / app. D).
   The norm is squared L2 (default) or L1 (LVDM UCF-101, dysen_spec.md §5.1), averaged over every element.
+* Min-SNR-γ weighting (Hang et al. 2023, eq. 8 / table 1), optional: with SNR_t = ᾱ_t / (1 − ᾱ_t), each
+  sample's error is weighted by min(SNR_t, γ) / SNR_t for ε-prediction and min(SNR_t, γ) / (SNR_t + 1)
+  for v-prediction, i.e. x_0-space weights clipped at γ: the nearly clean steps stop dominating the
+  gradient, which converges several times faster for small budgets.
 
 Classifier-free guidance needs the network to also see null conditions in training. The loss does not
 know what a condition looks like (text tokens, DSG tokens, a class id…), so **dropout is the caller's**:
@@ -58,7 +62,17 @@ def diffusion_loss(
     x_t = q_sample(x0, t, noise, abar)  # [B, C, T, h, w]
     target = noise if config.prediction_type == "epsilon" else v_target(x0, t, noise, abar)
     error = model_fn(x_t, t, cond) - target  # [B, C, T, h, w]
-    return error.abs().mean() if config.loss == "l1" else error.square().mean()
+    per_sample = (error.abs() if config.loss == "l1" else error.square()).flatten(1).mean(1)  # [B]
+    if config.snr_gamma is not None:
+        per_sample = per_sample * min_snr_weight(abar[t], config.snr_gamma, config.prediction_type)
+    return per_sample.mean()
+
+
+def min_snr_weight(abar_t: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-γ weight per sample (Hang et al. 2023): min(SNR, γ)/SNR (ε) or min(SNR, γ)/(SNR + 1) (v); [B]."""
+    snr = abar_t / (1 - abar_t)  # [B]
+    clipped = snr.clamp(max=gamma)
+    return clipped / snr if prediction_type == "epsilon" else clipped / (snr + 1)
 
 
 def condition_dropout(

@@ -44,6 +44,7 @@ class DiffusionConfig:
     loss: LossType = "l2"  # distance between prediction and target (LVDM UCF uses l1)
     text_dropout: float = 0.1  # P(text replaced by the null prompt) in training, for classifier-free guidance
     dsg_dropout: float = 0.1  # P(DSG dropped), drawn independently of the text dropout
+    snr_gamma: float | None = None  # Min-SNR-γ loss weighting (Hang et al. 2023; 5 is theirs); None: uniform
     sampler: SamplerName = "ddim"  # default sampler of the pipeline
     eta: float = 0.0  # DDIM stochasticity (0: deterministic ODE; 1: DDPM-like, LVDM's default)
     guidance: float = 7.5  # default text guidance scale s_text of the pipeline (a small model may want less)
@@ -58,6 +59,7 @@ class DiffusionConfig:
             "loss": self.loss in ("l2", "l1"),
             "text_dropout": 0.0 <= self.text_dropout <= 1.0,
             "dsg_dropout": 0.0 <= self.dsg_dropout <= 1.0,
+            "snr_gamma": self.snr_gamma is None or self.snr_gamma > 0.0,
             "sampler": self.sampler in ("ddim", "dpmpp", "euler"),
             "eta": 0.0 <= self.eta <= 1.0,
             "guidance": self.guidance >= 0.0,
