@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from dysen.data.datasets import read_gold
 from dysen.data.shapes import ShapesConfig
@@ -16,12 +17,20 @@ from dysen.eval.benchmark import (
     benchmark_clips,
     score_folder,
     score_pipeline,
+    score_reconstructions,
     score_renders,
     shapes_config_for,
     summarise,
 )
 from dysen.eval.report import write_report
-from dysen.eval.variants import Variant, ablate, ablation_variants, build_variant_planner, run_variant
+from dysen.eval.variants import (
+    AUTOENCODER_ROW,
+    Variant,
+    ablate,
+    ablation_variants,
+    build_variant_planner,
+    run_variant,
+)
 from dysen.pipeline import DysenVDMPipeline
 from dysen.planner.build import PlannerOptions
 from dysen.planner.demos import DemoBank, RandomSelector, SimilaritySelector
@@ -119,12 +128,14 @@ def test_ablations_rebuild_the_llm_planner_and_need_one():
     assert build_variant_planner(Variant("default")) is None
     rows = ablation_variants(None, None, planner=PlannerOptions(backend="rules"))
     assert [v.name for v in rows] == [
-        "ground truth (renders)", "Dysen-VDM (full)", "text-only backbone", "no imagination", "random demonstrations",
+        "ground truth (renders)", AUTOENCODER_ROW, "Dysen-VDM (full)", "text-only backbone", "no imagination",
+        "random demonstrations",
     ]  # fmt: skip
-    assert [v.skip is None for v in rows] == [True, True, False, False, False]
-    assert "needs an LLM planner" in rows[3].skip and "--text-only" in rows[2].skip
+    assert [v.skip is None for v in rows] == [True, True, True, False, False, False]
+    assert "needs an LLM planner" in rows[4].skip and "--text-only" in rows[3].skip
     llm = ablation_variants(Path("full"), Path("text"), planner=PlannerOptions(backend="replay"))
-    assert all(v.skip is None for v in llm) and not llm[3].imagination and llm[4].demos == "random"
+    assert all(v.skip is None for v in llm) and not llm[4].imagination and llm[5].demos == "random"
+    assert llm[1].source == "reconstructions" and llm[1].model == Path("full")
 
 
 def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):
@@ -151,3 +162,36 @@ def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):
     assert "| ground truth | 3 | 16x64x64 | 1.000 | 1.000 |" in markdown
     assert "not run: needs an LLM planner" in markdown and "3 videos of 16 frames at 64x64" in markdown
     assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["skipped"] == "needs an LLM planner"
+
+
+class _LosslessAutoencoder(torch.nn.Module):
+    """encode = decode = identity: its reconstructions are the renders themselves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        return video
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents
+
+
+class _BlankingAutoencoder(_LosslessAutoencoder):
+    """Decodes every clip to a black video: nothing is left to score."""
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(latents, -1.0)
+
+
+def test_autoencoder_ceiling_scores_the_round_trip_of_the_renders() -> None:
+    config = ShapesConfig()
+    clips = benchmark_clips(3, seed=1, config=config)
+    lossless = score_reconstructions(_LosslessAutoencoder(), clips, config, batch_size=2, progress=False)
+    renders = score_renders(clips, config, progress=False)
+    assert [r.id for r in lossless] == [c.id for c in clips]
+    assert [r.score.action_accuracy for r in lossless] == [r.score.action_accuracy for r in renders]
+    assert summarise(lossless)["overall"]["object_fidelity"] == 1.0
+    blank = score_reconstructions(_BlankingAutoencoder(), clips, config, progress=False)
+    assert summarise(blank)["overall"]["object_fidelity"] == 0.0

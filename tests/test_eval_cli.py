@@ -95,6 +95,7 @@ def test_dysen_eval_writes_the_report_with_weight_hashes_counts_and_resolution(t
         (["--protocol", "msrvtt", "--data", ".", "--metrics", "clipsim"], "CLIPSIM needs the CLIP weights"),
         (["--protocol", "msrvtt", "--data", ".", "--metrics", "psnr"], "unknown metric"),
         (["--protocol", "msrvtt", "--data", ".", "--real"], "only for --protocol shapes"),
+        (["--protocol", "msrvtt", "--data", ".", "--autoencoder-ceiling"], "only for --protocol shapes"),
         (["--ablation", "--videos", "."], "--ablation runs on --protocol shapes"),
         (["--text-only", "."], "--text-only belongs to --ablation"),
         (["--model", "absent-model-folder"], "is not a folder"),
@@ -266,3 +267,13 @@ def test_load_networks_reads_files_and_records_their_hashes(tmp_path):
     assert networks.i3d is not None and networks.hashes == {"i3d": _sha256(i3d)}
     with pytest.raises(ProtocolError, match="FID needs the INCEPTION weights"):
         load_networks(["fid"], {})
+
+
+def test_autoencoder_ceiling_row_uses_the_models_autoencoder(tiny_model, tmp_path):
+    out = tmp_path / "report"
+    argv = ["eval", "--model", f"tiny={tiny_model}", "--autoencoder-ceiling", "--num", "2", "--steps", "2"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    ceiling, model = json.loads((out / "report.json").read_text())["rows"]
+    assert ceiling["name"] == "ground truth through the autoencoder" and ceiling["source"] == "reconstructions"
+    assert ceiling["num_samples"] == 2 and ceiling["weights"] == model["weights"]
+    assert ceiling["resolution"] == [16, 16] and "encoded and decoded" in ceiling["renderer"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,11 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     )
     what.add_argument("--config", default="shapes-tiny", help="preset of the default model and of the renders")
     what.add_argument("--real", action="store_true", help="shapes: add the ground-truth renders (scorer's ceiling)")
+    what.add_argument(
+        "--autoencoder-ceiling",
+        action="store_true",
+        help="shapes: add the renders encoded and decoded by the (first) model's autoencoder (that model's ceiling)",
+    )
     what.add_argument(
         "--ablation",
         action="store_true",
@@ -110,7 +116,7 @@ def _planner_options(args: argparse.Namespace) -> Any:
 
 def _variants(args: argparse.Namespace) -> list[Any]:
     from dysen.eval.benchmark import Sampling
-    from dysen.eval.variants import Variant, ablation_variants
+    from dysen.eval.variants import AUTOENCODER_ROW, Variant, ablation_variants
 
     sampling = Sampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan)
     planner = _planner_options(args)
@@ -126,6 +132,12 @@ def _variants(args: argparse.Namespace) -> list[Any]:
         if args.protocol != "shapes":
             raise DysenError("--real (ground-truth renders) exists only for --protocol shapes")
         variants.append(Variant("ground truth (renders)", source="renders", config=args.config, sampling=sampling))
+    if args.autoencoder_ceiling:
+        if args.protocol != "shapes":
+            raise DysenError("--autoencoder-ceiling exists only for --protocol shapes")
+        model = args.model[0][1] if args.model else None
+        ceiling = Variant(AUTOENCODER_ROW, source="reconstructions", model=model, config=args.config)
+        variants.append(replace(ceiling, sampling=sampling))
     for name, folder in args.model:
         variants.append(Variant(name, model=folder, config=args.config, planner=planner, sampling=sampling))
     for name, folder in args.videos:

@@ -32,6 +32,7 @@ from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
 
 if TYPE_CHECKING:
     from dysen.config import VideoSpec
+    from dysen.models.vae import VideoAutoencoder
     from dysen.pipeline import DysenVDMPipeline
 
 BENCHMARK_SPLIT = "test"
@@ -132,6 +133,33 @@ def score_renders(clips: Sequence[ShapesClip], config: ShapesConfig, *, progress
     results = []
     for clip in tqdm(clips, desc="ground truth", unit="clip", disable=not progress):
         results.append(score_clip(clip.id, clip.caption, render_clip(clip, config), clip.dsg, fps=config.fps))
+    return results
+
+
+def score_reconstructions(
+    vae: VideoAutoencoder,
+    clips: Sequence[ShapesClip],
+    config: ShapesConfig,
+    *,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> list[ClipResult]:
+    """Score the renders of ``clips`` after a round trip through a model's autoencoder (posterior means):
+    the ceiling of any video its diffusion model can make, since every video it makes is such a decoding."""
+    import torch
+
+    from dysen.data.video import frames_to_model, model_to_frames
+
+    device = next(vae.parameters()).device  # type: ignore[attr-defined]
+    results = []
+    for start in tqdm(range(0, len(clips), batch_size), desc="autoencoder", unit="batch", disable=not progress):
+        batch = clips[start : start + batch_size]
+        videos = torch.stack([frames_to_model(torch.from_numpy(render_clip(clip, config))) for clip in batch])
+        with torch.no_grad():
+            decoded = vae.decode(vae.encode(videos.to(device)))  # [b, 3, T, H, W]
+        for clip, video in zip(batch, decoded, strict=True):
+            frames = model_to_frames(video).numpy()  # uint8 [T, H, W, 3]
+            results.append(score_clip(clip.id, clip.caption, frames, clip.dsg, fps=config.fps))
     return results
 
 

@@ -119,7 +119,10 @@ def _provenance(rows: Sequence[dict[str, Any]]) -> list[str]:
             continue
         height, width = row["resolution"]
         counts = f"{row['num_samples']} videos of {row['frames']} frames at {width}x{height}"
-        if "model" in row:
+        if row["source"] == "reconstructions":
+            lines.append(f"- **{row['name']}**: {row['renderer']}, by the autoencoder of {row['model']}; {counts}")
+            lines += [f"  - `{name}` sha256 `{digest}`" for name, digest in row["weights"].items()]
+        elif "model" in row:
             sampling = row["sampling"]
             lines.append(
                 f"- **{row['name']}**: {row['model']}; {counts}; {sampling['steps']} sampling steps, guidance "

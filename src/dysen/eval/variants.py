@@ -1,8 +1,9 @@
 """What one row of an evaluation is: which weights, which planner, and the ablations of Dysen-VDM.
 
 A ``Variant`` names a source of videos: a model (a pipeline folder, or the one ``dysen generate`` would
-use for a config: the shipped trained model, else random weights), the ground-truth renders, or a folder
-of videos already written. The ablation rows of Dysen-VDM (paper §5.4, dysen_spec.md §7) are:
+use for a config: the shipped trained model, else random weights), the ground-truth renders, the renders
+after a round trip through a model's autoencoder (the ceiling of that model), or a folder of videos
+already written. The ablation rows of Dysen-VDM (paper §5.4, dysen_spec.md §7) are:
 
 * the full model with its planner;
 * the text-only backbone: a model trained with the same compute but no DSG (its own folder);
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
     from dysen.planner.build import PlannerOptions
     from dysen.planner.types import Planner
 
-Source = Literal["model", "renders", "folder"]
+AUTOENCODER_ROW = "ground truth through the autoencoder"
+
+Source = Literal["model", "renders", "reconstructions", "folder"]
 Demos = Literal["default", "random"]
 
 
@@ -148,7 +151,8 @@ def ablation_variants(
     planner: PlannerOptions | None = None,
     sampling: Sampling | None = None,
 ) -> list[Variant]:
-    """The ablation table's rows: ground truth, full Dysen-VDM, text-only backbone, no imagination, random demos."""
+    """The ablation table's rows: ground truth, its round trip through the full model's autoencoder (the ceiling of
+    both models, which share it), full Dysen-VDM, text-only backbone, no imagination, random demonstrations."""
     sampling = sampling or Sampling()
     llm = planner is not None and planner.backend != "rules"
     no_llm = "needs an LLM planner (--planner openai|hf|replay); the rules planner has no such step"
@@ -156,6 +160,7 @@ def ablation_variants(
     skip = None if llm else no_llm
     return [
         Variant("ground truth (renders)", source="renders", config=config, sampling=sampling),
+        replace(full_row, name=AUTOENCODER_ROW, source="reconstructions", planner=None),
         full_row,
         _text_only_variant(text_only, config, sampling),
         replace(full_row, name="no imagination", imagination=False, skip=skip),
@@ -203,6 +208,7 @@ def run_variant(
         benchmark_clips,
         score_folder,
         score_pipeline,
+        score_reconstructions,
         score_renders,
         shapes_config_for,
         summarise,
@@ -227,6 +233,14 @@ def run_variant(
         shapes = shapes_config_for(load_config(variant.config).video)
         results = score_renders(benchmark_clips(num, variant.sampling.seed, shapes), shapes, progress=progress)
         row["renderer"] = f"Dynamic Shapes test split, seed {variant.sampling.seed}"
+    elif variant.source == "reconstructions":
+        pipe, resolved = load_variant(variant, device)
+        shapes = shapes_config_for(pipe.config.video)
+        clips = benchmark_clips(num, variant.sampling.seed, shapes)
+        results = score_reconstructions(pipe.vae, clips, shapes, progress=progress)
+        row.update(model=resolved.description, weights=resolved.weights)
+        seed = variant.sampling.seed
+        row["renderer"] = f"Dynamic Shapes test split, seed {seed}, encoded and decoded (posterior means)"
     else:
         pipe, resolved = load_variant(variant, device)
         clips = benchmark_clips(num, variant.sampling.seed, shapes_config_for(pipe.config.video))
