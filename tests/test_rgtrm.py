@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -143,3 +144,24 @@ def test_clear_errors_for_bad_inputs():
         RGTrm(RGTrmConfig(label_dim=8, dim=32, num_layers=1, num_heads=4))(batch.with_label_embeddings(HashLabels()))
     with pytest.raises(GraphError, match="divisible"):
         RGTrm(RGTrmConfig(dim=30, num_heads=4))
+
+
+def test_node_readout_gives_each_frame_its_graphs_pooled_token_and_nodes():
+    torch.manual_seed(0)
+    steps = RGTrm(TINY).eval()
+    nodes = RGTrm(dataclasses.replace(TINY, readout="nodes")).eval()
+    nodes.load_state_dict(steps.state_dict())  # the readout adds no parameters
+    batch = GraphBatch.from_dsgs([dsg(STEP_A, STEP_C), dsg(graph())], 4).with_label_embeddings(HashLabels())
+    out = steps.encode(batch)  # M = 2 steps, N = 4 node slots
+    keys, mask, frame_to_key = nodes(batch)
+    assert keys.shape == (2, 2 * 5, 32) and mask.shape == (2, 10) and frame_to_key.shape == (2, 4, 10)
+    torch.testing.assert_close(keys.view(2, 2, 5, 32)[:, :, 0], out.tokens)  # pooled token first
+    torch.testing.assert_close(keys.view(2, 2, 5, 32)[:, :, 1:], out.nodes)  # then the graph's nodes
+    # clip 0: step 0 (STEP_A: circle, square, red, left of) has 4 nodes, step 1 (STEP_C: star, spins) 2
+    assert mask[0].tolist() == [True] * 5 + [True, True, True, False, False]
+    assert mask[1].tolist() == [True] + [False] * 9  # an empty graph: its pooled (null) token only
+    # frames 0-1 show step 0 and see only its keys; frames 2-3 only step 1's
+    assert frame_to_key[0, 0].tolist() == [True] * 5 + [False] * 5
+    assert frame_to_key[0, 3].tolist() == [False] * 5 + [True] * 5
+    with pytest.raises(GraphError, match="readout"):
+        RGTrm(dataclasses.replace(TINY, readout="edges"))

@@ -131,6 +131,22 @@ def test_dsg_cross_attention_layer_alignment(mode):
     assert torch.isfinite(x.grad).all()
 
 
+def test_one_dsg_key_per_frame_gives_every_position_the_same_update_several_keys_do_not():
+    """Why RGTrm has a node readout: with one key the softmax is 1, so the DSG cannot say *where* anything is."""
+    torch.manual_seed(0)
+    layer = FrameAlignedCrossAttention(8, context_dim=5, head_dim=4)
+    wake_zero_inits(layer)
+    x = torch.randn(B * T, 9, 8)  # [B*T, h*w, C]
+    one_key = layer(x, torch.randn(B, M, 5), torch.ones(B, M, dtype=torch.bool), alignment())  # a key per frame
+    assert (one_key - one_key[:, :1]).abs().max() < 1e-6  # the same vector at all 9 positions
+    nodes = 3  # each step: 3 keys (e.g. its pooled token and two nodes), all seen by its frames
+    several = layer(
+        x, torch.randn(B, M * nodes, 5), torch.ones(B, M * nodes, dtype=torch.bool),
+        alignment().repeat_interleave(nodes, dim=2),
+    )  # fmt: skip
+    assert (several - several[:, :1]).abs().amax(dim=(1, 2)).min() > 1e-4  # positions differ in every frame
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # UNet3D
 

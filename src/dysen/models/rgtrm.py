@@ -27,6 +27,11 @@ processed in order, so step ``m``'s token depends on steps ``≤ m`` only.
 
 Readout: attention pooling of each graph's nodes with a learned query, plus a learned "null" key so an
 empty graph pools to a learned vector (the official code mean-pools, which an empty graph cannot do).
+``readout="steps"`` gives the UNet that one token per scene graph; ``readout="nodes"`` gives it the pooled
+token *and* every node of the graph (objects, attributes, relations), all aligned to the graph's frames.
+With one token per frame, cross-attention has a single key, so its softmax is 1 and every position of the
+frame receives the same vector: the DSG can say what happens, but not where. With the nodes, positions can
+attend to different objects ("this blob is the red circle, which moves right"), as they do to caption words.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -186,6 +191,8 @@ class RGTrmConfig:
     """Memory vectors per layer (MART's n_memory_cells)."""
     dropout: float = 0.0
     """Dropout on attention weights and residual branches."""
+    readout: Literal["steps", "nodes"] = "steps"
+    """What ``forward`` gives the UNet per scene graph: its pooled token, or the pooled token and its nodes."""
 
 
 class RGTrmOutput(NamedTuple):
@@ -289,6 +296,8 @@ class RGTrm(nn.Module, Pretrained):
         super().__init__()
         if config.dim % config.num_heads:
             raise GraphError(f"RGTrm dim {config.dim} is not divisible by num_heads {config.num_heads}")
+        if config.readout not in ("steps", "nodes"):
+            raise GraphError(f"RGTrm readout must be 'steps' or 'nodes', got {config.readout!r}")
         self.config = config
         self.label_norm = nn.LayerNorm(config.label_dim)
         self.label_proj = nn.Linear(config.label_dim, config.dim)
@@ -300,9 +309,20 @@ class RGTrm(nn.Module, Pretrained):
         self.pool = AttentionPool(config)
 
     def forward(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """DSG tokens [B, M, D], their mask [B, M] and the frame alignment [B, T, M] (see ``encode``)."""
+        """The UNet's DSG keys [B, K, D], their mask [B, K] and which frames see each [B, T, K] (see ``encode``).
+
+        ``readout="steps"``: K = M, one pooled token per scene graph. ``readout="nodes"``: K = M·(1 + N), per
+        scene graph its pooled token then its N node slots (padded nodes masked), each seen by that graph's frames.
+        """
         out = self.encode(batch)
-        return out.tokens, out.mask, out.frame_to_sg
+        if self.config.readout == "steps":
+            return out.tokens, out.mask, out.frame_to_sg
+        b, m, n, d = out.nodes.shape
+        keys = torch.cat([out.tokens.unsqueeze(2), out.nodes], dim=2).reshape(b, m * (1 + n), d)  # [B, K, D]
+        node_mask = out.node_mask & out.mask.unsqueeze(-1)  # [B, M, N]
+        mask = torch.cat([out.mask.unsqueeze(-1), node_mask], dim=2).reshape(b, m * (1 + n))  # [B, K]
+        frame_to_key = out.frame_to_sg.repeat_interleave(1 + n, dim=2)  # [B, T, K]
+        return keys, mask, frame_to_key
 
     def encode(self, batch: GraphBatch) -> RGTrmOutput:
         """Run the layers step by step, carrying each layer's memory from one scene graph to the next."""
