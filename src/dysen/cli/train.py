@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,13 +25,18 @@ if TYPE_CHECKING:
 
     from dysen.config import DysenVDMConfig
     from dysen.models.vae import KLVideoAutoencoder
-    from dysen.train.loop import TrainConfig
+    from dysen.train.loop import TrainConfig, TrainResult
 
 MODEL_DIR = "model"
 CONFIG_FILE = "config.yaml"
 LOSS_FILE = "vae_loss.json"  # train-vae's loss flags, resolved
 SHUFFLE_BUFFER = 1000  # clips in the shuffle buffer when training from --shards
 SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after train-vae
+
+
+def _last_loss(result: TrainResult) -> str:
+    """'last loss X', or why there is none: a resumed run that had already done every step runs none."""
+    return f"last loss {result.loss:.4f}" if math.isfinite(result.loss) else "no step left to run: already done"
 
 
 def configure_train_vae(p: argparse.ArgumentParser) -> None:
@@ -42,6 +48,12 @@ def configure_train_vae(p: argparse.ArgumentParser) -> None:
         choices=("l1", "l2"),
         default="l1",
         help="reconstruction loss: l1 (LDM/LVDM) or l2 (better for small objects on plain backgrounds, e.g. shapes)",
+    )
+    p.add_argument(
+        "--frames-per-clip",
+        type=int,
+        help="train on N random frames of each clip (frame-wise autoencoders only, vae.kl3d.temporal_kernel 1): "
+        "more clips per step for the same compute (default: every frame)",
     )
     p.add_argument("--perceptual-weight", type=float, default=0.0, help="weight of LPIPS (LVDM: 1.0; default: 0)")
     p.add_argument("--lpips", type=Path, help="LPIPS linear heads: the lpips package's vgg.pth, or safetensors")
@@ -121,12 +133,13 @@ def run_train_vae(args: argparse.Namespace) -> int:
     task = VAETask(
         vae, args.kl_weight, args.perceptual_weight, args.recon_loss,
         lpips=lpips, discriminator=disc, disc_start=args.disc_start, disc_weight=args.disc_weight,
+        frames_per_clip=args.frames_per_clip,
     )  # fmt: skip
     result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
     if _is_main_process():
         _fit_latent_scale(vae, dataset, collate, args.batch_size)
         folder = vae.save_pretrained(args.out / MODEL_DIR)
-        print(f"trained the autoencoder for {result.step} steps (last loss {result.loss:.4f}); wrote {folder}")
+        print(f"trained the autoencoder for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return 0
 
@@ -139,7 +152,7 @@ def _save_loss_settings(args: argparse.Namespace) -> None:
     from dysen.train.loop import TrainError
 
     names = ("kl_weight", "recon_loss", "perceptual_weight", "lpips", "lpips_vgg", "disc_weight", "disc_start",
-             "disc_layers", "disc_channels")  # fmt: skip
+             "disc_layers", "disc_channels", "frames_per_clip")  # fmt: skip
     settings = {name: str(v) if isinstance(v := getattr(args, name), Path) else v for name in names}
     path = args.out / LOSS_FILE
     if args.resume and path.is_file():
@@ -215,7 +228,7 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
     if _is_main_process():
         pipe = DysenVDMPipeline(build_planner(config.planner), encoder, rgtrm, unet, vae.cpu(), config)
         folder = pipe.to("cpu").save_pretrained(args.out / MODEL_DIR)
-        print(f"trained the VDM for {result.step} steps (last loss {result.loss:.4f}); wrote {folder}")
+        print(f"trained the VDM for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return 0
 
