@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -143,7 +144,7 @@ class Attention3d(nn.Module):
 
 
 class _Upsample(nn.Module):
-    """Nearest-neighbour upsampling by ``(ft, 2, 2)`` followed by a 3×3×3 conv."""
+    """Nearest-neighbour upsampling by ``(ft, 2, 2)`` followed by a 3×3×3 conv (1×3×3 when frame-wise)."""
 
     def __init__(self, cin: int, cout: int, temporal: bool, time_kernel: int = 3) -> None:
         super().__init__()
@@ -207,7 +208,7 @@ class KLVideoAutoencoder(nn.Module, Pretrained):
     def posterior(self, video: torch.Tensor) -> DiagonalGaussian:
         """q(z | video) for a video [B, 3, T, H, W] in [-1, 1]; unnormalised latent space."""
         self.latent_shape(*video.shape[2:])
-        moments = self._frame_wise(lambda x: self.quant_conv(self.encoder(x)), video)  # [B, 2c, t, h, w]
+        moments = self._frame_wise(self._encoder_pass, video)  # [B, 2c, t, h, w]
         mean, logvar = moments.chunk(2, dim=1)  # [B, c, t, h, w] each
         return DiagonalGaussian(mean, logvar.clamp(-30.0, 20.0))
 
@@ -227,10 +228,13 @@ class KLVideoAutoencoder(nn.Module, Pretrained):
         posterior = self.posterior(video)
         return AutoencoderOutput(self._frame_wise(self._decoder_pass, posterior.sample(generator)), posterior)
 
+    def _encoder_pass(self, video: torch.Tensor) -> torch.Tensor:
+        return self.quant_conv(self.encoder(video))  # [B, 2c, t, h, w]: posterior mean and log-variance
+
     def _decoder_pass(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.post_quant_conv(z))  # [B, 3, T, H, W] from unnormalised z [B, c, t, h, w]
 
-    def _frame_wise(self, network: Any, x: torch.Tensor) -> torch.Tensor:
+    def _frame_wise(self, network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """``network(x)`` for x [B, C, T, H, W]; a frame-wise model (temporal_kernel 1) sees every frame as its
         own clip [B·T, C, 1, H, W], so GroupNorm statistics are per frame too and no frame affects another."""
         if self.config.temporal_kernel != 1:
