@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -229,3 +230,15 @@ def test_ema_warms_up_like_litema_and_resumes_its_count() -> None:
     again = EMA({"m": layer}, decay=0.999)
     again.load_state_dict(ema.state_dict())
     assert again.num_updates == 9001 and torch.equal(again.shadow["m.weight"], ema.shadow["m.weight"])
+
+
+def test_resuming_a_finished_run_runs_no_step_and_says_so(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(runs / "vae", tmp_path / "vae")
+    before = (tmp_path / "vae" / "model" / "model.safetensors").read_bytes()
+    argv = ["train-vae", "--config", str(runs / "tiny.yaml"), "--out", str(tmp_path / "vae"), "--steps", "4"]
+    assert main([*argv, *VDM_ARGS, "--resume", "latest"]) == 0
+    printed = capsys.readouterr().out
+    assert "trained the autoencoder for 4 steps (no step left to run: already done)" in printed
+    assert (tmp_path / "vae" / "model" / "model.safetensors").read_bytes() == before

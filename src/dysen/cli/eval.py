@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +135,9 @@ def _variants(args: argparse.Namespace) -> list[Any]:
         if args.protocol != "shapes":
             raise DysenError("--autoencoder-ceiling exists only for --protocol shapes")
         model = args.model[0][1] if args.model else None
-        ceiling = Variant(AUTOENCODER_ROW, source="reconstructions", model=model, config=args.config)
-        variants.append(replace(ceiling, sampling=sampling))
+        variants.append(
+            Variant(AUTOENCODER_ROW, source="reconstructions", model=model, config=args.config, sampling=sampling)
+        )
     for name, folder in args.model:
         variants.append(Variant(name, model=folder, config=args.config, planner=planner, sampling=sampling))
     for name, folder in args.videos:

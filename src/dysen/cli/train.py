@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +35,7 @@ SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after 
 
 def _last_loss(result: TrainResult) -> str:
     """'last loss X', or why there is none: a resumed run that had already done every step runs none."""
-    return f"last loss {result.loss:.4f}" if math.isfinite(result.loss) else "no step left to run: already done"
+    return f"last loss {result.loss:.4f}" if result.steps_run else "no step left to run: already done"
 
 
 def configure_train_vae(p: argparse.ArgumentParser) -> None:

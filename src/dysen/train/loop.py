@@ -159,6 +159,7 @@ class TrainResult:
     skipped: int = 0  # distinct bad items dropped in this call (module docstring; a stream counts every draw)
     skipped_draws: int = 0  # bad items dropped in this call, counting each draw of the same item
     empty_steps: int = 0  # steps with no good item at all, so no optimizer update, in this call
+    steps_run: int = 0  # optimizer steps run in this call (0: a resumed run had already done them all)
 
 
 class _TaskModule(nn.Module):
@@ -334,7 +335,13 @@ def train(
 
         distinct = len(set(gather_object(sorted(bad)))) if accelerator.num_processes > 1 else len(bad)
     result = TrainResult(
-        max(start, config.steps), loss, counters["nonfinite_total"], distinct, tally["skipped"], tally["empty_steps"]
+        max(start, config.steps),
+        loss,
+        counters["nonfinite_total"],
+        distinct,
+        tally["skipped"],
+        tally["empty_steps"],
+        max(0, config.steps - start),
     )
     if main and tally["skipped"]:
         print(f"training skipped {distinct} bad items ({tally['skipped']} draws in all)")
