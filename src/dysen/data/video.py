@@ -29,18 +29,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dysen.errors import VideoError
 
-_PyAVError = (av.error.FFmpegError, OSError)
-"""What PyAV raises for bad files: ``FFmpegError`` and its subclasses (which include ``InvalidDataError``),
-and ``OSError`` for I/O failures (PyAV's file errors subclass it too)."""
+if TYPE_CHECKING:
+    import av
+
+
+def _av() -> ModuleType:
+    """PyAV, imported on first use: the tensor helpers of this module (and training from latents) need no FFmpeg."""
+    import av
+
+    return av
+
+
+def _pyav_errors() -> tuple[type[BaseException], ...]:
+    """What PyAV raises for bad files: ``FFmpegError`` and its subclasses (which include ``InvalidDataError``),
+    and ``OSError`` for I/O failures (PyAV's file errors subclass it too)."""
+    return (_av().error.FFmpegError, OSError)
+
 
 _MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
 """FFmpeg's demuxer name for mp4/mov: its stream frame count is the sample table, so it is exact."""
@@ -83,8 +96,8 @@ def _open_video(path: str | os.PathLike) -> Iterator[tuple[av.container.InputCon
     if file.stat().st_size == 0:
         raise VideoError(f"video file {file} is empty (0 bytes)")
     try:
-        container = av.open(str(file), "r", metadata_errors="replace")
-    except _PyAVError as err:
+        container = _av().open(str(file), "r", metadata_errors="replace")
+    except _pyav_errors() as err:
         raise VideoError(f"{file} is not a readable video (truncated, corrupt or not a video): {err}") from None
     try:
         if not container.streams.video:
@@ -108,7 +121,7 @@ def _packet_index(file: Path, container: av.container.InputContainer, stream: av
             read += 1
             if not packet.is_discard:  # mp4 edit lists mark samples that are never shown
                 packets.append(_Packet(packet.pts, bool(packet.is_keyframe)))
-    except _PyAVError as err:
+    except _pyav_errors() as err:
         raise VideoError(f"{file} is corrupt: demuxing failed after {read} packets: {err}") from None
     declared = stream.frames
     if container.format.name == _MP4_FAMILY and declared and read < declared:
@@ -123,7 +136,7 @@ def _stream_info(stream: av.video.VideoStream, num_frames: int) -> VideoInfo:
     if stream.duration is not None and stream.time_base is not None:
         duration = float(stream.duration * stream.time_base)
     elif stream.container.duration is not None:
-        duration = stream.container.duration / av.time_base
+        duration = stream.container.duration / _av().time_base
     else:
         duration = 0.0
     nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -158,7 +171,7 @@ def _decode_count(file: Path) -> int:
         try:
             for _ in container.decode(stream):
                 count += 1
-        except _PyAVError as err:
+        except _pyav_errors() as err:
             raise _decode_failure(file, count, err) from None
     if count == 0:
         raise _decode_failure(file, 0, None)
@@ -228,7 +241,7 @@ def _decode_frames(file: Path, packets: list[_Packet], wanted: list[int], seek: 
                     if len(out) == len(wanted):
                         return out
                 position += 1
-        except _PyAVError as err:
+        except _pyav_errors() as err:
             raise _decode_failure(file, position or 0, err) from None
     if position is None:
         return None
@@ -332,7 +345,7 @@ def _encode_mp4(container: av.container.OutputContainer, frames: np.ndarray, rat
     stream.pix_fmt = "yuv420p"
     stream.options = {"crf": str(crf)}
     for image in frames:
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(_av().VideoFrame.from_ndarray(image, format="rgb24")))
     container.mux(stream.encode(None))
 
 
@@ -359,7 +372,7 @@ def _encode_gif(container: av.container.OutputContainer, frames: np.ndarray, rat
     stream.width, stream.height = frames.shape[2], frames.shape[1]
     stream.pix_fmt = "pal8"
     for image in indices:
-        container.mux(stream.encode(av.VideoFrame.from_ndarray((image, palette), format="pal8")))
+        container.mux(stream.encode(_av().VideoFrame.from_ndarray((image, palette), format="pal8")))
     container.mux(stream.encode(None))
 
 
@@ -382,13 +395,13 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | torch.Tensor, fps:
     tmp = file.with_name(f".{file.name}.{secrets.token_hex(4)}.tmp")
     try:
         options = {"movflags": "+faststart"} if suffix == ".mp4" else {}  # mp4 index first: plays while loading
-        with av.open(str(tmp), "w", format=suffix[1:], options=options) as container:
+        with _av().open(str(tmp), "w", format=suffix[1:], options=options) as container:
             if suffix == ".mp4":
                 _encode_mp4(container, images, rate, crf)
             else:
                 _encode_gif(container, images, rate)
         os.replace(tmp, file)
-    except _PyAVError as err:
+    except _pyav_errors() as err:
         raise VideoError(f"could not write {file}: {err}") from None
     finally:
         tmp.unlink(missing_ok=True)
