@@ -26,12 +26,12 @@ from dysen.cli import main
 from dysen.config import save_config
 from dysen.data.shapes import ShapesConfig
 from dysen.data.shapes.dataset import ShapesDataset, collate
-from dysen.models.rgtrm import RGTrm
+from dysen.models.rgtrm import GraphBatch, RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.checkpoint import latest_checkpoint, load_checkpoint
 from dysen.train.loop import NonFiniteLossError, StepOutput, TrainConfig, train
-from dysen.train.stages import VAETask, VDMTask
+from dysen.train.stages import GraphCollate, StageError, VAETask, VDMTask
 from test_pipeline import TINY, HashTextEncoder
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
@@ -107,6 +107,24 @@ def test_training_lowers_the_loss_on_a_fixed_batch(stage: str, tmp_path: Path) -
     assert after < 0.9 * before
 
 
+def test_graph_collate_gives_the_step_the_graphs_it_would_build_itself() -> None:
+    torch.manual_seed(0)
+    vae = KLVideoAutoencoder(TINY.vae.kl3d)
+    task = VDMTask(UNet3D(TINY.unet), RGTrm(TINY.rgtrm), vae, HashTextEncoder(), TINY)
+    items = [ShapesDataset(4, config=SHAPES)[i] for i in range(4)]
+    frames = vae.latent_shape(SHAPES.num_frames, SHAPES.size, SHAPES.size)[1]
+    with_graphs = GraphCollate(collate, frames)(items)
+    expected = GraphBatch.from_dsgs([item["dsg"] for item in items], frames)
+    for field in ("node_label", "edge_index", "frame_to_sg"):
+        assert torch.equal(getattr(with_graphs["graphs"], field), getattr(expected, field))
+    assert "dsg" not in with_graphs, "DSG objects are slow to send from a worker"
+    assert _loss(task, with_graphs) == _loss(task, collate(items))
+    missing = GraphCollate(collate, frames)([items[1], {**items[0], "dsg": None}])
+    assert "graphs" not in missing
+    with pytest.raises(StageError, match=r"clips \[1\] of a batch have no gold DSG"):
+        task.step(missing, torch.Generator().manual_seed(0))
+
+
 class NaNAt:
     """A task that returns a NaN loss at the given (1-based) steps, else the wrapped task's loss."""
 
@@ -159,6 +177,25 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_losses(runs: Path) -> Non
     print(f"killed after step {resumed_from}; uninterrupted {base}; resumed {resumed}")
     assert sorted(resumed) == list(range(1, STEPS + 1))
     assert resumed == pytest.approx(base, rel=1e-5, abs=1e-6)
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_repeats_the_losses(runs: Path) -> None:
+    stopped = _start(runs, "stopped", "--steps", "1000", "--grad-accum", "2")
+    first = runs / "stopped" / "checkpoints" / "step-00000002"
+    deadline = time.monotonic() + 90
+    while not first.is_dir() and stopped.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    output, _ = stopped.communicate(timeout=60)
+    assert stopped.returncode == 0, output
+    assert "SIGTERM: stopping after this step" in output and "continue with --resume latest" in output
+    step = load_checkpoint(latest_checkpoint(runs / "stopped")).step  # type: ignore[arg-type]
+    assert f"trained the VDM for {step} steps" in output
+    assert (runs / "stopped" / "model" / "model_index.json").is_file(), "the EMA weights so far are exported"
+    assert sorted(_losses(runs / "stopped")) == list(range(1, step + 1)), "the step in progress was finished and saved"
+    assert 2 <= step < STEPS, "the run was stopped too late to test a resume"
+    _train_vdm(runs, "stopped", "--steps", str(STEPS), "--grad-accum", "2", "--resume", "latest")
+    assert _losses(runs / "stopped") == pytest.approx(_losses(runs / "base"), rel=1e-5, abs=1e-6)
 
 
 def test_two_ddp_processes_repeat_one_process_with_the_same_global_batch(runs: Path) -> None:

@@ -34,8 +34,12 @@ SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after 
 
 
 def _last_loss(result: TrainResult) -> str:
-    """'last loss X', or why there is none: a resumed run that had already done every step runs none."""
-    return f"last loss {result.loss:.4f}" if result.steps_run else "no step left to run: already done"
+    """'last loss X' (and whether a signal stopped the run early), or why there is none: a resumed run that had
+    already done every step runs none."""
+    if not result.steps_run:
+        return "no step left to run: already done"
+    stopped = "; stopped early by a signal, checkpointed: continue with --resume latest" if result.interrupted else ""
+    return f"last loss {result.loss:.4f}{stopped}"
 
 
 def configure_train_vae(p: argparse.ArgumentParser) -> None:
@@ -214,7 +218,7 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
     from dysen.pipeline import DysenVDMPipeline
     from dysen.planner.build import build_planner
     from dysen.train.loop import train
-    from dysen.train.stages import VDMTask
+    from dysen.train.stages import GraphCollate, VDMTask
 
     caching = getattr(args, "cache_latents", None) is not None
     if caching and args.shards is not None:
@@ -222,6 +226,8 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
     dataset, collate = _dataset(args, config)
     if caching:
         dataset, collate = _cached(args, vae, dataset, collate)
+    latent_frames = vae.latent_shape(config.video.num_frames, config.video.height, config.video.width)[1]
+    collate = GraphCollate(collate, latent_frames)  # the gold DSGs' tensors, built in the loader's workers
     task = VDMTask(unet, rgtrm, vae, encoder, config, args.sample_steps, args.sample_guidance)
     result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
     if _is_main_process():
@@ -243,7 +249,7 @@ def _cached(
     state = PartialState(cpu=args.cpu)
     with state.main_process_first():  # the others find the finished cache
         cache_latents(vae.to(state.device), dataset, collate, args.cache_latents, batch_size=args.batch_size,
-                      progress=state.is_main_process)  # fmt: skip
+                      progress=state.is_main_process, workers=args.workers)  # fmt: skip
     return LatentDataset(args.cache_latents), collate_latents
 
 

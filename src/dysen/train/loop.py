@@ -39,6 +39,8 @@ import dataclasses
 import itertools
 import json
 import math
+import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +162,7 @@ class TrainResult:
     skipped_draws: int = 0  # bad items dropped in this call, counting each draw of the same item
     empty_steps: int = 0  # steps with no good item at all, so no optimizer update, in this call
     steps_run: int = 0  # optimizer steps run in this call (0: a resumed run had already done them all)
+    interrupted: bool = False  # stopped early by SIGTERM/SIGINT, after checkpointing the step it was on
 
 
 class _TaskModule(nn.Module):
@@ -291,40 +294,48 @@ def train(
             save_checkpoint(run_dir, state, config.keep_checkpoints)
         accelerator.wait_for_everyone()
 
-    # -- loop: one optimizer step per iteration
+    # -- loop: one optimizer step per iteration, until ``config.steps`` or a stop signal
     loss = math.nan
     main = accelerator.is_main_process
     progress = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not main, desc="training")
-    for step in progress:
-        lr = learning_rate(step, config)
-        for group in [*optimizer.param_groups, *(aux_optimizer.param_groups if aux_optimizer else [])]:
-            group["lr"] = lr
-        if hasattr(task, "begin_step"):
-            task.begin_step(step)
-        loss, logs, ran, aux_ran = _accumulate(model, batches, step, config, accelerator, tally, bad)
-        aux = (aux_params, aux_optimizer) if aux_ran and aux_optimizer is not None else None
-        if ran:
-            logs.update(_update(loss, params, optimizer, ema, counters, accelerator, config.grad_clip, aux))
-        else:  # no good item in the whole step: no update, and not a non-finite loss
-            optimizer.zero_grad(set_to_none=True)
-            tally["empty_steps"] += 1
-        if aux_optimizer is not None:
-            aux_optimizer.zero_grad(set_to_none=True)
-        progress.set_postfix(loss=f"{loss:.4f}", skipped=tally["skipped"])
-        if (step + 1) % config.log_every == 0 or not math.isfinite(loss):
-            metrics.write(step + 1, {"loss": loss, "lr": lr, **logs, **counters, **tally})
-        if sampling and (step + 1) % config.sample_every == 0:
-            _write_samples(task, modules, sample_batch, run_dir, step + 1, metrics)
-        # -- checkpoint: every save_every steps, at the end, and before giving up on non-finite losses
-        stop = counters["nonfinite_run"] >= config.max_nonfinite
-        if stop or (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-            checkpoint(step + 1)
-        if stop:
-            metrics.close()
-            raise NonFiniteLossError(
-                f"the loss was NaN/inf for {config.max_nonfinite} steps in a row (up to step {step + 1}); the last "
-                f"finite weights are checkpointed in {run_dir}. Lower --lr, check the data, then --resume latest"
-            )
+    done = start
+    with StopSignals() as signals:
+        for step in progress:
+            lr = learning_rate(step, config)
+            for group in [*optimizer.param_groups, *(aux_optimizer.param_groups if aux_optimizer else [])]:
+                group["lr"] = lr
+            if hasattr(task, "begin_step"):
+                task.begin_step(step)
+            loss, logs, ran, aux_ran = _accumulate(model, batches, step, config, accelerator, tally, bad)
+            aux = (aux_params, aux_optimizer) if aux_ran and aux_optimizer is not None else None
+            if ran:
+                logs.update(_update(loss, params, optimizer, ema, counters, accelerator, config.grad_clip, aux))
+            else:  # no good item in the whole step: no update, and not a non-finite loss
+                optimizer.zero_grad(set_to_none=True)
+                tally["empty_steps"] += 1
+            if aux_optimizer is not None:
+                aux_optimizer.zero_grad(set_to_none=True)
+            progress.set_postfix(loss=f"{loss:.4f}", skipped=tally["skipped"])
+            if (step + 1) % config.log_every == 0 or not math.isfinite(loss):
+                metrics.write(step + 1, {"loss": loss, "lr": lr, **logs, **counters, **tally})
+            if sampling and (step + 1) % config.sample_every == 0:
+                _write_samples(task, modules, sample_batch, run_dir, step + 1, metrics)
+            # -- checkpoint: every save_every steps, at the end, and before giving up on non-finite losses
+            stop = counters["nonfinite_run"] >= config.max_nonfinite
+            interrupted = signals.received(accelerator)
+            done = step + 1
+            if stop or interrupted or (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+                checkpoint(step + 1)
+            if stop:
+                metrics.close()
+                raise NonFiniteLossError(
+                    f"the loss was NaN/inf for {config.max_nonfinite} steps in a row (up to step {step + 1}); the "
+                    f"last finite weights are checkpointed in {run_dir}. Lower --lr, check the data, then --resume "
+                    "latest"
+                )
+            if interrupted:
+                break
+    progress.close()
     metrics.close()
     if ema is not None:
         ema.copy_to_model()
@@ -335,17 +346,48 @@ def train(
 
         distinct = len(set(gather_object(sorted(bad)))) if accelerator.num_processes > 1 else len(bad)
     result = TrainResult(
-        max(start, config.steps),
-        loss,
-        counters["nonfinite_total"],
-        distinct,
-        tally["skipped"],
-        tally["empty_steps"],
-        max(0, config.steps - start),
-    )
+        done, loss, counters["nonfinite_total"], distinct, tally["skipped"], tally["empty_steps"], done - start,
+        done < config.steps,
+    )  # fmt: skip
     if main and tally["skipped"]:
         print(f"training skipped {distinct} bad items ({tally['skipped']} draws in all)")
     return result
+
+
+class StopSignals:
+    """SIGTERM and SIGINT ask the loop to stop after the step in progress, with a checkpoint (a cluster's
+    time limit, Ctrl-C): the run then continues with ``--resume latest``. A second signal of the same kind acts
+    as it would without this handler. Installed only from the main thread (signals can only be caught there)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.caught: int | None = None
+        self.previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self.previous[number] = signal.signal(number, self._catch)
+
+    def _catch(self, number: int, frame: Any) -> None:
+        self.caught = number
+        signal.signal(number, self.previous[number])  # a second one is not deferred
+        print(f"\n{signal.Signals(number).name}: stopping after this step with a checkpoint", flush=True)
+
+    def received(self, accelerator: Any) -> bool:
+        """Whether any process caught a signal (a collective call when there are several processes)."""
+        if accelerator.num_processes == 1:
+            return self.caught is not None
+        if self.caught is not None:
+            accelerator.set_trigger()
+        return bool(accelerator.check_trigger())
+
+    def __enter__(self) -> StopSignals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous = {}
 
 
 def _sample_batch(dataset: Dataset, collate: Callable[[list[Any]], Any], count: int) -> Any:
