@@ -57,6 +57,9 @@ class HashTextEncoder:
         tokens, mask = self(texts)
         return (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
 
+    def to(self, device: str | torch.device) -> HashTextEncoder:
+        return self  # CPU tensors; callers move them
+
 
 class NoPlanner:
     """A planner that must not be called."""

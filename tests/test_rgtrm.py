@@ -104,6 +104,16 @@ def test_padding_nodes_and_steps_do_not_change_real_outputs(model):
     torch.testing.assert_close(padded.nodes[0, :2, :4], alone.nodes[0], rtol=0, atol=1e-5)
 
 
+def test_select_gives_one_dsg_of_the_batch(model):
+    batch = GraphBatch.from_dsgs([dsg(STEP_A, STEP_C), dsg(STEP_B, STEP_B, STEP_A, STEP_C)], 8)
+    one = batch.select(0)
+    assert one.node_label.shape[0] == one.frame_to_sg.shape[0] == 1 and one.labels == batch.labels
+    alone = encode(model, [dsg(STEP_A, STEP_C)])
+    selected = model.encode(one.with_label_embeddings(HashLabels()))  # M padded to the batch's 4 steps
+    torch.testing.assert_close(selected.tokens[0, :2], alone.tokens[0], rtol=0, atol=1e-5)
+    assert not one.step_mask[0, 2:].any()
+
+
 def test_recurrence_is_causal(model):
     base = encode(model, [dsg(STEP_A, STEP_B, STEP_C)]).tokens[0]
     first_changed = encode(model, [dsg(STEP_B, STEP_B, STEP_C)]).tokens[0]

@@ -47,6 +47,14 @@ def test_minilm_pooled_is_masked_mean_and_lru_cached(minilm):
     assert minilm.pooled([]).shape == (0, 384)
 
 
+def test_minilm_moves_its_network_and_cached_label_vectors():
+    encoder = MiniLMTextEncoder(max_length=16)
+    before = encoder.pooled(["red"])
+    assert encoder.to("meta") is encoder and encoder.device == torch.device("meta")  # meta: a device with no data
+    assert encoder._network.device.type == "meta" and encoder._cache["red"].device.type == "meta"
+    assert encoder.pooled(["red"]).device.type == "meta" and before.device.type == "cpu"  # from the moved cache
+
+
 def test_minilm_rejects_a_bare_string(minilm):
     with pytest.raises(TextEncoderError, match="list"):
         minilm("a red circle")

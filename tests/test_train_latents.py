@@ -7,6 +7,7 @@ refused; bad videos are listed, not cached; and training from the cache repeats 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,17 @@ def test_the_cache_holds_each_clips_posterior_caption_and_dsg_and_resumes(tmp_pa
         vae.decoder[-1].weight.add_(1.0)  # another autoencoder
     with pytest.raises(LatentCacheError, match=r"caches other latents \(different \['vae'\]\)"):
         cache_latents(vae, again, collate, tmp_path, shard_size=4, progress=False)
+
+
+def test_loader_workers_cache_the_same_shards_of_a_frame_wise_autoencoder(tmp_path: Path) -> None:
+    dataset = ShapesDataset(7, config=SHAPES)
+    frame_wise = dataclasses.replace(TINY.vae.kl3d, temporal_kernel=1, temporal_downsample=1)  # strided moments
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        cache_latents(KLVideoAutoencoder(frame_wise), dataset, collate, tmp_path / f"w{workers}", shard_size=3,
+                      batch_size=2, progress=False, workers=workers)  # fmt: skip
+    serial, parallel = LatentDataset(tmp_path / "w0"), LatentDataset(tmp_path / "w2")
+    assert torch.equal(serial.mean, parallel.mean) and serial.records == parallel.records and len(parallel) == 7
 
 
 def test_bad_videos_are_listed_not_cached(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from dysen.models.rgtrm import RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import TrainConfig, train
-from dysen.train.stages import VAETask, VDMTask
+from dysen.train.stages import GraphCollate, VAETask, VDMTask
 from test_pipeline import TINY, HashTextEncoder
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
@@ -94,6 +94,13 @@ def test_vdm_sample_follows_caption_and_dsg_and_is_deterministic() -> None:
     assert sorted(first) == ["clip-0", "clip-1"] and first["clip-0"].dtype == torch.uint8
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["clip-0"], swapped["clip-0"])  # same noise (seed 0), other caption and DSG
+    frames = task.vae.latent_shape(SHAPES.num_frames, SHAPES.size, SHAPES.size)[1]
+    with torch.no_grad():
+        from_graphs = task.sample(
+            GraphCollate(collate, frames)([ShapesDataset(2, config=SHAPES)[i] for i in range(2)])
+        )
+    for name, video in from_graphs.items():  # the batch's padded graphs, one by one: the same videos
+        assert (video.int() - first[name].int()).abs().max() <= 1
 
 
 def test_sample_flags_reach_the_train_config_and_the_task(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -97,34 +98,41 @@ class GraphBatch:
         steps = max(len(g) for g in graphs)
         nodes = max(len(labels) for g in graphs for labels, _, _ in g)
         edges = max(len(e) for g in graphs for _, _, e in g)
-        batch = len(dsgs)
-        node_label = torch.zeros(batch, steps, nodes, dtype=torch.long)  # [B, M, N]
-        node_type = torch.zeros(batch, steps, nodes, dtype=torch.long)  # [B, M, N]
-        node_mask = torch.zeros(batch, steps, nodes, dtype=torch.bool)  # [B, M, N]
-        edge_index = torch.zeros(batch, steps, edges, 2, dtype=torch.long)  # [B, M, E, 2]
-        edge_type = torch.zeros(batch, steps, edges, dtype=torch.long)  # [B, M, E]
-        edge_mask = torch.zeros(batch, steps, edges, dtype=torch.bool)  # [B, M, E]
-        frame_to_sg = torch.zeros(batch, num_frames, steps, dtype=torch.bool)  # [B, T, M]
+        batch = len(dsgs)  # filled as numpy arrays (one torch tensor each at the end: ~3x faster in a collate)
+        node_label = np.zeros((batch, steps, nodes), dtype=np.int64)  # [B, M, N]
+        node_type = np.zeros((batch, steps, nodes), dtype=np.int64)  # [B, M, N]
+        node_mask = np.zeros((batch, steps, nodes), dtype=bool)  # [B, M, N]
+        edge_index = np.zeros((batch, steps, edges, 2), dtype=np.int64)  # [B, M, E, 2]
+        edge_type = np.zeros((batch, steps, edges), dtype=np.int64)  # [B, M, E]
+        edge_mask = np.zeros((batch, steps, edges), dtype=bool)  # [B, M, E]
+        frame_to_sg = np.zeros((batch, num_frames, steps), dtype=bool)  # [B, T, M]
+        step_mask = np.zeros((batch, steps), dtype=bool)  # [B, M]
         for b, dsg_graphs in enumerate(graphs):
             for m, (labels, types, graph_edges) in enumerate(dsg_graphs):
-                node_label[b, m, : len(labels)] = torch.tensor([_label_id(vocab, x, label_index) for x in labels])
-                node_type[b, m, : len(types)] = torch.tensor(types, dtype=torch.long)
+                node_label[b, m, : len(labels)] = [_label_id(vocab, x, label_index) for x in labels]
+                node_type[b, m, : len(types)] = types
                 node_mask[b, m, : len(labels)] = True
                 if graph_edges:
-                    edge_index[b, m, : len(graph_edges)] = torch.tensor([e[:2] for e in graph_edges])
-                    edge_type[b, m, : len(graph_edges)] = torch.tensor([e[2] for e in graph_edges])
+                    edge_index[b, m, : len(graph_edges)] = [e[:2] for e in graph_edges]
+                    edge_type[b, m, : len(graph_edges)] = [e[2] for e in graph_edges]
                     edge_mask[b, m, : len(graph_edges)] = True
-            alignment = align_steps_to_frames(len(dsg_graphs), num_frames)
-            frame_to_sg[b, :, : len(dsg_graphs)] = torch.tensor(alignment.matrix(), dtype=torch.bool)
-        step_mask = torch.tensor([[m < len(g) for m in range(steps)] for g in graphs])  # [B, M]
-        return cls(
-            tuple(sorted(vocab, key=vocab.__getitem__)), node_label, node_type, node_mask,
-            edge_index, edge_type, edge_mask, step_mask, frame_to_sg,
-        )  # fmt: skip
+            frame_to_sg[b, :, : len(dsg_graphs)] = align_steps_to_frames(len(dsg_graphs), num_frames).matrix()
+            step_mask[b, : len(dsg_graphs)] = True
+        arrays = (node_label, node_type, node_mask, edge_index, edge_type, edge_mask, step_mask, frame_to_sg)
+        return cls(tuple(sorted(vocab, key=vocab.__getitem__)), *(torch.from_numpy(a) for a in arrays))
 
     def with_label_embeddings(self, encoder: TextEncoder) -> GraphBatch:
         """This batch with ``label_embeddings`` = ``encoder.pooled(labels)`` (cached by the encoder)."""
         return dataclasses.replace(self, label_embeddings=encoder.pooled(list(self.labels)))
+
+    def select(self, index: int) -> GraphBatch:
+        """DSG ``index`` alone, as a batch of one (same label vocabulary)."""
+        rows = {
+            f.name: getattr(self, f.name)[index : index + 1]
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor) and f.name != "label_embeddings"
+        }
+        return dataclasses.replace(self, **rows)
 
     def to(self, device: str | torch.device) -> GraphBatch:
         """The batch with every tensor on ``device``."""

@@ -45,6 +45,10 @@ class TextEncoder(Protocol):
 
     def pooled(self, texts: Sequence[str]) -> torch.Tensor: ...
 
+    def to(self, device: str | torch.device) -> TextEncoder:
+        """Run on ``device`` from now on (a training loop moves the frozen encoder beside the model)."""
+        ...
+
 
 class _FrozenHFEncoder(ABC):
     """Shared machinery: lazy load, device/dtype, tokenise + run in inference mode, LRU cache of ``pooled``."""
@@ -92,6 +96,14 @@ class _FrozenHFEncoder(ABC):
     def dim(self) -> int:
         """The hidden width of the network (loads it)."""
         return int(self._load()[1].config.hidden_size)
+
+    def to(self, device: str | torch.device) -> _FrozenHFEncoder:
+        """Run on ``device`` from now on: moves a loaded network and the cached label vectors."""
+        self.device = torch.device(device)
+        if self._network is not None:
+            self._network.to(self.device)
+        self._cache = OrderedDict((text, vector.to(self.device)) for text, vector in self._cache.items())
+        return self
 
     def _load(self) -> tuple[Any, Any]:
         if self._network is None:

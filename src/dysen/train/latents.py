@@ -23,15 +23,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from dysen.dsg.io import write_text_atomic
@@ -66,8 +67,10 @@ def cache_latents(
     shard_size: int = 256,
     batch_size: int = 8,
     progress: bool = True,
+    workers: int = 0,
 ) -> Path:
-    """Encode ``dataset`` (map-style) into ``folder`` with ``vae`` (module docstring); returns the folder."""
+    """Encode ``dataset`` (map-style) into ``folder`` with ``vae`` (module docstring); returns the folder.
+    ``workers`` DataLoader processes load (render, decode) the clips while the autoencoder encodes."""
     root = Path(folder)
     size = len(dataset)  # type: ignore[arg-type]
     source = {"format": FORMAT_VERSION, "vae": vae_fingerprint(vae), "clips": size, "shard_size": shard_size}
@@ -79,52 +82,98 @@ def cache_latents(
         _check_source(root, source)
     else:
         write_text_atomic(root / SOURCE, json.dumps(source, indent=2) + "\n")
-    device = next(vae.parameters()).device
-    vae.eval()
-    shards, skipped = [], []
-    bar = tqdm(total=size, desc="caching latents", unit="clip", disable=not progress)
-    for start in range(0, size, shard_size):
-        path = root / f"shard-{start // shard_size:05d}.safetensors"
-        indices = range(start, min(start + shard_size, size))
-        if not path.is_file():
-            _write_shard(vae, dataset, collate, indices, batch_size, device, path)
-        count = _shard_count(path)
-        shards.append({"file": path.name, "count": count})
-        skipped += sorted(set(indices) - set(_shard_indices(path)))
+    shards = [(root / f"shard-{k:05d}.safetensors", range(k * shard_size, min((k + 1) * shard_size, size)))
+              for k in range(math.ceil(size / shard_size))]  # fmt: skip
+    missing = [(path, indices) for path, indices in shards if not path.is_file()]
+    bar = tqdm(total=size, initial=size - sum(len(i) for _, i in missing), desc="caching latents", unit="clip",
+               disable=not progress)  # fmt: skip
+    for path, indices, batches in _shard_batches(dataset, collate, missing, batch_size, workers):
+        _write_shard(vae.eval(), batches, indices, path)
         bar.update(len(indices))
     bar.close()
-    index = {**source, "shards": shards, "count": sum(s["count"] for s in shards), "skipped": skipped}
+    entries = [{"file": path.name, "count": len(_shard_indices(path))} for path, _ in shards]
+    skipped = sorted(i for path, indices in shards for i in set(indices) - set(_shard_indices(path)))
+    index = {**source, "shards": entries, "count": sum(e["count"] for e in entries), "skipped": skipped}
     write_text_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
     return root
 
 
-def _write_shard(
-    vae: KLVideoAutoencoder,
+class _IndexedItems(Dataset):
+    """``(index, item)`` of a map-style dataset."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+class _GoodItems:
+    """Collate the items that loaded, in a worker: (their indices, their videos [b, 3, T, H, W] or None, their
+    records). Only tensors and plain dicts go back to the main process: pickled DSG objects are slow."""
+
+    def __init__(self, collate: Callable[[list[Any]], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, pairs: list[tuple[int, Any]]) -> tuple[list[int], torch.Tensor | None, list[dict[str, Any]]]:
+        good = [(index, item) for index, item in pairs if item is not None]
+        if not good:
+            return [], None, []
+        items = [item for _, item in good]
+        records = [
+            {"id": it.get("id"), "caption": it.get("caption", ""), "dsg": _dsg_data(it.get("dsg"))} for it in items
+        ]
+        return [index for index, _ in good], self.collate(items)["video"], records
+
+
+def _shard_batches(
     dataset: Dataset,
     collate: Callable[[list[Any]], Any],
-    indices: Sequence[int],
+    shards: Sequence[tuple[Path, range]],
     batch_size: int,
-    device: torch.device,
+    workers: int,
+) -> Iterator[tuple[Path, range, list[tuple[list[int], torch.Tensor | None, list[dict[str, Any]]]]]]:
+    """Each missing shard with its collated batches, in order, loaded by one DataLoader over all of them."""
+    chunks = [(k, list(indices[i : i + batch_size])) for k, (_, indices) in enumerate(shards)
+              for i in range(0, len(indices), batch_size)]  # fmt: skip
+    loader = DataLoader(_IndexedItems(dataset), batch_sampler=[chunk for _, chunk in chunks],
+                        collate_fn=_GoodItems(collate), num_workers=workers)  # fmt: skip
+    batches: list[tuple[list[int], torch.Tensor | None, list[dict[str, Any]]]] = []
+    for (k, _), batch in zip(chunks, loader, strict=True):
+        batches.append(batch)
+        if len(batches) == math.ceil(len(shards[k][1]) / batch_size):
+            yield shards[k][0], shards[k][1], batches
+            batches = []
+
+
+def _write_shard(
+    vae: KLVideoAutoencoder,
+    batches: list[tuple[list[int], torch.Tensor | None, list[dict[str, Any]]]],
+    indices: range,
     path: Path,
 ) -> None:
-    """Encode the clips ``indices`` (those that load) and write them as one shard, atomically."""
+    """Encode the clips of ``batches`` (those that loaded) and write them as one shard, atomically."""
+    device = next(vae.parameters()).device
     means, logvars, kept, records = [], [], [], []
-    for chunk in (indices[i : i + batch_size] for i in range(0, len(indices), batch_size)):
-        items = [(index, dataset[index]) for index in chunk]
-        good = [(index, item) for index, item in items if item is not None]
+    for good, video, batch_records in batches:
         if not good:
             continue
-        batch = collate([item for _, item in good])
-        posterior = vae.posterior(batch["video"].to(device))  # [b, c, t, h, w] each
+        posterior = vae.posterior(video.to(device))  # [b, c, t, h, w] each
         means.append(posterior.mean.float().cpu())
         logvars.append(posterior.logvar.float().cpu())
-        kept += [index for index, _ in good]
-        for _, item in good:
-            dsg = item.get("dsg")
-            records.append({"id": item.get("id"), "caption": item.get("caption", ""), "dsg": _dsg_data(dsg)})
+        kept += good
+        records += batch_records
     if not kept:
         raise LatentCacheError(f"no clip of {indices[0]}..{indices[-1]} could be loaded: check the dataset")
-    tensors = {"mean": torch.cat(means), "logvar": torch.cat(logvars), "index": torch.tensor(kept)}
+    # contiguous: a frame-wise autoencoder's moments are strided views of its per-frame batch
+    tensors = {
+        "mean": torch.cat(means).contiguous(),
+        "logvar": torch.cat(logvars).contiguous(),
+        "index": torch.tensor(kept),
+    }
     staging = path.with_name(f".{path.name}.tmp")
     save_file(tensors, staging, metadata={"records": json.dumps(records)})
     staging.replace(path)
