@@ -129,7 +129,7 @@ def _shapes_tiny() -> DysenVDMConfig:
             model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(4,),
             text_dim=384, dsg_dim=64, temporal_max_distance=16,
         ),
-        rgtrm=RGTrmConfig(label_dim=384, dim=64, num_layers=2, num_heads=4),
+        rgtrm=RGTrmConfig(label_dim=384, dim=64, num_layers=2, num_heads=4, readout="nodes"),
         vae=VAESpec(kl3d=KLVideoAutoencoderConfig(
             base_channels=16, channel_mult=(1, 2), spatial_downsample=4, temporal_downsample=1, temporal_kernel=1,
             norm_groups=8,
