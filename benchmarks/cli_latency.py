@@ -1,7 +1,9 @@
 """Wall time of short CLI commands in fresh processes (interpreter start and imports included).
 
 Prints JSON: median and min seconds over ``--repeats`` runs of each command, plus the machine. The
-foundation and planner issues budget ``dysen plan "…"`` (offline rules planner) at 2 s on 2 cores.
+foundation and planner issues budget ``dysen plan "…"`` (offline rules planner) at 2 s on 2 cores; the model
+issue budgets ``dysen generate "…" --steps 20`` (``shapes-tiny``, 16 frames, written as mp4 + DSG JSON + timeline
+picture) at 10 s.
 
     python benchmarks/cli_latency.py [--repeats 5] [--out result.json]
 """
@@ -15,14 +17,20 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-COMMANDS = {
-    "dysen --help": ["--help"],
-    "dysen plan (rules)": ["plan", "a red circle moves right, then a blue square jumps"],
-    "dysen dsg schema": ["dsg", "schema"],
-}
+PROMPT = "a red circle moves right, then a blue square jumps"
+
+
+def commands(workdir: Path) -> dict[str, list[str]]:
+    return {
+        "dysen --help": ["--help"],
+        "dysen plan (rules)": ["plan", PROMPT],
+        "dysen dsg schema": ["dsg", "schema"],
+        "dysen generate --steps 20": ["generate", PROMPT, "--out", str(workdir / "video.mp4"), "--steps", "20"],
+    }
 
 
 def wall_times(args: list[str], repeats: int) -> list[float]:
@@ -40,9 +48,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result = {}
-    for name, command in COMMANDS.items():
-        times = wall_times(command, args.repeats)
-        result[name] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3)}
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, command in commands(Path(workdir)).items():
+            times = wall_times(command, args.repeats)
+            result[name] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3)}
     report = {
         "benchmark": "cli_latency",
         "machine": {"cpu_cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),

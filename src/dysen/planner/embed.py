@@ -140,9 +140,16 @@ class SentenceEmbedder:
         return torch.cat(rows).clone()  # [N, dim], a normal tensor outside inference mode
 
     def load_network(self) -> tuple[Any, Any]:
-        """The tokenizer and network (transformers), loaded on first use and kept."""
+        """The tokenizer and network, loaded on first use and kept: a plain local BERT (the bundled MiniLM) by
+        ``dysen.models.bert``, anything else by transformers."""
         if self._network is None:
             source = self._resolve()
+            from dysen.models.bert import load_bert
+
+            plain_bert = load_bert(source) if isinstance(source, Path) else None  # MiniLM: no transformers import
+            if plain_bert is not None:
+                self._tokenizer, self._network = plain_bert
+                return plain_bert
             from transformers import AutoModel, AutoTokenizer
 
             try:
