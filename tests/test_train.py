@@ -105,6 +105,8 @@ def test_training_lowers_the_loss_on_a_fixed_batch(stage: str, tmp_path: Path) -
     after = _loss(task, batch)
     print(f"{stage}: fixed-batch loss {before:.4f} -> {after:.4f} in 15 steps")
     assert after < 0.9 * before
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= line["data_s"] <= line["step_s"] for line in lines), "each step's time and its data wait"
 
 
 def test_graph_collate_gives_the_step_the_graphs_it_would_build_itself() -> None:

@@ -34,8 +34,8 @@ class EMA:
         """Move the shadow towards the current weights (call after each optimizer step)."""
         self.num_updates += 1
         decay = self.current_decay()
-        for key, param in self.params.items():
-            self.shadow[key].lerp_(param.detach().float(), 1.0 - decay)
+        params = [param.detach().float() for param in self.params.values()]
+        torch._foreach_lerp_(list(self.shadow.values()), params, 1.0 - decay)  # one fused kernel, not one per tensor
 
     def current_decay(self) -> float:
         """d = min(decay, (1 + n) / (10 + n)) after n updates (``LitEma``'s warm-up)."""

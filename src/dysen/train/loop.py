@@ -3,7 +3,8 @@
 A stage is a ``Task``: the modules it trains and ``step(batch, generator) -> loss``. The loop owns the rest:
 AdamW with linear warm-up then a constant or cosine learning rate, gradient accumulation and clipping,
 mixed precision, DDP, an EMA of the trainable weights, a guard against non-finite losses, progress,
-metrics (``metrics.jsonl``, and TensorBoard when installed) and atomic checkpoints (``checkpoint``).
+metrics (``metrics.jsonl``, and TensorBoard when installed; with each step's wall time ``step_s`` and the part
+of it spent waiting for the data loader ``data_s``) and atomic checkpoints (``checkpoint``).
 
 Two optional task hooks (``Task``): ``sample`` makes videos of a fixed batch (the dataset's first clips) every
 ``sample_every`` steps into ``RUN/samples/step-<n>/`` (and TensorBoard), outside the training RNG streams;
@@ -41,6 +42,7 @@ import json
 import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,7 +308,8 @@ def train(
                 group["lr"] = lr
             if hasattr(task, "begin_step"):
                 task.begin_step(step)
-            loss, logs, ran, aux_ran = _accumulate(model, batches, step, config, accelerator, tally, bad)
+            started, timing = time.perf_counter(), {"data_s": 0.0}
+            loss, logs, ran, aux_ran = _accumulate(model, batches, step, config, accelerator, tally, bad, timing)
             aux = (aux_params, aux_optimizer) if aux_ran and aux_optimizer is not None else None
             if ran:
                 logs.update(_update(loss, params, optimizer, ema, counters, accelerator, config.grad_clip, aux))
@@ -315,9 +318,10 @@ def train(
                 tally["empty_steps"] += 1
             if aux_optimizer is not None:
                 aux_optimizer.zero_grad(set_to_none=True)
+            timing["step_s"] = time.perf_counter() - started  # data_s of it waited for the loader
             progress.set_postfix(loss=f"{loss:.4f}", skipped=tally["skipped"])
             if (step + 1) % config.log_every == 0 or not math.isfinite(loss):
-                metrics.write(step + 1, {"loss": loss, "lr": lr, **logs, **counters, **tally})
+                metrics.write(step + 1, {"loss": loss, "lr": lr, **logs, **counters, **tally, **timing})
             if sampling and (step + 1) % config.sample_every == 0:
                 _write_samples(task, modules, sample_batch, run_dir, step + 1, metrics)
             # -- checkpoint: every save_every steps, at the end, and before giving up on non-finite losses
@@ -471,10 +475,12 @@ def _accumulate(
     accelerator: Any,
     tally: dict[str, int],
     bad: set[int],
+    timing: dict[str, float],
 ) -> tuple[float, dict[str, float], bool, bool]:
     """Forward/backward ``grad_accum`` micro-batches; the mean loss and logs over every process and micro-batch
     that had a good item, whether any had one (``tally``/``bad``: the dropped items, module docstring), and
-    whether any returned an ``aux_loss`` (its gradients accumulate from the same backward)."""
+    whether any returned an ``aux_loss`` (its gradients accumulate from the same backward). ``timing["data_s"]``
+    adds the seconds spent waiting for batches."""
     totals: dict[str, float] = {}
     weight, skipped, aux_ran = 0.0, 0.0, False
     for a in range(config.grad_accum):
@@ -482,7 +488,9 @@ def _accumulate(
         seed = step_seed(config.seed, step, micro)
         torch.manual_seed(seed)  # dropout and any other draw from the global generator
         generator = torch.Generator(accelerator.device).manual_seed(seed)
+        waited = time.perf_counter()
         batch, failed = next(batches)
+        timing["data_s"] += time.perf_counter() - waited
         bad.update(failed)
         ran = 0.0 if _is_empty(batch) else 1.0
         with accelerator.accumulate(model):
