@@ -195,3 +195,14 @@ def test_autoencoder_ceiling_scores_the_round_trip_of_the_renders() -> None:
     assert summarise(lossless)["overall"]["object_fidelity"] == 1.0
     blank = score_reconstructions(_BlankingAutoencoder(), clips, config, progress=False)
     assert summarise(blank)["overall"]["object_fidelity"] == 0.0
+
+
+def test_unset_guidance_is_the_models_and_the_record_says_which() -> None:
+    from dysen.diffusion.schedules import DiffusionConfig
+
+    model = DiffusionConfig(guidance=3.0, dsg_guidance=None)
+    assert (Sampling().for_model(model).guidance, Sampling().for_model(model).dsg_guidance) == (3.0, 3.0)
+    with_dsg = DiffusionConfig(guidance=3.0, dsg_guidance=1.5)
+    assert Sampling().for_model(with_dsg).dsg_guidance == 1.5
+    given = Sampling(guidance=7.5, dsg_guidance=0.0).for_model(with_dsg)
+    assert (given.guidance, given.dsg_guidance) == (7.5, 0.0)  # what the user asked for wins

@@ -65,8 +65,10 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     sample = p.add_argument_group("sampling")
     sample.add_argument("--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)")
     sample.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
-    sample.add_argument("--guidance", type=float, default=7.5, help="text guidance scale (default: 7.5)")
-    sample.add_argument("--dsg-guidance", type=float, help="DSG guidance scale (default: = --guidance; 0: no DSG)")
+    sample.add_argument("--guidance", type=float, help="text guidance scale (default: each model's, 7.5 in presets)")
+    sample.add_argument(
+        "--dsg-guidance", type=float, help="DSG guidance scale (default: each model's, else = --guidance; 0: no DSG)"
+    )
     sample.add_argument("--seed", type=int, default=0, help="video i uses seed SEED + i; also the clip/caption seed")
     sample.add_argument(
         "--plan",

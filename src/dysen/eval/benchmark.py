@@ -12,6 +12,7 @@ where they are defined (order needs two events with disjoint windows).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -32,6 +33,7 @@ from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
 
 if TYPE_CHECKING:
     from dysen.config import VideoSpec
+    from dysen.diffusion.schedules import DiffusionConfig
     from dysen.models.vae import VideoAutoencoder
     from dysen.pipeline import DysenVDMPipeline
 
@@ -49,13 +51,20 @@ class Sampling:
     """How a pipeline renders each benchmark caption."""
 
     steps: int = 50
-    guidance: float = 7.5
+    guidance: float | None = None
+    """s_text (None: the model's ``config.diffusion.guidance``)."""
     dsg_guidance: float | None = None
-    """s_dsg of the compositional guidance (None: = ``guidance``; 0: the DSG is not used at all)."""
+    """s_dsg of the compositional guidance (None: the model's, else = ``guidance``; 0: the DSG is not used)."""
     seed: int = 0
     """Clip i is sampled with seed ``seed + i``."""
     plan: PlanSource = "planner"
     """'planner': the pipeline plans the caption (Dysen-VDM as used); 'gold': it follows the gold DSG (oracle)."""
+
+    def for_model(self, diffusion: DiffusionConfig) -> Sampling:
+        """The guidance scales a model samples with: unset ones from its config (an unset s_dsg = s_text)."""
+        guidance = diffusion.guidance if self.guidance is None else self.guidance
+        dsg = self.dsg_guidance if self.dsg_guidance is not None else diffusion.dsg_guidance
+        return dataclasses.replace(self, guidance=guidance, dsg_guidance=guidance if dsg is None else dsg)
 
 
 @dataclass(frozen=True)

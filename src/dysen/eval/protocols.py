@@ -423,12 +423,12 @@ def run_zero_shot(
             if save_dir is not None:
                 folder = save_dir / slug(variant.name)
                 folder.mkdir(parents=True, exist_ok=True)
+            sampling = variant.sampling.for_model(pipe.config.diffusion)  # the model's guidance unless given
             generated_features(
-                pipe, samples, fake, variant.sampling, batch_size=settings.batch_size, save_dir=folder,
-                progress=progress,
+                pipe, samples, fake, sampling, batch_size=settings.batch_size, save_dir=folder, progress=progress
             )  # fmt: skip
             row.update(model=resolved.description, weights=resolved.weights, planner=planner_record(variant))
-            row.update(sampling=sampling_record(variant.sampling), seeds=[samples[0].seed, samples[-1].seed])
+            row.update(sampling=sampling_record(sampling), seeds=[samples[0].seed, samples[-1].seed])
         if real is None and real_metrics:
             real = FeatureSink(real_metrics, networks)
             real_features(

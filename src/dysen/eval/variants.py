@@ -248,9 +248,10 @@ def run_variant(
         if save_dir is not None:
             folder = save_dir / slug(variant.name)
             folder.mkdir(parents=True, exist_ok=True)
-        results = score_pipeline(pipe, clips, variant.sampling, save_dir=folder, progress=progress, desc=variant.name)
+        sampling = variant.sampling.for_model(pipe.config.diffusion)  # the model's guidance unless given
+        results = score_pipeline(pipe, clips, sampling, save_dir=folder, progress=progress, desc=variant.name)
         row.update(model=resolved.description, weights=resolved.weights, planner=planner_record(variant))
-        row["sampling"] = sampling_record(variant.sampling)
+        row["sampling"] = sampling_record(sampling)
         row["seeds"] = [variant.sampling.seed, variant.sampling.seed + len(clips) - 1]
         if folder is not None:
             row["videos"] = str(folder)
