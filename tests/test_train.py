@@ -163,12 +163,18 @@ def test_non_finite_losses_are_skipped_counted_and_stop_the_run_with_a_checkpoin
     assert all(torch.equal(weights_after_4[k], v) for k, v in checkpoint.weights.items())
 
 
-def test_sigkill_then_resume_repeats_the_uninterrupted_losses(runs: Path) -> None:
-    killed = _start(runs, "killed", "--steps", "1000", "--grad-accum", "2")
-    first = runs / "killed" / "checkpoints" / "step-00000002"
+def _start_until_checkpoint(runs: Path, out: str) -> subprocess.Popen:
+    """A long run in ``runs/out``, returned once it has written its step-2 checkpoint."""
+    process = _start(runs, out, "--steps", "1000", "--grad-accum", "2")
+    first = runs / out / "checkpoints" / "step-00000002"
     deadline = time.monotonic() + 90
-    while not first.is_dir() and killed.poll() is None and time.monotonic() < deadline:
+    while not first.is_dir() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    return process
+
+
+def test_sigkill_then_resume_repeats_the_uninterrupted_losses(runs: Path) -> None:
+    killed = _start_until_checkpoint(runs, "killed")
     killed.send_signal(signal.SIGKILL)
     output, _ = killed.communicate()
     assert killed.returncode == -signal.SIGKILL, output
@@ -182,11 +188,7 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_losses(runs: Path) -> Non
 
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_repeats_the_losses(runs: Path) -> None:
-    stopped = _start(runs, "stopped", "--steps", "1000", "--grad-accum", "2")
-    first = runs / "stopped" / "checkpoints" / "step-00000002"
-    deadline = time.monotonic() + 90
-    while not first.is_dir() and stopped.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    stopped = _start_until_checkpoint(runs, "stopped")
     stopped.send_signal(signal.SIGTERM)
     output, _ = stopped.communicate(timeout=60)
     assert stopped.returncode == 0, output

@@ -39,6 +39,7 @@ from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.models.vae import KLVideoAutoencoder
+from dysen.train.loop import IndexedDataset
 
 FORMAT_VERSION = 1
 INDEX = "index.json"
@@ -98,19 +99,6 @@ def cache_latents(
     return root
 
 
-class _IndexedItems(Dataset):
-    """``(index, item)`` of a map-style dataset."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> tuple[int, Any]:
-        return index, self.dataset[index]
-
-
 class _GoodItems:
     """Collate the items that loaded, in a worker: (their indices, their videos [b, 3, T, H, W] or None, their
     records). Only tensors and plain dicts go back to the main process: pickled DSG objects are slow."""
@@ -139,7 +127,7 @@ def _shard_batches(
     """Each missing shard with its collated batches, in order, loaded by one DataLoader over all of them."""
     chunks = [(k, list(indices[i : i + batch_size])) for k, (_, indices) in enumerate(shards)
               for i in range(0, len(indices), batch_size)]  # fmt: skip
-    loader = DataLoader(_IndexedItems(dataset), batch_sampler=[chunk for _, chunk in chunks],
+    loader = DataLoader(IndexedDataset(dataset), batch_sampler=[chunk for _, chunk in chunks],
                         collate_fn=_GoodItems(collate), num_workers=workers)  # fmt: skip
     batches: list[tuple[list[int], torch.Tensor | None, list[dict[str, Any]]]] = []
     for (k, _), batch in zip(chunks, loader, strict=True):

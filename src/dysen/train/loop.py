@@ -191,7 +191,7 @@ def _is_empty(batch: Any) -> bool:
     return isinstance(batch, Mapping) and batch.get("skipped", 0) > 0 and not batch.get("id")
 
 
-class _Indexed(Dataset):
+class IndexedDataset(Dataset):
     """``(index, item)`` of a map-style dataset, so that the indices of bad items travel with their batch."""
 
     def __init__(self, dataset: Dataset) -> None:
@@ -277,7 +277,7 @@ def train(
         size, rank = len(dataset), accelerator.process_index  # type: ignore[arg-type]
         sampler = StepSampler(size, config, accelerator.num_processes, rank, start)
         loader = DataLoader(
-            _Indexed(dataset), config.batch_size, sampler=sampler, collate_fn=_IndexedCollate(collate),
+            IndexedDataset(dataset), config.batch_size, sampler=sampler, collate_fn=_IndexedCollate(collate),
             num_workers=config.num_workers,
         )  # fmt: skip
         batches = iter(loader)
