@@ -242,3 +242,21 @@ def test_ddim_reproduces_lvdm_timesteps_and_betas() -> None:
 def test_eta_outside_ddim_is_refused() -> None:
     with pytest.raises(DysenError, match="eta"):
         step_kwargs(make_scheduler(DiffusionConfig(), "euler"), 0.5, None)
+
+
+def test_loss_targets_and_reduction_stay_float32_under_bf16_latents_and_outputs() -> None:
+    """Mixed precision: an autoencoder under autocast hands over bf16 latents and the UNet returns bf16; the
+    noise target and the loss must still be float32 (the same draw as for float32 latents)."""
+    x0 = torch.randn(4, 2, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+    seen = {}
+
+    def bf16_model(x_t: torch.Tensor, t: torch.Tensor, cond: None) -> torch.Tensor:
+        seen["x_t"] = x_t.dtype
+        return (0.5 * x_t).to(torch.bfloat16)
+
+    config = DiffusionConfig()
+    loss = diffusion_loss(bf16_model, x0.to(torch.bfloat16), None, config, torch.Generator().manual_seed(1))
+    assert loss.dtype == torch.float32 and seen["x_t"] == torch.float32
+    reference = diffusion_loss(lambda x, t, c: 0.5 * x, x0.to(torch.bfloat16).float(), None, config,
+                               torch.Generator().manual_seed(1))  # fmt: skip
+    torch.testing.assert_close(loss, reference, rtol=1e-2, atol=0)  # only the model's output is rounded

@@ -53,15 +53,17 @@ def diffusion_loss(
     """L_simple (DDPM eq. 14) of ``model_fn(x_t, t, cond)`` on clean latents x0 [B, C, T, h, w]; a scalar.
 
     ``cond`` is passed through untouched (apply ``condition_dropout`` before); ``generator`` draws t and ε
-    and must live on x0's device.
+    and must live on x0's device. The latents, the noise and the loss are float32 whatever the autocast
+    (mixed-precision) dtype of the model: a bf16 ε would round the regression target itself.
     """
+    x0 = x0.float()  # an autoencoder under autocast returns bf16/fp16 latents
     abar = alphas_cumprod(make_betas(config)).to(x0.device)  # [T]
     batch = x0.shape[0]
     t = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator, device=x0.device)  # [B]
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)  # [B, C, T, h, w]
     x_t = q_sample(x0, t, noise, abar)  # [B, C, T, h, w]
     target = noise if config.prediction_type == "epsilon" else v_target(x0, t, noise, abar)
-    error = model_fn(x_t, t, cond) - target  # [B, C, T, h, w]
+    error = model_fn(x_t, t, cond).float() - target  # [B, C, T, h, w]
     per_sample = (error.abs() if config.loss == "l1" else error.square()).flatten(1).mean(1)  # [B]
     if config.snr_gamma is not None:
         per_sample = per_sample * min_snr_weight(abar[t], config.snr_gamma, config.prediction_type)
