@@ -267,9 +267,9 @@ class MemoryUpdater(nn.Module):
         """``memory`` [B, C, D], ``x`` [B, N, D], ``node_mask`` [B, N] -> the updated memory [B, C, D]."""
         keys = self.norm(torch.cat([memory, x], dim=1))  # [B, C+N, D]
         ignore = torch.cat([torch.zeros_like(memory[..., 0], dtype=torch.bool), ~node_mask], dim=1)  # [B, C+N]
-        summary, _ = self.attention(
-            keys[:, : memory.shape[1]], keys, keys, key_padding_mask=ignore, need_weights=False
-        )
+        queries = keys[:, : memory.shape[1]]  # [B, C, D]
+        mask = _padding_mask(ignore, queries.shape[1], self.attention.num_heads)
+        summary, _ = self.attention(queries, keys, keys, attn_mask=mask, need_weights=False)
         both = torch.cat([memory, summary], dim=-1)  # [B, C, 2D]
         z = torch.sigmoid(self.gate(both))  # [B, C, D]
         return (1 - z) * torch.tanh(self.candidate(both)) + z * memory  # [B, C, D]
@@ -289,10 +289,18 @@ class AttentionPool(nn.Module):
         batch = nodes.shape[0]
         keys = torch.cat([self.null.expand(batch, -1, -1), nodes], dim=1)  # [B, 1+N, D]
         ignore = torch.cat([node_mask.new_zeros(batch, 1), ~node_mask], dim=1)  # [B, 1+N]
-        pooled, _ = self.attention(
-            self.query.expand(batch, -1, -1), keys, keys, key_padding_mask=ignore, need_weights=False
-        )
+        mask = _padding_mask(ignore, 1, self.attention.num_heads)
+        pooled, _ = self.attention(self.query.expand(batch, -1, -1), keys, keys, attn_mask=mask, need_weights=False)
         return pooled[:, 0]  # [B, D]
+
+
+def _padding_mask(ignore: torch.Tensor, queries: int, heads: int) -> torch.Tensor:
+    """Key padding ``ignore`` [B, S] (True: padding) as ``nn.MultiheadAttention``'s ``attn_mask`` [B·heads, L, S].
+
+    The same masking as ``key_padding_mask``, without its shape check, whose ``torch._check_with`` imports
+    ``torch.fx.experimental.symbolic_shapes`` on first use: ~1 s of a fresh ``dysen generate`` on 2 cores.
+    """
+    return ignore[:, None, None, :].expand(-1, heads, queries, -1).flatten(0, 1)
 
 
 class RGTrm(nn.Module, Pretrained):
