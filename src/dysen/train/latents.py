@@ -92,8 +92,9 @@ def cache_latents(
         _write_shard(vae.eval(), batches, indices, path)
         bar.update(len(indices))
     bar.close()
-    entries = [{"file": path.name, "count": len(_shard_indices(path))} for path, _ in shards]
-    skipped = sorted(i for path, indices in shards for i in set(indices) - set(_shard_indices(path)))
+    stored = {path: _shard_indices(path) for path, _ in shards}  # the clips each shard holds
+    entries = [{"file": path.name, "count": len(stored[path])} for path, _ in shards]
+    skipped = sorted(i for path, indices in shards for i in set(indices) - set(stored[path]))
     index = {**source, "shards": entries, "count": sum(e["count"] for e in entries), "skipped": skipped}
     write_text_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
     return root
@@ -181,10 +182,6 @@ def _check_source(root: Path, expected: dict[str, Any]) -> None:
         raise LatentCacheError(
             f"{root} caches other latents (different {changed}): use another --cache-latents folder, or delete it"
         )
-
-
-def _shard_count(path: Path) -> int:
-    return len(_shard_indices(path))
 
 
 def _shard_indices(path: Path) -> list[int]:
