@@ -11,15 +11,14 @@ picture) at 10 s.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from report import emit, machine  # benchmarks/report.py, beside this script
 
 PROMPT = "a red circle moves right, then a blue square jumps"
 
@@ -54,15 +53,10 @@ def main() -> None:
             result[name] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3)}
     report = {
         "benchmark": "cli_latency",
-        "machine": {"cpu_cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": machine(),
         "result": result,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ and the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from report import emit, machine  # benchmarks/report.py, beside this script
 
 from dysen.data.shapes import ShapesConfig, ShapesDataset, render_clip, sample_clip, write_dataset
 from dysen.data.video import read_video, write_video
@@ -60,16 +58,11 @@ def main() -> None:
     torch.set_num_threads(1)  # the measured loops are single-process, like one DataLoader worker
     report = {
         "benchmark": "shapes_throughput",
-        "machine": {"cpu_cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine(torch=torch.__version__),
         "config": {"size": 64, "num_frames": 16, "clips": args.clips},
         "result": {k: round(v, 3) for k, v in measure(args.clips).items()},
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

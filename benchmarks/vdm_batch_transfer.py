@@ -16,15 +16,13 @@ times, for one batch of Dynamic Shapes clips, side by side in one process (media
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pickle
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from report import emit, machine  # benchmarks/report.py, beside this script
 
 from dysen.data.shapes import ShapesConfig, sample_clip
 from dysen.models.rgtrm import GraphBatch
@@ -61,19 +59,13 @@ def main() -> None:
     new_main = parts["unpickle_graph_batch_s"]
     report = {
         "benchmark": "vdm_batch_transfer",
-        "machine": {"cpu_cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},  # fmt: skip
+        "machine": machine(torch=torch.__version__),
         "batch": args.batch,
         "seconds": {name: round(value, 5) for name, value in parts.items()},
         "main_process_s": {"dsg_objects": round(old_main, 5), "graph_batch": round(new_main, 5)},
         "main_process_speedup": round(old_main / new_main, 1),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
