@@ -150,8 +150,8 @@ def test_unknown_preset_is_a_config_error() -> None:
 
 # name: (UNet3D, RGTrm, 3D KL AE) parameters, exact; also written in configs/<name>.yaml
 PARAMETERS = {
-    "shapes-tiny": (1_909_420, 211_200, 95_383),
-    "shapes-tiny-text-only": (1_843_116, 211_200, 95_383),  # the same, less the DSG cross-attention
+    "shapes-tiny": (1_917_740, 216_000, 95_383),
+    "shapes-tiny-text-only": (1_843_116, 211_200, 95_383),  # the same, less the DSG cross-attention and layout
     "paper-t2v-256": (1_101_939_900, 50_262_528, 0),  # + the pretrained SD-VAE (83.7 M), by reference
     "lvdm-ucf101": (1_012_071_024, 50_262_528, 18_071_911),  # LVDM's own AE: about 19.5 M (backbones.md §6.2)
 }
@@ -320,3 +320,28 @@ def test_cli_generate_plans_with_an_llm_planner_when_asked(tmp_path: Path, fake_
 def test_cli_generate_needs_a_prompt_or_a_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--out", "v.mp4"]) == 1
     assert "give a PROMPT" in capsys.readouterr().err
+
+
+def test_layout_model_imagines_boxes_for_a_planned_dsg_and_saves_its_config(tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        TINY,
+        unet=dataclasses.replace(TINY.unet, layout=True),
+        rgtrm=dataclasses.replace(TINY.rgtrm, layout=True),
+    )
+    pipe = DysenVDMPipeline.from_config(config, planner=FixedPlanner(DSG_A), text_encoder=HashTextEncoder())
+    with torch.no_grad():
+        for proj in pipe.unet.layout_in.proj:
+            torch.nn.init.normal_(proj.weight)
+    first = pipe("a circle moves right", steps=2, seed=4, progress=False)
+    assert first.dsg.boxes is not None and DSG_A.boxes is None
+    assert {b.object for step in first.dsg.boxes for b in step} == {"circle"}
+    again = pipe("a circle moves right", steps=2, seed=4, progress=False)
+    assert np.array_equal(first.frames, again.frames) and again.dsg == first.dsg
+    other_seed = pipe("a circle moves right", steps=2, seed=5, progress=False)
+    assert other_seed.dsg.boxes != first.dsg.boxes  # the layout is drawn with the generation seed
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = DysenVDMPipeline.from_pretrained(
+        tmp_path / "model", planner=FixedPlanner(DSG_A), text_encoder=HashTextEncoder()
+    )
+    assert loaded.unet.config.layout and loaded.rgtrm.config.layout
+    assert loaded.unet.layout_in is not None

@@ -93,7 +93,7 @@ def test_shapes_and_empty_graphs_give_finite_outputs(model):
     assert out.frame_to_sg.shape == (2, 5, 2) and out.mask.tolist() == [[True, True], [True, False]]
     assert torch.isfinite(out.tokens).all() and torch.isfinite(out.nodes).all()
     assert out.tokens[1, 1].abs().sum() == 0 and out.nodes[1, 0].abs().sum() == 0  # padding is zeroed
-    tokens, mask, frame_to_sg = model(GraphBatch.from_dsgs([dsg(graph())], 3).with_label_embeddings(HashLabels()))
+    tokens, mask, frame_to_sg, _ = model(GraphBatch.from_dsgs([dsg(graph())], 3).with_label_embeddings(HashLabels()))
     assert torch.isfinite(tokens).all() and tokens.abs().sum() > 0  # an empty graph pools to the null token
 
 
@@ -163,7 +163,7 @@ def test_node_readout_gives_each_frame_its_graphs_pooled_token_and_nodes():
     nodes.load_state_dict(steps.state_dict())  # the readout adds no parameters
     batch = GraphBatch.from_dsgs([dsg(STEP_A, STEP_C), dsg(graph())], 4).with_label_embeddings(HashLabels())
     out = steps.encode(batch)  # M = 2 steps, N = 4 node slots
-    keys, mask, frame_to_key = nodes(batch)
+    keys, mask, frame_to_key, _ = nodes(batch)
     assert keys.shape == (2, 2 * 5, 32) and mask.shape == (2, 10) and frame_to_key.shape == (2, 4, 10)
     torch.testing.assert_close(keys.view(2, 2, 5, 32)[:, :, 0], out.tokens)  # pooled token first
     torch.testing.assert_close(keys.view(2, 2, 5, 32)[:, :, 1:], out.nodes)  # then the graph's nodes

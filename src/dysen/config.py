@@ -9,9 +9,10 @@ field left out takes its dataclass default.
 Presets (``configs/`` holds each as YAML, checked equal by the tests):
 
 * ``shapes-tiny`` — the offline default: 16×64×64 Dynamic Shapes clips, a frame-wise KL AE with 4× spatial
-  downsampling (latents 4×16×16×16), a 1.9 M-parameter UNet with attention at its 4×4 level, a tiny RGTrm,
-  MiniLM text, Min-SNR-5 loss weighting: sized to train in under 2 hours on 2 CPU cores.
-* ``shapes-tiny-text-only`` — its ablation: the same backbone without the DSG cross-attention.
+  downsampling (latents 4×16×16×16), a 1.9 M-parameter UNet with attention at its 4×4 level, a tiny RGTrm
+  whose objects are also grounded in the DSG's boxes (layout maps), MiniLM text, Min-SNR-5 loss weighting:
+  sized to train in under 2 hours on 2 CPU cores.
+* ``shapes-tiny-text-only`` — its ablation: the same backbone without the DSG path (cross-attention, layout).
 * ``paper-t2v-256`` — LVDM's text-to-video setup (dysen_spec.md §5.2): SD-VAE per frame (latents
   4×16×32×32), CLIP ViT-L/14 tokens (768-d), a 320-channel UNet [1, 2, 4, 4], + a 768-d RGTrm.
 * ``lvdm-ucf101`` — LVDM's UCF-101 setup (dysen_spec.md §5.1): 3D AE latents 4×4×32×32, a 256-channel
@@ -127,9 +128,9 @@ def _shapes_tiny() -> DysenVDMConfig:
     return DysenVDMConfig(
         unet=UNet3DConfig(
             model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(4,),
-            text_dim=384, dsg_dim=64, temporal_max_distance=16,
+            text_dim=384, dsg_dim=64, temporal_max_distance=16, layout=True,
         ),
-        rgtrm=RGTrmConfig(label_dim=384, dim=64, num_layers=2, num_heads=4, readout="nodes"),
+        rgtrm=RGTrmConfig(label_dim=384, dim=64, num_layers=2, num_heads=4, readout="nodes", layout=True),
         vae=VAESpec(kl3d=KLVideoAutoencoderConfig(
             base_channels=16, channel_mult=(1, 2), spatial_downsample=4, temporal_downsample=1, temporal_kernel=1,
             norm_groups=8,
@@ -139,9 +140,10 @@ def _shapes_tiny() -> DysenVDMConfig:
 
 
 def _shapes_tiny_text_only() -> DysenVDMConfig:
-    """The ablation of ``shapes-tiny``: the same backbone with the DSG cross-attention removed (text only)."""
+    """The ablation of ``shapes-tiny``: the same backbone with the DSG path (cross-attention, layout) removed."""
     config = _shapes_tiny()
-    return dataclasses.replace(config, unet=dataclasses.replace(config.unet, dsg_cross_attention="off"))
+    unet = dataclasses.replace(config.unet, dsg_cross_attention="off", layout=False)
+    return dataclasses.replace(config, unet=unet, rgtrm=dataclasses.replace(config.rgtrm, layout=False))
 
 
 def _paper_t2v_256() -> DysenVDMConfig:

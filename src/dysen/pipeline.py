@@ -36,10 +36,11 @@ from dysen.diffusion.schedules import SamplerName
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.models.pretrained import CheckpointError
-from dysen.models.rgtrm import GraphBatch, RGTrm
+from dysen.models.rgtrm import DSGCondition, GraphBatch, Layout, RGTrm
 from dysen.models.text import TextEncoder
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder, VideoAutoencoder
+from dysen.planner.layout import imagine_layout
 from dysen.planner.types import Planner
 
 logger = logging.getLogger(__name__)
@@ -191,6 +192,8 @@ class DysenVDMPipeline:
 
         clock = time.perf_counter()
         dsg = dsg if dsg is not None else self.planner.plan(prompt)  # type: ignore[arg-type]
+        if self.unet.config.layout:
+            dsg = imagine_layout(dsg, seed=seed)  # boxes for a layout-grounded UNet (kept if the DSG has them)
         prompt = prompt if prompt is not None else describe(dsg)
         timings["plan"] = time.perf_counter() - clock
 
@@ -240,8 +243,7 @@ class DysenVDMPipeline:
         tokens, mask = self.text_encoder([prompt, ""])  # [2, L, Dt], [2, L]
         tokens, mask = tokens.to(self.device), mask.to(self.device)
         graphs = GraphBatch.from_dsgs([dsg], latent_frames).with_label_embeddings(self.text_encoder).to(self.device)
-        dsg_tokens, dsg_mask, frame_to_sg = self.rgtrm(graphs)  # [1, M, Dg], [1, M], [1, t, M]
-        return (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), (dsg_tokens, dsg_mask, frame_to_sg)
+        return (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), self.rgtrm(graphs)  # DSG keys [1, K, Dg], ...
 
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -278,15 +280,19 @@ def stack_passes(names: list[str], text: Text, null_text: Text, dsg: DSG) -> tup
     """
     tokens = torch.cat([null_text[0] if name == UNCOND else text[0] for name in names])  # [P, L, Dt]
     mask = torch.cat([null_text[1] if name == UNCOND else text[1] for name in names])  # [P, L]
-    dsg_tokens, dsg_mask, frame_to_sg = dsg
+    dsg = DSGCondition(*dsg)
     count = len(names)
-    keep = torch.tensor([name == FULL for name in names], device=dsg_mask.device)[:, None]  # [P, 1]
-    stacked = (
-        dsg_tokens.expand(count, -1, -1),  # [P, M, Dg]
-        dsg_mask.expand(count, -1) & keep,  # [P, M]
-        frame_to_sg.expand(count, -1, -1),  # [P, t, M]
+    drop = torch.tensor([name != FULL for name in names], device=dsg.mask.device)  # [P]
+    layout = dsg.layout
+    if layout is not None:
+        layout = Layout(*(part.expand(count, *part.shape[1:]) for part in layout))  # [P, t, K, ...]
+    stacked = DSGCondition(
+        dsg.tokens.expand(count, -1, -1),  # [P, M, Dg]
+        dsg.mask.expand(count, -1),  # [P, M]
+        dsg.frame_to_sg.expand(count, -1, -1),  # [P, t, M]
+        layout,
     )
-    return (tokens, mask), stacked
+    return (tokens, mask), stacked.dropped(drop)
 
 
 def describe(dsg: DynamicSceneGraph) -> str:

@@ -388,7 +388,7 @@ class SpatialBlock(nn.Module):
         bt, hw, c = x.shape  # [B*T, H*W, C]
         x = x + self.attn_self(self.norm_self(x))
         if self.attn_dsg is not None and dsg is not None:
-            x = x + self.attn_dsg(self.norm_dsg(x), *dsg)
+            x = x + self.attn_dsg(self.norm_dsg(x), *dsg[:3])  # tokens, mask, frame_to_sg (not the layout)
         if self.attn_text is not None and text is not None:
             tokens, mask = text  # [B, L, Dt], [B, L]
             q = self.norm_text(x).view(bt // num_frames, num_frames * hw, c)  # [B, T*H*W, C]: same keys per frame

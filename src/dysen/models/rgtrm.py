@@ -32,6 +32,10 @@ token *and* every node of the graph (objects, attributes, relations), all aligne
 With one token per frame, cross-attention has a single key, so its softmax is 1 and every position of the
 frame receives the same vector: the DSG can say what happens, but not where. With the nodes, positions can
 attend to different objects ("this blob is the red circle, which moves right"), as they do to caption words.
+
+Layout (``layout=True``): for DSGs with boxes, ``forward`` also returns a ``Layout``: for every frame and every
+object present, the object's node state at the frame's step plus an embedding of its action's progress
+(``dysen.dsg.layout``), with its box; the UNet paints these into the latent cells the boxes cover.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import torch
 from torch import nn
 
 from dysen.dsg.convert import align_steps_to_frames
+from dysen.dsg.layout import frame_layout
 from dysen.errors import DysenError
 from dysen.models.pretrained import Pretrained
 
@@ -81,6 +86,10 @@ class GraphBatch:
     step_mask: torch.Tensor  # [B, M] bool, True on real steps
     frame_to_sg: torch.Tensor  # [B, T, M] bool, True where frame t shows step m
     label_embeddings: torch.Tensor | None = None  # [V, label_dim], set by with_label_embeddings
+    layout_box: torch.Tensor | None = None  # [B, T, K, 4] float, (x0, y0, x1, y1) of each object present at frame t
+    layout_node: torch.Tensor | None = None  # [B, T, K] long, its node in the step's graph, as m * N + n
+    layout_progress: torch.Tensor | None = None  # [B, T, K] float, its action's progress; -1 when idle
+    layout_mask: torch.Tensor | None = None  # [B, T, K] bool; K = 0 when no DSG of the batch has boxes
 
     @classmethod
     def from_dsgs(
@@ -119,7 +128,8 @@ class GraphBatch:
             frame_to_sg[b, :, : len(dsg_graphs)] = align_steps_to_frames(len(dsg_graphs), num_frames).matrix()
             step_mask[b, : len(dsg_graphs)] = True
         arrays = (node_label, node_type, node_mask, edge_index, edge_type, edge_mask, step_mask, frame_to_sg)
-        return cls(tuple(sorted(vocab, key=vocab.__getitem__)), *(torch.from_numpy(a) for a in arrays))
+        layout = {k: torch.from_numpy(v) for k, v in _layout_arrays(dsgs, num_frames, nodes).items()}
+        return cls(tuple(sorted(vocab, key=vocab.__getitem__)), *(torch.from_numpy(a) for a in arrays), **layout)
 
     def with_label_embeddings(self, encoder: TextEncoder) -> GraphBatch:
         """This batch with ``label_embeddings`` = ``encoder.pooled(labels)`` (cached by the encoder)."""
@@ -142,6 +152,32 @@ class GraphBatch:
             if isinstance(getattr(self, f.name), torch.Tensor)
         }
         return dataclasses.replace(self, **moved)
+
+
+def _layout_arrays(dsgs: Sequence[DynamicSceneGraph], num_frames: int, nodes: int) -> dict[str, np.ndarray]:
+    """The ``layout_*`` fields of ``GraphBatch`` (``dysen.dsg.layout.frame_layout`` of each DSG, padded)."""
+    layouts = [frame_layout(dsg, num_frames) for dsg in dsgs]
+    width = max((len(objects) for layout in layouts if layout for objects in layout), default=0)  # K
+    shape = (len(dsgs), num_frames, width)
+    arrays = {
+        "layout_box": np.zeros((*shape, 4), dtype=np.float32),
+        "layout_node": np.zeros(shape, dtype=np.int64),
+        "layout_progress": np.full(shape, -1.0, dtype=np.float32),
+        "layout_mask": np.zeros(shape, dtype=bool),
+    }
+    for b, (dsg, layout) in enumerate(zip(dsgs, layouts, strict=True)):
+        if layout is None:
+            continue
+        alignment = align_steps_to_frames(dsg.num_steps, num_frames)
+        for t, objects in enumerate(layout):
+            step = alignment.steps_of_frame[t][0]
+            position = {name: i for i, name in enumerate(dsg.graphs[step].objects)}
+            for k, placed in enumerate(objects):
+                arrays["layout_box"][b, t, k] = placed.box
+                arrays["layout_node"][b, t, k] = step * nodes + position[placed.object]
+                arrays["layout_progress"][b, t, k] = -1.0 if placed.progress is None else placed.progress
+                arrays["layout_mask"][b, t, k] = True
+    return arrays
 
 
 def _check_vocabulary(label_index: Mapping[str, int]) -> dict[str, int]:
@@ -201,6 +237,8 @@ class RGTrmConfig:
     """Dropout on attention weights and residual branches."""
     readout: Literal["steps", "nodes"] = "steps"
     """What ``forward`` gives the UNet per scene graph: its pooled token, or the pooled token and its nodes."""
+    layout: bool = False
+    """Also ground each object in its boxes (``Layout``): for DSGs with boxes, the UNet learns *where*."""
 
 
 class RGTrmOutput(NamedTuple):
@@ -211,6 +249,30 @@ class RGTrmOutput(NamedTuple):
     frame_to_sg: torch.Tensor  # [B, T, M] bool
     nodes: torch.Tensor  # [B, M, N, D], zero on padded nodes
     node_mask: torch.Tensor  # [B, M, N] bool
+
+
+class Layout(NamedTuple):
+    """The objects present at every frame, for the UNet's layout maps (``dysen.models.unet3d``)."""
+
+    tokens: torch.Tensor  # [B, T, K, D]: the object's node state at the frame's step + its progress embedding
+    boxes: torch.Tensor  # [B, T, K, 4]: (x0, y0, x1, y1) in [0, 1]
+    mask: torch.Tensor  # [B, T, K] bool
+
+
+class DSGCondition(NamedTuple):
+    """What the UNet receives from the RGTrm: cross-attention keys aligned to frames, and optionally a layout."""
+
+    tokens: torch.Tensor  # [B, K, D]
+    mask: torch.Tensor  # [B, K] bool
+    frame_to_sg: torch.Tensor  # [B, T, K] bool, which frames see each key
+    layout: Layout | None = None
+
+    def dropped(self, drop: torch.Tensor) -> DSGCondition:
+        """The null DSG for the rows where ``drop`` [B] is True: every key and every placed object masked out."""
+        layout = self.layout
+        if layout is not None:
+            layout = layout._replace(mask=layout.mask & ~drop[:, None, None])
+        return self._replace(mask=self.mask & ~drop[:, None], layout=layout)
 
 
 class GraphTransformerLayer(nn.Module):
@@ -294,6 +356,39 @@ class AttentionPool(nn.Module):
         return pooled[:, 0]  # [B, D]
 
 
+class ObjectGrounding(nn.Module):
+    """Per frame and present object: its node state at the frame's step plus an embedding of its action's progress.
+
+    Progress ``p`` in (0, 1] enters as Fourier features ``sin(π k p), cos(π k p)``, k = 1..F, with an idle flag
+    (NeRF-style; Mildenhall et al. 2020 eq. 4), so a rotation's angle or a jump's height can follow ``p``.
+    """
+
+    frequencies = 4
+
+    def __init__(self, config: RGTrmConfig) -> None:
+        super().__init__()
+        self.progress = nn.Sequential(
+            nn.Linear(2 * self.frequencies + 1, config.dim), nn.SiLU(), nn.Linear(config.dim, config.dim)
+        )
+
+    def forward(self, nodes: torch.Tensor, batch: GraphBatch) -> Layout:
+        """``nodes`` [B, M, N, D] (``RGTrmOutput.nodes``) -> ``Layout`` of ``batch``'s layout fields."""
+        if batch.layout_node is None or batch.layout_box is None or batch.layout_progress is None:
+            raise GraphError("the GraphBatch has no layout fields: build it with GraphBatch.from_dsgs")
+        b, m, n, d = nodes.shape
+        index = batch.layout_node.reshape(b, -1, 1).expand(-1, -1, d)  # [B, T*K, D]
+        picked = nodes.reshape(b, m * n, d).gather(1, index).view(*batch.layout_node.shape, d)  # [B, T, K, D]
+        progress = batch.layout_progress  # [B, T, K], -1 when idle
+        idle = (progress < 0).unsqueeze(-1)  # [B, T, K, 1]
+        k = torch.arange(1, self.frequencies + 1, device=nodes.device, dtype=nodes.dtype)  # [F]
+        angles = torch.pi * progress.clamp_min(0).unsqueeze(-1).to(nodes.dtype) * k  # [B, T, K, F]
+        features = torch.cat([angles.sin(), angles.cos()], dim=-1).masked_fill(idle, 0.0)  # [B, T, K, 2F]
+        features = torch.cat([features, idle.to(nodes.dtype)], dim=-1)  # [B, T, K, 2F+1]
+        mask = batch.layout_mask  # [B, T, K]
+        tokens = (picked + self.progress(features)) * mask.unsqueeze(-1)  # [B, T, K, D]
+        return Layout(tokens, batch.layout_box.to(nodes.dtype), mask)
+
+
 def _padding_mask(ignore: torch.Tensor, queries: int, heads: int) -> torch.Tensor:
     """Key padding ``ignore`` [B, S] (True: padding) as ``nn.MultiheadAttention``'s ``attn_mask`` [B·heads, L, S].
 
@@ -323,22 +418,25 @@ class RGTrm(nn.Module, Pretrained):
         self.initial_memory = nn.Parameter(torch.randn(config.num_layers, config.memory_cells, config.dim) * 0.02)
         self.out_norm = nn.LayerNorm(config.dim)
         self.pool = AttentionPool(config)
+        self.grounding = ObjectGrounding(config) if config.layout else None
 
-    def forward(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The UNet's DSG keys [B, K, D], their mask [B, K] and which frames see each [B, T, K] (see ``encode``).
+    def forward(self, batch: GraphBatch) -> DSGCondition:
+        """The UNet's DSG keys [B, K, D], their mask [B, K], which frames see each [B, T, K] (see ``encode``), and
+        with ``config.layout`` the ``Layout`` of the objects in their boxes.
 
         ``readout="steps"``: K = M, one pooled token per scene graph. ``readout="nodes"``: K = M·(1 + N), per
         scene graph its pooled token then its N node slots (padded nodes masked), each seen by that graph's frames.
         """
         out = self.encode(batch)
+        layout = self.grounding(out.nodes, batch) if self.grounding is not None else None
         if self.config.readout == "steps":
-            return out.tokens, out.mask, out.frame_to_sg
+            return DSGCondition(out.tokens, out.mask, out.frame_to_sg, layout)
         b, m, n, d = out.nodes.shape
         keys = torch.cat([out.tokens.unsqueeze(2), out.nodes], dim=2).reshape(b, m * (1 + n), d)  # [B, K, D]
         node_mask = out.node_mask & out.mask.unsqueeze(-1)  # [B, M, N]
         mask = torch.cat([out.mask.unsqueeze(-1), node_mask], dim=2).reshape(b, m * (1 + n))  # [B, K]
         frame_to_key = out.frame_to_sg.repeat_interleave(1 + n, dim=2)  # [B, T, K]
-        return keys, mask, frame_to_key
+        return DSGCondition(keys, mask, frame_to_key, layout)
 
     def encode(self, batch: GraphBatch) -> RGTrmOutput:
         """Run the layers step by step, carrying each layer's memory from one scene graph to the next."""

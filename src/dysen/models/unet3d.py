@@ -32,11 +32,13 @@ from dysen.models.layers import (
     SpatioTemporalTransformer,
     TimestepEmbedder,
     Upsample,
+    zero_,
 )
 from dysen.models.pretrained import Pretrained
+from dysen.models.rgtrm import DSGCondition, Layout
 
 Text = tuple[torch.Tensor, torch.Tensor]  # tokens [B, L, Dt], mask [B, L]
-DSG = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # tokens [B, M, Dg], mask [B, M], frame_to_sg [B, T, M]
+DSG = DSGCondition  # tokens [B, M, Dg], mask [B, M], frame_to_sg [B, T, M], layout (or None); a plain 3-tuple works
 
 
 class UNet3DError(DysenError, ValueError):
@@ -64,6 +66,7 @@ class UNet3DConfig:
     use_temporal_attention: bool = True  # temporal self-attention over T per pixel in every transformer
     temporal_max_distance: int = 16  # relative positions are clipped to +-this many latent frames
     conv: str = "2d"  # "2d": per-frame 3x3 convs (LVDM); "2+1d": each followed by a 3x1x1 temporal conv
+    layout: bool = False  # add the DSG's layout maps (objects painted into their boxes) at every level
     gradient_checkpointing: bool = False  # recompute each stage in backward (torch.utils.checkpoint) when training
     dropout: float = 0.0  # dropout in ResBlocks and feed-forwards
 
@@ -147,6 +150,8 @@ class UNet3D(nn.Module, Pretrained):
                 self.up.append(Stage(self._res(ch + skips.pop(), out), self._attn(level, ds), upsample))
                 ch = out
             ds //= 2
+        level_widths = [cfg.model_channels * m for m in (1, *cfg.channel_mult[:-1])]  # stem, then each downsample
+        self.layout_in = LayoutMaps(cfg.dsg_dim, level_widths) if cfg.layout else None
         self.norm_out = GroupNorm32(cfg.norm_groups, ch)
         self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
 
@@ -177,14 +182,20 @@ class UNet3D(nn.Module, Pretrained):
     ) -> torch.Tensor:
         """Predict from the noisy latents ``z_t [B, C, T, h, w]``; ``text``/``dsg`` None drops that condition (CFG)."""
         b, _, frames, h, w = z_t.shape
+        dsg = None if dsg is None else DSGCondition(*dsg)
         self._check_inputs(z_t, dsg)
         t = torch.as_tensor(t, device=z_t.device).reshape(-1).expand(b)  # [B]
         emb = self.time_embed(t)  # [B, 4*model_channels]
         x = z_t.permute(0, 2, 3, 4, 1).reshape(b * frames, h, w, -1).permute(0, 3, 1, 2)  # [B*T, C, h, w] NHWC
-        x = self.conv_in(x)  # [B*T, model_channels, h, w]
+        layout = dsg.layout if dsg is not None and self.layout_in is not None else None
+        level = 0
+        x = self._add_layout(self.conv_in(x), layout, level)  # [B*T, model_channels, h, w]
         skips = [x]
         for stage in self.down:
             x = self._run(stage, x, emb, frames, text, dsg)
+            if isinstance(stage.resample, Downsample):
+                level += 1
+                x = self._add_layout(x, layout, level)
             skips.append(x)
         for stage in self.mid:
             x = self._run(stage, x, emb, frames, text, dsg)
@@ -192,6 +203,9 @@ class UNet3D(nn.Module, Pretrained):
             x = self._run(stage, torch.cat([x, skips.pop()], dim=1), emb, frames, text, dsg)  # [B*T, C+C_skip, ..]
         x = self.conv_out(F.silu(self.norm_out(x)))  # [B*T, C_out, h, w]
         return x.permute(0, 2, 3, 1).reshape(b, frames, h, w, -1).permute(0, 4, 1, 2, 3).contiguous()
+
+    def _add_layout(self, x: torch.Tensor, layout: Layout | None, level: int) -> torch.Tensor:
+        return x if layout is None or self.layout_in is None else x + self.layout_in(x, layout, level)
 
     def _run(
         self, stage: Stage, x: torch.Tensor, emb: torch.Tensor, frames: int, text: Text | None, dsg: DSG | None
@@ -207,11 +221,38 @@ class UNet3D(nn.Module, Pretrained):
         if z_t.shape[-1] % factor or z_t.shape[-2] % factor:
             raise UNet3DError(f"latent h, w must be multiples of {factor}, got {list(z_t.shape[-2:])}")
         if dsg is not None:
-            tokens, mask, frame_to_sg = dsg
+            tokens, mask, frame_to_sg, layout = dsg
             b, _, frames = z_t.shape[:3]
+            if cfg.layout and layout is not None and layout.mask.shape[:2] != (b, frames):
+                raise UNet3DError(f"layout must be [B, T, K] = [{b}, {frames}, K], got {list(layout.mask.shape)}")
             m = tokens.shape[1]
             if mask.shape != (b, m) or frame_to_sg.shape != (b, frames, m):
                 raise UNet3DError(
                     f"dsg mask must be [B, M] = {[b, m]} and frame_to_sg [B, T, M] = {[b, frames, m]} (latent T), "
                     f"got {list(mask.shape)} and {list(frame_to_sg.shape)}"
                 )
+
+
+def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Share of each cell of a ``height`` x ``width`` grid on [0, 1]², covered per box: [..., 4] -> [..., H, W]."""
+    x0, y0, x1, y1 = boxes.unbind(-1)  # [...] each
+    xs = torch.linspace(0.0, 1.0, width + 1, device=boxes.device, dtype=boxes.dtype)  # [W+1] cell edges
+    ys = torch.linspace(0.0, 1.0, height + 1, device=boxes.device, dtype=boxes.dtype)  # [H+1]
+    cover_x = (torch.minimum(x1[..., None], xs[1:]) - torch.maximum(x0[..., None], xs[:-1])).clamp_min(0) * width
+    cover_y = (torch.minimum(y1[..., None], ys[1:]) - torch.maximum(y0[..., None], ys[:-1])).clamp_min(0) * height
+    return cover_y.unsqueeze(-1) * cover_x.unsqueeze(-2)  # [..., H, W]
+
+
+class LayoutMaps(nn.Module):
+    """Layout tokens painted into the cells their boxes cover, projected to a level's width (zero-initialised)."""
+
+    def __init__(self, dim: int, widths: list[int]) -> None:
+        super().__init__()
+        self.proj = nn.ModuleList(zero_(nn.Conv2d(dim, width, 1)) for width in widths)
+
+    def forward(self, x: torch.Tensor, layout: Layout, level: int) -> torch.Tensor:
+        """The map to add to ``x`` [B*T, C, h, w] at ``level``: Σ_k coverage_k · token_k, then the 1x1 conv."""
+        h, w = x.shape[-2:]
+        cover = box_coverage(layout.boxes, h, w) * layout.mask[..., None, None].to(x.dtype)  # [B, T, K, h, w]
+        painted = torch.einsum("btkhw,btkd->btdhw", cover, layout.tokens.to(x.dtype)).flatten(0, 1)  # [B*T, D, h, w]
+        return self.proj[level](painted.contiguous(memory_format=torch.channels_last))  # [B*T, C, h, w]

@@ -198,9 +198,8 @@ class VDMTask:
         with torch.no_grad():
             tokens, mask = self.text_encoder(captions)  # [B, L, Dt], [B, L]
         graphs = graphs.with_label_embeddings(self.text_encoder)
-        dsg_tokens, dsg_mask, frame_to_sg = self.rgtrm(graphs.to(device))  # [B, M, Dg], [B, M], [B, t, M]
         text = (tokens.to(device), mask.to(device))
-        dsg = (dsg_tokens, dsg_mask & ~drop_dsg[:, None], frame_to_sg)  # null DSG = every token masked out
+        dsg = self.rgtrm(graphs.to(device)).dropped(drop_dsg)  # null DSG = every key and placed object masked out
 
         def model_fn(z_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
             return self.unet(z_t, t, text=cond[0], dsg=cond[1])  # [B, c, t, h, w]

@@ -39,7 +39,7 @@ def gold_dsg(
     return DynamicSceneGraph(
         events=actions.events,
         graphs=tuple(
-            _scene(tracks, t, config.relation_margin).merged(g) for t, g in zip(firsts, actions.graphs, strict=True)
+            scene_at(tracks, t, config.relation_margin).merged(g) for t, g in zip(firsts, actions.graphs, strict=True)
         ),
         boxes=tuple(boxes[t] for t in firsts),
     )
@@ -60,7 +60,7 @@ def _boxes_at(tracks: tuple[Track, ...], frame: int) -> tuple[Box, ...]:
     return tuple(boxes)
 
 
-def _scene(tracks: tuple[Track, ...], frame: int, margin: float) -> SceneGraph:
+def scene_at(tracks: tuple[Track, ...], frame: int, margin: float) -> SceneGraph:
     """Visible shapes, their colour and size, and the spatial relations between them at ``frame``."""
     shown = [track for track in tracks if track.alpha[frame] > 0]
     attributes = [(t.name, value) for t in shown for value in (t.colour[frame], t.size[frame])]

@@ -1,0 +1,115 @@
+"""Layout imagination: per-step boxes for a planned DSG, so that a layout-grounded UNet knows where things are.
+
+The planner (an LLM or the rules) decides what happens and when; this step imagines where the objects stand
+and how their actions move them, the way Dynamic Shapes stages its clips (``dysen.data.shapes.motion``): each
+object gets a size (the DSG's, else one its grow/shrink allows, else a seeded draw), a start drawn uniformly
+among those that keep it inside the frame and clear of the others at every frame, and the motion primitive of
+each of its actions (moves, jumps, grows, shrinks, rotates, appears, disappears, turns). Objects whose noun
+is not a Dynamic Shapes shape are boxed as circles (colour nodes, the targets of 'turns', are no objects);
+actions outside that vocabulary leave their object still.
+The imagined scene (the visible objects' colour, size and spatial relations at each step) is merged into the
+step graphs, as in gold DSGs. Numpy only; no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from dysen.data.shapes import vocab
+from dysen.data.shapes.config import DEFAULT_CONFIG, ShapesConfig
+from dysen.data.shapes.geometry import bounds
+from dysen.data.shapes.gold import scene_at
+from dysen.data.shapes.motion import Track, place
+from dysen.data.shapes.story import Shape, Story, StoryEvent
+from dysen.dsg.convert import align_steps_to_frames
+from dysen.dsg.types import Box, DynamicSceneGraph
+
+logger = logging.getLogger(__name__)
+
+_ATTEMPTS = 10
+"""Seeded layout draws (each ``place`` tries 20 starts) before the DSG is returned without boxes."""
+
+
+def imagine_layout(dsg: DynamicSceneGraph, seed: int = 0, config: ShapesConfig = DEFAULT_CONFIG) -> DynamicSceneGraph:
+    """``dsg`` with boxes at every step and the imagined scene merged into its graphs (see the module docstring).
+
+    A DSG that has boxes already is returned as it is; one whose objects cannot all be kept in frame and apart
+    (e.g. four large shapes that all move) is returned without boxes, with a warning.
+    """
+    if dsg.boxes is not None:
+        return dsg
+    mentioned = [n for g in dsg.graphs for n in g.objects] + [e.agent for e in dsg.events]
+    names = [name for name in dict.fromkeys(mentioned) if name not in vocab.COLOURS]  # not the colour of 'turns'
+    if not names:
+        return dsg
+    steps = dsg.num_steps
+    staging = dataclasses.replace(config, num_steps=steps, num_frames=2 * steps, max_events=min(steps, 3))
+    rng = np.random.default_rng(seed)
+    shapes = tuple(_shape(dsg, name, rng) for name in names)
+    story = Story(shapes, tuple((event,) for event in _story_events(dsg, names, shapes)))
+    tracks = None
+    for _ in range(_ATTEMPTS):
+        tracks = place(story, rng, staging)
+        if tracks is not None:
+            break
+    if tracks is None:
+        logger.warning("no layout keeps all of %s in frame and apart; generating without boxes", ", ".join(names))
+        return dsg
+    return _with_scene(dsg, names, tracks, staging)
+
+
+def _noun(name: str) -> str:
+    """The Dynamic Shapes shape a name is drawn as: its shape noun, or a circle for anything else."""
+    nouns = [word for word in name.lower().split() if word in vocab.SHAPES]
+    return nouns[-1] if nouns else "circle"
+
+
+def _attributes(dsg: DynamicSceneGraph, name: str) -> list[str]:
+    return [a.attribute for g in dsg.graphs for a in g.attributes if a.object == name]
+
+
+def _shape(dsg: DynamicSceneGraph, name: str, rng: np.random.Generator) -> Shape:
+    """The object's shape, first colour and starting size, from the DSG where it says, else drawn."""
+    said = _attributes(dsg, name) + name.lower().split()
+    colour = next((c for c in said if c in vocab.COLOURS), None) or str(rng.choice(list(vocab.COLOURS)))
+    changes = [e.predicate for e in dsg.events if e.agent == name and e.predicate in ("grows", "shrinks")]
+    size = next((s for s in said if s in vocab.SIZES), None)
+    if changes:  # the size before its first grow / shrink is the only one that lets it show
+        size = "small" if changes[0] == "grows" else "large"
+    return Shape(_noun(name), colour, size or str(rng.choice(list(vocab.SIZES))))
+
+
+def _story_events(dsg: DynamicSceneGraph, names: list[str], shapes: tuple[Shape, ...]) -> list[StoryEvent]:
+    """The DSG's events with a Dynamic Shapes motion, in time order, with each agent's colour at its start."""
+    colour = [shape.colour for shape in shapes]
+    found = []
+    for event in sorted(dsg.events, key=lambda e: (e.start, e.end)):
+        action = vocab.ACTIONS_BY_PREDICATE.get(event.predicate)
+        if action is None or (action.name == "change_colour" and event.target not in vocab.COLOURS):
+            continue
+        agent = names.index(event.agent)
+        found.append(StoryEvent(agent, action.name, event.start, event.end, colour[agent], event.target))
+        colour[agent] = event.target if action.name == "change_colour" else colour[agent]
+    return found
+
+
+def _with_scene(
+    dsg: DynamicSceneGraph, names: list[str], tracks: tuple[Track, ...], staging: ShapesConfig
+) -> DynamicSceneGraph:
+    """Boxes and the visible scene at each step's first frame, named by the DSG's object names."""
+    named = tuple(dataclasses.replace(track, name=name) for track, name in zip(tracks, names, strict=True))
+    firsts = [first for first, _ in align_steps_to_frames(dsg.num_steps, staging.num_frames).frames_of_step]
+    graphs, boxes = [], []
+    for graph, frame in zip(dsg.graphs, firsts, strict=True):
+        graphs.append(scene_at(named, frame, staging.relation_margin).merged(graph))
+        boxes.append(tuple(_box(track, _noun(track.name), frame) for track in named if track.alpha[frame] > 0))
+    return DynamicSceneGraph(events=dsg.events, graphs=tuple(graphs), boxes=tuple(boxes))
+
+
+def _box(track: Track, noun: str, frame: int) -> Box:
+    corners = bounds(noun, track.x[frame], track.y[frame], track.radius[frame], track.angle[frame])
+    x0, y0, x1, y1 = (min(max(round(c, 4), 0.0), 1.0) for c in corners)
+    return Box(object=track.name, x0=x0, y0=y0, x1=x1, y1=y1)

@@ -1,0 +1,175 @@
+"""Layout grounding: per-frame boxes from a DSG, the planner's imagined layout, and the UNet's layout maps."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from dysen.data.shapes import ShapesConfig, sample_clip
+from dysen.dsg.layout import frame_layout
+from dysen.dsg.types import Box, DynamicSceneGraph, Event, SceneGraph
+from dysen.models.rgtrm import GraphBatch, RGTrm, RGTrmConfig
+from dysen.models.unet3d import UNet3D, UNet3DConfig, box_coverage
+from dysen.pipeline import stack_passes
+from dysen.planner.layout import imagine_layout
+from dysen.planner.rules import RulesPlanner
+
+
+def _moving_dsg() -> DynamicSceneGraph:
+    """A circle that moves right over two steps, then rests; a square that appears at step 1."""
+    graphs = (
+        SceneGraph.from_facts(objects=["circle"], attributes=[("circle", "moves right")]),
+        SceneGraph.from_facts(objects=["circle", "square"], attributes=[("circle", "moves right")]),
+        SceneGraph.from_facts(objects=["circle", "square"]),
+    )
+    boxes = (
+        (Box(object="circle", x0=0.0, y0=0.0, x1=0.2, y1=0.2),),
+        (Box(object="circle", x0=0.2, y0=0.0, x1=0.4, y1=0.2), Box(object="square", x0=0.6, y0=0.6, x1=0.8, y1=0.8)),
+        (Box(object="circle", x0=0.4, y0=0.0, x1=0.6, y1=0.2), Box(object="square", x0=0.6, y0=0.6, x1=0.8, y1=0.8)),
+    )
+    events = (Event(agent="circle", predicate="moves right", start=0, end=2),)
+    return DynamicSceneGraph(events=events, graphs=graphs, boxes=boxes)
+
+
+def test_frame_layout_interpolates_keyframes_and_measures_progress() -> None:
+    layout = frame_layout(_moving_dsg(), 6)  # 2 frames per step: keyframes at frames 0, 2, 4
+    assert layout is not None and len(layout) == 6
+    circle = [next(o for o in objects if o.object == "circle") for objects in layout]
+    assert [round(o.box[0], 6) for o in circle] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.4]  # held after the last keyframe
+    assert [o.progress for o in circle] == [0.25, 0.5, 0.75, 1.0, None, None]  # event window = frames 0..3
+    assert [sorted(o.object for o in objects) for objects in layout][:3] == [
+        ["circle"],
+        ["circle"],
+        ["circle", "square"],
+    ]
+
+
+def test_frame_layout_is_none_without_boxes() -> None:
+    assert frame_layout(_moving_dsg().model_copy(update={"boxes": None}), 6) is None
+
+
+def test_graph_batch_layout_points_at_each_objects_node() -> None:
+    dsg = _moving_dsg()
+    batch = GraphBatch.from_dsgs([dsg, dsg.model_copy(update={"boxes": None})], 6)
+    assert batch.layout_mask.shape == (2, 6, 2) and not batch.layout_mask[1].any()
+    nodes = batch.node_mask.shape[2]
+    labels = [batch.labels[i] for i in batch.node_label.view(-1).tolist()]  # flattened [B*M*N]
+    for t in range(6):
+        for k in range(int(batch.layout_mask[0, t].sum())):
+            flat = int(batch.layout_node[0, t, k])  # m * N + n within DSG 0
+            step, slot = divmod(flat, nodes)
+            assert step == t // 2
+            assert labels[step * nodes + slot] in ("circle", "square")
+    assert batch.layout_progress[0, :, 0].tolist() == [0.25, 0.5, 0.75, 1.0, -1.0, -1.0]
+
+
+def test_box_coverage_is_the_covered_share_of_each_cell() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 0.5, 0.25], [0.1, 0.1, 0.3, 0.9]])
+    cover = box_coverage(boxes, 4, 4)  # [2, 4, 4]
+    assert torch.allclose(cover[0], torch.tensor([[1.0, 1.0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
+    area = (0.3 - 0.1) * (0.9 - 0.1)
+    assert math.isclose(float(cover[1].sum()) / 16, area, rel_tol=1e-5)  # cell area 1/16
+
+
+TINY_RGTRM = RGTrmConfig(label_dim=8, dim=16, num_layers=1, num_heads=2, layout=True)
+TINY_UNET = UNet3DConfig(
+    model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(2,), head_dim=8,
+    norm_groups=8, text_dim=8, dsg_dim=16, layout=True,
+)  # fmt: skip
+
+
+class _Labels:
+    def pooled(self, labels: list[str]) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        table = torch.randn(64, 8, generator=gen)
+        return table[[sum(map(ord, label)) % 64 for label in labels]]  # [V, 8]
+
+
+def _conditions(dsg: DynamicSceneGraph, frames: int = 6):
+    torch.manual_seed(0)
+    rgtrm = RGTrm(TINY_RGTRM).eval()
+    return rgtrm(GraphBatch.from_dsgs([dsg], frames).with_label_embeddings(_Labels()))
+
+
+def test_unet_layout_maps_start_as_identity_then_steer_where_the_boxes_are() -> None:
+    dsg = _moving_dsg()
+    torch.manual_seed(1)
+    unet = UNet3D(TINY_UNET).eval()
+    z = torch.randn(1, 4, 6, 8, 8)
+    cond = _conditions(dsg)
+    assert cond.layout is not None and cond.layout.tokens.shape == (1, 6, 2, 16)
+    with torch.no_grad():
+        plain = unet(z, 10, dsg=cond._replace(layout=None))
+        assert torch.equal(unet(z, 10, dsg=cond), plain)  # zero-initialised projections
+        for proj in unet.layout_in.proj:
+            torch.nn.init.normal_(proj.weight)
+        grounded = unet(z, 10, dsg=cond)
+        moved = dsg.model_copy(update={"boxes": tuple(tuple(b.model_copy(update={"y0": 0.8, "y1": 1.0})
+                                                           for b in step) for step in dsg.boxes)})  # fmt: skip
+        elsewhere = unet(z, 10, dsg=_conditions(moved))
+    assert not torch.allclose(grounded, plain)
+    assert not torch.allclose(grounded, elsewhere)  # where the box is matters, not only that there is one
+
+
+def test_null_dsg_masks_the_layout_too() -> None:
+    cond = _conditions(_moving_dsg())
+    text = (torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool))
+    _, stacked = stack_passes(["uncond", "text", "full"], text, text, cond)
+    assert stacked.layout.mask.shape[0] == 3
+    assert not stacked.layout.mask[:2].any() and torch.equal(stacked.layout.mask[2], cond.layout.mask[0])
+    assert not cond.dropped(torch.tensor([True])).layout.mask.any()
+
+
+def test_imagined_layout_keeps_every_object_in_frame_and_apart() -> None:
+    planner = RulesPlanner()
+    prompt = "a small red circle moves right, then a big blue square jumps while the green star spins"
+    dsg = imagine_layout(planner.plan(prompt), seed=3)
+    assert dsg.boxes is not None and len(dsg.boxes) == dsg.num_steps
+    layout = frame_layout(dsg, 16)
+    for objects in layout:
+        assert {o.object for o in objects} == {"circle", "square", "star"}
+        for o in objects:
+            assert 0.0 <= o.box[0] < o.box[2] <= 1.0 and 0.0 <= o.box[1] < o.box[3] <= 1.0
+    circle = [next(o for o in objects if o.object == "circle") for objects in layout]
+    assert circle[-1].box[0] - circle[0].box[0] > 0.2  # it moved right by about 0.3 of the frame
+    square_top = [next(o for o in objects if o.object == "square").box[1] for objects in layout]
+    assert min(square_top[8:]) < square_top[7] - 0.15  # it jumps in the second half
+    small = dsg.boxes[0][[b.object for b in dsg.boxes[0]].index("circle")]
+    assert math.isclose(small.x1 - small.x0, 2 * 0.09, abs_tol=1e-3)  # 'small' circle radius
+    assert any(r.predicate == "left of" or r.predicate == "above" for r in dsg.graphs[0].relations)
+    assert imagine_layout(planner.plan(prompt), seed=3) == dsg  # seeded: same prompt, same layout
+    assert imagine_layout(dsg, seed=5) is dsg  # boxes already there: kept
+
+
+def test_imagined_layout_skips_colour_nodes_and_unknown_actions() -> None:
+    dsg = RulesPlanner().plan("a triangle appears, then it turns yellow and the circle disappears")
+    boxed = imagine_layout(dsg, seed=1)
+    assert boxed.boxes is not None
+    assert {b.object for step in boxed.boxes for b in step} == {"triangle", "circle"}
+    other = DynamicSceneGraph(
+        events=(Event(agent="man", predicate="waves", start=0, end=2),),
+        graphs=(SceneGraph.from_facts(objects=["man"]),) * 2,
+    )
+    still = imagine_layout(other, seed=0)
+    assert still.boxes[0] == still.boxes[1]  # 'waves' has no motion primitive: the man stands still
+
+
+def test_imagined_layout_gives_up_without_boxes_when_nothing_fits(caplog: pytest.LogCaptureFixture) -> None:
+    names = ["circle", "square", "triangle", "star"]
+    graph = SceneGraph.from_facts(objects=names, attributes=[(n, "large") for n in names])
+    events = tuple(Event(agent=n, predicate="moves right", start=0, end=1) for n in names)
+    crowded = DynamicSceneGraph(events=events, graphs=(graph,))
+    config = dataclasses.replace(ShapesConfig(), move_distance=0.6)
+    assert imagine_layout(crowded, seed=0, config=config).boxes is None
+    assert "no layout" in caplog.text
+
+
+def test_gold_dsgs_carry_the_boxes_the_layout_reads() -> None:
+    clip = sample_clip(0, "train")
+    layout = frame_layout(clip.dsg, 16)
+    assert layout is not None
+    shown = {o.object for objects in layout for o in objects}
+    assert shown == {b.object for step in clip.dsg.boxes for b in step}
