@@ -270,7 +270,7 @@ def test_text_encoder_width_must_match_the_config() -> None:
 
 
 @pytest.mark.slow
-def test_cli_generate_with_random_shapes_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_generate_with_the_default_shapes_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "video.mp4"
     clock = time.perf_counter()
     code = main(["generate", PROMPT, "--out", str(out), "--steps", "4", "--seed", "3", "--config", "shapes-tiny"])
@@ -283,7 +283,8 @@ def test_cli_generate_with_random_shapes_tiny(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "video.dsg.png").read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert str(out) in printed and "video.dsg.json" in printed
-    print(f"dysen generate, random shapes-tiny, 4 steps: {elapsed:.1f} s")
+    assert dsg.boxes is not None  # the shipped shapes-tiny is layout-grounded: the plan got imagined boxes
+    print(f"dysen generate, shapes-tiny, 4 steps: {elapsed:.1f} s")
 
 
 def test_cli_generate_from_a_plan_file_and_a_model_folder(
