@@ -155,6 +155,11 @@ def test_imagined_layout_skips_colour_nodes_and_unknown_actions() -> None:
     )
     still = imagine_layout(other, seed=0)
     assert still.boxes[0] == still.boxes[1]  # 'waves' has no motion primitive: the man stands still
+    odd = DynamicSceneGraph(  # an LLM may name an agent by its colour alone: no object, no crash
+        events=(Event(agent="red", predicate="moves left", start=0, end=1),),
+        graphs=(SceneGraph.from_facts(objects=["red", "square"]),),
+    )
+    assert [b.object for b in imagine_layout(odd, seed=0).boxes[0]] == ["square"]
 
 
 def test_imagined_layout_gives_up_without_boxes_when_nothing_fits(caplog: pytest.LogCaptureFixture) -> None:

@@ -373,7 +373,8 @@ class ObjectGrounding(nn.Module):
 
     def forward(self, nodes: torch.Tensor, batch: GraphBatch) -> Layout:
         """``nodes`` [B, M, N, D] (``RGTrmOutput.nodes``) -> ``Layout`` of ``batch``'s layout fields."""
-        if batch.layout_node is None or batch.layout_box is None or batch.layout_progress is None:
+        fields = (batch.layout_node, batch.layout_box, batch.layout_progress, batch.layout_mask)
+        if any(field is None for field in fields):
             raise GraphError("the GraphBatch has no layout fields: build it with GraphBatch.from_dsgs")
         b, m, n, d = nodes.shape
         index = batch.layout_node.reshape(b, -1, 1).expand(-1, -1, d)  # [B, T*K, D]

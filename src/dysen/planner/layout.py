@@ -20,12 +20,11 @@ import numpy as np
 
 from dysen.data.shapes import vocab
 from dysen.data.shapes.config import DEFAULT_CONFIG, ShapesConfig
-from dysen.data.shapes.geometry import bounds
-from dysen.data.shapes.gold import scene_at
+from dysen.data.shapes.gold import box_at, scene_at
 from dysen.data.shapes.motion import Track, place
 from dysen.data.shapes.story import Shape, Story, StoryEvent
 from dysen.dsg.convert import align_steps_to_frames
-from dysen.dsg.types import Box, DynamicSceneGraph
+from dysen.dsg.types import DynamicSceneGraph
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +87,9 @@ def _story_events(dsg: DynamicSceneGraph, names: list[str], shapes: tuple[Shape,
     found = []
     for event in sorted(dsg.events, key=lambda e: (e.start, e.end)):
         action = vocab.ACTIONS_BY_PREDICATE.get(event.predicate)
-        if action is None or (action.name == "change_colour" and event.target not in vocab.COLOURS):
+        if action is None or event.agent not in names:  # no motion primitive, or an agent named like a colour
+            continue
+        if action.name == "change_colour" and event.target not in vocab.COLOURS:
             continue
         agent = names.index(event.agent)
         found.append(StoryEvent(agent, action.name, event.start, event.end, colour[agent], event.target))
@@ -105,11 +106,5 @@ def _with_scene(
     graphs, boxes = [], []
     for graph, frame in zip(dsg.graphs, firsts, strict=True):
         graphs.append(scene_at(named, frame, staging.relation_margin).merged(graph))
-        boxes.append(tuple(_box(track, _noun(track.name), frame) for track in named if track.alpha[frame] > 0))
+        boxes.append(tuple(box_at(track, frame, _noun(track.name)) for track in named if track.alpha[frame] > 0))
     return DynamicSceneGraph(events=dsg.events, graphs=tuple(graphs), boxes=tuple(boxes))
-
-
-def _box(track: Track, noun: str, frame: int) -> Box:
-    corners = bounds(noun, track.x[frame], track.y[frame], track.radius[frame], track.angle[frame])
-    x0, y0, x1, y1 = (min(max(round(c, 4), 0.0), 1.0) for c in corners)
-    return Box(object=track.name, x0=x0, y0=y0, x1=x1, y1=y1)

@@ -51,13 +51,14 @@ def frame_boxes(tracks: tuple[Track, ...], num_frames: int) -> tuple[tuple[Box, 
 
 
 def _boxes_at(tracks: tuple[Track, ...], frame: int) -> tuple[Box, ...]:
-    boxes = []
-    for track in tracks:
-        if track.alpha[frame] > 0:
-            corners = bounds(track.name, track.x[frame], track.y[frame], track.radius[frame], track.angle[frame])
-            x0, y0, x1, y1 = (min(max(round(c, 4), 0.0), 1.0) for c in corners)
-            boxes.append(Box(object=track.name, x0=x0, y0=y0, x1=x1, y1=y1))
-    return tuple(boxes)
+    return tuple(box_at(track, frame) for track in tracks if track.alpha[frame] > 0)
+
+
+def box_at(track: Track, frame: int, shape: str | None = None) -> Box:
+    """The tight box of ``track`` at ``frame``, drawn as ``shape`` (default: its name), named by its name."""
+    corners = bounds(shape or track.name, track.x[frame], track.y[frame], track.radius[frame], track.angle[frame])
+    x0, y0, x1, y1 = (min(max(round(c, 4), 0.0), 1.0) for c in corners)
+    return Box(object=track.name, x0=x0, y0=y0, x1=x1, y1=y1)
 
 
 def scene_at(tracks: tuple[Track, ...], frame: int, margin: float) -> SceneGraph:
