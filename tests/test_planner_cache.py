@@ -114,9 +114,9 @@ def test_cost_accounting_uses_the_price_table_and_reports_unknown_models_as_none
 
 
 def _hammer(path: str, worker: int, count: int, barrier) -> None:
-    """One writer process: wait for the others, then write its own keys and a few shared ones."""
-    cache = ResponseCache(path)
-    barrier.wait(timeout=20)  # a writer that died early breaks the barrier instead of hanging the rest
+    """One writer process: wait for the others, open the new file with them, write its own keys and shared ones."""
+    barrier.wait(timeout=60)  # a writer that died early breaks the barrier instead of hanging the rest
+    cache = ResponseCache(path)  # first opens race to switch the file to WAL
     for i in range(count):
         cache.put(f"w{worker}-{i}", CachedAnswer(f"text {worker} {i}", "m", i, worker, 0.0))
         cache.put(f"shared-{i % 5}", CachedAnswer(f"shared from {worker}", "m", 0, 0, 0.0))
@@ -132,7 +132,7 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path):
     for process in processes:
         process.start()
     for process in processes:
-        process.join(timeout=60)
+        process.join(timeout=120)
         if process.is_alive():
             process.kill()
     assert [p.exitcode for p in processes] == [0] * workers

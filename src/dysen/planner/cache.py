@@ -13,6 +13,7 @@ benchmark shards) can read and write one file at once. A file that is not such a
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -129,20 +130,43 @@ class ResponseCache:
                 self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                conn.close()
-                raise CacheError(
-                    f"LLM cache {self.path} has schema {version}, newer than this dysen's "
-                    f"{SCHEMA_VERSION}; upgrade dysen or use another cache path"
-                )
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._set_up_retrying(conn)
         except (sqlite3.Error, OSError) as err:
             raise CacheError(f"cannot open the LLM cache {self.path}: {err}; {self._advice(err)}") from err
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _set_up_retrying(self, conn: sqlite3.Connection) -> None:
+        """Set up the file, retrying while other processes set it up too.
+
+        Switching a new file to WAL upgrades a shared lock to an exclusive one; when two processes race to
+        do that, SQLite answers ``database is locked`` at once instead of calling the busy handler (it
+        would deadlock otherwise), so the busy timeout alone does not cover first opens.
+        """
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                return self._set_up(conn)
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    conn.close()
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """Check the schema version, then turn on WAL and create the table where not done yet."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise CacheError(
+                f"LLM cache {self.path} has schema {version}, newer than this dysen's "
+                f"{SCHEMA_VERSION}; upgrade dysen or use another cache path"
+            )
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        if version < SCHEMA_VERSION:
+            conn.execute(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 @dataclass(frozen=True)
