@@ -99,16 +99,31 @@ def _losses(run: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_training_from_the_cache_repeats_training_from_the_videos(tmp_path: Path) -> None:
+@pytest.mark.parametrize("train_latents", ["sample", "mean"])
+def test_training_from_the_cache_repeats_training_from_the_videos(tmp_path: Path, train_latents: str) -> None:
     dataset = ShapesDataset(8, config=SHAPES)
     cache_latents(_vae(), dataset, collate, tmp_path / "cache", shard_size=5, progress=False)
     config = TrainConfig(steps=3, batch_size=2, lr=1e-3, save_every=100, seed=4)
+    model = dataclasses.replace(TINY, diffusion=dataclasses.replace(TINY.diffusion, train_latents=train_latents))
     for name, data, batches in (("videos", dataset, collate), ("cached", LatentDataset(tmp_path / "cache"),
                                                                collate_latents)):  # fmt: skip
         torch.manual_seed(0)
-        task = VDMTask(UNet3D(TINY.unet), RGTrm(TINY.rgtrm), _vae(), HashTextEncoder(), TINY)
+        task = VDMTask(UNet3D(TINY.unet), RGTrm(TINY.rgtrm), _vae(), HashTextEncoder(), model)
         train(task, data, batches, config, tmp_path / name)
     assert _losses(tmp_path / "cached") == pytest.approx(_losses(tmp_path / "videos"), rel=1e-5)
+
+
+def test_mean_latents_are_the_normalised_posterior_means_and_draws_are_not(tmp_path: Path) -> None:
+    vae = _vae()
+    cache_latents(vae, ShapesDataset(2, config=SHAPES), collate, tmp_path, progress=False)
+    batch = collate_latents([LatentDataset(tmp_path)[i] for i in range(2)])
+    config = vae.config
+    expected = (batch["latent_mean"] - config.shift_factor) * config.scaling_factor  # [2, c, t, h, w]
+    for train_latents in ("mean", "sample"):
+        model = dataclasses.replace(TINY, diffusion=dataclasses.replace(TINY.diffusion, train_latents=train_latents))
+        task = VDMTask(UNet3D(TINY.unet), RGTrm(TINY.rgtrm), vae, HashTextEncoder(), model)
+        x0 = task._latents(batch, torch.Generator().manual_seed(0))
+        assert torch.allclose(x0, expected) == (train_latents == "mean")
 
 
 def test_train_vdm_cli_caches_then_trains_and_refuses_shards(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -26,6 +26,7 @@ BetaSchedule = Literal["scaled_linear", "linear", "cosine"]
 PredictionType = Literal["epsilon", "v_prediction"]
 LossType = Literal["l2", "l1"]
 SamplerName = Literal["ddim", "dpmpp", "euler"]
+TrainLatents = Literal["sample", "mean"]
 
 
 class DiffusionConfigError(DysenError, ValueError):
@@ -45,6 +46,7 @@ class DiffusionConfig:
     text_dropout: float = 0.1  # P(text replaced by the null prompt) in training, for classifier-free guidance
     dsg_dropout: float = 0.1  # P(DSG dropped), drawn independently of the text dropout
     snr_gamma: float | None = None  # Min-SNR-γ loss weighting (Hang et al. 2023; 5 is theirs); None: uniform
+    train_latents: TrainLatents = "sample"  # x_0 in training: a posterior draw (LDM/LVDM) or the posterior mean
     sampler: SamplerName = "ddim"  # default sampler of the pipeline
     eta: float = 0.0  # DDIM stochasticity (0: deterministic ODE; 1: DDPM-like, LVDM's default)
     guidance: float = 7.5  # default text guidance scale s_text of the pipeline (a small model may want less)
@@ -60,6 +62,7 @@ class DiffusionConfig:
             "text_dropout": 0.0 <= self.text_dropout <= 1.0,
             "dsg_dropout": 0.0 <= self.dsg_dropout <= 1.0,
             "snr_gamma": self.snr_gamma is None or self.snr_gamma > 0.0,
+            "train_latents": self.train_latents in ("sample", "mean"),
             "sampler": self.sampler in ("ddim", "dpmpp", "euler"),
             "eta": 0.0 <= self.eta <= 1.0,
             "guidance": self.guidance >= 0.0,

@@ -208,13 +208,16 @@ class VDMTask:
 
     @torch.no_grad()
     def _latents(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
-        """Normalised z ~ q(z | x) [B, c, t, h, w]: encoded now, or drawn from cached moments (``train.latents``)
-        with the same generator call as ``KLVideoAutoencoder.encode``, so both give the same draw."""
+        """Normalised x_0 [B, c, t, h, w]: z ~ q(z | x), or its mean (``diffusion.train_latents``), encoded now or
+        read from cached moments (``train.latents``); a draw makes the same generator call as
+        ``KLVideoAutoencoder.encode``, so both paths give the same x_0."""
+        draw = self.config.diffusion.train_latents == "sample"
         if "latent_mean" not in batch:
-            return self.vae.encode(_video(batch, generator.device), generator)
+            return self.vae.encode(_video(batch, generator.device), generator if draw else None)
         device, config = generator.device, self.vae.config
         posterior = DiagonalGaussian(batch["latent_mean"].to(device), batch["latent_logvar"].to(device))
-        return (posterior.sample(generator) - config.shift_factor) * config.scaling_factor
+        z = posterior.sample(generator) if draw else posterior.mean  # [B, c, t, h, w]
+        return (z - config.shift_factor) * config.scaling_factor
 
     def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """A video per clip of ``batch`` from its caption and gold DSG with the live (not EMA) weights:
