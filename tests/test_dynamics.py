@@ -158,6 +158,19 @@ def test_a_jump_is_not_a_move_and_order_counts():
     assert in_order.action_accuracy == 1.0 and in_order.order_accuracy == 1.0
 
 
+def test_a_jump_survives_a_frame_the_tracker_missed_but_needs_its_ends():
+    still = np.full(4, 0.7)
+    up_down = np.concatenate([still, 0.7 - 0.25 * np.sin(np.pi * np.arange(1, 5) / 5), still])  # [12] frames 4..7 up
+    jump = _dsg(("star", "grows", 0, 1), ("star", "jumps", 1, 2), ("star", "grows", 2, 3))  # window [4, 8)
+    for lost, detected in ((6, True), (5, True), (8, False)):  # it lands at frame 8
+        frames = _moving("star", up_down)
+        frames[lost] = 0  # the star is not seen there
+        assert score_video(frames, jump).events[1].detected == detected, lost
+    frames = _moving("star", np.full(12, 0.7))
+    frames[6] = 0
+    assert not score_video(frames, jump).events[1].detected  # a still star with a gap did not jump
+
+
 def test_single_events_unknown_agents_and_predicates():
     frames = _moving("circle", np.full(8, 0.5), np.linspace(0.3, 0.7, 8))
     score = score_video(frames, _dsg(("circle", "moves right", 0, 1)))

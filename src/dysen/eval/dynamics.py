@@ -146,9 +146,20 @@ def _signal(track: ShapeTrack, name: str, target: str | None) -> np.ndarray:
     return -values if name.startswith("-") else values  # [T]
 
 
+def _peak(values: np.ndarray) -> float:
+    """The largest of ``values`` over the frames where it was measured; NaN if it was measured at neither end.
+
+    A frame in between where the tracker lost the shape (NaN) is unknown, not evidence against the action:
+    like every other rule, a jump needs its ends seen, and its apex where it was seen.
+    """
+    if np.isnan(values[0]) or np.isnan(values[-1]):
+        return math.nan
+    return float(np.nanmax(values))
+
+
 def _is_jump(lift: np.ndarray, before: int, after: int) -> bool:
     """Whether ``lift`` ``[T]`` (-y) rises and comes back down between frames ``before`` and ``after``."""
-    peak = np.max(lift[before : after + 1])
+    peak = _peak(lift[before : after + 1])
     rise, fall = peak - lift[before], peak - lift[after]
     cut = before == 0 or after == len(lift) - 1  # the take-off or the landing may lie outside the clip
     share = JUMP_CUT_SHARE if cut else 1.0 - JUMP_RETURN
@@ -171,7 +182,7 @@ def _window_onset(track: ShapeTrack, action: str, target: str | None, before: in
     progress = signal[before : after + 1] - signal[before]  # [W]
     if action == "rotate":
         progress = np.abs(progress)
-    change = np.max(progress) if action == "jump" else progress[-1]
+    change = _peak(progress) if action == "jump" else progress[-1]
     if not change >= rule.minimum:  # also False for NaN: the shape was not seen
         return None
     if rule.holds and after + 1 < len(signal) and not signal[after + 1] - signal[before] >= rule.minimum:
