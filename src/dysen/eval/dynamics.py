@@ -147,7 +147,7 @@ def _signal(track: ShapeTrack, name: str, target: str | None) -> np.ndarray:
 
 
 def _peak(values: np.ndarray) -> float:
-    """The largest of ``values`` over the frames where it was measured; NaN if it was measured at neither end.
+    """The largest of ``values`` over the frames where it was measured; NaN unless it was measured at both ends.
 
     A frame in between where the tracker lost the shape (NaN) is unknown, not evidence against the action:
     like every other rule, a jump needs its ends seen, and its apex where it was seen.

@@ -147,7 +147,7 @@ class ResponseCache:
         while True:
             try:
                 return self._set_up(conn)
-            except sqlite3.OperationalError as err:
+            except sqlite3.Error as err:
                 if "locked" not in str(err) or time.monotonic() > deadline:
                     conn.close()
                     raise
