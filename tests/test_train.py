@@ -62,12 +62,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _start(root: Path, out: str, *extra: str, launcher: list[str] | None = None) -> subprocess.Popen:
-    """``dysen train-vdm`` of the tiny config into ``root/out``, in a subprocess (1 thread per process)."""
+def _start(
+    root: Path, out: str, *extra: str, launcher: list[str] | None = None, own_group: bool = False
+) -> subprocess.Popen:
+    """``dysen train-vdm`` of the tiny config into ``root/out``, in a subprocess (1 thread per process);
+    ``own_group``: in a process group of its own, as a batch job is."""
     args = ["train-vdm", "--config", str(root / "tiny.yaml"), "--vae", str(root / "vae"), "--out", str(root / out)]
     cmd = [*(launcher or [sys.executable, "-m", "dysen.cli"]), *args, *VDM_ARGS, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    group = 0 if own_group else None  # 0: a new group led by the child
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    return subprocess.Popen(cmd, env=env, process_group=group, **output)
 
 
 def _train_vdm(root: Path, out: str, *extra: str, launcher: list[str] | None = None) -> None:
@@ -163,9 +168,9 @@ def test_non_finite_losses_are_skipped_counted_and_stop_the_run_with_a_checkpoin
     assert all(torch.equal(weights_after_4[k], v) for k, v in checkpoint.weights.items())
 
 
-def _start_until_checkpoint(runs: Path, out: str) -> subprocess.Popen:
+def _start_until_checkpoint(runs: Path, out: str, *extra: str, own_group: bool = False) -> subprocess.Popen:
     """A long run in ``runs/out``, returned once it has written its step-2 checkpoint."""
-    process = _start(runs, out, "--steps", "1000", "--grad-accum", "2")
+    process = _start(runs, out, "--steps", "1000", "--grad-accum", "2", *extra, own_group=own_group)
     first = runs / out / "checkpoints" / "step-00000002"
     deadline = time.monotonic() + 90
     while not first.is_dir() and process.poll() is None and time.monotonic() < deadline:
@@ -200,6 +205,18 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_repeats_the_l
     assert 2 <= step < STEPS, "the run was stopped too late to test a resume"
     _train_vdm(runs, "stopped", "--steps", str(STEPS), "--grad-accum", "2", "--resume", "latest")
     assert _losses(runs / "stopped") == pytest.approx(_losses(runs / "base"), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_whole_job_spares_the_loader_workers(runs: Path, number: int) -> None:
+    """A scheduler's time limit (SLURM signals every process of the job) or Ctrl-C in a terminal (the whole
+    foreground group) also reaches the data-loader workers: they must live until the main process has
+    finished its step and checkpointed."""
+    stopped = _start_until_checkpoint(runs, f"group-{number}", "--workers", "1", own_group=True)
+    os.killpg(stopped.pid, number)
+    output, _ = stopped.communicate(timeout=60)
+    assert stopped.returncode == 0, output
+    assert "continue with --resume latest" in output and "killed by signal" not in output
 
 
 def test_two_ddp_processes_repeat_one_process_with_the_same_global_batch(runs: Path) -> None:
