@@ -214,7 +214,7 @@ class _IndexedCollate:
         return self.collate([item for _, item in pairs]), [index for index, item in pairs if item is None]
 
 
-def ignore_stop_signals(worker_id: int) -> None:
+def _ignore_stop_signals(worker_id: int) -> None:
     """In a data-loader worker: ignore SIGTERM and SIGINT. A scheduler's time limit or Ctrl-C signals the whole
     process group; the main process then finishes its step and checkpoints (``StopSignals``), which needs
     its workers alive. They still exit with the main process, as every loader worker does."""
@@ -229,7 +229,7 @@ class _Stream:
         self.dataset, self.config, self.epoch = dataset, config, 0
         self.loader = DataLoader(
             dataset, config.batch_size, collate_fn=collate, num_workers=config.num_workers,
-            worker_init_fn=ignore_stop_signals,
+            worker_init_fn=_ignore_stop_signals,
         )  # fmt: skip
 
     def __iter__(self) -> Iterator[tuple[Any, list[int]]]:
@@ -289,7 +289,7 @@ def train(
         sampler = StepSampler(size, config, accelerator.num_processes, rank, start)
         loader = DataLoader(
             IndexedDataset(dataset), config.batch_size, sampler=sampler, collate_fn=_IndexedCollate(collate),
-            num_workers=config.num_workers, worker_init_fn=ignore_stop_signals,
+            num_workers=config.num_workers, worker_init_fn=_ignore_stop_signals,
         )  # fmt: skip
         batches = iter(loader)
     tally = {"skipped": 0, "empty_steps": 0}
