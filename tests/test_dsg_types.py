@@ -39,7 +39,8 @@ def test_a_valid_dict_builds_a_dsg():
         ({"events": [{"agent": " ", "predicate": "b", "start": 0, "end": 1}]}, "non-empty"),
         ({"graphs": [{"objects": ["a"], "relations": [{"subject": "a", "predicate": "p", "object": "b"}]}]}, "['b']"),
         ({"graphs": [{"objects": ["a", "a"]}]}, "unique"),
-        ({"boxes": [[]]}, "boxes cover 1 steps but there are 2 graphs"),
+        ({"boxes": [[]]}, "boxes cover 1 keyframes but there are 2 graphs"),
+        ({"boxes": [[], [], [], []]}, "boxes cover 4 keyframes but there are 2 graphs"),
         ({"surprise": 1}, "surprise"),
     ],
 )

@@ -88,9 +88,9 @@ class _Labels:
         return table[[sum(map(ord, label)) % 64 for label in labels]]  # [V, 8]
 
 
-def _conditions(dsg: DynamicSceneGraph, frames: int = 6):
+def _conditions(dsg: DynamicSceneGraph, frames: int = 6, config: RGTrmConfig = TINY_RGTRM):
     torch.manual_seed(0)
-    rgtrm = RGTrm(TINY_RGTRM).eval()
+    rgtrm = RGTrm(config).eval()
     return rgtrm(GraphBatch.from_dsgs([dsg], frames).with_label_embeddings(_Labels()))
 
 
@@ -114,6 +114,21 @@ def test_unet_layout_maps_start_as_identity_then_steer_where_the_boxes_are() -> 
     assert not torch.allclose(grounded, elsewhere)  # where the box is matters, not only that there is one
 
 
+def test_object_tokens_carry_the_turn_only_with_orientation() -> None:
+    dsg = _moving_dsg()
+    turned = dsg.model_copy(
+        update={"boxes": tuple(tuple(b.model_copy(update={"angle": 0.7}) for b in step) for step in dsg.boxes)}
+    )
+    batch = GraphBatch.from_dsgs([turned], 6)
+    assert torch.allclose(batch.layout_angle[0][batch.layout_mask[0]], torch.tensor(0.7))
+    with torch.no_grad():
+        assert torch.equal(_conditions(dsg).layout.tokens, _conditions(turned).layout.tokens)  # layout only
+        oriented = dataclasses.replace(TINY_RGTRM, orientation=True)
+        upright, tilted = _conditions(dsg, config=oriented).layout, _conditions(turned, config=oriented).layout
+    assert not torch.allclose(upright.tokens, tilted.tokens)
+    assert torch.equal(upright.boxes, tilted.boxes) and torch.equal(upright.mask, tilted.mask)
+
+
 def test_null_dsg_masks_the_layout_too() -> None:
     cond = _conditions(_moving_dsg())
     text = (torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool))
@@ -127,7 +142,7 @@ def test_imagined_layout_keeps_every_object_in_frame_and_apart() -> None:
     planner = RulesPlanner()
     prompt = "a small red circle moves right, then a big blue square jumps while the green star spins"
     dsg = imagine_layout(planner.plan(prompt), seed=3)
-    assert dsg.boxes is not None and len(dsg.boxes) == dsg.num_steps
+    assert dsg.boxes is not None and len(dsg.boxes) == dsg.num_steps + 1  # and a keyframe at the last frame
     layout = frame_layout(dsg, 16)
     for objects in layout:
         assert {o.object for o in objects} == {"circle", "square", "star"}
@@ -137,6 +152,9 @@ def test_imagined_layout_keeps_every_object_in_frame_and_apart() -> None:
     assert circle[-1].box[0] - circle[0].box[0] > 0.2  # it moved right by about 0.3 of the frame
     square_top = [next(o for o in objects if o.object == "square").box[1] for objects in layout]
     assert min(square_top[8:]) < square_top[7] - 0.15  # it jumps in the second half
+    assert square_top[-1] > min(square_top[8:]) + 0.15  # and is nearly down on the last frame (held: 0.09)
+    star_turn = [next(o for o in objects if o.object == "star").angle for objects in layout]
+    assert star_turn == sorted(star_turn) and star_turn[-1] == pytest.approx(1.5 * 2 * math.pi / 5, abs=1e-3)
     small = dsg.boxes[0][[b.object for b in dsg.boxes[0]].index("circle")]
     assert math.isclose(small.x1 - small.x0, 2 * 0.09, abs_tol=1e-3)  # 'small' circle radius
     assert any(r.predicate == "left of" or r.predicate == "above" for r in dsg.graphs[0].relations)
@@ -154,7 +172,7 @@ def test_imagined_layout_skips_colour_nodes_and_unknown_actions() -> None:
         graphs=(SceneGraph.from_facts(objects=["man"]),) * 2,
     )
     still = imagine_layout(other, seed=0)
-    assert still.boxes[0] == still.boxes[1]  # 'waves' has no motion primitive: the man stands still
+    assert still.boxes[0] == still.boxes[1] == still.boxes[2]  # 'waves' has no motion: the man stands still
     odd = DynamicSceneGraph(  # an LLM may name an agent by its colour alone: no object, no crash
         events=(Event(agent="red", predicate="moves left", start=0, end=1),),
         graphs=(SceneGraph.from_facts(objects=["red", "square"]),),
@@ -178,3 +196,58 @@ def test_gold_dsgs_carry_the_boxes_the_layout_reads() -> None:
     assert layout is not None
     shown = {o.object for objects in layout for o in objects}
     assert shown == {b.object for step in clip.dsg.boxes for b in step}
+
+
+def test_a_last_frame_keyframe_lands_the_clips_last_actions() -> None:
+    """Without boxes[M] the last frames hold the last step's boxes (a jump stays in the air); with it they land."""
+    graphs = (SceneGraph.from_facts(objects=["star", "circle"]),) * 2
+    events = (
+        Event(agent="star", predicate="jumps", start=1, end=2),
+        Event(agent="circle", predicate="disappears", start=1, end=2),
+    )
+    ground = Box(object="star", x0=0.4, y0=0.6, x1=0.6, y1=0.8)
+    air = Box(object="star", x0=0.4, y0=0.3, x1=0.6, y1=0.5)
+    circle = Box(object="circle", x0=0.0, y0=0.0, x1=0.2, y1=0.2)
+    held = DynamicSceneGraph(events=events, graphs=graphs, boxes=((ground, circle), (air, circle)))
+    landed = held.model_copy(update={"boxes": ((ground, circle), (air, circle), (ground,))})
+    layout = frame_layout(held, 6)  # keyframes at frames 0 and 3 (and 5 in `landed`)
+    assert [o.box[1] for o in layout[5] if o.object == "star"] == [0.3]  # still in the air at the end
+    assert [o.object for o in layout[5]] == ["star", "circle"]
+    layout = frame_layout(landed, 6)
+    star_top = [next(o.box[1] for o in objects if o.object == "star") for objects in layout]
+    assert star_top == pytest.approx([0.6, 0.5, 0.4, 0.3, 0.45, 0.6])  # up over keyframes 0..3, down by frame 5
+    assert [o.object for o in layout[5]] == ["star"]  # the circle has gone by the last frame
+    assert [o.progress for o in layout[5]] == [1.0]
+
+
+def test_last_frame_boxes_must_name_objects_of_the_last_step() -> None:
+    graphs = (SceneGraph.from_facts(objects=["star"]), SceneGraph.from_facts(objects=["star"]))
+    star = Box(object="star", x0=0.4, y0=0.6, x1=0.6, y1=0.8)
+    with pytest.raises(ValueError, match=r"step 2 has boxes for objects not in its scene graph: \['moon'\]"):
+        DynamicSceneGraph(graphs=graphs, boxes=((star,), (star,), (star.model_copy(update={"object": "moon"}),)))
+
+
+def test_frame_layout_interpolates_the_turn_of_each_object() -> None:
+    graphs = (SceneGraph.from_facts(objects=["square"]),) * 2
+    boxes = tuple((Box(object="square", x0=0.4, y0=0.4, x1=0.6, y1=0.6, angle=a),) for a in (0.0, 1.0, 3.0))
+    events = (Event(agent="square", predicate="rotates", start=0, end=2),)
+    layout = frame_layout(DynamicSceneGraph(events=events, graphs=graphs, boxes=boxes), 6)  # keys 0, 3, 5
+    assert [objects[0].angle for objects in layout] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0, 2.0, 3.0])
+
+
+def test_gold_boxes_are_keyed_at_step_starts_and_the_last_frame_with_the_shapes_turn() -> None:
+    config = ShapesConfig()
+    for index in range(40):
+        clip = sample_clip(index, "test")
+        if any(e.predicate == "rotates" for e in clip.dsg.events):
+            break
+    dsg = clip.dsg
+    assert len(dsg.boxes) == config.num_steps + 1
+    assert dsg.boxes[-1] == clip.frame_boxes[config.num_frames - 1]
+    steps = range(config.num_steps)
+    assert [dsg.boxes[m] for m in steps] == [clip.frame_boxes[2 * m] for m in steps]  # 2 frames per step
+    turners = {e.agent for e in dsg.events if e.predicate == "rotates"}
+    for turner in turners:
+        turns = [b.angle for step in dsg.boxes for b in step if b.object == turner]
+        assert turns == sorted(turns) and turns[-1] > 1.0  # it turns clockwise
+    assert all(b.angle == 0.0 for step in dsg.boxes for b in step if b.object not in turners)  # the rest stay upright

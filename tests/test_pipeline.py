@@ -133,6 +133,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         ("video: {num_frames: sixteen}", "video.num_frames: expected int"),
         ("video: {num_frames: 15}", "does not fit the kl3d VAE"),
         ("rgtrm: {dim: 128}", "unet.dsg_dim != rgtrm.dim"),
+        ("rgtrm: {layout: false, orientation: true}", "rgtrm.orientation needs rgtrm.layout"),
         ("- 1\n- 2", "expected a mapping"),
     ],
 )
@@ -150,7 +151,7 @@ def test_unknown_preset_is_a_config_error() -> None:
 
 # name: (UNet3D, RGTrm, 3D KL AE) parameters, exact; also written in configs/<name>.yaml
 PARAMETERS = {
-    "shapes-tiny": (1_917_740, 216_000, 95_383),
+    "shapes-tiny": (1_917_740, 220_992, 95_383),
     "shapes-tiny-text-only": (1_843_116, 211_200, 95_383),  # the same, less the DSG cross-attention and layout
     "paper-t2v-256": (1_101_939_900, 50_262_528, 0),  # + the pretrained SD-VAE (83.7 M), by reference
     "lvdm-ucf101": (1_012_071_024, 50_262_528, 18_071_911),  # LVDM's own AE: about 19.5 M (backbones.md §6.2)

@@ -222,7 +222,7 @@ def test_gold_dsg_validates_and_holds_the_active_events_at_each_step():
 
 def test_spatial_relations_follow_the_box_centres():
     for clip in _clips()[:100]:
-        for graph, boxes in zip(clip.dsg.graphs, clip.dsg.boxes, strict=True):
+        for graph, boxes in zip(clip.dsg.graphs, clip.dsg.boxes[:-1], strict=True):
             centre = {b.object: ((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2) for b in boxes}
             for rel in graph.relations:
                 if rel.predicate in vocab.SPATIAL_RELATIONS:

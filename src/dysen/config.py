@@ -118,6 +118,7 @@ class DysenVDMConfig:
             "rgtrm.label_dim != text_encoder.dim (the text encoder embeds the DSG node labels)": self.rgtrm.label_dim
             != self.text_encoder.dim,
             "unet.dsg_dim != rgtrm.dim": self.unet.dsg_dim != self.rgtrm.dim,
+            "rgtrm.orientation needs rgtrm.layout": self.rgtrm.orientation and not self.rgtrm.layout,
         }
         bad = [what for what, wrong in problems.items() if wrong]
         if bad:
@@ -130,7 +131,8 @@ def _shapes_tiny() -> DysenVDMConfig:
             model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(4,),
             text_dim=384, dsg_dim=64, temporal_max_distance=16, layout=True,
         ),
-        rgtrm=RGTrmConfig(label_dim=384, dim=64, num_layers=2, num_heads=4, readout="nodes", layout=True),
+        rgtrm=RGTrmConfig(label_dim=384, dim=64, num_layers=2, num_heads=4, readout="nodes", layout=True,
+                           orientation=True),
         vae=VAESpec(kl3d=KLVideoAutoencoderConfig(
             base_channels=16, channel_mult=(1, 2), spatial_downsample=4, temporal_downsample=1, temporal_kernel=1,
             norm_groups=8,
@@ -143,7 +145,8 @@ def _shapes_tiny_text_only() -> DysenVDMConfig:
     """The ablation of ``shapes-tiny``: the same backbone with the DSG path (cross-attention, layout) removed."""
     config = _shapes_tiny()
     unet = dataclasses.replace(config.unet, dsg_cross_attention="off", layout=False)
-    return dataclasses.replace(config, unet=unet, rgtrm=dataclasses.replace(config.rgtrm, layout=False))
+    rgtrm = dataclasses.replace(config.rgtrm, layout=False, orientation=False)
+    return dataclasses.replace(config, unet=unet, rgtrm=rgtrm)
 
 
 def _paper_t2v_256() -> DysenVDMConfig:

@@ -168,13 +168,18 @@ class SceneGraph(_Frozen):
 
 
 class Box(_Frozen):
-    """An axis-aligned box of one object, normalised to [0, 1] image coordinates (x right, y down)."""
+    """An axis-aligned box of one object, normalised to [0, 1] image coordinates (x right, y down).
+
+    ``angle`` is the object's clockwise turn from its upright pose, in radians and unwrapped (a shape that
+    has turned one and a half times reads 3π); the box is the tight box of the turned object.
+    """
 
     object: str
     x0: float = Field(ge=0.0, le=1.0)
     y0: float = Field(ge=0.0, le=1.0)
     x1: float = Field(ge=0.0, le=1.0)
     y1: float = Field(ge=0.0, le=1.0)
+    angle: float = Field(default=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> Box:
@@ -184,7 +189,12 @@ class Box(_Frozen):
 
 
 class DynamicSceneGraph(_Frozen):
-    """Events (Step I) plus one scene graph per time step (Steps II–III), optionally with boxes per step."""
+    """Events (Step I) plus one scene graph per time step (Steps II–III), optionally with boxes per step.
+
+    Boxes are keyframes at the step boundaries: ``boxes[m]`` (m < M) the objects visible at step m's first
+    frame, and an optional ``boxes[M]`` those at the last frame (where the last step ends), so that a layout
+    can show how the clip's last actions land (``dysen.dsg.layout``).
+    """
 
     schema_version: int = SCHEMA_VERSION
     events: tuple[Event, ...] = ()
@@ -192,7 +202,9 @@ class DynamicSceneGraph(_Frozen):
         min_length=1, max_length=MAX_STEPS, description="One scene graph per time step, in order."
     )
     boxes: tuple[tuple[Box, ...], ...] | None = Field(
-        default=None, description="Optional: for each time step, the boxes of the objects visible then."
+        default=None,
+        description="Optional: for each time step, the boxes of the objects visible at its first frame; "
+        "optionally one more entry, the boxes at the last frame.",
     )
 
     @field_validator("schema_version")
@@ -210,9 +222,13 @@ class DynamicSceneGraph(_Frozen):
                 f"event {late[0].triplet} ends at {late[0].end}v but there are only {len(self.graphs)} time steps"
             )
         if self.boxes is not None:
-            if len(self.boxes) != len(self.graphs):
-                raise ValueError(f"boxes cover {len(self.boxes)} steps but there are {len(self.graphs)} graphs")
-            for step, (boxes, graph) in enumerate(zip(self.boxes, self.graphs, strict=True)):
+            if len(self.boxes) not in (len(self.graphs), len(self.graphs) + 1):
+                raise ValueError(
+                    f"boxes cover {len(self.boxes)} keyframes but there are {len(self.graphs)} graphs "
+                    f"(one entry per step, and optionally one more for the last frame)"
+                )
+            graphs = (*self.graphs, self.graphs[-1])  # the last frame belongs to the last step
+            for step, (boxes, graph) in enumerate(zip(self.boxes, graphs[: len(self.boxes)], strict=True)):
                 unknown = sorted({b.object for b in boxes} - set(graph.objects))
                 if unknown:
                     raise ValueError(f"step {step} has boxes for objects not in its scene graph: {unknown}")

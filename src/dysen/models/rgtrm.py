@@ -89,6 +89,7 @@ class GraphBatch:
     layout_box: torch.Tensor | None = None  # [B, T, K, 4] float, (x0, y0, x1, y1) of each object present at frame t
     layout_node: torch.Tensor | None = None  # [B, T, K] long, its node in the step's graph, as m * N + n
     layout_progress: torch.Tensor | None = None  # [B, T, K] float, its action's progress; -1 when idle
+    layout_angle: torch.Tensor | None = None  # [B, T, K] float, its clockwise turn in radians (Box.angle)
     layout_mask: torch.Tensor | None = None  # [B, T, K] bool; K = 0 when no DSG of the batch has boxes
 
     @classmethod
@@ -163,6 +164,7 @@ def _layout_arrays(dsgs: Sequence[DynamicSceneGraph], num_frames: int, nodes: in
         "layout_box": np.zeros((*shape, 4), dtype=np.float32),
         "layout_node": np.zeros(shape, dtype=np.int64),
         "layout_progress": np.full(shape, -1.0, dtype=np.float32),
+        "layout_angle": np.zeros(shape, dtype=np.float32),
         "layout_mask": np.zeros(shape, dtype=bool),
     }
     for b, (dsg, layout) in enumerate(zip(dsgs, layouts, strict=True)):
@@ -176,6 +178,7 @@ def _layout_arrays(dsgs: Sequence[DynamicSceneGraph], num_frames: int, nodes: in
                 arrays["layout_box"][b, t, k] = placed.box
                 arrays["layout_node"][b, t, k] = step * nodes + position[placed.object]
                 arrays["layout_progress"][b, t, k] = -1.0 if placed.progress is None else placed.progress
+                arrays["layout_angle"][b, t, k] = placed.angle
                 arrays["layout_mask"][b, t, k] = True
     return arrays
 
@@ -239,6 +242,8 @@ class RGTrmConfig:
     """What ``forward`` gives the UNet per scene graph: its pooled token, or the pooled token and its nodes."""
     layout: bool = False
     """Also ground each object in its boxes (``Layout``): for DSGs with boxes, the UNet learns *where*."""
+    orientation: bool = False
+    """With ``layout``: also embed each object's turn (``Box.angle``) in its layout token, so rotations show."""
 
 
 class RGTrmOutput(NamedTuple):
@@ -360,15 +365,23 @@ class ObjectGrounding(nn.Module):
     """Per frame and present object: its node state at the frame's step plus an embedding of its action's progress.
 
     Progress ``p`` in (0, 1] enters as Fourier features ``sin(π k p), cos(π k p)``, k = 1..F, with an idle flag
-    (NeRF-style; Mildenhall et al. 2020 eq. 4), so a rotation's angle or a jump's height can follow ``p``.
+    (NeRF-style; Mildenhall et al. 2020 eq. 4), so a fade's opacity or a jump's height can follow ``p``. With
+    ``config.orientation`` the object's turn θ adds the harmonics ``sin(k θ), cos(k θ)``, k = 1..H: a shape
+    with n-fold symmetry looks the same at θ and θ + 2π/n, and harmonic n is exactly what it shows.
     """
 
     frequencies = 4
+    harmonics = 6  # covers the 3-, 4- and 5-fold symmetry of Dynamic Shapes' triangle, square and star
 
     def __init__(self, config: RGTrmConfig) -> None:
         super().__init__()
         self.progress = nn.Sequential(
             nn.Linear(2 * self.frequencies + 1, config.dim), nn.SiLU(), nn.Linear(config.dim, config.dim)
+        )
+        self.orientation = (
+            nn.Sequential(nn.Linear(2 * self.harmonics, config.dim), nn.SiLU(), nn.Linear(config.dim, config.dim))
+            if config.orientation
+            else None
         )
 
     def forward(self, nodes: torch.Tensor, batch: GraphBatch) -> Layout:
@@ -385,8 +398,15 @@ class ObjectGrounding(nn.Module):
         angles = torch.pi * progress.clamp_min(0).unsqueeze(-1).to(nodes.dtype) * k  # [B, T, K, F]
         features = torch.cat([angles.sin(), angles.cos()], dim=-1).masked_fill(idle, 0.0)  # [B, T, K, 2F]
         features = torch.cat([features, idle.to(nodes.dtype)], dim=-1)  # [B, T, K, 2F+1]
+        tokens = picked + self.progress(features)  # [B, T, K, D]
+        if self.orientation is not None:
+            if batch.layout_angle is None:
+                raise GraphError("the GraphBatch has no layout_angle: build it with GraphBatch.from_dsgs")
+            h = torch.arange(1, self.harmonics + 1, device=nodes.device, dtype=nodes.dtype)  # [H]
+            turns = batch.layout_angle.unsqueeze(-1).to(nodes.dtype) * h  # [B, T, K, H]
+            tokens = tokens + self.orientation(torch.cat([turns.sin(), turns.cos()], dim=-1))
         mask = batch.layout_mask  # [B, T, K]
-        tokens = (picked + self.progress(features)) * mask.unsqueeze(-1)  # [B, T, K, D]
+        tokens = tokens * mask.unsqueeze(-1)  # [B, T, K, D]
         return Layout(tokens, batch.layout_box.to(nodes.dtype), mask)
 
 

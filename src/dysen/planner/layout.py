@@ -24,7 +24,7 @@ from dysen.data.shapes.gold import box_at, scene_at
 from dysen.data.shapes.motion import Track, place
 from dysen.data.shapes.story import Shape, Story, StoryEvent
 from dysen.dsg.convert import align_steps_to_frames
-from dysen.dsg.types import DynamicSceneGraph
+from dysen.dsg.types import Box, DynamicSceneGraph
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +100,18 @@ def _story_events(dsg: DynamicSceneGraph, names: list[str], shapes: tuple[Shape,
 def _with_scene(
     dsg: DynamicSceneGraph, names: list[str], tracks: tuple[Track, ...], staging: ShapesConfig
 ) -> DynamicSceneGraph:
-    """Boxes and the visible scene at each step's first frame, named by the DSG's object names."""
+    """Boxes and the visible scene at each step's first frame, and boxes at the last frame (a keyframe for how
+    the last actions land), named by the DSG's object names."""
     named = tuple(dataclasses.replace(track, name=name) for track, name in zip(tracks, names, strict=True))
     firsts = [first for first, _ in align_steps_to_frames(dsg.num_steps, staging.num_frames).frames_of_step]
     graphs, boxes = [], []
     for graph, frame in zip(dsg.graphs, firsts, strict=True):
         graphs.append(scene_at(named, frame, staging.relation_margin).merged(graph))
-        boxes.append(tuple(box_at(track, frame, _noun(track.name)) for track in named if track.alpha[frame] > 0))
+        boxes.append(_visible_boxes(named, frame))
+    last = staging.num_frames - 1
+    boxes.append(tuple(box for box in _visible_boxes(named, last) if box.object in graphs[-1].objects))
     return DynamicSceneGraph(events=dsg.events, graphs=tuple(graphs), boxes=tuple(boxes))
+
+
+def _visible_boxes(tracks: tuple[Track, ...], frame: int) -> tuple[Box, ...]:
+    return tuple(box_at(track, frame, _noun(track.name)) for track in tracks if track.alpha[frame] > 0)

@@ -41,7 +41,8 @@ from dysen.errors import DysenError
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import IndexedDataset
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: gold DSGs carry angles and a last-frame keyframe (a version-1 cache would train without them)."""
 INDEX = "index.json"
 SOURCE = "source.json"
 

@@ -12,8 +12,9 @@ during the step:
   ``(agent, predicate)`` of each intransitive event active at m, the relation ``(agent, 'turns', colour)``
   of each active 'turns' (the colour then is an object node too).
 
-Boxes: ``DynamicSceneGraph.boxes[m]`` holds the tight box of every visible shape at step m's first frame;
-``frame_boxes[t]`` the same at every frame t. Normalised to [0, 1] (x right, y down), rounded to 1e-4.
+Boxes: ``DynamicSceneGraph.boxes[m]`` holds the tight box of every visible shape at step m's first frame and
+``boxes[M]`` those at the last frame; ``frame_boxes[t]`` the same at every frame t. Normalised to [0, 1]
+(x right, y down), rounded to 1e-4, with each shape's clockwise turn (``Box.angle``, radians).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def gold_dsg(
 ) -> DynamicSceneGraph:
     """Events, one scene graph per step (scene facts merged with Step II's action facts) and boxes per step.
 
-    ``boxes`` are the per-frame boxes (``frame_boxes``); each step takes those of its first frame.
+    ``boxes`` are the per-frame boxes (``frame_boxes``); each step takes those of its first frame, and the
+    last frame's close the list.
     """
     actions = events_to_dsg(story.gold_events())  # M graphs: the last phase ends at step M
     alignment = align_steps_to_frames(config.num_steps, config.num_frames)
@@ -41,7 +43,7 @@ def gold_dsg(
         graphs=tuple(
             scene_at(tracks, t, config.relation_margin).merged(g) for t, g in zip(firsts, actions.graphs, strict=True)
         ),
-        boxes=tuple(boxes[t] for t in firsts),
+        boxes=tuple(boxes[t] for t in (*firsts, config.num_frames - 1)),
     )
 
 
@@ -58,7 +60,7 @@ def box_at(track: Track, frame: int, shape: str | None = None) -> Box:
     """The tight box of ``track`` at ``frame``, drawn as ``shape`` (default: its name), named by its name."""
     corners = bounds(shape or track.name, track.x[frame], track.y[frame], track.radius[frame], track.angle[frame])
     x0, y0, x1, y1 = (min(max(round(c, 4), 0.0), 1.0) for c in corners)
-    return Box(object=track.name, x0=x0, y0=y0, x1=x1, y1=y1)
+    return Box(object=track.name, x0=x0, y0=y0, x1=x1, y1=y1, angle=round(track.angle[frame], 4))
 
 
 def scene_at(tracks: tuple[Track, ...], frame: int, margin: float) -> SceneGraph:
