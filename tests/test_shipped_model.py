@@ -21,7 +21,7 @@ from dysen.pipeline import SHIPPED_MODELS, DysenVDMPipeline, load_pipeline, ship
 
 FOLDER = SHIPPED_MODELS["shapes-tiny"]
 MAX_BYTES = 30 * 2**20  # the budget for the weights shipped inside the package
-MIN_FIDELITY, MIN_ACCURACY = 0.5, 0.4  # measured on these 4 captions: 0.83 and 0.75 (model card)
+MIN_FIDELITY, MIN_ACCURACY = 0.5, 0.6  # measured on these 4 captions: 0.83 and 0.92 (model card)
 
 
 def test_shapes_tiny_ships_inside_the_package_under_30_mb() -> None:
