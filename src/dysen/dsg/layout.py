@@ -44,13 +44,14 @@ def frame_layout(dsg: DynamicSceneGraph, num_frames: int) -> tuple[tuple[ObjectA
         return None
     alignment = align_steps_to_frames(dsg.num_steps, num_frames)
     keyframes = [first for first, _ in alignment.frames_of_step]  # [M] frame of each step's boxes
-    if len(dsg.boxes) > dsg.num_steps:
+    last_is_keyed = len(dsg.boxes) > dsg.num_steps
+    if last_is_keyed:
         keyframes.append(num_frames - 1)  # [M + 1]: boxes[M] is the last frame
     poses_at = [{box.object: _as_pose(box) for box in keyframe_boxes} for keyframe_boxes in dsg.boxes]
     layout = []
     for frame, steps in enumerate(alignment.steps_of_frame):
         step = steps[0]
-        if len(keyframes) > dsg.num_steps and frame == num_frames - 1:  # the last frame has its own keyframe
+        if last_is_keyed and frame == num_frames - 1:
             poses = {name: pose for name, pose in poses_at[-1].items() if name in dsg.graphs[step].objects}
         else:
             poses = {name: _interpolate(poses_at, keyframes, name, step, frame) for name in poses_at[step]}

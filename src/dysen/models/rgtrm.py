@@ -243,7 +243,7 @@ class RGTrmConfig:
     layout: bool = False
     """Also ground each object in its boxes (``Layout``): for DSGs with boxes, the UNet learns *where*."""
     orientation: bool = False
-    """With ``layout``: also embed each object's turn (``Box.angle``) in its layout token, so rotations show."""
+    """With ``layout``: also embed each object's turn (``Box.angle``) in its layout token, to draw it turned."""
 
 
 class RGTrmOutput(NamedTuple):
