@@ -386,7 +386,8 @@ class ObjectGrounding(nn.Module):
 
     def forward(self, nodes: torch.Tensor, batch: GraphBatch) -> Layout:
         """``nodes`` [B, M, N, D] (``RGTrmOutput.nodes``) -> ``Layout`` of ``batch``'s layout fields."""
-        fields = (batch.layout_node, batch.layout_box, batch.layout_progress, batch.layout_mask)
+        fields = [batch.layout_node, batch.layout_box, batch.layout_progress, batch.layout_mask]
+        fields += [batch.layout_angle] if self.orientation is not None else []
         if any(field is None for field in fields):
             raise GraphError("the GraphBatch has no layout fields: build it with GraphBatch.from_dsgs")
         b, m, n, d = nodes.shape
@@ -400,8 +401,6 @@ class ObjectGrounding(nn.Module):
         features = torch.cat([features, idle.to(nodes.dtype)], dim=-1)  # [B, T, K, 2F+1]
         tokens = picked + self.progress(features)  # [B, T, K, D]
         if self.orientation is not None:
-            if batch.layout_angle is None:
-                raise GraphError("the GraphBatch has no layout_angle: build it with GraphBatch.from_dsgs")
             h = torch.arange(1, self.harmonics + 1, device=nodes.device, dtype=nodes.dtype)  # [H]
             turns = batch.layout_angle.unsqueeze(-1).to(nodes.dtype) * h  # [B, T, K, H]
             tokens = tokens + self.orientation(torch.cat([turns.sin(), turns.cos()], dim=-1))
