@@ -247,6 +247,7 @@ def test_gold_boxes_are_keyed_at_step_starts_and_the_last_frame_with_the_shapes_
     steps = range(config.num_steps)
     assert [dsg.boxes[m] for m in steps] == [clip.frame_boxes[2 * m] for m in steps]  # 2 frames per step
     turners = {e.agent for e in dsg.events if e.predicate == "rotates"}
+    assert turners, "no rotating shape in the first 40 test clips"
     for turner in turners:
         turns = [b.angle for step in dsg.boxes for b in step if b.object == turner]
         assert turns == sorted(turns) and turns[-1] > 1.0  # it turns clockwise
