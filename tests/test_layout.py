@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from dysen.data.shapes import ShapesConfig, sample_clip
+from dysen.data.shapes.geometry import inside
 from dysen.dsg.layout import frame_layout
 from dysen.dsg.types import Box, DynamicSceneGraph, Event, SceneGraph
 from dysen.models.rgtrm import GraphBatch, RGTrm, RGTrmConfig
-from dysen.models.unet3d import UNet3D, UNet3DConfig, box_coverage
+from dysen.models.unet3d import UNet3D, UNet3DConfig, UNet3DError, box_coverage, object_frames
 from dysen.pipeline import stack_passes
 from dysen.planner.layout import imagine_layout
 from dysen.planner.rules import RulesPlanner
@@ -72,6 +73,44 @@ def test_box_coverage_is_the_covered_share_of_each_cell() -> None:
     assert torch.allclose(cover[0], torch.tensor([[1.0, 1.0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
     area = (0.3 - 0.1) * (0.9 - 0.1)
     assert math.isclose(float(cover[1].sum()) / 16, area, rel_tol=1e-5)  # cell area 1/16
+
+
+def test_object_frames_turn_with_the_object() -> None:
+    box = torch.tensor([0.25, 0.25, 0.75, 0.75])  # centred, half side 2 cells of 8
+    upright = object_frames(box, torch.tensor(0.0), 8, 8)  # [2, 8, 8]
+    assert upright.shape == (2, 8, 8)
+    assert torch.allclose(upright[0, 0], (torch.arange(8) + 0.5 - 4) / 2)  # u grows to the right
+    assert torch.allclose(upright[1, :, 0], -(torch.arange(8) + 0.5 - 4) / 2)  # v grows upwards
+    quarter = object_frames(box, torch.tensor(math.pi / 2), 8, 8)  # a clockwise quarter turn: 'up' now points right
+    assert torch.allclose(quarter[1], upright[0], atol=1e-6) and torch.allclose(quarter[0], -upright[1], atol=1e-6)
+    # the renderer's convention: a shape turned by 0.9 rad covers the cells whose (u, v) its upright outline covers
+    centres = torch.arange(7) + 0.5 - 3.5  # cell centres of a 7x7 grid from the centre of the whole-frame box, cells
+    dx, dy = centres[None, :].expand(7, 7).numpy(), centres[:, None].expand(7, 7).numpy()
+    u, v = object_frames(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor(0.9), 7, 7).numpy() * 3.5  # half side 3.5
+    for shape in ("triangle", "star", "square"):
+        drawn = inside(shape, dx, dy, 3.0, 0.9)
+        assert drawn.any() and (drawn == inside(shape, u, -v, 3.0, 0.0)).all()
+
+
+def test_layout_frames_let_the_unet_see_a_turn_and_need_the_layout() -> None:
+    dsg = _moving_dsg()
+    turned = dsg.model_copy(
+        update={"boxes": tuple(tuple(b.model_copy(update={"angle": 0.7}) for b in step) for step in dsg.boxes)}
+    )
+    torch.manual_seed(1)
+    z = torch.randn(1, 4, 6, 8, 8)
+    outputs = {}
+    for frames in (False, True):
+        torch.manual_seed(1)
+        unet = UNet3D(dataclasses.replace(TINY_UNET, layout_frames=frames)).eval()
+        with torch.no_grad():
+            for proj in unet.layout_in.proj:
+                torch.nn.init.normal_(proj.weight)
+            outputs[frames] = [unet(z, 10, dsg=_conditions(d)) for d in (dsg, turned)]  # tokens ignore the turn
+    assert torch.equal(outputs[False][0], outputs[False][1])  # without frames the UNet cannot tell
+    assert not torch.allclose(outputs[True][0], outputs[True][1])
+    with pytest.raises(UNet3DError, match="layout_frames .* needs layout"):
+        dataclasses.replace(TINY_UNET, layout=False, layout_frames=True)
 
 
 TINY_RGTRM = RGTrmConfig(label_dim=8, dim=16, num_layers=1, num_heads=2, layout=True)

@@ -134,6 +134,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         ("video: {num_frames: 15}", "does not fit the kl3d VAE"),
         ("rgtrm: {dim: 128}", "unet.dsg_dim != rgtrm.dim"),
         ("rgtrm: {layout: false, orientation: true}", "rgtrm.orientation needs rgtrm.layout"),
+        ("unet: {layout: false, layout_frames: true}", "layout_frames .* needs layout"),
         ("- 1\n- 2", "expected a mapping"),
     ],
 )

@@ -262,6 +262,7 @@ class Layout(NamedTuple):
     tokens: torch.Tensor  # [B, T, K, D]: the object's node state at the frame's step + its progress embedding
     boxes: torch.Tensor  # [B, T, K, 4]: (x0, y0, x1, y1) in [0, 1]
     mask: torch.Tensor  # [B, T, K] bool
+    angles: torch.Tensor | None = None  # [B, T, K]: clockwise turn, radians (``Box.angle``)
 
 
 class DSGCondition(NamedTuple):
@@ -406,7 +407,8 @@ class ObjectGrounding(nn.Module):
             tokens = tokens + self.orientation(torch.cat([turns.sin(), turns.cos()], dim=-1))
         mask = batch.layout_mask  # [B, T, K]
         tokens = tokens * mask.unsqueeze(-1)  # [B, T, K, D]
-        return Layout(tokens, batch.layout_box.to(nodes.dtype), mask)
+        angles = None if batch.layout_angle is None else batch.layout_angle.to(nodes.dtype)
+        return Layout(tokens, batch.layout_box.to(nodes.dtype), mask, angles)
 
 
 def _padding_mask(ignore: torch.Tensor, queries: int, heads: int) -> torch.Tensor:

@@ -67,6 +67,7 @@ class UNet3DConfig:
     temporal_max_distance: int = 16  # relative positions are clipped to +-this many latent frames
     conv: str = "2d"  # "2d": per-frame 3x3 convs (LVDM); "2+1d": each followed by a 3x1x1 temporal conv
     layout: bool = False  # add the DSG's layout maps (objects painted into their boxes) at every level
+    layout_frames: bool = False  # also paint each object's own turned coordinates (u, v) into its box; needs layout
     gradient_checkpointing: bool = False  # recompute each stage in backward (torch.utils.checkpoint) when training
     dropout: float = 0.0  # dropout in ResBlocks and feed-forwards
 
@@ -89,6 +90,8 @@ class UNet3DConfig:
             )
         if self.temporal_max_distance < 1 or not 0.0 <= self.dropout < 1.0:
             raise UNet3DError("temporal_max_distance must be >= 1 and dropout in [0, 1)")
+        if self.layout_frames and not self.layout:
+            raise UNet3DError("layout_frames paints into the layout maps: it needs layout: true")
 
     def ff_mult_at(self, level: int) -> int:
         """The feed-forward multiplier of the transformers at ``level`` (the middle block uses the last level's)."""
@@ -151,7 +154,7 @@ class UNet3D(nn.Module, Pretrained):
                 ch = out
             ds //= 2
         level_widths = [cfg.model_channels * m for m in (1, *cfg.channel_mult[:-1])]  # stem, then each downsample
-        self.layout_in = LayoutMaps(cfg.dsg_dim, level_widths) if cfg.layout else None
+        self.layout_in = LayoutMaps(cfg.dsg_dim, level_widths, cfg.layout_frames) if cfg.layout else None
         self.norm_out = GroupNorm32(cfg.norm_groups, ch)
         self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
 
@@ -243,16 +246,46 @@ def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return cover_y.unsqueeze(-1) * cover_x.unsqueeze(-2)  # [..., H, W]
 
 
-class LayoutMaps(nn.Module):
-    """Layout tokens painted into the cells their boxes cover, projected to a level's width (zero-initialised)."""
+def object_frames(boxes: torch.Tensor, angles: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Each cell's coordinates in each box's own frame: boxes [..., 4], clockwise turns [...] -> [..., 2, H, W].
 
-    def __init__(self, dim: int, widths: list[int]) -> None:
+    Cell centres, in cell units (square cells), are taken relative to the box centre, turned back by the
+    object's angle (u right, v up in its upright pose; ``dysen.data.shapes.geometry.inside`` uses the same
+    convention) and divided by half the box's longer side, so ``(u, v)`` spans about [-1, 1] inside the box.
+    """
+    x0, y0, x1, y1 = (c * size for c, size in zip(boxes.unbind(-1), (width, height, width, height), strict=True))
+    half = (torch.maximum(x1 - x0, y1 - y0) / 2).clamp_min(0.5)  # [...], at least half a cell
+    xs = torch.arange(width, device=boxes.device, dtype=boxes.dtype) + 0.5  # [W] cell centres
+    ys = torch.arange(height, device=boxes.device, dtype=boxes.dtype) + 0.5  # [H]
+    dx = ((xs - ((x0 + x1) / 2)[..., None]) / half[..., None]).unsqueeze(-2)  # [..., 1, W]
+    dy = ((ys - ((y0 + y1) / 2)[..., None]) / half[..., None]).unsqueeze(-1)  # [..., H, 1]
+    cos, sin = angles.cos()[..., None, None], angles.sin()[..., None, None]  # [..., 1, 1]
+    u = cos * dx + sin * dy  # [..., H, W]
+    v = sin * dx - cos * dy  # [..., H, W]
+    return torch.stack([u, v], dim=-3)  # [..., 2, H, W]
+
+
+class LayoutMaps(nn.Module):
+    """Layout tokens painted into the cells their boxes cover, projected to a level's width (zero-initialised).
+
+    With ``frames``, each covered cell also gets its object's own coordinates ``(u, v)`` (``object_frames``):
+    where the cell lies along the object's turned axes. A shape's outline is a few thresholds of ``u`` and ``v``
+    (a triangle is three half-planes), so a turn becomes something the convolutions can draw.
+    """
+
+    def __init__(self, dim: int, widths: list[int], frames: bool = False) -> None:
         super().__init__()
-        self.proj = nn.ModuleList(zero_(nn.Conv2d(dim, width, 1)) for width in widths)
+        self.frames = frames
+        self.proj = nn.ModuleList(zero_(nn.Conv2d(dim + 2 * frames, width, 1)) for width in widths)
 
     def forward(self, x: torch.Tensor, layout: Layout, level: int) -> torch.Tensor:
         """The map to add to ``x`` [B*T, C, h, w] at ``level``: Σ_k coverage_k · token_k, then the 1x1 conv."""
         h, w = x.shape[-2:]
         cover = box_coverage(layout.boxes, h, w) * layout.mask[..., None, None].to(x.dtype)  # [B, T, K, h, w]
         painted = torch.einsum("btkhw,btkd->btdhw", cover, layout.tokens.to(x.dtype)).flatten(0, 1)  # [B*T, D, h, w]
+        if self.frames:
+            angles = layout.angles if layout.angles is not None else torch.zeros_like(layout.mask, dtype=x.dtype)
+            coords = object_frames(layout.boxes.to(x.dtype), angles.to(x.dtype), h, w)  # [B, T, K, 2, h, w]
+            frames = torch.einsum("btkhw,btkchw->btchw", cover, coords).flatten(0, 1)  # [B*T, 2, h, w]
+            painted = torch.cat([painted, frames], dim=1)  # [B*T, D+2, h, w]
         return self.proj[level](painted.contiguous(memory_format=torch.channels_last))  # [B*T, C, h, w]
