@@ -175,6 +175,9 @@ def test_null_dsg_masks_the_layout_too() -> None:
     assert stacked.layout.mask.shape[0] == 3
     assert not stacked.layout.mask[:2].any() and torch.equal(stacked.layout.mask[2], cond.layout.mask[0])
     assert not cond.dropped(torch.tensor([True])).layout.mask.any()
+    assert stacked.layout.angles.shape == (3, 6, 2)  # the turns travel with the passes
+    unturned = cond._replace(layout=cond.layout._replace(angles=None))  # a Layout built without turns
+    assert stack_passes(["text", "full"], text, text, unturned)[1].layout.angles is None
 
 
 def test_imagined_layout_keeps_every_object_in_frame_and_apart() -> None:

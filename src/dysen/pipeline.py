@@ -285,7 +285,7 @@ def stack_passes(names: list[str], text: Text, null_text: Text, dsg: DSG) -> tup
     drop = torch.tensor([name != FULL for name in names], device=dsg.mask.device)  # [P]
     layout = dsg.layout
     if layout is not None:
-        layout = Layout(*(part.expand(count, *part.shape[1:]) for part in layout))  # [P, t, K, ...]
+        layout = Layout(*(None if part is None else part.expand(count, *part.shape[1:]) for part in layout))
     stacked = DSGCondition(
         dsg.tokens.expand(count, -1, -1),  # [P, M, Dg]
         dsg.mask.expand(count, -1),  # [P, M]
