@@ -107,8 +107,12 @@ def test_layout_frames_let_the_unet_see_a_turn_and_need_the_layout() -> None:
             for proj in unet.layout_in.proj:
                 torch.nn.init.normal_(proj.weight)
             outputs[frames] = [unet(z, 10, dsg=_conditions(d)) for d in (dsg, turned)]  # tokens ignore the turn
+    with torch.no_grad():
+        unet.layout_in.gate.bias.fill_(-80.0)  # the object's gate shuts its coordinates off
+        shut = [unet(z, 10, dsg=_conditions(d)) for d in (dsg, turned)]
     assert torch.equal(outputs[False][0], outputs[False][1])  # without frames the UNet cannot tell
     assert not torch.allclose(outputs[True][0], outputs[True][1])
+    assert torch.allclose(shut[0], shut[1], atol=1e-6)
     with pytest.raises(UNet3DError, match="layout_frames .* needs layout"):
         dataclasses.replace(TINY_UNET, layout=False, layout_frames=True)
 

@@ -270,22 +270,25 @@ class LayoutMaps(nn.Module):
 
     With ``frames``, each covered cell also gets its object's own coordinates ``(u, v)`` (``object_frames``):
     where the cell lies along the object's turned axes. A shape's outline is a few thresholds of ``u`` and ``v``
-    (a triangle is three half-planes), so a turn becomes something the convolutions can draw.
+    (a triangle is three half-planes), so a turn becomes something the convolutions can draw. The coordinates
+    are scaled by a gate in (0, 1) read from the object's token, so an object that is fading out (its progress
+    is in the token) can fade its outline too; ungated, they kept fading shapes drawn solid.
     """
 
     def __init__(self, dim: int, widths: list[int], frames: bool = False) -> None:
         super().__init__()
-        self.frames = frames
         self.proj = nn.ModuleList(zero_(nn.Conv2d(dim + 2 * frames, width, 1)) for width in widths)
+        self.gate = nn.Linear(dim, 1) if frames else None
 
     def forward(self, x: torch.Tensor, layout: Layout, level: int) -> torch.Tensor:
         """The map to add to ``x`` [B*T, C, h, w] at ``level``: Σ_k coverage_k · token_k, then the 1x1 conv."""
         h, w = x.shape[-2:]
         cover = box_coverage(layout.boxes, h, w) * layout.mask[..., None, None].to(x.dtype)  # [B, T, K, h, w]
         painted = torch.einsum("btkhw,btkd->btdhw", cover, layout.tokens.to(x.dtype)).flatten(0, 1)  # [B*T, D, h, w]
-        if self.frames:
+        if self.gate is not None:
             angles = layout.angles if layout.angles is not None else torch.zeros_like(layout.mask, dtype=x.dtype)
             coords = object_frames(layout.boxes.to(x.dtype), angles.to(x.dtype), h, w)  # [B, T, K, 2, h, w]
+            coords = coords * torch.sigmoid(self.gate(layout.tokens.to(x.dtype)))[..., None, None]  # gate [B,T,K,1]
             frames = torch.einsum("btkhw,btkchw->btchw", cover, coords).flatten(0, 1)  # [B*T, 2, h, w]
             painted = torch.cat([painted, frames], dim=1)  # [B*T, D+2, h, w]
         return self.proj[level](painted.contiguous(memory_format=torch.channels_last))  # [B*T, C, h, w]
