@@ -272,7 +272,8 @@ class LayoutMaps(nn.Module):
     where the cell lies along the object's turned axes. A shape's outline is a few thresholds of ``u`` and ``v``
     (a triangle is three half-planes), so a turn becomes something the convolutions can draw. The coordinates
     are scaled by a gate in (0, 1) read from the object's token, so an object that is fading out (its progress
-    is in the token) can fade its outline too; ungated, they kept fading shapes drawn solid.
+    is in the token) can fade its outline too (retrained ungated, ``shapes-tiny`` lost most of its
+    disappearances: its model card).
     """
 
     def __init__(self, dim: int, widths: list[int], frames: bool = False) -> None:
@@ -281,7 +282,8 @@ class LayoutMaps(nn.Module):
         self.gate = nn.Linear(dim, 1) if frames else None
 
     def forward(self, x: torch.Tensor, layout: Layout, level: int) -> torch.Tensor:
-        """The map to add to ``x`` [B*T, C, h, w] at ``level``: Σ_k coverage_k · token_k, then the 1x1 conv."""
+        """The map to add to ``x`` [B*T, C, h, w] at ``level``: Σ_k coverage_k · token_k (and the gated (u, v)
+        with ``frames``), then the 1x1 conv."""
         h, w = x.shape[-2:]
         cover = box_coverage(layout.boxes, h, w) * layout.mask[..., None, None].to(x.dtype)  # [B, T, K, h, w]
         painted = torch.einsum("btkhw,btkd->btdhw", cover, layout.tokens.to(x.dtype)).flatten(0, 1)  # [B*T, D, h, w]
