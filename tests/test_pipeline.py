@@ -221,6 +221,18 @@ def test_unset_guidance_takes_the_models_defaults(pipe: DysenVDMPipeline, monkey
         dataclasses.replace(diffusion, guidance=-1.0)
 
 
+def test_unset_steps_take_the_models_default(pipe: DysenVDMPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(**kwargs: int) -> np.ndarray:
+        return pipe(PROMPT, dsg=DSG_A, progress=False, **kwargs).frames
+
+    assert pipe.config.diffusion.steps == 50  # the presets' default
+    monkeypatch.setattr(pipe, "config", dataclasses.replace(pipe.config, diffusion=dataclasses.replace(
+        pipe.config.diffusion, steps=2)))  # fmt: skip
+    assert np.array_equal(run(), run(steps=2)) and not np.array_equal(run(), run(steps=3))
+    with pytest.raises(ValueError, match="steps"):
+        dataclasses.replace(pipe.config.diffusion, steps=0)
+
+
 def test_the_batched_passes_equal_separate_passes(pipe: DysenVDMPipeline) -> None:
     text, null_text, dsg = pipe.encode_conditions(PROMPT, DSG_B, 4)
     text_batch, dsg_batch = stack_passes(["uncond", "text", "full"], text, null_text, dsg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,8 @@ def test_demo_command_serves_on_loopback_by_default(monkeypatch, tmp_path: Path)
     from dysen.cli import main
 
     pipe = tiny_service(tmp_path / "unused").pipe
+    diffusion = dataclasses.replace(pipe.config.diffusion, steps=5, guidance=2.5, dsg_guidance=None)
+    pipe.config = dataclasses.replace(pipe.config, diffusion=diffusion)
     monkeypatch.setattr(dysen.pipeline, "load_pipeline", lambda model, config, planner=None: pipe)
     launched: dict = {}
 
@@ -124,10 +127,20 @@ def test_demo_command_serves_on_loopback_by_default(monkeypatch, tmp_path: Path)
         launched.update(kwargs, service=service, app=app)
         return "http://127.0.0.1:1/"
 
+    pages = []
+    build_app = dysen.web.app.build_app
+
+    def recording_build_app(service, page):
+        pages.append(page)
+        return build_app(service, page)
+
     monkeypatch.setattr(dysen.web.app, "launch", fake_launch)
+    monkeypatch.setattr(dysen.web.app, "build_app", recording_build_app)
     assert (
         main(["demo", "--max-steps", "7", "--base-url", "http://127.0.0.1:8000/v1", "--workdir", str(tmp_path)]) == 0
     )
+    page = pages[0]  # the page starts from the model's sampling settings (an unset DSG scale = the text one)
+    assert (page.steps, page.guidance, page.dsg_guidance) == (5, 2.5, 2.5)
     assert (launched["host"], launched["port"], launched["share"]) == ("127.0.0.1", None, False)
     service = launched["service"]
     assert service.limits.max_steps == 7 and service.trusted_url == "http://127.0.0.1:8000/v1"

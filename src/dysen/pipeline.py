@@ -165,7 +165,7 @@ class DysenVDMPipeline:
         prompt: str | None = None,
         *,
         dsg: DynamicSceneGraph | None = None,
-        steps: int = 50,
+        steps: int | None = None,
         guidance: float | None = None,
         dsg_guidance: float | None = None,
         seed: int = 0,
@@ -178,11 +178,12 @@ class DysenVDMPipeline:
 
         ``guidance`` is s_text and ``dsg_guidance`` s_dsg of the compositional guidance; None takes the model's
         defaults (``config.diffusion.guidance`` / ``dsg_guidance``; an unset s_dsg = s_text: plain CFG on the
-        joint condition, two UNet passes per step). ``sampler``/``eta`` None: the config's.
+        joint condition, two UNet passes per step). ``steps``/``sampler``/``eta`` None: the config's.
         Same arguments, same video.
         """
         if prompt is None and dsg is None:
             raise DysenError("give a prompt, a DSG, or both")
+        steps = self.config.diffusion.steps if steps is None else steps
         if steps < 1:
             raise DysenError(f"steps must be >= 1, got {steps}")
         video = self.config.video

@@ -23,7 +23,7 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="the planner's demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (see 'dysen plan')",
     )
-    p.add_argument("--steps", type=int, default=20, help="initial denoising steps on the page (default: 20)")
+    p.add_argument("--steps", type=int, help="initial denoising steps on the page (default: the model's)")
     p.add_argument("--concurrency", type=int, default=2, help="requests processed at once (default: 2)")
     p.add_argument("--queue-size", type=int, default=32, help="requests that may wait (default: 32)")
     p.add_argument("--max-steps", type=int, default=100, help="most denoising steps a request may ask (default: 100)")
@@ -34,7 +34,7 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     for name in ("concurrency", "queue_size", "max_steps", "max_frames", "max_prompt", "steps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise DysenError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.port is not None and not 0 < args.port < 65536:
         raise DysenError(f"--port must be from 1 to 65535, got {args.port}")
@@ -53,8 +53,11 @@ def run_demo(args: argparse.Namespace) -> int:
     service = DemoService(
         pipe, workdir, limits=limits, trusted_url=args.base_url, api_key_env=args.api_key_env, demos=args.demos
     )
+    defaults = pipe.config.diffusion  # the page starts from the model's own sampling settings
     page = PageOptions(
-        steps=args.steps, planner_model=args.planner_model, concurrency=args.concurrency, queue_size=args.queue_size,
+        steps=min(args.steps or defaults.steps, args.max_steps), guidance=defaults.guidance,
+        dsg_guidance=defaults.guidance if defaults.dsg_guidance is None else defaults.dsg_guidance,
+        planner_model=args.planner_model, concurrency=args.concurrency, queue_size=args.queue_size,
         random_weights=uses_random_weights(args.model, args.config),
     )  # fmt: skip
     print(f"dysen demo: files go to {workdir}; press Ctrl+C to stop")

@@ -64,7 +64,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     what.add_argument("--gold", type=Path, help="shapes --videos: JSONL of {id, dsg} to score against")
     sample = p.add_argument_group("sampling")
     sample.add_argument("--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)")
-    sample.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+    sample.add_argument("--steps", type=int, help="denoising steps (default: each model's, 50 in presets)")
     sample.add_argument("--guidance", type=float, help="text guidance scale (default: each model's, 7.5 in presets)")
     sample.add_argument(
         "--dsg-guidance", type=float, help="DSG guidance scale (default: each model's, else = --guidance; 0: no DSG)"

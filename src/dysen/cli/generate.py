@@ -13,7 +13,7 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="?", help="the text to turn into a video (optional with --plan)")
     p.add_argument("--out", type=Path, required=True, help="the video to write: .mp4 or .gif")
     p.add_argument("--gif", action="store_true", help="also write a GIF of the video beside it (<out>.gif)")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+    p.add_argument("--steps", type=int, help="denoising steps (default: the model's, 50 in presets)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise; same seed, same video (default: 0)")
     p.add_argument("--guidance", type=float, help="text guidance scale s_text (default: the model's, 7.5 in presets)")
     p.add_argument("--dsg-guidance", type=float, help="DSG guidance scale s_dsg (default: the model's, else = s_text)")
@@ -23,7 +23,7 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
         "--config",
         default="shapes-tiny",
         help="without --model: the preset whose shipped trained model to use; RANDOM weights when the package "
-        "ships none for it (today: none ships yet)",
+        "ships none for it (only shapes-tiny ships one)",
     )
     p.add_argument("--frames", type=int, help="number of frames (default: the model's)")
     p.add_argument("--sampler", choices=["ddim", "dpmpp", "euler"], help="default: the model's (ddim)")

@@ -49,6 +49,7 @@ class DiffusionConfig:
     train_latents: TrainLatents = "sample"  # x_0 in training: a posterior draw (LDM/LVDM) or the posterior mean
     sampler: SamplerName = "ddim"  # default sampler of the pipeline
     eta: float = 0.0  # DDIM stochasticity (0: deterministic ODE; 1: DDPM-like, LVDM's default)
+    steps: int = 50  # default number of denoising steps of the pipeline (a small model may need fewer)
     guidance: float = 7.5  # default text guidance scale s_text of the pipeline (a small model may want less)
     dsg_guidance: float | None = None  # default DSG guidance scale s_dsg (None: = guidance)
 
@@ -65,6 +66,7 @@ class DiffusionConfig:
             "train_latents": self.train_latents in ("sample", "mean"),
             "sampler": self.sampler in ("ddim", "dpmpp", "euler"),
             "eta": 0.0 <= self.eta <= 1.0,
+            "steps": self.steps >= 1,
             "guidance": self.guidance >= 0.0,
             "dsg_guidance": self.dsg_guidance is None or self.dsg_guidance >= 0.0,
         }

@@ -50,7 +50,8 @@ PlanSource = Literal["planner", "gold"]
 class Sampling:
     """How a pipeline renders each benchmark caption."""
 
-    steps: int = 50
+    steps: int | None = None
+    """Denoising steps (None: the model's ``config.diffusion.steps``)."""
     guidance: float | None = None
     """s_text (None: the model's ``config.diffusion.guidance``)."""
     dsg_guidance: float | None = None
@@ -61,10 +62,11 @@ class Sampling:
     """'planner': the pipeline plans the caption (Dysen-VDM as used); 'gold': it follows the gold DSG (oracle)."""
 
     def for_model(self, diffusion: DiffusionConfig) -> Sampling:
-        """The guidance scales a model samples with: unset ones from its config (an unset s_dsg = s_text)."""
+        """The steps and guidance scales a model samples with: unset ones from its config (an unset s_dsg = s_text)."""
+        steps = diffusion.steps if self.steps is None else self.steps
         guidance = diffusion.guidance if self.guidance is None else self.guidance
         dsg = self.dsg_guidance if self.dsg_guidance is not None else diffusion.dsg_guidance
-        return dataclasses.replace(self, guidance=guidance, dsg_guidance=guidance if dsg is None else dsg)
+        return dataclasses.replace(self, steps=steps, guidance=guidance, dsg_guidance=guidance if dsg is None else dsg)
 
 
 @dataclass(frozen=True)
