@@ -1,10 +1,14 @@
-"""staged_dir: a folder appears whole or not at all."""
+"""staged_dir: a folder appears whole or not at all, with the permissions of a plain mkdir."""
 
 from __future__ import annotations
+
+import os
+import stat
 
 import pytest
 
 from dysen.atomic import staged_dir
+from dysen.dsg.io import write_text_atomic
 
 
 def test_success_replaces_the_folder_and_failure_leaves_it_untouched(tmp_path):
@@ -20,3 +24,19 @@ def test_success_replaces_the_folder_and_failure_leaves_it_untouched(tmp_path):
         (staging / "b.txt").write_text("second")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or trash folders left behind
+
+
+def test_what_is_written_gets_the_permissions_of_a_plain_open_not_tempfiles_private_ones(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain.txt").write_text("x")
+    write_text_atomic(tmp_path / "plan.json", "{}")
+    with staged_dir(tmp_path / "model") as staging:
+        (staging / "a.txt").write_text("x")
+
+    def mode(name: str) -> int:
+        return stat.S_IMODE((tmp_path / name).stat().st_mode)
+
+    assert mode("plan.json") == mode("plain.txt") == 0o666 & ~umask
+    assert mode("model") == mode("plain") == 0o777 & ~umask

@@ -4,6 +4,10 @@
 without error the staging folder takes ``target``'s place (an existing ``target`` is first renamed aside,
 then removed), otherwise it is deleted and ``target`` is untouched. Files use
 ``dysen.dsg.io.write_text_atomic`` (temporary file + ``os.replace``).
+
+``tempfile`` makes its files and folders private (0600 / 0700); ``publish`` gives what takes the target's place
+the permissions a plain ``open`` or ``mkdir`` would (0666 / 0777 less the umask), so a saved model or a plan can
+be read by whoever could read the folder it is in.
 """
 
 from __future__ import annotations
@@ -14,7 +18,21 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+
+
+@cache
+def _umask() -> int:
+    """The process's umask (Python can only read it by setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(path: str | os.PathLike[str]) -> None:
+    """Give a temporary file or folder the permissions of a newly created one (see the module docstring)."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
 
 
 @contextmanager
@@ -25,6 +43,7 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
+        publish(staging)
         if target.exists():
             trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
             os.rename(target, trash)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from dysen.atomic import publish
 from dysen.dsg.textfmt import parse_dsg
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DSGError
@@ -94,6 +95,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
+        publish(temp)
         os.replace(temp, path)
     except BaseException:
         os.unlink(temp)

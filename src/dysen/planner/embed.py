@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from dysen.atomic import publish
 from dysen.errors import DysenError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -230,6 +231,7 @@ def _write_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor], meta
     os.close(handle)
     try:
         save_file(tensors, temp, metadata=metadata)
+        publish(temp)
         os.replace(temp, path)
     except BaseException:
         os.unlink(temp)
