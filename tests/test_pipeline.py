@@ -152,8 +152,8 @@ def test_unknown_preset_is_a_config_error() -> None:
 
 # name: (UNet3D, RGTrm, 3D KL AE) parameters, exact; also written in configs/<name>.yaml
 PARAMETERS = {
-    "shapes-tiny": (1_917_740, 220_992, 95_383),
-    "shapes-tiny-text-only": (1_843_116, 211_200, 95_383),  # the same, less the DSG cross-attention and layout
+    "shapes-tiny": (1_918_061, 220_992, 95_383),
+    "shapes-tiny-text-only": (1_843_116, 211_200, 95_383),  # the same, less the DSG cross-attention and layout maps
     "paper-t2v-256": (1_101_939_900, 50_262_528, 0),  # + the pretrained SD-VAE (83.7 M), by reference
     "lvdm-ucf101": (1_012_071_024, 50_262_528, 18_071_911),  # LVDM's own AE: about 19.5 M (backbones.md §6.2)
 }

@@ -58,13 +58,14 @@ def shipped() -> DysenVDMPipeline:
 
 
 def test_the_shipped_model_draws_the_captioned_objects_and_actions(shipped: DysenVDMPipeline) -> None:
-    """Four test captions, planned by the default planner, at the model's default guidance and 25 steps: the
+    """Four test captions, planned by the default planner, at the model's default guidance and steps: the
     scorer must find the captioned objects and actions (against the gold DSG)."""
+    assert (shipped.config.diffusion.guidance, shipped.config.diffusion.steps) == (4.0, 25)  # the card's settings
     config = ShapesConfig()
     fidelity, accuracy = [], []
     for index in range(4):
         clip = sample_clip(index, "test", 0, config)
-        video = shipped(clip.caption, steps=25, seed=index, progress=False)
+        video = shipped(clip.caption, seed=index, progress=False)
         score = score_video(video.frames, clip.dsg)
         fidelity.append(score.object_fidelity)
         accuracy.append(score.action_accuracy)

@@ -129,7 +129,7 @@ def _shapes_tiny() -> DysenVDMConfig:
     return DysenVDMConfig(
         unet=UNet3DConfig(
             model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(4,),
-            text_dim=384, dsg_dim=64, temporal_max_distance=16, layout=True,
+            text_dim=384, dsg_dim=64, temporal_max_distance=16, layout=True, layout_frames=True,
         ),
         rgtrm=RGTrmConfig(label_dim=384, dim=64, num_layers=2, num_heads=4, readout="nodes", layout=True,
                            orientation=True),
@@ -144,7 +144,7 @@ def _shapes_tiny() -> DysenVDMConfig:
 def _shapes_tiny_text_only() -> DysenVDMConfig:
     """The ablation of ``shapes-tiny``: the same backbone with the DSG path (cross-attention, layout) removed."""
     config = _shapes_tiny()
-    unet = dataclasses.replace(config.unet, dsg_cross_attention="off", layout=False)
+    unet = dataclasses.replace(config.unet, dsg_cross_attention="off", layout=False, layout_frames=False)
     rgtrm = dataclasses.replace(config.rgtrm, layout=False, orientation=False)
     return dataclasses.replace(config, unet=unet, rgtrm=rgtrm)
 
