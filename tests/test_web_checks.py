@@ -131,6 +131,7 @@ def test_bad_planner_choices_are_refused(backend: str, url: str, model: str, mes
         (["--concurrency", "0"], "--concurrency must be at least 1, got 0"),
         (["--max-steps", "-3"], "--max-steps must be at least 1, got -3"),
         (["--port", "70000"], "--port must be from 1 to 65535, got 70000"),
+        (["--steps", "30", "--max-steps", "20"], "--steps 30 is more than --max-steps 20"),
     ],
 )
 def test_demo_command_refuses_bad_flags_in_one_line(argv: list[str], message: str, capsys) -> None:

@@ -36,6 +36,8 @@ def run_demo(args: argparse.Namespace) -> int:
     for name in ("concurrency", "queue_size", "max_steps", "max_frames", "max_prompt", "steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise DysenError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.steps is not None and args.steps > args.max_steps:
+        raise DysenError(f"--steps {args.steps} is more than --max-steps {args.max_steps}")
     if args.port is not None and not 0 < args.port < 65536:
         raise DysenError(f"--port must be from 1 to 65535, got {args.port}")
     try:
@@ -55,7 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     defaults = pipe.config.diffusion  # the page starts from the model's own sampling settings
     page = PageOptions(
-        steps=min(args.steps or defaults.steps, args.max_steps), guidance=defaults.guidance,
+        steps=args.steps or min(defaults.steps, args.max_steps), guidance=defaults.guidance,
         dsg_guidance=defaults.guidance if defaults.dsg_guidance is None else defaults.dsg_guidance,
         planner_model=args.planner_model, concurrency=args.concurrency, queue_size=args.queue_size,
         random_weights=uses_random_weights(args.model, args.config),
