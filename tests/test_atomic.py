@@ -6,6 +6,8 @@ import os
 import stat
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from dysen.atomic import staged_dir
 from dysen.dsg.io import write_text_atomic
@@ -33,10 +35,12 @@ def test_what_is_written_gets_the_permissions_of_a_plain_open_not_tempfiles_priv
     (tmp_path / "plain.txt").write_text("x")
     write_text_atomic(tmp_path / "plan.json", "{}")
     with staged_dir(tmp_path / "model") as staging:
-        (staging / "a.txt").write_text("x")
+        (staging / "unet").mkdir()
+        save_file({"w": torch.zeros(2)}, staging / "unet" / "model.safetensors")  # safetensors writes 0600
 
     def mode(name: str) -> int:
         return stat.S_IMODE((tmp_path / name).stat().st_mode)
 
     assert mode("plan.json") == mode("plain.txt") == 0o666 & ~umask
-    assert mode("model") == mode("plain") == 0o777 & ~umask
+    assert mode("model") == mode("model/unet") == mode("plain") == 0o777 & ~umask
+    assert mode("model/unet/model.safetensors") == 0o666 & ~umask

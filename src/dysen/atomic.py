@@ -5,9 +5,9 @@ without error the staging folder takes ``target``'s place (an existing ``target`
 then removed), otherwise it is deleted and ``target`` is untouched. Files use
 ``dysen.dsg.io.write_text_atomic`` (temporary file + ``os.replace``).
 
-``tempfile`` makes its files and folders private (0600 / 0700); ``publish`` gives what takes the target's place
-the permissions a plain ``open`` or ``mkdir`` would (0666 / 0777 less the umask), so a saved model or a plan can
-be read by whoever could read the folder it is in.
+``tempfile`` makes its files and folders private (0600 / 0700), and so does safetensors' ``save_file``;
+``publish`` gives what takes the target's place the permissions a plain ``open`` or ``mkdir`` would (0666 / 0777
+less the umask), so a saved model or a plan can be read by whoever could read the folder it is in.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
-        publish(staging)
+        for folder, _, files in os.walk(staging):
+            publish(folder)
+            for name in files:
+                publish(os.path.join(folder, name))
         if target.exists():
             trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
             os.rename(target, trash)

@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from dysen.atomic import publish
 from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
@@ -166,6 +167,7 @@ def _write_shard(
     }
     staging = path.with_name(f".{path.name}.tmp")
     save_file(tensors, staging, metadata={"records": json.dumps(records)})
+    publish(staging)
     staging.replace(path)
 
 
