@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,16 +127,7 @@ class DysenVDMPipeline:
     ) -> DysenVDMPipeline:
         """Load a folder written by ``save_pretrained`` (safetensors only; pickled weights are refused)."""
         folder = Path(directory)
-        index = folder / INDEX_NAME
-        if not index.is_file():
-            raise CheckpointError(f"{folder} is not a Dysen-VDM folder: {INDEX_NAME} is missing")
-        try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"cannot read {index}: {err}") from None
-        if not isinstance(data, dict) or data.get("_class") != cls.__name__:
-            raise CheckpointError(f"{index} does not describe a {cls.__name__}")
-        config = config_from_data(DysenVDMConfig, data.get("config"), where=str(index))
+        config = read_pipeline_config(folder)
         return cls(
             planner or _build_planner(config),
             text_encoder or build_text_encoder(config.text_encoder),
@@ -252,15 +244,38 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED_MODELS = {"shapes-tiny": WEIGHTS_DIR / "shapes-tiny"}
 
 
+def read_pipeline_config(directory: str | os.PathLike[str]) -> DysenVDMConfig:
+    """The configuration in a pipeline folder's ``model_index.json``, read without loading any network."""
+    index = Path(directory) / INDEX_NAME
+    if not index.is_file():
+        raise CheckpointError(f"{directory} is not a Dysen-VDM folder: {INDEX_NAME} is missing")
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {index}: {err}") from None
+    if not isinstance(data, dict) or data.get("_class") != DysenVDMPipeline.__name__:
+        raise CheckpointError(f"{index} does not describe a {DysenVDMPipeline.__name__}")
+    return config_from_data(DysenVDMConfig, data.get("config"), where=str(index))
+
+
 def load_pipeline(
     model: str | os.PathLike[str] | None = None,
     *,
     config: str | os.PathLike[str] = "shapes-tiny",
     planner: Planner | None = None,
+    planner_changes: Mapping[str, Any] | None = None,
 ) -> DysenVDMPipeline:
     """The pipeline ``dysen generate`` runs: ``model`` (a pipeline folder) when given, else the trained model
-    shipped for the preset ``config`` (``shapes-tiny``), else random weights built from ``config`` (warned)."""
+    shipped for the preset ``config`` (``shapes-tiny``), else random weights built from ``config`` (warned).
+
+    ``planner_changes`` (``PlannerOptions`` fields) replace those of the model's own planner settings.
+    """
     folder = model if model is not None else shipped_model(config)
+    if planner is None and planner_changes:
+        from dysen.planner.build import build_planner
+
+        settings = read_pipeline_config(folder) if folder is not None else load_config(config)
+        planner = build_planner(dataclasses.replace(settings.planner, **planner_changes))
     if folder is not None:
         return DysenVDMPipeline.from_pretrained(folder, planner=planner)
     return DysenVDMPipeline.from_config(load_config(config), planner=planner)

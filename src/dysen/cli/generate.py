@@ -35,6 +35,13 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--planner-model", help="the planner's LLM: served model name (openai) or path / hub id (hf)")
     p.add_argument("--base-url", help="the planner's OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument(
+        "--demos",
+        help="the planner's demonstrations: 'shapes', 'none', a JSONL of gold DSGs, 'auto' (default: the model's)",
+    )
+    p.add_argument(
+        "--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen) to choose them"
+    )
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -53,12 +60,12 @@ def run_generate(args: argparse.Namespace) -> int:
         if len(plans) != 1:
             raise DysenError(f"--plan {args.plan} holds {len(plans)} DSGs; give a file with exactly one")
         dsg = plans[0][1]
-    planner = None
-    if args.planner is not None:
-        from dysen.planner.build import PlannerOptions, build_planner
-
-        planner = build_planner(PlannerOptions(backend=args.planner, model=args.planner_model, base_url=args.base_url))
-    pipe = load_pipeline(args.model, config=args.config, planner=planner)
+    planner_flags = {
+        "backend": args.planner, "model": args.planner_model, "base_url": args.base_url, "demos": args.demos,
+        "policy": args.policy,
+    }  # fmt: skip
+    changes = {name: value for name, value in planner_flags.items() if value is not None}
+    pipe = load_pipeline(args.model, config=args.config, planner_changes=changes)  # the model's planner, changed
     result = pipe(
         args.prompt, dsg=dsg, steps=args.steps, guidance=args.guidance, dsg_guidance=args.dsg_guidance,
         seed=args.seed, num_frames=args.frames, sampler=args.sampler, eta=args.eta,
