@@ -137,11 +137,16 @@ def test_demo_command_serves_on_loopback_by_default(monkeypatch, tmp_path: Path)
     monkeypatch.setattr(dysen.web.app, "launch", fake_launch)
     monkeypatch.setattr(dysen.web.app, "build_app", recording_build_app)
     assert (
-        main(["demo", "--max-steps", "7", "--base-url", "http://127.0.0.1:8000/v1", "--workdir", str(tmp_path)]) == 0
+        main(
+            ["demo", "--max-steps", "7", "--base-url", "http://127.0.0.1:8000/v1", "--workdir", str(tmp_path)]
+            + ["--policy", str(tmp_path / "policy")]
+        )
+        == 0
     )
     page = pages[0]  # the page starts from the model's sampling settings (an unset DSG scale = the text one)
     assert (page.steps, page.guidance, page.dsg_guidance) == (5, 2.5, 2.5)
     assert (launched["host"], launched["port"], launched["share"]) == ("127.0.0.1", None, False)
     service = launched["service"]
     assert service.limits.max_steps == 7 and service.trusted_url == "http://127.0.0.1:8000/v1"
+    assert service.policy == tmp_path / "policy"
     assert service.workdir == tmp_path and service.frame_multiple == 2

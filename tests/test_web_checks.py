@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +110,13 @@ def test_the_server_key_goes_only_to_the_endpoint_the_server_trusts() -> None:
     assert openai.base_url is None and openai.api_key_env == "MY_KEY"
     not_openai = planner_options("openai", "", "gpt-4o-mini", trusted_url=trusted, api_key_env="MY_KEY")
     assert not_openai.base_url is None and not_openai.api_key_env == NO_KEY_ENV
+
+
+@pytest.mark.parametrize("backend", ["rules", "openai"])
+def test_the_servers_demonstrations_and_policy_reach_every_planner(backend: str) -> None:
+    policy = Path("runs/dysen-policy/final")
+    options = planner_options(backend, "", "m", trusted_url=None, api_key_env="K", demos="shapes", policy=policy)
+    assert (options.backend, options.demos, options.policy) == (backend, "shapes", policy)
 
 
 @pytest.mark.parametrize(

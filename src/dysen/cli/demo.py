@@ -23,6 +23,9 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="the planner's demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (see 'dysen plan')",
     )
+    p.add_argument(
+        "--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen) to choose them"
+    )
     p.add_argument("--steps", type=int, help="initial denoising steps on the page (default: the model's)")
     p.add_argument("--concurrency", type=int, default=2, help="requests processed at once (default: 2)")
     p.add_argument("--queue-size", type=int, default=32, help="requests that may wait (default: 32)")
@@ -53,7 +56,13 @@ def run_demo(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dysen-demo-"))
     pipe = load_pipeline(args.model, config=args.config)
     service = DemoService(
-        pipe, workdir, limits=limits, trusted_url=args.base_url, api_key_env=args.api_key_env, demos=args.demos
+        pipe,
+        workdir,
+        limits=limits,
+        trusted_url=args.base_url,
+        api_key_env=args.api_key_env,
+        demos=args.demos,
+        policy=args.policy,
     )
     defaults = pipe.config.diffusion  # the page starts from the model's own sampling settings
     page = PageOptions(

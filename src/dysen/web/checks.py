@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from dysen.dsg.types import DynamicSceneGraph
@@ -117,21 +118,21 @@ def show_plan(dsg: DynamicSceneGraph) -> str:
 
 def planner_options(
     backend: str, base_url: str | None, model: str | None, *, trusted_url: str | None, api_key_env: str,
-    demos: str = "auto",
+    demos: str = "auto", policy: Path | None = None,
 ) -> PlannerOptions:  # fmt: skip
-    """The planner a page asks for (``demos`` as ``PlannerOptions.demos``, set by the server). The server's API key
-    (``api_key_env``) is used only when ``base_url`` is the endpoint the server was started with (``trusted_url``;
-    ``None`` = OpenAI's API), never for one typed in."""
+    """The planner a page asks for (``demos``, ``policy`` as in ``PlannerOptions``, set by the server). The server's
+    API key (``api_key_env``) is used only when ``base_url`` is the endpoint the server was started with
+    (``trusted_url``; ``None`` = OpenAI's API), never for one typed in."""
     if backend not in PLANNERS:
         raise DemoInputError(f"unknown planner {backend!r}; choose one of {', '.join(PLANNERS)}")
     if backend == "rules":
-        return PlannerOptions(backend="rules", demos=demos)
+        return PlannerOptions(backend="rules", demos=demos, policy=policy)
     name = (model or "").strip()
     if not name:
         raise DemoInputError("the openai planner needs a model name: the model the endpoint serves, e.g. gpt-4o-mini")
     url = _endpoint(base_url)
     key_env = api_key_env if url == _endpoint(trusted_url) else NO_KEY_ENV
-    return PlannerOptions(backend="openai", model=name, base_url=url, api_key_env=key_env, demos=demos)
+    return PlannerOptions(backend="openai", model=name, base_url=url, api_key_env=key_env, demos=demos, policy=policy)
 
 
 def _endpoint(url: str | None) -> str | None:

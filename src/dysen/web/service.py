@@ -67,9 +67,11 @@ class DemoService:
         trusted_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         demos: str = "auto",
+        policy: str | os.PathLike[str] | None = None,
         keep_s: float = 3600.0,
     ) -> None:
         self.pipe, self.limits, self.keep_s, self.demos = pipe, limits or DemoLimits(), keep_s, demos
+        self.policy = None if policy is None else Path(policy)
         self.trusted_url, self.api_key_env = trusted_url, api_key_env
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -86,8 +88,9 @@ class DemoService:
         from dysen.planner.build import build_planner
 
         options = planner_options(
-            backend, base_url, model, trusted_url=self.trusted_url, api_key_env=self.api_key_env, demos=self.demos
-        )
+            backend, base_url, model, trusted_url=self.trusted_url, api_key_env=self.api_key_env, demos=self.demos,
+            policy=self.policy,
+        )  # fmt: skip
         key = (options.backend, options.base_url, options.model)
         with self._planners_lock:
             if key not in self._planners:
