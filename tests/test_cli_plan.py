@@ -33,6 +33,20 @@ def test_plan_offline_writes_json_and_a_picture(tmp_path, capsys):
     assert picture.read_bytes().startswith(b"\x89PNG")
 
 
+def test_plan_layout_writes_the_boxes_generate_would_imagine_with_that_seed(tmp_path, capsys):
+    from dysen.dsg.types import DynamicSceneGraph
+    from dysen.planner.layout import imagine_layout
+    from dysen.planner.rules import RulesPlanner
+
+    prompt, out = "a red circle moves right, then a blue square jumps", tmp_path / "plan.json"
+    assert main(["plan", prompt, "--layout", "3", "--out", str(out)]) == 0
+    saved = DynamicSceneGraph.from_json(out.read_text())
+    assert saved.boxes == imagine_layout(RulesPlanner().plan(prompt), seed=3).boxes
+    assert len(saved.boxes) == saved.num_steps + 1  # a keyframe per step and one at the last frame
+    tree = capsys.readouterr().out
+    assert "boxes at step 0:" in tree and "boxes at last frame:" in tree and "square: x " in tree
+
+
 def test_plan_offline_runs_in_a_fresh_process():
     """The installed entry point on the offline default (its latency is measured in benchmarks/cli_latency.py)."""
     command = [sys.executable, "-m", "dysen.cli", "plan", "a red circle moves right, then a blue square jumps"]

@@ -32,6 +32,12 @@ def configure_plan(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen)")
     p.add_argument("--shots", type=int, default=8, help="demonstrations per LLM call (default: 8)")
     p.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to the rules planner")
+    p.add_argument(
+        "--layout",
+        type=int,
+        metavar="SEED",
+        help="also imagine each object's boxes as 'dysen generate --seed SEED' does (to edit, then 'generate --plan')",
+    )
     p.add_argument("--format", default="tree", choices=["tree", "text", "json"], help="how to print the DSG")
     p.add_argument("--out", type=Path, help="write the DSG as JSON here (with --batch: the JSONL of all plans)")
     p.add_argument("--render", type=Path, help="draw the DSG timeline to this picture (.png, .svg, .pdf)")
@@ -54,6 +60,10 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.batch is not None:
         return _plan_batch(planner, args)
     dsg = planner.plan(args.prompt)
+    if args.layout is not None:
+        from dysen.planner.layout import imagine_layout
+
+        dsg = imagine_layout(dsg, seed=args.layout)
     print(_show_dsg(dsg, args.format))
     if args.out:
         from dysen.dsg.io import write_text_atomic
@@ -90,7 +100,15 @@ def _show_dsg(dsg, style: str) -> str:
     lines = ["events:"] + [f"  {e.start}v-{e.end}v  {' '.join(p for p in e.triplet if p)}" for e in dsg.events]
     for step, graph in enumerate(dsg.graphs):
         lines += [f"step {step}:"] + [f"  {line}" for line in graph_lines(graph)]
+    for step, boxes in enumerate(dsg.boxes or ()):
+        where = "last frame" if step == dsg.num_steps else f"step {step}"
+        lines += [f"boxes at {where}:"] + [f"  {_box_line(box)}" for box in boxes]
     return "\n".join(lines)
+
+
+def _box_line(box) -> str:
+    turn = f", turned {box.angle:.2f} rad" if box.angle else ""
+    return f"{box.object}: x {box.x0:.2f}-{box.x1:.2f}, y {box.y0:.2f}-{box.y1:.2f}{turn}"
 
 
 def _report_llm_use(planner) -> None:
