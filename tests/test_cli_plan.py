@@ -108,6 +108,7 @@ def test_batch_plans_a_file_and_resumes(tmp_path, capsys):
         (["plan", "x", "--backend", "openai"], "needs a model"),
         (["plan", "x", "--backend", "replay"], "recorded answers"),
         (["plan", "--batch", "missing.txt", "--out", "o.jsonl"], "no such prompts file"),
+        (["plan", "--batch", "p.txt", "--out", "o.jsonl", "--layout", "0"], "--layout plans one PROMPT"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, capsys):

@@ -197,7 +197,7 @@ def test_autoencoder_ceiling_scores_the_round_trip_of_the_renders() -> None:
     assert summarise(blank)["overall"]["object_fidelity"] == 0.0
 
 
-def test_unset_guidance_is_the_models_and_the_record_says_which() -> None:
+def test_unset_guidance_and_steps_are_the_models_and_the_record_says_which() -> None:
     from dysen.diffusion.schedules import DiffusionConfig
 
     model = DiffusionConfig(guidance=3.0, dsg_guidance=None)
@@ -206,3 +206,4 @@ def test_unset_guidance_is_the_models_and_the_record_says_which() -> None:
     assert Sampling().for_model(with_dsg).dsg_guidance == 1.5
     given = Sampling(guidance=7.5, dsg_guidance=0.0).for_model(with_dsg)
     assert (given.guidance, given.dsg_guidance) == (7.5, 0.0)  # what the user asked for wins
+    assert (Sampling().for_model(DiffusionConfig(steps=25)).steps, Sampling(steps=4).for_model(model).steps) == (25, 4)

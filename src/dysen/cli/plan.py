@@ -50,6 +50,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
     if (args.prompt is None) == (args.batch is None):
         raise DysenError("give either a PROMPT or --batch FILE")
+    if args.batch is not None and args.layout is not None:
+        raise DysenError("--layout plans one PROMPT; for a batch, 'dysen generate --plan' imagines the boxes itself")
     options = PlannerOptions(
         backend=args.backend, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
         timeout_s=args.timeout, answer_format=args.answer_format, replay=args.replay, cache=not args.no_cache,
