@@ -22,13 +22,14 @@ from dysen.eval.benchmark import (
     shapes_config_for,
     summarise,
 )
-from dysen.eval.report import write_report
+from dysen.eval.report import planner_text, write_report
 from dysen.eval.variants import (
     AUTOENCODER_ROW,
     Variant,
     ablate,
     ablation_variants,
     build_variant_planner,
+    planner_record,
     run_variant,
 )
 from dysen.pipeline import DysenVDMPipeline
@@ -136,6 +137,19 @@ def test_ablations_rebuild_the_llm_planner_and_need_one():
     llm = ablation_variants(Path("full"), Path("text"), planner=PlannerOptions(backend="replay"))
     assert all(v.skip is None for v in llm) and not llm[4].imagination and llm[5].demos == "random"
     assert llm[1].source == "reconstructions" and llm[1].model == Path("full")
+
+
+def test_the_report_names_the_rl_policy_that_chose_the_demonstrations():
+    model = PlannerOptions(policy=Path("model/policy"))
+    own = planner_record(Variant("Dysen-VDM (full)"), model)
+    assert (own["backend"], own["policy"]) == ("the model's (config)", "model/policy")
+    assert planner_text(own) == (
+        "planner the model's (config) (imagination on, default demonstrations chosen by the RL policy model/policy)"
+    )
+    given = planner_record(Variant("x", planner=PlannerOptions(backend="replay")), model)
+    assert given["policy"] is None and planner_text(given) == "planner replay (imagination on, default demonstrations)"
+    random = planner_record(Variant("random demonstrations", demos="random"), model)
+    assert planner_text(random).endswith("random demonstrations)")
 
 
 def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):

@@ -262,6 +262,7 @@ def test_the_seed_shell_scripts_run_the_whole_chain_at_tiny_size(runs: Path, tmp
         assert done.returncode == 0, f"{name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
     assert (tmp_path / "shapes_dysen" / "final").is_dir()
     assert (tmp_path / "shapes_finetune" / "model" / "model_index.json").is_file()
+    assert (tmp_path / "shapes_finetune" / "model" / "policy" / "policy.safetensors").is_file()  # attached
     sampled = run("run_sample_vdm_text2video.sh")
     assert sampled.returncode == 0, sampled.stderr[-2000:]
     assert (tmp_path / "samples" / "sample.mp4").stat().st_size > 0

@@ -150,3 +150,10 @@ def test_demo_command_serves_on_loopback_by_default(monkeypatch, tmp_path: Path)
     assert service.limits.max_steps == 7 and service.trusted_url == "http://127.0.0.1:8000/v1"
     assert service.policy == tmp_path / "policy"
     assert service.workdir == tmp_path and service.frame_multiple == 2
+
+    planner = dataclasses.replace(pipe.config.planner, policy=tmp_path / "model-policy")
+    pipe.config = dataclasses.replace(pipe.config, planner=planner)
+    assert main(["demo", "--workdir", str(tmp_path)]) == 0
+    assert launched["service"].policy == tmp_path / "model-policy"  # the model's own RL selector by default
+    assert main(["demo", "--workdir", str(tmp_path), "--demos", "shapes"]) == 0  # similarity instead
+    assert (launched["service"].demos, launched["service"].policy) == ("shapes", None)

@@ -34,6 +34,7 @@ from dysen.data.video import model_to_frames
 from dysen.diffusion.guidance import FULL, UNCOND, combine, guidance_weights
 from dysen.diffusion.sampling import make_scheduler, step_kwargs
 from dysen.diffusion.schedules import SamplerName
+from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.models.pretrained import CheckpointError
@@ -42,11 +43,13 @@ from dysen.models.text import TextEncoder
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder, VideoAutoencoder
 from dysen.planner.layout import imagine_layout
+from dysen.planner.rl import copy_policy
 from dysen.planner.types import Planner
 
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "model_index.json"
+POLICY_DIR = "policy"  # a pipeline folder's own RL demonstration selector, named relative to the folder
 Text = tuple[torch.Tensor, torch.Tensor]  # tokens [B, L, Dt], mask [B, L]
 DSG = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # tokens [B, M, Dg], mask [B, M], frame_to_sg [B, t, M]
 
@@ -138,7 +141,8 @@ class DysenVDMPipeline:
         )
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``model_index.json`` + ``unet/``, ``rgtrm/`` (+ ``vae/`` for the 3D AE) atomically."""
+        """Write ``model_index.json`` + ``unet/``, ``rgtrm/`` (+ ``vae/`` for the 3D AE, + ``policy/`` when the
+        planner has an RL demonstration selector) atomically."""
         with staged_dir(directory) as staging:
             self.unet.save_pretrained(staging / "unet")
             self.rgtrm.save_pretrained(staging / "rgtrm")
@@ -146,6 +150,9 @@ class DysenVDMPipeline:
                 self.vae.save_pretrained(staging / "vae")
             index = {"_class": type(self).__name__, "dysen_version": __version__}
             index["config"] = config_to_data(self.config)  # names the text encoder, planner and frame VAE
+            if self.config.planner.policy is not None:  # the planner's RL selector travels with the model
+                copy_policy(self.config.planner.policy, staging / POLICY_DIR)
+                index["config"]["planner"]["policy"] = POLICY_DIR
             (staging / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         return Path(directory)
 
@@ -255,7 +262,23 @@ def read_pipeline_config(directory: str | os.PathLike[str]) -> DysenVDMConfig:
         raise CheckpointError(f"cannot read {index}: {err}") from None
     if not isinstance(data, dict) or data.get("_class") != DysenVDMPipeline.__name__:
         raise CheckpointError(f"{index} does not describe a {DysenVDMPipeline.__name__}")
-    return config_from_data(DysenVDMConfig, data.get("config"), where=str(index))
+    config = config_from_data(DysenVDMConfig, data.get("config"), where=str(index))
+    policy = config.planner.policy
+    if policy is not None and not policy.is_absolute():  # a selector inside the folder, e.g. "policy"
+        config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, policy=index.parent / policy))
+    return config
+
+
+def attach_policy(directory: str | os.PathLike[str], policy: str | os.PathLike[str]) -> Path:
+    """Make the RL demonstration selector ``policy`` (a ``dysen train-dysen`` folder) part of the pipeline folder
+    ``directory``: copied into its ``policy/`` and named by its planner settings, so its planner uses it by default."""
+    folder = Path(directory)
+    read_pipeline_config(folder)  # it is a pipeline folder
+    index = json.loads((folder / INDEX_NAME).read_text(encoding="utf-8"))
+    copy_policy(policy, folder / POLICY_DIR)
+    index["config"]["planner"]["policy"] = POLICY_DIR
+    write_text_atomic(folder / INDEX_NAME, json.dumps(index, indent=2) + "\n")
+    return folder / POLICY_DIR
 
 
 def load_pipeline(
@@ -272,10 +295,10 @@ def load_pipeline(
     """
     folder = model if model is not None else shipped_model(config)
     if planner is None and planner_changes:
-        from dysen.planner.build import build_planner
+        from dysen.planner.build import build_planner, changed_options
 
         settings = read_pipeline_config(folder) if folder is not None else load_config(config)
-        planner = build_planner(dataclasses.replace(settings.planner, **planner_changes))
+        planner = build_planner(changed_options(settings.planner, planner_changes))
     if folder is not None:
         return DysenVDMPipeline.from_pretrained(folder, planner=planner)
     return DysenVDMPipeline.from_config(load_config(config), planner=planner)

@@ -20,11 +20,13 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint's key")
     p.add_argument(
         "--demos",
-        default="auto",
-        help="the planner's demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (see 'dysen plan')",
+        help="the planners' demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (default: the model's; "
+        "see 'dysen plan'); without --policy they are chosen by similarity, not by the model's RL policy",
     )
     p.add_argument(
-        "--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen) to choose them"
+        "--policy",
+        type=Path,
+        help="a trained demonstration policy folder (dysen train-dysen) to choose them (default: the model's own)",
     )
     p.add_argument("--steps", type=int, help="initial denoising steps on the page (default: the model's)")
     p.add_argument("--concurrency", type=int, default=2, help="requests processed at once (default: 2)")
@@ -48,6 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
     except ImportError:
         raise DysenError("the web demo needs Gradio: pip install 'dysen-vdm[demo]'") from None
     from dysen.pipeline import load_pipeline
+    from dysen.planner.build import changed_options
     from dysen.web.app import PageOptions, build_app, launch
     from dysen.web.checks import DemoLimits
     from dysen.web.service import DemoService, uses_random_weights
@@ -55,14 +58,16 @@ def run_demo(args: argparse.Namespace) -> int:
     limits = DemoLimits(max_prompt_chars=args.max_prompt, max_steps=args.max_steps, max_frames=args.max_frames)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dysen-demo-"))
     pipe = load_pipeline(args.model, config=args.config)
+    flags = {"demos": args.demos, "policy": args.policy}
+    planner = changed_options(pipe.config.planner, {name: value for name, value in flags.items() if value is not None})
     service = DemoService(
         pipe,
         workdir,
         limits=limits,
         trusted_url=args.base_url,
         api_key_env=args.api_key_env,
-        demos=args.demos,
-        policy=args.policy,
+        demos=planner.demos,
+        policy=planner.policy,
     )
     defaults = pipe.config.diffusion  # the page starts from the model's own sampling settings
     page = PageOptions(

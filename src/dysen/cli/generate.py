@@ -37,10 +37,13 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="the planner's OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     p.add_argument(
         "--demos",
-        help="the planner's demonstrations: 'shapes', 'none', a JSONL of gold DSGs, 'auto' (default: the model's)",
+        help="the planner's demonstrations: 'shapes', 'none', a JSONL of gold DSGs, 'auto' (default: the model's); "
+        "without --policy they are chosen by similarity, not by the model's RL policy",
     )
     p.add_argument(
-        "--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen) to choose them"
+        "--policy",
+        type=Path,
+        help="a trained demonstration policy folder (dysen train-dysen) to choose them (default: the model's own)",
     )
 
 

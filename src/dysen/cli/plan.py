@@ -156,16 +156,26 @@ def configure_train_dysen(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="LLM: served model name (openai) or local path / hub id (hf)")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint")
     p.add_argument("--replay", type=Path, help="recorded answers (JSONL) for --backend replay")
+    p.add_argument(
+        "--attach",
+        type=Path,
+        metavar="MODEL",
+        help="then copy the final policy into this Dysen-VDM model folder (as policy/), whose planner then uses it "
+        "by default",
+    )
 
 
 def run_train_dysen(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from dysen.pipeline import attach_policy, read_pipeline_config
     from dysen.planner.build import PlannerOptions, build_planner
     from dysen.planner.demos import DemoBank
     from dysen.planner.embed import HashingEmbedder, SentenceEmbedder
     from dysen.planner.rl import PAPER_POLICY, TINY_POLICY, train_policy
 
+    if args.attach is not None:
+        read_pipeline_config(args.attach)  # refuse a wrong folder before training, not after
     config = PAPER_POLICY if args.preset == "paper" else TINY_POLICY
     overrides = {k: getattr(args, k) for k in ("candidates", "shots", "epochs", "batch_size", "train_number", "lr")}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -188,4 +198,6 @@ def run_train_dysen(args: argparse.Namespace) -> int:
         out_dir=args.out,
     )
     print(f"best mean reward {result.best_reward:.4f} at epoch {result.best_epoch}; policy in {args.out / 'final'}")
+    if args.attach is not None:
+        print(f"attached: {attach_policy(args.attach, args.out / 'final')}")
     return 0

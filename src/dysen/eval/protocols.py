@@ -427,7 +427,11 @@ def run_zero_shot(
             generated_features(
                 pipe, samples, fake, sampling, batch_size=settings.batch_size, save_dir=folder, progress=progress
             )  # fmt: skip
-            row.update(model=resolved.description, weights=resolved.weights, planner=planner_record(variant))
+            row.update(
+                model=resolved.description,
+                weights=resolved.weights,
+                planner=planner_record(variant, pipe.config.planner),
+            )
             row.update(sampling=sampling_record(sampling), seeds=[samples[0].seed, samples[-1].seed])
         if real is None and real_metrics:
             real = FeatureSink(real_metrics, networks)

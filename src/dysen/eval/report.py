@@ -127,7 +127,7 @@ def _provenance(rows: Sequence[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"- **{row['name']}**: {row['model']}; {counts}; {sampling['steps']} sampling steps, guidance "
                 f"{sampling['guidance']} (DSG {_fmt(sampling['dsg_guidance'])}), plan from the {sampling['plan']}, "
-                f"seeds {row['seeds'][0]}..{row['seeds'][1]}; {_planner_text(row['planner'])}; {row['wall_s']} s"
+                f"seeds {row['seeds'][0]}..{row['seeds'][1]}; {planner_text(row['planner'])}; {row['wall_s']} s"
             )
             lines += [f"  - `{name}` sha256 `{digest}`" for name, digest in row["weights"].items()]
         else:
@@ -138,11 +138,16 @@ def _provenance(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def _planner_text(planner: dict[str, Any]) -> str:
-    """'planner rules (imagination on, default demonstrations)' and the like."""
+def planner_text(planner: dict[str, Any]) -> str:
+    """'planner rules (imagination on, default demonstrations chosen by the RL policy …/policy)' and the like."""
     backend = planner["backend"] + (f" {planner['model']}" if planner.get("model") else "")
     imagination = "on" if planner["imagination"] else "off"
-    return f"planner {backend} (imagination {imagination}, {planner['demos']} demonstrations)"
+    chosen = (
+        f" chosen by the RL policy {planner['policy']}"
+        if planner.get("policy") and planner["demos"] != "random"
+        else ""
+    )
+    return f"planner {backend} (imagination {imagination}, {planner['demos']} demonstrations{chosen})"
 
 
 def shapes_markdown(report: dict[str, Any], plots: Sequence[str]) -> str:

@@ -189,13 +189,14 @@ def sampling_record(sampling: Sampling) -> dict[str, object]:
     }  # fmt: skip
 
 
-def planner_record(variant: Variant) -> dict[str, object]:
-    """Which planner a variant used, for reports."""
+def planner_record(variant: Variant, model_planner: PlannerOptions) -> dict[str, object]:
+    """Which planner a variant used, for reports (``model_planner``: the settings in the model's config)."""
     options = variant.planner
     backend = "the model's (config)" if options is None else options.backend
+    policy = (model_planner if options is None else options).policy
     return {
         "backend": backend, "model": None if options is None else options.model,
-        "imagination": variant.imagination, "demos": variant.demos,
+        "imagination": variant.imagination, "demos": variant.demos, "policy": None if policy is None else str(policy),
     }  # fmt: skip
 
 
@@ -250,7 +251,9 @@ def run_variant(
             folder.mkdir(parents=True, exist_ok=True)
         sampling = variant.sampling.for_model(pipe.config.diffusion)  # the model's guidance unless given
         results = score_pipeline(pipe, clips, sampling, save_dir=folder, progress=progress, desc=variant.name)
-        row.update(model=resolved.description, weights=resolved.weights, planner=planner_record(variant))
+        row.update(
+            model=resolved.description, weights=resolved.weights, planner=planner_record(variant, pipe.config.planner)
+        )
         row["sampling"] = sampling_record(sampling)
         row["seeds"] = [variant.sampling.seed, variant.sampling.seed + len(clips) - 1]
         if folder is not None:

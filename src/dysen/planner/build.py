@@ -8,9 +8,10 @@ fallback when the LLM fails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dysen.errors import DysenError
 from dysen.planner.backends.base import ChatBackend
@@ -53,12 +54,21 @@ class PlannerOptions:
     """'shapes' (Dynamic Shapes gold DSGs), 'none', a JSONL file of gold DSGs, or 'auto': 'shapes' for LLM
     backends and for a policy, 'none' for the rules planner (its imagination then uses no demonstrations)."""
     policy: Path | None = None
-    """A trained RL selector (``dysen train-dysen``) to choose demonstrations instead of similarity."""
+    """A trained RL selector (``dysen train-dysen``) to choose demonstrations instead of similarity; in a model's
+    ``model_index.json``, a path inside the model folder (``dysen train-dysen --attach``)."""
     shots: int = 8
     fallback: bool = True
     """Fall back to the rules planner when the LLM gives no usable answer."""
     device: str = "cpu"
     """Device of the 'hf' backend's model."""
+
+
+def changed_options(options: PlannerOptions, changes: Mapping[str, Any]) -> PlannerOptions:
+    """``options`` with the fields ``changes`` names replaced. Naming ``demos`` but not ``policy`` also drops
+    ``options``' policy: the demonstrations named are then chosen by similarity (or not at all, for 'none')."""
+    if "demos" in changes and "policy" not in changes:
+        changes = {**changes, "policy": None}
+    return replace(options, **changes)
 
 
 def build_planner(options: PlannerOptions) -> Planner:

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 POLICY_FORMAT = "dysen-demo-policy"
 POLICY_VERSION = 1
+POLICY_FILES = ("config.json", "policy.safetensors")
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 Environment = Callable[[str, list[Demonstration]], DynamicSceneGraph]
@@ -223,6 +225,16 @@ class DemoPolicy(nn.Module):
         except (KeyError, TypeError, SafetensorError, RuntimeError, OSError) as err:
             raise DysenError(f"{directory}: config.json and policy.safetensors disagree: {err!r}") from None
         return policy
+
+
+def copy_policy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Copy the saved policy folder ``source`` to ``target`` byte for byte (its training record kept), after
+    checking that it loads; ``target`` is replaced atomically."""
+    DemoPolicy.load(source)
+    with staged_dir(target) as tmp:
+        for name in POLICY_FILES:
+            shutil.copyfile(Path(source) / name, tmp / name)
+    return Path(target)
 
 
 @dataclass(frozen=True)
