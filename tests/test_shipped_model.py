@@ -18,6 +18,8 @@ import pytest
 from dysen.data.shapes import ShapesConfig, sample_clip
 from dysen.eval.dynamics import score_video
 from dysen.pipeline import SHIPPED_MODELS, DysenVDMPipeline, load_pipeline, shipped_model
+from dysen.planner.rl import PolicySelector
+from dysen.planner.rules import RulesPlanner
 
 FOLDER = SHIPPED_MODELS["shapes-tiny"]
 MAX_BYTES = 30 * 2**20  # the issue's budget for the weights shipped inside the package
@@ -27,7 +29,7 @@ MIN_FIDELITY, MIN_ACCURACY = 0.5, 0.6  # measured on these 4 captions: 0.83 and 
 def test_shapes_tiny_ships_inside_the_package_under_30_mb() -> None:
     assert shipped_model("shapes-tiny") == FOLDER
     files = sorted(FOLDER.rglob("*.safetensors"))
-    assert {f.parent.name for f in files} == {"unet", "rgtrm", "vae"}
+    assert {f.parent.name for f in files} == {"unet", "rgtrm", "vae", "policy"}
     assert sum(f.stat().st_size for f in files) <= MAX_BYTES
     assert not list(FOLDER.rglob("*.bin")) and not list(FOLDER.rglob("*.pt"))
 
@@ -39,7 +41,8 @@ def test_the_model_card_names_every_weight_file_by_its_sha256() -> None:
     assert set(listed) == set(files)
     for name, path in files.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[name], f"{name} changed; update the card"
-    for needed in ("dysen train-vae", "dysen train-vdm", "wall", "action accuracy", "text-only", "layout"):
+    commands = ("dysen train-vae", "dysen train-vdm", "dysen train-dysen")
+    for needed in (*commands, "wall", "action accuracy", "text-only", "layout"):
         assert needed in card.lower()
 
 
@@ -50,6 +53,8 @@ def test_generate_uses_the_shipped_model_without_the_random_weights_warning(
         pipe = load_pipeline()
     assert "random" not in caplog.text
     assert pipe.config == DysenVDMPipeline.from_pretrained(FOLDER).config
+    assert pipe.config.planner.policy == FOLDER / "policy"  # stage 3's RL selector ships with the model
+    assert isinstance(pipe.planner, RulesPlanner) and isinstance(pipe.planner.selector, PolicySelector)
 
 
 @pytest.fixture(scope="module")
