@@ -10,6 +10,7 @@ import torch
 
 from dysen.data.datasets import read_gold
 from dysen.data.shapes import ShapesConfig
+from dysen.dsg.convert import events_to_dsg
 from dysen.errors import DysenError
 from dysen.eval.benchmark import (
     GOLD_FILE,
@@ -25,10 +26,10 @@ from dysen.eval.benchmark import (
 from dysen.eval.report import planner_text, write_report
 from dysen.eval.variants import (
     AUTOENCODER_ROW,
+    AblationUnavailable,
     Variant,
     ablate,
     ablation_variants,
-    build_variant_planner,
     planner_record,
     run_variant,
 )
@@ -38,7 +39,7 @@ from dysen.planner.demos import DemoBank, RandomSelector, SimilaritySelector
 from dysen.planner.dysen import DysenPlanner
 from dysen.planner.embed import HashingEmbedder
 from dysen.planner.rules import RulesPlanner
-from test_pipeline import TINY, HashTextEncoder
+from test_pipeline import DSG_A, TINY, FixedPlanner, HashTextEncoder
 
 
 def test_ground_truth_renders_score_full_marks_and_the_summary_adds_up():
@@ -111,32 +112,53 @@ class _SilentBackend:
         raise AssertionError("no LLM call expected")
 
 
-def test_ablations_rebuild_the_llm_planner_and_need_one():
+def test_ablations_rebuild_the_llm_planner():
     bank = DemoBank.from_shapes(6)
-    full = DysenPlanner(_SilentBackend(), selector=SimilaritySelector(bank, HashingEmbedder(64)), shots=3)
+    full = DysenPlanner(
+        _SilentBackend(), selector=SimilaritySelector(bank, HashingEmbedder(64)), shots=3, fallback=RulesPlanner()
+    )
     no_imagination = ablate(full, imagination=False, random_demos=False)
     assert not no_imagination.settings.imagination and not no_imagination.settings.polish
     assert no_imagination.selector is full.selector and no_imagination.settings.shots == 3
+    assert isinstance(no_imagination.fallback, RulesPlanner) and not no_imagination.fallback.imagination
     random_demos = ablate(full, imagination=True, random_demos=True, seed=1)
     assert random_demos.settings.imagination and isinstance(random_demos.selector, RandomSelector)
-    assert random_demos.selector.bank is bank
-    with pytest.raises(DysenError, match="bank"):
+    assert random_demos.selector.bank is bank and random_demos.fallback.imagination
+    with pytest.raises(AblationUnavailable, match="plans without any"):
         ablate(DysenPlanner(_SilentBackend()), imagination=True, random_demos=True)
-    with pytest.raises(DysenError, match="DysenPlanner"):
-        ablate(RulesPlanner(), imagination=False, random_demos=False)
-    with pytest.raises(DysenError, match="needs an LLM planner"):
-        build_variant_planner(Variant("no imagination", planner=PlannerOptions(), imagination=False))
-    assert build_variant_planner(Variant("default")) is None
+    with pytest.raises(DysenError, match="DysenPlanner and RulesPlanner"):
+        ablate(FixedPlanner(DSG_A), imagination=False, random_demos=False)
+
+
+def test_rules_ablations_stop_after_step_two_or_draw_demonstrations_at_random():
+    bank = DemoBank.from_shapes(6)
+    full = RulesPlanner(selector=SimilaritySelector(bank, HashingEmbedder(64)))
+    prompt = "a small red circle moves right, then a blue square jumps"
+    planned = full.plan(prompt)
+    raw = ablate(full, imagination=False, random_demos=False).plan(prompt)
+    assert raw == events_to_dsg(planned.events)  # Step II's raw graphs: the events alone
+    assert {a.attribute for g in raw.graphs for a in g.attributes} == {"moves right", "jumps"}  # no colour, size
+    assert {"red", "small", "blue"} <= {a.attribute for g in planned.graphs for a in g.attributes}
+    random_demos = ablate(full, imagination=True, random_demos=True, seed=1)
+    assert isinstance(random_demos.selector, RandomSelector) and random_demos.selector.bank is bank
+    assert random_demos.imagination and random_demos.plan(prompt).events == planned.events
+    with pytest.raises(AblationUnavailable, match="--demos shapes"):
+        ablate(RulesPlanner(), imagination=True, random_demos=True)
+
+
+def test_the_ablation_rows_run_with_any_planner():
     rows = ablation_variants(None, None, planner=PlannerOptions(backend="rules"))
     assert [v.name for v in rows] == [
         "ground truth (renders)", AUTOENCODER_ROW, "Dysen-VDM (full)", "text-only backbone", "no imagination",
         "random demonstrations",
     ]  # fmt: skip
-    assert [v.skip is None for v in rows] == [True, True, True, False, False, False]
-    assert "needs an LLM planner" in rows[4].skip and "--text-only" in rows[3].skip
+    assert [v.skip is None for v in rows] == [True, True, True, False, True, True] and "--text-only" in rows[3].skip
+    assert not rows[4].imagination and rows[5].demos == "random"
     llm = ablation_variants(Path("full"), Path("text"), planner=PlannerOptions(backend="replay"))
     assert all(v.skip is None for v in llm) and not llm[4].imagination and llm[5].demos == "random"
     assert llm[1].source == "reconstructions" and llm[1].model == Path("full")
+    changed = ablation_variants(None, None, planner_changes={"demos": "shapes"})
+    assert [v.planner_changes for v in changed] == [None, None, {"demos": "shapes"}, None] + [{"demos": "shapes"}] * 2
 
 
 def test_the_report_names_the_rl_policy_that_chose_the_demonstrations():
@@ -144,18 +166,26 @@ def test_the_report_names_the_rl_policy_that_chose_the_demonstrations():
     own = planner_record(Variant("Dysen-VDM (full)"), model)
     assert (own["backend"], own["policy"]) == ("the model's (config)", "model/policy")
     assert planner_text(own) == (
-        "planner the model's (config) (imagination on, default demonstrations chosen by the RL policy model/policy)"
+        "planner the model's (config) (imagination on, demonstrations chosen by the RL policy model/policy)"
     )
     given = planner_record(Variant("x", planner=PlannerOptions(backend="replay")), model)
-    assert given["policy"] is None and planner_text(given) == "planner replay (imagination on, default demonstrations)"
+    assert given["policy"] is None
+    assert planner_text(given) == "planner replay (imagination on, demonstrations retrieved from shapes)"
     random = planner_record(Variant("random demonstrations", demos="random"), model)
     assert planner_text(random).endswith("random demonstrations)")
+    none = planner_record(Variant("x", planner_changes={"demos": "none"}), model)
+    assert none["policy"] is None and none["source"] == "none"
+    assert (
+        planner_text(none) == "planner the model's (config), changed: demos none (imagination on, no demonstrations)"
+    )
+    plain_rules = planner_record(Variant("x", imagination=False), PlannerOptions())
+    assert planner_text(plain_rules) == "planner the model's (config) (imagination off, no demonstrations)"
 
 
 def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):
     rows = [
         run_variant(Variant("ground truth", source="renders", sampling=Sampling(seed=2)), 3, progress=False),
-        run_variant(Variant("random demonstrations", skip="needs an LLM planner"), 3),
+        run_variant(Variant("text-only backbone", skip="no text-only model given"), 3),
     ]
     assert rows[0]["num_samples"] == 3 and rows[0]["frames"] == 16 and rows[0]["resolution"] == [64, 64]
     report = {
@@ -174,8 +204,8 @@ def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written[2:])
     markdown = (tmp_path / "report.md").read_text()
     assert "| ground truth | 3 | 16x64x64 | 1.000 | 1.000 |" in markdown
-    assert "not run: needs an LLM planner" in markdown and "3 videos of 16 frames at 64x64" in markdown
-    assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["skipped"] == "needs an LLM planner"
+    assert "not run: no text-only model given" in markdown and "3 videos of 16 frames at 64x64" in markdown
+    assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["skipped"] == "no text-only model given"
 
 
 class _LosslessAutoencoder(torch.nn.Module):

@@ -33,6 +33,7 @@ from dysen.eval.protocols import (
 )
 from dysen.eval.variants import Variant
 from dysen.pipeline import DysenVDMPipeline
+from dysen.planner.lexicon import COLOUR_WORDS
 from test_eval_metrics import tiny_clip  # noqa: F401  (the fixture: a random tiny CLIP folder)
 from test_pipeline import TINY
 
@@ -98,6 +99,7 @@ def test_dysen_eval_writes_the_report_with_weight_hashes_counts_and_resolution(t
         (["--protocol", "msrvtt", "--data", ".", "--autoencoder-ceiling"], "only for --protocol shapes"),
         (["--ablation", "--videos", "."], "--ablation runs on --protocol shapes"),
         (["--text-only", "."], "--text-only belongs to --ablation"),
+        (["--planner-model", "gpt-4o-mini"], "need --planner"),
         (["--model", "absent-model-folder"], "is not a folder"),
         (["--num", "0"], "--num must be >= 1"),
         (["--videos", "a=.", "--videos", "a=."], "two rows share a name"),
@@ -267,6 +269,34 @@ def test_load_networks_reads_files_and_records_their_hashes(tmp_path):
     assert networks.i3d is not None and networks.hashes == {"i3d": _sha256(i3d)}
     with pytest.raises(ProtocolError, match="FID needs the INCEPTION weights"):
         load_networks(["fid"], {})
+
+
+def test_the_ablation_table_runs_offline_with_the_models_rules_planner(tiny_model, tmp_path):
+    out = tmp_path / "ablation"
+    argv = ["eval", "--ablation", "--model", str(tiny_model), "--num", "2", "--steps", "1", "--save-videos"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    rows = {row["name"]: row for row in json.loads((out / "report.json").read_text())["rows"]}
+    full, raw = rows["Dysen-VDM (full)"], rows["no imagination"]
+    assert full["num_samples"] == raw["num_samples"] == 2 and not raw["planner"]["imagination"]
+    assert "--text-only" in rows["text-only backbone"]["skipped"]
+    assert "plans without any" in rows["random demonstrations"]["skipped"]  # the model's rules planner has no demos
+    plans = [json.loads(p.read_text()) for p in sorted((out / "videos").glob("*/*.dsg.json"))]
+    assert len(plans) == 4  # the full model's and the no-imagination row's, 2 each
+    colours = [[a for g in p["graphs"] for a in g["attributes"] if a["attribute"] in COLOUR_WORDS] for p in plans]
+    assert all(colours[:2]) and not any(colours[2:])  # Step II's raw graphs name no colours
+    markdown = (out / "report.md").read_text()
+    assert "imagination off" in markdown and "not run: random demonstrations need" in markdown
+
+    out = tmp_path / "with-demos"  # --demos without --planner changes the model's own planner
+    argv = ["eval", "--ablation", "--model", str(tiny_model), "--num", "1", "--steps", "1", "--demos", "shapes"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    rows = {row["name"]: row for row in json.loads((out / "report.json").read_text())["rows"]}
+    assert (
+        rows["random demonstrations"]["num_samples"] == 1
+        and rows["random demonstrations"]["planner"]["demos"] == "random"
+    )
+    assert rows["Dysen-VDM (full)"]["planner"]["source"] == "shapes"
+    assert "changed: demos shapes" in rows["Dysen-VDM (full)"]["planner"]["backend"]
 
 
 def test_autoencoder_ceiling_row_uses_the_models_autoencoder(tiny_model, tmp_path):

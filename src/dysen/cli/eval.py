@@ -58,7 +58,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         "--ablation",
         action="store_true",
         help="shapes: the ablation table: renders, full model (--model), text-only backbone "
-        "(--text-only), no imagination and random demonstrations (these two need an LLM --planner)",
+        "(--text-only), no imagination and random demonstrations (of the full model's planner, or --planner's)",
     )
     what.add_argument("--text-only", type=Path, metavar="DIR", help="the text-only backbone of --ablation")
     what.add_argument("--gold", type=Path, help="shapes --videos: JSONL of {id, dsg} to score against")
@@ -84,8 +84,12 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     plan.add_argument("--planner-model", help="served model name (openai) or path / hub id (hf)")
     plan.add_argument("--base-url", help="OpenAI-compatible endpoint")
     plan.add_argument("--replay", type=Path, help="recorded answers (JSONL) of the replay backend")
-    plan.add_argument("--demos", default="auto", help="'shapes', 'none', a JSONL of gold DSGs, or 'auto'")
-    plan.add_argument("--policy", type=Path, help="a trained RL demonstration selector")
+    plan.add_argument(
+        "--demos",
+        help="'shapes', 'none', a JSONL of gold DSGs, or 'auto' (default: the model's); without --policy they are "
+        "chosen by similarity, not by the model's RL policy",
+    )
+    plan.add_argument("--policy", type=Path, help="a trained RL demonstration selector (default: the model's own)")
     zero = p.add_argument_group("zero-shot protocols (ucf101, msrvtt)")
     zero.add_argument("--data", type=Path, help="the dataset folder (UCF-101/ + ucfTrainTestlist/, or MSR-VTT)")
     zero.add_argument("--metrics", help="comma-separated subset of is,fvd,clipsim,fid (default: the protocol's)")
@@ -105,14 +109,25 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _planner_options(args: argparse.Namespace) -> Any:
+    """The planner --planner names (None: the model's own, changed by ``_planner_changes``)."""
     if args.planner is None:
         return None
     from dysen.planner.build import PlannerOptions
 
     return PlannerOptions(
         backend=args.planner, model=args.planner_model, base_url=args.base_url, replay=args.replay,
-        demos=args.demos, policy=args.policy,
+        demos=args.demos or "auto", policy=args.policy,
     )  # fmt: skip
+
+
+def _planner_changes(args: argparse.Namespace) -> dict[str, Any] | None:
+    """--demos / --policy without --planner: changes to the model's own planner settings."""
+    if args.planner is not None:
+        return None
+    if args.planner_model is not None or args.base_url is not None or args.replay is not None:
+        raise DysenError("--planner-model, --base-url and --replay need --planner (openai, hf or replay)")
+    changes = {"demos": args.demos, "policy": args.policy}
+    return {name: value for name, value in changes.items() if value is not None} or None
 
 
 def _variants(args: argparse.Namespace) -> list[Any]:
@@ -120,12 +135,14 @@ def _variants(args: argparse.Namespace) -> list[Any]:
     from dysen.eval.variants import AUTOENCODER_ROW, Variant, ablation_variants
 
     sampling = Sampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan)
-    planner = _planner_options(args)
+    planner, changes = _planner_options(args), _planner_changes(args)
     if args.ablation:
         if args.protocol != "shapes" or args.videos or len(args.model) > 1:
             raise DysenError("--ablation runs on --protocol shapes with at most one --model (the full model)")
         full = args.model[0][1] if args.model else None
-        return ablation_variants(full, args.text_only, config=args.config, planner=planner, sampling=sampling)
+        return ablation_variants(
+            full, args.text_only, config=args.config, planner=planner, planner_changes=changes, sampling=sampling
+        )
     if args.text_only is not None:
         raise DysenError("--text-only belongs to --ablation; to score that model alone pass it as --model")
     variants = []
@@ -141,11 +158,17 @@ def _variants(args: argparse.Namespace) -> list[Any]:
             Variant(AUTOENCODER_ROW, source="reconstructions", model=model, config=args.config, sampling=sampling)
         )
     for name, folder in args.model:
-        variants.append(Variant(name, model=folder, config=args.config, planner=planner, sampling=sampling))
+        variants.append(
+            Variant(
+                name, model=folder, config=args.config, planner=planner, planner_changes=changes, sampling=sampling
+            )
+        )
     for name, folder in args.videos:
         variants.append(Variant(name, source="folder", folder=folder, gold=args.gold, sampling=sampling))
     if not args.model and not args.videos:
-        variants.append(Variant(args.config, config=args.config, planner=planner, sampling=sampling))
+        variants.append(
+            Variant(args.config, config=args.config, planner=planner, planner_changes=changes, sampling=sampling)
+        )
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise DysenError(f"two rows share a name in {names}: name them with NAME=DIR")

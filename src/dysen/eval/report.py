@@ -139,15 +139,18 @@ def _provenance(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def planner_text(planner: dict[str, Any]) -> str:
-    """'planner rules (imagination on, default demonstrations chosen by the RL policy …/policy)' and the like."""
+    """'planner rules (imagination on, demonstrations chosen by the RL policy …/policy)' and the like."""
     backend = planner["backend"] + (f" {planner['model']}" if planner.get("model") else "")
     imagination = "on" if planner["imagination"] else "off"
-    chosen = (
-        f" chosen by the RL policy {planner['policy']}"
-        if planner.get("policy") and planner["demos"] != "random"
-        else ""
-    )
-    return f"planner {backend} (imagination {imagination}, {planner['demos']} demonstrations{chosen})"
+    if planner["demos"] == "random":
+        demos = "random demonstrations"
+    elif planner.get("source") == "none":
+        demos = "no demonstrations"
+    elif planner.get("policy"):
+        demos = f"demonstrations chosen by the RL policy {planner['policy']}"
+    else:
+        demos = f"demonstrations retrieved from {planner.get('source', 'the default bank')}"
+    return f"planner {backend} (imagination {imagination}, {demos})"
 
 
 def shapes_markdown(report: dict[str, Any], plots: Sequence[str]) -> str:

@@ -7,12 +7,15 @@ already written. The ablation rows of Dysen-VDM (paper §5.4, dysen_spec.md §7)
 
 * the full model with its planner;
 * the text-only backbone: a model trained with the same compute but no DSG (its own folder);
-* no imagination: the LLM planner without Step III (neither the per-step enrichment nor the polish);
-* random demonstrations: the LLM planner with demonstrations drawn at random instead of retrieved or
-  chosen by the RL policy.
+* no imagination: the full model's planner without Step III, so the plan is Step II's raw per-step
+  graphs of the events (the LLM planner: neither the per-step enrichment nor the polish; the rules
+  planner: no entities, attributes, relations or demonstration facts beyond the events);
+* random demonstrations: the full model's planner with demonstrations drawn at random from the same
+  bank instead of retrieved or chosen by the RL policy (the rules planner takes only its imagined,
+  non-action facts from them).
 
-The rules planner has no LLM imagination step and no retrieval to replace, so the last two rows need an
-LLM backend; without one they are listed as not run, with the reason. ``weights_of`` hashes every
+Both run with the rules planner too. A planner without demonstrations has no bank to draw from, so its
+'random demonstrations' row is reported as not run, with the reason. ``weights_of`` hashes every
 safetensors file of a model so that a report says exactly which weights made its numbers.
 """
 
@@ -20,9 +23,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dysen.errors import DysenError
 from dysen.eval.benchmark import GOLD_FILE, Sampling
@@ -48,11 +52,14 @@ class Variant:
     """A pipeline folder; None: the shipped model of ``config``, else random weights of ``config``."""
     config: str = "shapes-tiny"
     planner: PlannerOptions | None = None
-    """The planner; None: the one the model's config names."""
+    """The planner; None: the one the model's config names, with ``planner_changes``."""
+    planner_changes: Mapping[str, Any] | None = None
+    """``PlannerOptions`` fields that replace the model's own planner settings (``changed_options``), e.g.
+    ``{"demos": "none"}``; used when ``planner`` is None."""
     imagination: bool = True
-    """False: the LLM planner skips Step III (enrichment and polish)."""
+    """False: the planner skips Step III (``ablate``)."""
     demos: Demos = "default"
-    """'random': the LLM planner's demonstrations are drawn at random from the same bank."""
+    """'random': the planner's demonstrations are drawn at random from the same bank (``ablate``)."""
     sampling: Sampling = field(default_factory=Sampling)
     folder: Path | None = None
     """The videos of a 'folder' variant."""
@@ -94,40 +101,37 @@ def resolve_model(model: Path | None, config: str) -> ResolvedModel:
     return ResolvedModel(None, f"RANDOM weights built from {config} (seed 0): not a trained model", {})
 
 
-def build_variant_planner(variant: Variant) -> Planner | None:
-    """The planner of ``variant``: None for the model's own, else built from its options and ablations."""
-    if variant.planner is None and variant.imagination and variant.demos == "default":
-        return None
-    from dysen.planner.build import PlannerOptions, build_planner
-
-    options = variant.planner or PlannerOptions()
-    if variant.imagination and variant.demos == "default":
-        return build_planner(options)
-    if options.backend == "rules":
-        raise DysenError(
-            f"the '{variant.name}' ablation needs an LLM planner (--planner openai|hf|replay): the rules planner "
-            "has no LLM imagination step and no demonstration retrieval"
-        )
-    return ablate(build_planner(options), imagination=variant.imagination, random_demos=variant.demos == "random")
+class AblationUnavailable(DysenError):
+    """The planner cannot be ablated as asked (e.g. random demonstrations for a planner without any)."""
 
 
 def ablate(planner: Planner, *, imagination: bool, random_demos: bool, seed: int = 0) -> Planner:
-    """A copy of an LLM ``DysenPlanner`` without Step III and/or with random demonstrations from its bank."""
+    """A copy of a ``DysenPlanner`` or ``RulesPlanner`` without Step III and/or with random demonstrations
+    drawn from its selector's bank (an RL policy's candidates, or a retrieval bank)."""
     from dysen.planner.demos import RandomSelector
     from dysen.planner.dysen import DysenPlanner
+    from dysen.planner.rules import RulesPlanner
 
-    if not isinstance(planner, DysenPlanner):
-        raise DysenError(f"ablations apply to the LLM planner (DysenPlanner), not {type(planner).__name__}")
+    if not isinstance(planner, DysenPlanner | RulesPlanner):
+        raise DysenError(f"ablations apply to DysenPlanner and RulesPlanner, not {type(planner).__name__}")
     selector = planner.selector
     if random_demos:
         bank = getattr(selector, "bank", None) or getattr(selector, "pool", None)
         if bank is None:
-            raise DysenError("random demonstrations need a demonstration bank; do not pass --demos none")
+            raise AblationUnavailable(
+                "random demonstrations need a planner that takes demonstrations; this one plans without any "
+                "(--demos none, or the rules planner without a policy): pass --demos shapes or --policy FILE"
+            )
         selector = RandomSelector(bank, seed=seed)
+    if isinstance(planner, RulesPlanner):
+        return RulesPlanner(planner.num_steps, selector, imagination=imagination and planner.imagination)
     settings = planner.settings
+    fallback = planner.fallback
+    if not imagination and isinstance(fallback, RulesPlanner):  # a failed plan must not bring Step III back
+        fallback = RulesPlanner(fallback.num_steps, fallback.selector, imagination=False)
     return DysenPlanner(
         planner.backend, selector=selector, shots=settings.shots, output=settings.output,
-        max_repairs=settings.max_repairs, fallback=planner.fallback, sampling=settings.sampling,
+        max_repairs=settings.max_repairs, fallback=fallback, sampling=settings.sampling,
         imagination=imagination and settings.imagination, polish=imagination and settings.polish,
         max_steps=settings.max_steps,
     )  # fmt: skip
@@ -138,8 +142,16 @@ def load_variant(variant: Variant, device: str = "cpu") -> tuple[DysenVDMPipelin
     from dysen.pipeline import load_pipeline
 
     resolved = resolve_model(variant.model, variant.config)
-    planner = build_variant_planner(variant)
-    pipe = load_pipeline(resolved.folder, config=variant.config, planner=planner)
+    planner = None
+    if variant.planner is not None:
+        from dysen.planner.build import build_planner
+
+        planner = build_planner(variant.planner)
+    pipe = load_pipeline(  # planner None: the model's own, changed by planner_changes
+        resolved.folder, config=variant.config, planner=planner, planner_changes=variant.planner_changes
+    )
+    if not variant.imagination or variant.demos == "random":
+        pipe.planner = ablate(pipe.planner, imagination=variant.imagination, random_demos=variant.demos == "random")
     return pipe.to(device), resolved
 
 
@@ -149,22 +161,23 @@ def ablation_variants(
     *,
     config: str = "shapes-tiny",
     planner: PlannerOptions | None = None,
+    planner_changes: Mapping[str, Any] | None = None,
     sampling: Sampling | None = None,
 ) -> list[Variant]:
     """The ablation table's rows: ground truth, its round trip through the full model's autoencoder (the ceiling of
     both models, which share it), full Dysen-VDM, text-only backbone, no imagination, random demonstrations."""
     sampling = sampling or Sampling()
-    llm = planner is not None and planner.backend != "rules"
-    no_llm = "needs an LLM planner (--planner openai|hf|replay); the rules planner has no such step"
-    full_row = Variant("Dysen-VDM (full)", model=full, config=config, planner=planner, sampling=sampling)
-    skip = None if llm else no_llm
+    full_row = Variant(
+        "Dysen-VDM (full)", model=full, config=config, planner=planner, planner_changes=planner_changes,
+        sampling=sampling,
+    )  # fmt: skip
     return [
         Variant("ground truth (renders)", source="renders", config=config, sampling=sampling),
-        replace(full_row, name=AUTOENCODER_ROW, source="reconstructions", planner=None),
+        replace(full_row, name=AUTOENCODER_ROW, source="reconstructions", planner=None, planner_changes=None),
         full_row,
         _text_only_variant(text_only, config, sampling),
-        replace(full_row, name="no imagination", imagination=False, skip=skip),
-        replace(full_row, name="random demonstrations", demos="random", skip=skip),
+        replace(full_row, name="no imagination", imagination=False),
+        replace(full_row, name="random demonstrations", demos="random"),
     ]
 
 
@@ -191,19 +204,37 @@ def sampling_record(sampling: Sampling) -> dict[str, object]:
 
 def planner_record(variant: Variant, model_planner: PlannerOptions) -> dict[str, object]:
     """Which planner a variant used, for reports (``model_planner``: the settings in the model's config)."""
+    from dysen.planner.build import changed_options, demo_source
+
     options = variant.planner
     backend = "the model's (config)" if options is None else options.backend
-    policy = (model_planner if options is None else options).policy
+    if options is None:
+        options = changed_options(model_planner, variant.planner_changes or {})
+        if variant.planner_changes:
+            backend += ", changed: " + ", ".join(f"{k} {v}" for k, v in variant.planner_changes.items())
     return {
-        "backend": backend, "model": None if options is None else options.model,
-        "imagination": variant.imagination, "demos": variant.demos, "policy": None if policy is None else str(policy),
+        "backend": backend, "model": None if variant.planner is None else options.model,
+        "imagination": variant.imagination, "demos": variant.demos, "source": demo_source(options),
+        "policy": None if options.policy is None else str(options.policy),
     }  # fmt: skip
 
 
 def run_variant(
     variant: Variant, num: int, *, device: str = "cpu", save_dir: Path | None = None, progress: bool = True
 ) -> dict[str, object]:
-    """Run one row of the Dynamic Shapes benchmark: its videos, their scores, the summary and provenance."""
+    """Run one row of the Dynamic Shapes benchmark: its videos, their scores, the summary and provenance; a row
+    that cannot run (``skip``, or an ablation its planner does not allow) says why instead."""
+    row: dict[str, object] = {"name": variant.name, "source": variant.source}
+    if variant.skip is not None:
+        return {**row, "skipped": variant.skip}
+    try:
+        return {**row, **_run_row(variant, num, device=device, save_dir=save_dir, progress=progress)}
+    except AblationUnavailable as err:
+        return {**row, "skipped": str(err)}
+
+
+def _run_row(variant: Variant, num: int, *, device: str, save_dir: Path | None, progress: bool) -> dict[str, object]:
+    """The videos, scores, summary and provenance of a variant that runs (see ``run_variant``)."""
     from dysen.config import load_config
     from dysen.eval.benchmark import (
         benchmark_clips,
@@ -215,9 +246,7 @@ def run_variant(
         summarise,
     )
 
-    row: dict[str, object] = {"name": variant.name, "source": variant.source}
-    if variant.skip is not None:
-        return {**row, "skipped": variant.skip}
+    row: dict[str, object] = {}
     clock = time.perf_counter()
     if variant.source == "folder":
         if variant.folder is None:

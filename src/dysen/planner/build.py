@@ -113,11 +113,17 @@ def _chat_backend(options: PlannerOptions) -> ChatBackend:
     return HFChatBackend(options.model, device=options.device)
 
 
+def demo_source(options: PlannerOptions) -> str:
+    """Where the demonstrations come from: 'none', 'shapes' or a JSONL path ('auto' resolved: none for the rules
+    planner without a policy, else the Dynamic Shapes bank)."""
+    if options.demos == "auto":
+        return "none" if options.backend == "rules" and options.policy is None else "shapes"
+    return str(options.demos)
+
+
 def build_selector(options: PlannerOptions) -> DemoSelector | None:
     """Similarity retrieval over the demonstration bank, or the RL policy when one is given; None for 'none'."""
-    demos = options.demos
-    if demos == "auto":
-        demos = "none" if options.backend == "rules" and options.policy is None else "shapes"
+    demos = demo_source(options)
     if demos == "none":
         if options.policy is not None:
             raise DysenError("a demonstration policy needs demonstrations; drop --demos none")

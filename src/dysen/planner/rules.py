@@ -49,7 +49,8 @@ phrases ("a red apple on a table" -> (apple, on, table)), locative phrases after
 reads a book in the park" -> (girl, in, park)) and possessives ("his dog" -> (man, has, dog)).
 Demonstrations (given, or ``selector.select(prompt, DEMO_SHOTS)``) add their non-action facts whose
 objects are all present at the same relative step, except colours and sizes (the prompt decides those)
-and relations that contradict one already there (same pair, other predicate).
+and relations that contradict one already there (same pair, other predicate). ``imagination=False`` skips
+this step (the 'no imagination' ablation): the plan is Step II's raw graphs, the events alone.
 
 Known limits: no parse trees, so long-distance attachment, relative clauses, passives, questions,
 conditionals and lists of more than one verb per clause are read shallowly; words the lexicons lack
@@ -373,11 +374,16 @@ def _demo_facts(graph: SceneGraph, demos: Sequence[Demonstration], step: int, st
 class RulesPlanner:
     """Dysen's three steps by rules (module docstring): any prompt -> a ``DynamicSceneGraph`` or ``RulesPlanError``."""
 
-    def __init__(self, num_steps: int = 8, selector: DemoSelector | None = None) -> None:
+    def __init__(self, num_steps: int = 8, selector: DemoSelector | None = None, *, imagination: bool = True) -> None:
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= MAX_STEPS:
             raise RulesPlanError(f"num_steps must be an integer in [1, {MAX_STEPS}], got {num_steps!r}")
         self.num_steps = num_steps
         self.selector = selector
+        self.imagination = imagination
+        """False: stop after Step II (the raw per-step graphs of the events; the 'no imagination' ablation)."""
+
+    def __repr__(self) -> str:
+        return f"RulesPlanner(num_steps={self.num_steps}, selector={self.selector!r}, imagination={self.imagination})"
 
     def plan(self, prompt: str, demonstrations: Sequence[Demonstration] | None = None) -> DynamicSceneGraph:
         """Plan ``prompt``; ``demonstrations`` (else the selector's, else none) only add imagined facts."""
@@ -390,6 +396,8 @@ class RulesPlanner:
                 "e.g. 'a red circle moves right, then a blue square jumps'"
             )
         base = events_to_dsg(events) if events else DynamicSceneGraph(graphs=(SceneGraph(),))
+        if not self.imagination:
+            return base
         if demonstrations is None:
             demonstrations = self.selector.select(prompt, DEMO_SHOTS) if self.selector is not None else ()
         return _imagine(base, discourse, demonstrations)
