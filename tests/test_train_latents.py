@@ -71,10 +71,16 @@ def test_the_cache_holds_each_clips_posterior_caption_and_dsg_and_resumes(tmp_pa
     again = Counting(6, config=SHAPES)
     cache_latents(vae, again, collate, tmp_path, shard_size=4, batch_size=3, progress=False)
     assert again.loaded == [4, 5] and torch.equal(LatentDataset(tmp_path)[5]["latent_mean"], before)
+    weight = vae.decoder[-1].weight.detach().clone()
     with torch.no_grad():
         vae.decoder[-1].weight.add_(1.0)  # another autoencoder
     with pytest.raises(LatentCacheError, match=r"caches other latents \(different \['vae'\]\)"):
         cache_latents(vae, again, collate, tmp_path, shard_size=4, progress=False)
+    with torch.no_grad():
+        vae.decoder[-1].weight.copy_(weight)
+    for other in (ShapesDataset(6, seed=1, config=SHAPES), ShapesDataset(6, split="val", config=SHAPES)):
+        with pytest.raises(LatentCacheError, match=r"caches other latents \(different \['data'\]\)"):
+            cache_latents(vae, other, collate, tmp_path, shard_size=4, progress=False)  # the same count of other clips
 
 
 def test_loader_workers_cache_the_same_shards_of_a_frame_wise_autoencoder(tmp_path: Path) -> None:
@@ -137,7 +143,7 @@ def test_train_vdm_cli_caches_then_trains_and_refuses_shards(tmp_path: Path, cap
     assert main([*vdm, "--out", str(tmp_path / "vdm")]) == 0
     assert len(LatentDataset(tmp_path / "cache")) == 4 and (tmp_path / "vdm" / "model" / "model_index.json").is_file()
     assert main([*vdm, "--out", str(tmp_path / "shards"), "--shards", str(tmp_path)]) == 1
-    assert "--cache-latents needs a dataset with indices" in capsys.readouterr().err
+    assert "--cache-latents and --oversample need a dataset with indices" in capsys.readouterr().err
 
 
 def _wide(config: Any) -> Any:

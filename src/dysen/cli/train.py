@@ -75,15 +75,27 @@ def configure_train_vdm(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vae", type=Path, required=True, help="the autoencoder: a train-vae run, its model/ or a pipeline"
     )
-    p.add_argument(
-        "--cache-latents", type=Path, help="encode the clips once into this folder (resumable), then train from it"
-    )
-    _configure_sampling(p)
+    _configure_vdm_data(p)
 
 
 def configure_finetune(p: argparse.ArgumentParser) -> None:
     _configure_common(p, lr=2e-5)
     p.add_argument("--init", type=Path, required=True, help="the trained pipeline folder to start from")
+    _configure_vdm_data(p)
+
+
+def _configure_vdm_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-latents", type=Path, help="encode the clips once into this folder (resumable), then train from it"
+    )
+    p.add_argument(
+        "--oversample",
+        action="append",
+        default=[],
+        metavar="PREDICATE=K",
+        help="repeat each clip whose gold DSG has an event with this predicate K times per epoch (e.g. rotates=3; "
+        "repeatable): more of a rare action without new data",
+    )
     _configure_sampling(p)
 
 
@@ -215,17 +227,24 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtrm: Any, vae: Any, encoder: Any) -> int:
     """Train the VDM task, then write the pipeline (EMA weights) to ``RUN/model``."""
+    from dysen.data.oversample import oversample, parse_oversample
     from dysen.pipeline import DysenVDMPipeline
     from dysen.planner.build import build_planner
     from dysen.train.loop import train
     from dysen.train.stages import GraphCollate, VDMTask
 
-    caching = getattr(args, "cache_latents", None) is not None
-    if caching and args.shards is not None:
-        raise DysenError("--cache-latents needs a dataset with indices (--data/--root), not --shards")
+    caching = args.cache_latents is not None
+    if args.shards is not None and (caching or args.oversample):
+        raise DysenError("--cache-latents and --oversample need a dataset with indices (--data/--root), not --shards")
+    weights = parse_oversample(args.oversample)
     dataset, collate = _dataset(args, config)
     if caching:
         dataset, collate = _cached(args, vae, dataset, collate)
+    if weights:
+        clips = len(dataset)  # type: ignore[arg-type]
+        dataset = oversample(dataset, weights, progress=_is_main_process())
+        if _is_main_process():
+            print(f"oversampled {_weights_text(weights)}: {clips} clips -> {len(dataset)} per epoch")
     latent_frames = vae.latent_shape(config.video.num_frames, config.video.height, config.video.width)[1]
     collate = GraphCollate(collate, latent_frames)  # the gold DSGs' tensors, built in the loader's workers
     task = VDMTask(unet, rgtrm, vae, encoder, config, args.sample_steps, args.sample_guidance)
@@ -236,6 +255,10 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
         print(f"trained the VDM for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return 0
+
+
+def _weights_text(weights: dict[str, int]) -> str:
+    return ", ".join(f"'{predicate}' x{count}" for predicate, count in weights.items())
 
 
 def _cached(

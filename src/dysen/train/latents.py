@@ -11,7 +11,8 @@ Layout of DIR (no pickles; every file written atomically, temp file + rename):
   [n, c, t, h, w] (float32, unnormalised latent space) and ``index`` [n] (dataset indices); metadata
   ``records``, a JSON list of {id, caption, dsg} per clip (the DSG as its JSON dict, or null);
 * ``source.json`` — what is being cached (the autoencoder's SHA-256 over config and weights, the dataset's
-  length, the shard size), written first; a cache of another autoencoder or dataset is refused;
+  length, the shard size, and the dataset's ``source`` where it has one: Dynamic Shapes' split, seed and
+  settings), written first; a cache of another autoencoder or dataset is refused;
 * ``index.json`` — written last: shards, clip counts and the indices of clips that failed to load.
 
 Encoding is resumable: a restarted run keeps the shards already on disk (each complete, by the atomic
@@ -77,6 +78,8 @@ def cache_latents(
     root = Path(folder)
     size = len(dataset)  # type: ignore[arg-type]
     source = {"format": FORMAT_VERSION, "vae": vae_fingerprint(vae), "clips": size, "shard_size": shard_size}
+    if hasattr(dataset, "source"):  # what the clips are, where the dataset can say it cheaply (Dynamic Shapes)
+        source["data"] = dataset.source
     if (root / INDEX).is_file():
         _check_source(root, source)
         return root
@@ -221,14 +224,18 @@ class LatentDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        dsg = record["dsg"]
         return {
             "latent_mean": self.mean[index],  # [c, t, h, w]
             "latent_logvar": self.logvar[index],  # [c, t, h, w]
             "caption": record["caption"],
-            "dsg": None if dsg is None else DynamicSceneGraph.from_dict(dsg),
+            "dsg": self.gold_dsg(index),
             "id": record["id"],
         }
+
+    def gold_dsg(self, index: int) -> DynamicSceneGraph | None:
+        """Clip ``index``'s gold DSG, or None (``dysen.data.oversample``)."""
+        dsg = self.records[index]["dsg"]
+        return None if dsg is None else DynamicSceneGraph.from_dict(dsg)
 
 
 def collate_latents(items: list[dict[str, Any]]) -> dict[str, Any]:

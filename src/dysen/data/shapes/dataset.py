@@ -6,6 +6,7 @@ config) and is identical in every worker of a ``DataLoader``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from torch.utils.data import Dataset
 from dysen.data.shapes.clip import render_clip, sample_clip
 from dysen.data.shapes.config import DEFAULT_CONFIG, ShapesConfig, require_config, require_int, require_split
 from dysen.data.video import frames_to_model
+from dysen.dsg.types import DynamicSceneGraph
 
 
 class ShapesDataset(Dataset):
@@ -34,6 +36,15 @@ class ShapesDataset(Dataset):
         clip = sample_clip(index, split=self.split, seed=self.seed, config=self.config)
         frames = torch.from_numpy(render_clip(clip, self.config))  # [T, H, W, 3] uint8
         return {"video": frames_to_model(frames), "caption": clip.caption, "dsg": clip.dsg, "id": clip.id}
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """What the clips are (split, seed, generator settings): a latent cache of other clips is refused."""
+        return {"dataset": "shapes", "split": self.split, "seed": self.seed, "config": dataclasses.asdict(self.config)}
+
+    def gold_dsg(self, index: int) -> DynamicSceneGraph:
+        """Clip ``index``'s gold DSG, drawn without rendering (``dysen.data.oversample``)."""
+        return sample_clip(index, split=self.split, seed=self.seed, config=self.config).dsg
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
