@@ -180,6 +180,10 @@ def test_the_report_names_the_rl_policy_that_chose_the_demonstrations():
     )
     plain_rules = planner_record(Variant("x", imagination=False), PlannerOptions())
     assert planner_text(plain_rules) == "planner the model's (config) (imagination off, no demonstrations)"
+    unused = planner_record(Variant("no imagination", imagination=False), model)  # rules: demos only imagine
+    assert planner_text(unused) == "planner the model's (config) (imagination off, no demonstrations)"
+    llm = planner_record(Variant("x", planner=PlannerOptions(backend="replay"), imagination=False), model)
+    assert planner_text(llm) == "planner replay (imagination off, demonstrations retrieved from shapes)"
 
 
 def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):

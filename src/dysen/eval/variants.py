@@ -212,10 +212,13 @@ def planner_record(variant: Variant, model_planner: PlannerOptions) -> dict[str,
         options = changed_options(model_planner, variant.planner_changes or {})
         if variant.planner_changes:
             backend += ", changed: " + ", ".join(f"{k} {v}" for k, v in variant.planner_changes.items())
+    source, policy = demo_source(options), options.policy
+    if options.backend == "rules" and not variant.imagination:  # it reads demonstrations only to imagine
+        source, policy = "none", None
     return {
         "backend": backend, "model": None if variant.planner is None else options.model,
-        "imagination": variant.imagination, "demos": variant.demos, "source": demo_source(options),
-        "policy": None if options.policy is None else str(options.policy),
+        "imagination": variant.imagination, "demos": variant.demos, "source": source,
+        "policy": None if policy is None else str(policy),
     }  # fmt: skip
 
 
