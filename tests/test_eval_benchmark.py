@@ -152,7 +152,10 @@ def test_the_ablation_rows_run_with_any_planner():
         "ground truth (renders)", AUTOENCODER_ROW, "Dysen-VDM (full)", "text-only backbone", "no imagination",
         "random demonstrations",
     ]  # fmt: skip
-    assert [v.skip is None for v in rows] == [True, True, True, False, True, True] and "--text-only" in rows[3].skip
+    assert all(v.skip is None for v in rows) and rows[3].config == "shapes-tiny-text-only"  # shipped beside it
+    own = ablation_variants(Path("full"), None)[3]  # the shipped text-only model is no ablation of another model
+    assert own.skip == "the full model is full: give its text-only backbone with --text-only DIR"
+    assert "or shipped (nowhere-text-only)" in ablation_variants(None, None, config="nowhere")[3].skip
     assert not rows[4].imagination and rows[5].demos == "random"
     llm = ablation_variants(Path("full"), Path("text"), planner=PlannerOptions(backend="replay"))
     assert all(v.skip is None for v in llm) and not llm[4].imagination and llm[5].demos == "random"

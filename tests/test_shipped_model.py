@@ -1,6 +1,7 @@
-"""The trained ``shapes-tiny`` inside the package: present, small, documented, loaded by default, and working.
+"""The trained ``shapes-tiny`` inside the package: present, small, documented, loaded by default, and working;
+and its text-only ablation beside it, for ``dysen eval --ablation``.
 
-The model card (``weights/shapes-tiny/README.md``) lists each weight file's SHA-256; the test holds the card
+Each model card (``weights/<name>/README.md``) lists each weight file's SHA-256; the test holds the card
 to the files, so retrained weights cannot ship with an old card. The quality check generates a few Dynamic
 Shapes test captions (never seen in training) with the model's own defaults and scores them with the
 dynamics scorer: random or broken weights draw no objects and fail it.
@@ -11,38 +12,54 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dysen.data.shapes import ShapesConfig, sample_clip
 from dysen.eval.dynamics import score_video
-from dysen.pipeline import SHIPPED_MODELS, DysenVDMPipeline, load_pipeline, shipped_model
+from dysen.pipeline import SHIPPED_MODELS, DysenVDMPipeline, load_pipeline, read_pipeline_config, shipped_model
 from dysen.planner.rl import PolicySelector
 from dysen.planner.rules import RulesPlanner
 
 FOLDER = SHIPPED_MODELS["shapes-tiny"]
+TEXT_ONLY = SHIPPED_MODELS["shapes-tiny-text-only"]
 MAX_BYTES = 30 * 2**20  # the issue's budget for the weights shipped inside the package
-MIN_FIDELITY, MIN_ACCURACY = 0.5, 0.6  # measured on these 4 captions: 0.83 and 0.92 (model card)
+MIN_FIDELITY, MIN_ACCURACY = 0.5, 0.6  # measured on these 4 captions: 0.92 and 1.00 (model card)
 
 
-def test_shapes_tiny_ships_inside_the_package_under_30_mb() -> None:
-    assert shipped_model("shapes-tiny") == FOLDER
+def test_shapes_tiny_and_its_text_only_ablation_ship_inside_the_package_under_30_mb() -> None:
+    assert shipped_model("shapes-tiny") == FOLDER and shipped_model("shapes-tiny-text-only") == TEXT_ONLY
     files = sorted(FOLDER.rglob("*.safetensors"))
     assert {f.parent.name for f in files} == {"unet", "rgtrm", "vae", "policy"}
-    assert sum(f.stat().st_size for f in files) <= MAX_BYTES
-    assert not list(FOLDER.rglob("*.bin")) and not list(FOLDER.rglob("*.pt"))
+    text_only = sorted(TEXT_ONLY.rglob("*.safetensors"))
+    assert {f.parent.name for f in text_only} == {"unet", "rgtrm", "vae"}
+    assert sum(f.stat().st_size for f in files + text_only) <= MAX_BYTES
+    for folder in (FOLDER, TEXT_ONLY):
+        assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt"))
+    vae = Path("vae") / "model.safetensors"
+    assert (TEXT_ONLY / vae).read_bytes() == (FOLDER / vae).read_bytes()  # one autoencoder, one ceiling
+    config = read_pipeline_config(TEXT_ONLY)  # the same backbone without the DSG path
+    assert (config.unet.dsg_cross_attention, config.unet.layout) == ("off", False)
+    assert config.diffusion == read_pipeline_config(FOLDER).diffusion
 
 
-def test_the_model_card_names_every_weight_file_by_its_sha256() -> None:
-    card = (FOLDER / "README.md").read_text()
+@pytest.mark.parametrize(
+    "folder, words",
+    [
+        (FOLDER, ("dysen train-vae", "dysen train-vdm", "dysen train-dysen", "dysen finetune", "text-only", "layout")),
+        (TEXT_ONLY, ("dysen train-vdm", "dysen finetune", "--config shapes-tiny-text-only", "shapes-tiny")),
+    ],
+)
+def test_the_model_cards_name_every_weight_file_by_its_sha256(folder, words) -> None:
+    card = (folder / "README.md").read_text()
     listed = dict(re.findall(r"`([\w/]+\.safetensors)` \| `([0-9a-f]{64})`", card))
-    files = {str(f.relative_to(FOLDER)): f for f in FOLDER.rglob("*.safetensors")}
+    files = {str(f.relative_to(folder)): f for f in folder.rglob("*.safetensors")}
     assert set(listed) == set(files)
     for name, path in files.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[name], f"{name} changed; update the card"
-    commands = ("dysen train-vae", "dysen train-vdm", "dysen train-dysen")
-    for needed in (*commands, "wall", "action accuracy", "text-only", "layout"):
+    for needed in (*words, "wall", "action accuracy"):
         assert needed in card.lower()
 
 

@@ -248,7 +248,7 @@ class DysenVDMPipeline:
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # the trained models inside the package: preset name -> pipeline folder (with its model card, README.md)
-SHIPPED_MODELS = {"shapes-tiny": WEIGHTS_DIR / "shapes-tiny"}
+SHIPPED_MODELS = {name: WEIGHTS_DIR / name for name in ("shapes-tiny", "shapes-tiny-text-only")}
 
 
 def read_pipeline_config(directory: str | os.PathLike[str]) -> DysenVDMConfig:

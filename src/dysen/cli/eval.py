@@ -60,7 +60,13 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         help="shapes: the ablation table: renders, full model (--model), text-only backbone "
         "(--text-only), no imagination and random demonstrations (of the full model's planner, or --planner's)",
     )
-    what.add_argument("--text-only", type=Path, metavar="DIR", help="the text-only backbone of --ablation")
+    what.add_argument(
+        "--text-only",
+        type=Path,
+        metavar="DIR",
+        help="the text-only backbone of --ablation (default, beside the shipped model: the shipped "
+        "<config>-text-only)",
+    )
     what.add_argument("--gold", type=Path, help="shapes --videos: JSONL of {id, dsg} to score against")
     sample = p.add_argument_group("sampling")
     sample.add_argument("--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)")

@@ -175,23 +175,28 @@ def ablation_variants(
         Variant("ground truth (renders)", source="renders", config=config, sampling=sampling),
         replace(full_row, name=AUTOENCODER_ROW, source="reconstructions", planner=None, planner_changes=None),
         full_row,
-        _text_only_variant(text_only, config, sampling),
+        _text_only_variant(text_only, full, config, sampling),
         replace(full_row, name="no imagination", imagination=False),
         replace(full_row, name="random demonstrations", demos="random"),
     ]
 
 
-def _text_only_variant(text_only: Path | None, config: str, sampling: Sampling) -> Variant:
-    """The text-only row: ``text_only``, else the shipped '<config>-text-only' model, else not run."""
+def _text_only_variant(text_only: Path | None, full: Path | None, config: str, sampling: Sampling) -> Variant:
+    """The text-only row: ``text_only``; else, beside the shipped full model, the shipped '<config>-text-only'
+    model (trained by the same commands); else not run, with the reason."""
     name = "text-only backbone"
     if text_only is not None:
         return Variant(name, model=text_only, config=config, sampling=sampling)
     from dysen.pipeline import shipped_model
 
     preset = f"{config}-text-only"
-    if shipped_model(preset) is not None:
+    if full is not None:
+        reason = f"the full model is {full}: give its text-only backbone with --text-only DIR"
+    elif shipped_model(preset) is None:
+        reason = f"no text-only model given (--text-only DIR) or shipped ({preset})"
+    else:
         return Variant(name, config=preset, sampling=sampling)
-    return Variant(name, sampling=sampling, skip=f"no text-only model given (--text-only DIR) or shipped ({preset})")
+    return Variant(name, sampling=sampling, skip=reason)
 
 
 def sampling_record(sampling: Sampling) -> dict[str, object]:
