@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dysen.data.shapes import SPLITS, render_clip, sample_clip, vocab
-from dysen.data.shapes.geometry import SYMMETRY, inside
+from dysen.data.shapes import render_clip
 from dysen.data.video import read_video, write_video
 from dysen.dsg.types import DynamicSceneGraph, Event
 from dysen.eval.dynamics import (
@@ -21,6 +20,8 @@ from dysen.eval.dynamics import (
     score_video,
     track_shapes,
 )
+from dysen.world import SPLITS, sample_clip, vocab
+from dysen.world.geometry import SYMMETRY, inside
 
 NUM_GOLD_CLIPS = 500
 NUM_MP4_CLIPS = 50

@@ -8,8 +8,6 @@ import math
 import pytest
 import torch
 
-from dysen.data.shapes import ShapesConfig, sample_clip
-from dysen.data.shapes.geometry import inside
 from dysen.dsg.layout import frame_layout
 from dysen.dsg.types import Box, DynamicSceneGraph, Event, SceneGraph
 from dysen.models.rgtrm import GraphBatch, RGTrm, RGTrmConfig
@@ -17,6 +15,8 @@ from dysen.models.unet3d import UNet3D, UNet3DConfig, UNet3DError, box_coverage,
 from dysen.pipeline import stack_passes
 from dysen.planner.layout import imagine_layout
 from dysen.planner.rules import RulesPlanner
+from dysen.world import ShapesConfig, sample_clip
+from dysen.world.geometry import inside
 
 
 def _moving_dsg() -> DynamicSceneGraph:

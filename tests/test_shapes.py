@@ -17,21 +17,13 @@ import pytest
 import torch
 
 from dysen.cli import main
-from dysen.data.shapes import (
-    SPLITS,
-    ShapesConfig,
-    ShapesDataset,
-    collate,
-    render_clip,
-    sample_clip,
-    vocab,
-    write_dataset,
-)
+from dysen.data.shapes import ShapesDataset, collate, render_clip, write_dataset
 from dysen.data.shapes.render import render_tracks
-from dysen.data.shapes.story import phase_spans, sample_story
 from dysen.dsg.convert import align_steps_to_frames, events_to_dsg
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
+from dysen.world import SPLITS, ShapesConfig, sample_clip, vocab
+from dysen.world.story import phase_spans, sample_story
 
 CONFIG = ShapesConfig()
 TINY = ShapesConfig(size=16, num_frames=8)

@@ -24,18 +24,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from dysen.data.shapes import ShapesClip, ShapesConfig, render_clip, sample_clip, vocab
+from dysen.data.shapes import render_clip
 from dysen.dsg.metrics import action_planning_reliability
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.eval.dynamics import DynamicsScore, score_video
 from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
+from dysen.world import ShapesClip, ShapesConfig, sample_clip, vocab
 
 if TYPE_CHECKING:
     from dysen.config import VideoSpec
     from dysen.diffusion.schedules import DiffusionConfig
     from dysen.models.vae import VideoAutoencoder
-    from dysen.pipeline import DysenVDMPipeline
+from dysen.pipeline import DysenVDMPipeline
 
 BENCHMARK_SPLIT = "test"
 """The Dynamic Shapes split the benchmark draws its captions and gold DSGs from."""

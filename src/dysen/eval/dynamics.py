@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dysen.data.shapes import vocab
 from dysen.dsg.convert import FrameAlignment
 from dysen.dsg.types import DynamicSceneGraph, Event
 from dysen.eval.tracking import (
@@ -34,6 +33,7 @@ from dysen.eval.tracking import (
     label_components,
     track_shapes,
 )
+from dysen.world import vocab
 
 if TYPE_CHECKING:
     import torch

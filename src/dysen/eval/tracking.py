@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dysen.data.shapes import vocab
+from dysen.world import vocab
 
 if TYPE_CHECKING:
     import torch

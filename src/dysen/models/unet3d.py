@@ -250,7 +250,7 @@ def object_frames(boxes: torch.Tensor, angles: torch.Tensor, height: int, width:
     """Each cell's coordinates in each box's own frame: boxes [..., 4], clockwise turns [...] -> [..., 2, H, W].
 
     Cell centres, in cell units (square cells), are taken relative to the box centre, turned back by the
-    object's angle (u right, v up in its upright pose; ``dysen.data.shapes.geometry.inside`` uses the same
+    object's angle (u right, v up in its upright pose; ``dysen.world.geometry.inside`` uses the same
     convention) and divided by half the box's longer side, so ``(u, v)`` spans about [-1, 1] inside the box.
     """
     x0, y0, x1, y1 = (c * size for c, size in zip(boxes.unbind(-1), (width, height, width, height), strict=True))

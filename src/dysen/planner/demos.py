@@ -34,8 +34,8 @@ from dysen.planner.types import Demonstration
 if TYPE_CHECKING:
     import torch
 
-    from dysen.data.shapes import ShapesConfig
     from dysen.planner.embed import Embedder
+    from dysen.world import ShapesConfig
 
 
 class DemoBank:
@@ -77,7 +77,7 @@ class DemoBank:
         cls, num: int, split: str = "train", seed: int = 0, config: ShapesConfig | None = None, start: int = 0
     ) -> DemoBank:
         """Clips ``start .. start+num-1`` of a Dynamic Shapes split (default config), as (id, caption, gold DSG)."""
-        from dysen.data.shapes import ShapesConfig, sample_clip
+        from dysen.world import ShapesConfig, sample_clip
 
         config = config or ShapesConfig()
         clips = (sample_clip(i, split=split, seed=seed, config=config) for i in range(start, start + num))

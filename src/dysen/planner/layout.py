@@ -1,7 +1,7 @@
 """Layout imagination: per-step boxes for a planned DSG, so that a layout-grounded UNet knows where things are.
 
 The planner (an LLM or the rules) decides what happens and when; this step imagines where the objects stand
-and how their actions move them, the way Dynamic Shapes stages its clips (``dysen.data.shapes.motion``): each
+and how their actions move them, the way Dynamic Shapes stages its clips (``dysen.world.motion``): each
 object gets a size (the DSG's, else one its grow/shrink allows, else a seeded draw), a start drawn uniformly
 among those that keep it inside the frame and clear of the others at every frame, and the motion primitive of
 each of its actions (moves, jumps, grows, shrinks, rotates, appears, disappears, turns). Objects whose noun
@@ -18,13 +18,13 @@ import logging
 
 import numpy as np
 
-from dysen.data.shapes import vocab
-from dysen.data.shapes.config import DEFAULT_CONFIG, ShapesConfig
-from dysen.data.shapes.gold import box_at, scene_at
-from dysen.data.shapes.motion import Track, place
-from dysen.data.shapes.story import Shape, Story, StoryEvent
 from dysen.dsg.convert import align_steps_to_frames
 from dysen.dsg.types import Box, DynamicSceneGraph
+from dysen.world import vocab
+from dysen.world.config import DEFAULT_CONFIG, ShapesConfig
+from dysen.world.gold import box_at, scene_at
+from dysen.world.motion import Track, place
+from dysen.world.story import Shape, Story, StoryEvent
 
 logger = logging.getLogger(__name__)
 

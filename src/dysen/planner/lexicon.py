@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from dysen.data.shapes import vocab
+from dysen.world import vocab
 
 # -- lexicons -------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ to the latest plural entity; with no antecedent they name "man", "woman", "objec
 verb with no subject at all gets the agent "person".
 
 Timing: the phases split ``num_steps`` evenly, earlier phases taking the extra steps
-(``dysen.data.shapes.story.phase_spans``); events of one phase share its span; more phases than
+(``dysen.world.story.phase_spans``); events of one phase share its span; more phases than
 steps get one step each. A prompt without events is one static step.
 
 Step III, imagination: every step holds the entities present then (an entity that appears is absent
@@ -62,7 +62,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dysen.data.shapes.story import phase_spans
 from dysen.dsg.convert import events_to_dsg
 from dysen.dsg.types import MAX_STEPS, DynamicSceneGraph, Event, SceneGraph
 from dysen.errors import DysenError
@@ -87,6 +86,7 @@ from dysen.planner.lexicon import (
     tokenise,
 )
 from dysen.planner.types import Demonstration, DemoSelector
+from dysen.world.story import phase_spans
 
 __all__ = ["CONNECTIVES", "DEMO_SHOTS", "MAX_PROMPT_CHARS", "PREPOSITIONS", "RulesPlanError", "RulesPlanner"]
 

@@ -2,20 +2,21 @@
 
 Coloured shapes move, jump, grow, shrink, rotate, appear, disappear and change colour, one to three
 events per clip, in sequence or at the same time; each clip has a paraphrased caption and its gold
-DSG. It is dysen's offline training set, benchmark and demo domain. ``vocab`` is the contract with
-the pixel scorer (``dysen.eval.dynamics``). Modules: ``story`` (what happens), ``motion`` (how it
-moves and where it stands), ``captions`` (how it is said), ``gold`` (the DSG), ``geometry`` and
-``render`` (how it looks), ``clip`` (one clip from its seed), ``writer`` (mp4 + manifest on disk),
-``dataset`` (the torch ``Dataset``; the only module that imports torch, loaded on first use).
+DSG. It is dysen's offline training set, benchmark and demo domain. What happens in a clip (stories,
+motion, captions, gold DSGs) is the world model ``dysen.world``; this package makes the pixels and the
+files: ``render`` (how it looks), ``writer`` (mp4 + manifest on disk), ``dataset`` (the torch
+``Dataset``; the only module that imports torch, loaded on first use). ``ShapesConfig``, ``SPLITS``,
+``ShapesClip`` and ``sample_clip`` are re-exported from ``dysen.world`` as the generator's public API
+(draw a clip, render it, write a split).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dysen.data.shapes.clip import ShapesClip, render_clip, sample_clip
-from dysen.data.shapes.config import SPLITS, ShapesConfig
+from dysen.data.shapes.render import render_clip
 from dysen.data.shapes.writer import write_dataset
+from dysen.world import SPLITS, ShapesClip, ShapesConfig, sample_clip
 
 if TYPE_CHECKING:
     from dysen.data.shapes.dataset import ShapesDataset, collate

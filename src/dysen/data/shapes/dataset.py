@@ -12,10 +12,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from dysen.data.shapes.clip import render_clip, sample_clip
-from dysen.data.shapes.config import DEFAULT_CONFIG, ShapesConfig, require_config, require_int, require_split
+from dysen.data.shapes.render import render_clip
 from dysen.data.video import frames_to_model
 from dysen.dsg.types import DynamicSceneGraph
+from dysen.world.clip import sample_clip
+from dysen.world.config import DEFAULT_CONFIG, ShapesConfig, require_config, require_int, require_split
 
 
 class ShapesDataset(Dataset):

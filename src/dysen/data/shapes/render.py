@@ -13,10 +13,20 @@ import math
 
 import numpy as np
 
-from dysen.data.shapes import vocab
-from dysen.data.shapes.config import ShapesConfig
-from dysen.data.shapes.geometry import inside
-from dysen.data.shapes.motion import Track
+from dysen.errors import DysenError
+from dysen.world import vocab
+from dysen.world.clip import ShapesClip
+from dysen.world.config import DEFAULT_CONFIG, ShapesConfig
+from dysen.world.geometry import inside
+from dysen.world.motion import Track
+
+
+def render_clip(clip: ShapesClip, config: ShapesConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """The frames of ``clip``, uint8 ``[T, H, W, 3]``; ``config`` must have the clip's frame count."""
+    frames = len(clip.frame_boxes)
+    if frames != config.num_frames:
+        raise DysenError(f"clip {clip.id} has {frames} frames but the config asks for {config.num_frames}")
+    return render_tracks(clip.tracks, config)
 
 
 def render_tracks(tracks: tuple[Track, ...], config: ShapesConfig) -> np.ndarray:

@@ -17,10 +17,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dysen.data.shapes.clip import render_clip, sample_clip
-from dysen.data.shapes.config import DEFAULT_CONFIG, ShapesConfig, require_config, require_int, require_split
+from dysen.data.shapes.render import render_clip
 from dysen.dsg.io import write_jsonl_atomic
 from dysen.errors import DysenError
+from dysen.world.clip import sample_clip
+from dysen.world.config import DEFAULT_CONFIG, ShapesConfig, require_config, require_int, require_split
 
 MANIFEST = "manifest.jsonl"
 

@@ -2,8 +2,8 @@
 
 Clip ``index`` of ``split`` under ``seed`` is the same in every run and process: its random stream is
 ``numpy.random.SeedSequence((seed, split number in SPLITS, index))``, split into one child stream for
-the story and layout and one for the caption wording. Drawing is cheap (no pixels); ``render_clip``
-paints the frames.
+the story and layout and one for the caption wording. Drawing is cheap (no pixels); the generator's
+``dysen.data.shapes.render.render_clip`` paints the frames.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dysen.data.shapes.captions import compose_caption
-from dysen.data.shapes.config import DEFAULT_CONFIG, SPLITS, ShapesConfig, require_config, require_int, require_split
-from dysen.data.shapes.gold import frame_boxes, gold_dsg
-from dysen.data.shapes.motion import Track, place
-from dysen.data.shapes.render import render_tracks
-from dysen.data.shapes.story import Story, sample_story
 from dysen.dsg.types import Box, DynamicSceneGraph
 from dysen.errors import DysenError
+from dysen.world.captions import compose_caption
+from dysen.world.config import DEFAULT_CONFIG, SPLITS, ShapesConfig, require_config, require_int, require_split
+from dysen.world.gold import frame_boxes, gold_dsg
+from dysen.world.motion import Track, place
+from dysen.world.story import Story, sample_story
 
 _STORY_TRIES = 1000
 """Stories drawn before giving up on a config whose shapes and motions cannot fit the frame."""
@@ -75,10 +74,3 @@ def sample_clip(index: int, split: str = "train", seed: int = 0, config: ShapesC
         tracks=tracks,
     )
 
-
-def render_clip(clip: ShapesClip, config: ShapesConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """The frames of ``clip``, uint8 ``[T, H, W, 3]``; ``config`` must have the clip's frame count."""
-    frames = len(clip.frame_boxes)
-    if frames != config.num_frames:
-        raise DysenError(f"clip {clip.id} has {frames} frames but the config asks for {config.num_frames}")
-    return render_tracks(clip.tracks, config)

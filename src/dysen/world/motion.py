@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dysen.data.shapes import vocab
-from dysen.data.shapes.config import ShapesConfig
-from dysen.data.shapes.geometry import SYMMETRY
-from dysen.data.shapes.story import Story, StoryEvent
 from dysen.dsg.convert import align_steps_to_frames
+from dysen.world import vocab
+from dysen.world.config import ShapesConfig
+from dysen.world.geometry import SYMMETRY
+from dysen.world.story import Story, StoryEvent
 
 _LAYOUT_TRIES = 20
 """Start positions drawn per story before the story itself is redrawn."""

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dysen.data.shapes import vocab
-from dysen.data.shapes.story import Shape, Story, StoryEvent
+from dysen.world import vocab
+from dysen.world.story import Shape, Story, StoryEvent
 
 GROUPS: dict[int, tuple[str, ...]] = {
     # number of simultaneous events: templates joining their clauses, in the order {0}, {1}, {2}

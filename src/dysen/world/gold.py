@@ -19,12 +19,12 @@ Boxes: ``DynamicSceneGraph.boxes[m]`` holds the tight box of every visible shape
 
 from __future__ import annotations
 
-from dysen.data.shapes.config import ShapesConfig
-from dysen.data.shapes.geometry import bounds
-from dysen.data.shapes.motion import Track
-from dysen.data.shapes.story import Story
 from dysen.dsg.convert import align_steps_to_frames, events_to_dsg
 from dysen.dsg.types import Box, DynamicSceneGraph, SceneGraph
+from dysen.world.config import ShapesConfig
+from dysen.world.geometry import bounds
+from dysen.world.motion import Track
+from dysen.world.story import Story
 
 
 def gold_dsg(

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dysen.data.shapes import vocab
-from dysen.data.shapes.config import ShapesConfig
 from dysen.dsg.types import Event
+from dysen.world import vocab
+from dysen.world.config import ShapesConfig
 
 STRUCTURES: dict[int, tuple[tuple[int, ...], ...]] = {
     # number of events: the possible phase layouts, as the number of simultaneous events per phase
