@@ -8,8 +8,7 @@ import json
 import pytest
 
 import data_fixtures as fx
-from dysen.cli import main
-from dysen.data.annotate import (
+from dysen.annotate import (
     AnnotateError,
     VLMAnnotator,
     VLMOptions,
@@ -20,6 +19,7 @@ from dysen.data.annotate import (
     quantise_span,
     timestamps_to_dsg,
 )
+from dysen.cli import main
 from dysen.data.datasets import Segment, load_records, read_gold
 from dysen.errors import DSGError
 from dysen.planner.rules import RulesPlanner

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import data_fixtures as fx
+from dysen.cli import main
 from dysen.data.datasets import (
     ClipSampling,
     DatasetError,
@@ -100,7 +101,11 @@ def test_msrvtt_caption_is_fixed_per_seed_in_eval_and_redrawn_per_epoch_in_train
 
 
 def test_activitynet_paragraph_whole_video_clip_and_gold_events_from_timestamps(tmp_path):
-    dataset = open_dataset("activitynet", fx.activitynet(tmp_path), "train", sampling=None)
+    root = fx.activitynet(tmp_path)
+    assert open_dataset("activitynet", root, "train")[0]["dsg"] is None  # datasets read gold DSGs, never plan them
+    gold = tmp_path / "gold.jsonl"
+    assert main(["dsg", "annotate", "--dataset", "activitynet", "--root", str(root), "--out", str(gold)]) == 0
+    dataset = open_dataset("activitynet", root, "train", sampling=None, gold=gold)
     assert dataset.sampling.stride is None
     assert [r.id for r in dataset.records] == ["v_QOlSCBRmfWY", "v_ehGHCYKzyZ8"]
     assert all(r.path.is_file() for r in dataset.records)

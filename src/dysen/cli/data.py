@@ -107,7 +107,7 @@ def configure_dsg_annotate(p: argparse.ArgumentParser) -> None:
 
 
 def run_dsg_annotate(args: argparse.Namespace) -> int:
-    from dysen.data import annotate as an
+    from dysen import annotate as an
     from dysen.data.datasets import load_records
 
     records = load_records(args.dataset, args.root, args.split)[: args.limit]

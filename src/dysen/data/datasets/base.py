@@ -14,9 +14,10 @@ short-side resize and a centre crop. A record with several captions (MSR-VTT's 2
 by the same seeded generator: fixed per item in evaluation (the "one random caption per test video"
 protocol), redrawn every epoch in training.
 
-Gold DSGs come from, in order: a side file (JSONL of ``{"id", "dsg"}``, what ``dysen dsg annotate``
-writes) joined by id; the record's own DSG (Dynamic Shapes); its timestamped sentences (ActivityNet,
-quantised by ``dysen.data.annotate.timestamps_to_dsg`` with the rules planner); else None.
+Gold DSGs are read, never made: a side file (JSONL of ``{"id", "dsg"}``, what ``dysen dsg annotate``
+writes) joined by id, else the record's own DSG (Dynamic Shapes), else None. A corpus without either
+(ActivityNet's timestamped sentences, captions) is annotated first: ``dysen dsg annotate`` (module
+``dysen.annotate``) writes the side file, passed here as ``gold``; training refuses items without one.
 
 Bad videos never crash a ``DataLoader``. An item whose video is missing, truncated or not a video is
 logged and returned as None; ``collate`` drops the Nones and puts their number in ``batch["skipped"]``,
@@ -102,12 +103,10 @@ class VideoTextDataset(Dataset):
         records: Sequence[VideoRecord],
         sampling: ClipSampling = ClipSampling(),
         gold: Mapping[str, DynamicSceneGraph] | str | os.PathLike | None = None,
-        dsg_steps: int = 8,
     ) -> None:
         self.records = list(records)
         self.sampling = sampling
         self.gold = read_gold(gold) if isinstance(gold, (str, os.PathLike)) else dict(gold or {})
-        self.dsg_steps = dsg_steps
         self.epoch = 0
         self.skipped = 0
         """Items this process returned as None (per worker; see ``collate`` for the total)."""
@@ -134,18 +133,8 @@ class VideoTextDataset(Dataset):
         return {"video": video, "caption": self._caption(record, rng), "dsg": self.dsg_of(record), "id": record.id}
 
     def dsg_of(self, record: VideoRecord) -> DynamicSceneGraph | None:
-        """The gold DSG of ``record``: side file, then its own, then its timestamped sentences; else None."""
-        if record.id in self.gold:
-            return self.gold[record.id]
-        if record.dsg is not None or not record.segments or not record.duration_s:
-            return record.dsg
-        from dysen.data.annotate import timestamps_to_dsg
-
-        try:
-            return timestamps_to_dsg(record.segments, record.duration_s, self.dsg_steps)
-        except DysenError as err:
-            log.warning("%s has no gold DSG: %s", record.id, err)
-            return None
+        """The gold DSG of ``record``: the side file's, then its own; else None (run ``dysen dsg annotate``)."""
+        return self.gold.get(record.id, record.dsg)
 
     def _clip(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
         total = probe(path).num_frames

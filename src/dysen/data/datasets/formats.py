@@ -10,8 +10,9 @@
   (same ``videos``/``sentences`` schema); the split is the video's ``split`` field, else its number
   (test = video7010-9999, the 2,990-video T2V test set). All 20 captions are kept, in ``sen_id`` order.
 * ActivityNet Captions (§5.4): ``{split}.json`` mapping ``v_<YouTubeID>`` to duration, timestamps and
-  sentences; the caption is the paragraph, the segments give the gold events. Videos are found by
-  the key with or without ``v_``, in any common container.
+  sentences; the caption is the paragraph, the segments are what ``dysen dsg annotate`` turns into
+  gold events (read back through ``gold``). Videos are found by the key with or without ``v_``, in any
+  common container.
 * Dynamic Shapes: the ``manifest.jsonl`` that ``dysen data shapes`` writes (gold DSGs included).
 * A folder: every video under it, captioned by a ``<stem>.txt`` beside it, else by its name.
 
@@ -50,7 +51,8 @@ def open_dataset(
     """The dataset ``name`` under ``root`` (the seed README's ``dataset/<name>``), ready for a DataLoader.
 
     ``sampling`` defaults to ``ClipSampling()``, except ActivityNet, whose clips span the whole video
-    (``stride=None``) so that they match their DSG's time base; ``gold`` is a JSONL side file of DSGs.
+    (``stride=None``) so that they match their DSG's time base; ``gold`` is a JSONL side file of DSGs
+    (``dysen dsg annotate``), without which a real corpus's items have ``dsg`` None.
     """
     if sampling is None:
         sampling = ClipSampling(stride=None) if name == "activitynet" else ClipSampling()
