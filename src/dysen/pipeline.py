@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 from dysen import __version__
 from dysen.atomic import staged_dir
 from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, config_from_data, config_to_data, load_config
-from dysen.data.video import model_to_frames
 from dysen.diffusion.guidance import FULL, UNCOND, combine, guidance_weights
 from dysen.diffusion.sampling import make_scheduler, step_kwargs
 from dysen.diffusion.schedules import SamplerName
@@ -38,6 +37,7 @@ from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.encoders.text import TextEncoder
 from dysen.errors import DysenError
+from dysen.models.frames import model_to_frames
 from dysen.models.pretrained import CheckpointError
 from dysen.models.rgtrm import DSGCondition, GraphBatch, Layout, RGTrm
 from dysen.models.unet3d import UNet3D

@@ -17,7 +17,8 @@ Every video that enters or leaves dysen passes through here, so the rules are st
 * **Writes are atomic**: a hidden temporary file in the destination folder, then ``os.replace``.
 
 Layouts: uint8 frames ``[T, H, W, 3]`` at this edge; the model layout ``[3, T, H, W]`` in [-1, 1] via
-``frames_to_model`` / ``model_to_frames`` (DESIGN.md §5).
+``frames_to_model`` / ``model_to_frames`` (DESIGN.md §5), defined with the networks in ``dysen.models.frames``
+(the pipeline converts its output below this package) and part of this module's API.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from dysen.errors import VideoError
+from dysen.models.frames import frames_to_model
+from dysen.models.frames import model_to_frames as model_to_frames  # part of this module's API (docstring)
 
 if TYPE_CHECKING:
     import av
@@ -258,17 +261,6 @@ def _resize(video: torch.Tensor, size: int, crop: bool) -> torch.Tensor:
         top, left = (new_h - size) // 2, (new_w - size) // 2
         video = video[..., top : top + size, left : left + size]  # [T, 3, size, size]
     return video
-
-
-def frames_to_model(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[T, H, W, 3]`` -> float32 ``[3, T, H, W]`` in [-1, 1] (the model layout)."""
-    return frames.permute(3, 0, 1, 2).float() / 127.5 - 1.0
-
-
-def model_to_frames(video: torch.Tensor) -> torch.Tensor:
-    """Float ``[3, T, H, W]`` in [-1, 1] -> uint8 ``[T, H, W, 3]`` (clamped, rounded)."""
-    scaled = ((video.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round()  # [3, T, H, W]
-    return scaled.to(torch.uint8).permute(1, 2, 3, 0).contiguous().cpu()
 
 
 def read_video(
