@@ -1,4 +1,4 @@
-"""Settings of the Dynamic Shapes generator, the split names, and the checks on caller arguments.
+"""Settings of the Dynamic Shapes world and its generator, the split names, and the checks on caller arguments.
 
 Every knob lives in ``ShapesConfig`` once, with its default and a one-line meaning; geometry is in
 fractions of the frame side, so a config renders the same story at any pixel size.
