@@ -34,8 +34,8 @@ from dysen.eval.protocols import (
 from dysen.eval.variants import Variant
 from dysen.pipeline import DysenVDMPipeline
 from dysen.planner.lexicon import COLOUR_WORDS
+from pipeline_fixtures import TINY
 from test_eval_metrics import tiny_clip  # noqa: F401  (the fixture: a random tiny CLIP folder)
-from test_pipeline import TINY
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "shellscripts"
 

@@ -32,7 +32,7 @@ from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.checkpoint import latest_checkpoint, load_checkpoint
 from dysen.train.loop import NonFiniteLossError, StepOutput, TrainConfig, train
 from dysen.train.stages import GraphCollate, StageError, VAETask, VDMTask
-from test_pipeline import TINY, HashTextEncoder
+from pipeline_fixtures import TINY, HashTextEncoder
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
 VDM_ARGS = ["--batch-size", "2", "--num-clips", "16", "--lr", "1e-3", "--save-every", "2", "--seed", "3"]

@@ -30,7 +30,7 @@ from dysen.train.checkpoint import latest_checkpoint, load_checkpoint
 from dysen.train.loop import TrainConfig, train
 from dysen.train.losses import adaptive_weight, hinge_d_loss
 from dysen.train.stages import StageError, VAETask
-from test_pipeline import TINY
+from pipeline_fixtures import TINY
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
 WIDTHS = (4, 8, 8, 16, 16)

@@ -25,7 +25,7 @@ from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import TrainConfig, train
 from dysen.train.stages import GraphCollate, VAETask, VDMTask
-from test_pipeline import TINY, HashTextEncoder
+from pipeline_fixtures import TINY, HashTextEncoder
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
 DROPOUT = dataclasses.replace(TINY, unet=dataclasses.replace(TINY.unet, dropout=0.3))
