@@ -67,7 +67,7 @@ def pipe() -> DysenVDMPipeline:
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_yaml_config_loads_and_equals_its_preset(name: str) -> None:
     assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(PRESETS)
-    assert load_config(CONFIGS / f"{name}.yaml") == load_config(name) == PRESETS[name]()
+    assert load_config(CONFIGS / f"{name}.yaml") == PRESETS[name]()
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
