@@ -130,6 +130,7 @@ def _weights(run: Path, prefix: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.weights.items() if k.startswith(prefix)}
 
 
+@pytest.mark.slow
 def test_discriminator_waits_for_disc_start_then_both_train_and_resume_exactly(tmp_path: Path) -> None:
     dataset = ShapesDataset(8, config=SHAPES)
 

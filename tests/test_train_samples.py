@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from dysen.cli import build_parser, main
@@ -65,6 +66,7 @@ def _vdm_task() -> VDMTask:
     return VDMTask(unet, rgtrm, vae, HashTextEncoder(), DROPOUT, sample_steps=2)
 
 
+@pytest.mark.slow
 def test_vdm_samples_leave_the_training_losses_and_resume_unchanged(tmp_path: Path) -> None:
     dataset = ShapesDataset(8, config=SHAPES)
 
