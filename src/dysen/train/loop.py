@@ -185,7 +185,7 @@ class _Run:
 
 @dataclass(frozen=True)
 class _StepLoss:
-    """What the micro-batches of one step gave, summed over every process."""
+    """What the micro-batches of one step gave, over every process."""
 
     loss: float  # mean over the micro-batches with a good item; NaN when there was none
     logs: dict[str, float]  # the task's logs, averaged as the loss
@@ -232,7 +232,10 @@ def train(
         batches: Iterator[tuple[Any, list[int]]] = iter(stream)
     else:
         batches = step_batches(dataset, collate, config, accelerator, start)
-    run = _Run(task, config, run_dir, accelerator, model, modules, everything, optimizers, stream)
+    run = _Run(
+        task=task, config=config, run_dir=run_dir, accelerator=accelerator, model=model, modules=modules,
+        everything=everything, optimizers=optimizers, stream=stream,
+    )
     sampling = config.sample_every > 0 and accelerator.is_main_process and hasattr(task, "sample")
     samples = sample_batch(dataset, collate, config.sample_count) if sampling else None
     return _loop(run, batches, start, NonFiniteCount(counters), samples)
