@@ -16,8 +16,8 @@ pure functions of (seed, step, micro-batch). Step s's global batch is split into
 micro-batches of ``batch_size`` clips; micro-batch m = a·processes + rank (a = accumulation index) gets the
 same clips and the same generator/torch seed however it is scheduled (``data_order``). So a resumed run repeats
 the losses of an uninterrupted one, and 2 processes × accum 1 repeat 1 process × accum 2 (up to float summation
-order). Streams (an ``IterableDataset``) are read by each process in turn, epoch after epoch; their order is not
-a function of the step, so resuming from a stream is not exact: the weights, optimizer and step are restored,
+order). A stream (an ``IterableDataset``) is split between the processes and read epoch after epoch; its order is
+not a function of the step, so resuming from a stream is not exact: the weights, optimizer and step are restored,
 and the stream replays from the start of the epoch the checkpoint was in.
 
 The run folder holds the resolved ``train_config.json``; a resume with other settings (but those in
