@@ -39,7 +39,7 @@ from dysen.planner.demos import DemoBank, RandomSelector, SimilaritySelector
 from dysen.planner.dysen import DysenPlanner
 from dysen.planner.embed import HashingEmbedder
 from dysen.planner.rules import RulesPlanner
-from test_pipeline import DSG_A, TINY, FixedPlanner, HashTextEncoder
+from pipeline_fixtures import DSG_A, TINY, FixedPlanner, HashTextEncoder
 
 
 def test_ground_truth_renders_score_full_marks_and_the_summary_adds_up():

@@ -34,8 +34,8 @@ from dysen.eval.protocols import (
 from dysen.eval.variants import Variant
 from dysen.pipeline import DysenVDMPipeline
 from dysen.planner.lexicon import COLOUR_WORDS
+from pipeline_fixtures import TINY
 from test_eval_metrics import tiny_clip  # noqa: F401  (the fixture: a random tiny CLIP folder)
-from test_pipeline import TINY
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "shellscripts"
 
@@ -111,6 +111,7 @@ def test_dysen_eval_errors_are_one_clear_line(args, message, tmp_path, capsys):
     assert err.startswith("dysen: error:") and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_the_seed_script_evaluates_a_trained_model_folder(tiny_model, tmp_path):
     env = {
         **os.environ, "OMP_NUM_THREADS": "1", "DYSEN": f"{sys.executable} -m dysen.cli", "RESULTS": str(tmp_path),
@@ -271,6 +272,7 @@ def test_load_networks_reads_files_and_records_their_hashes(tmp_path):
         load_networks(["fid"], {})
 
 
+@pytest.mark.slow
 def test_the_ablation_table_runs_offline_with_the_models_rules_planner(tiny_model, tmp_path):
     out = tmp_path / "ablation"
     argv = ["eval", "--ablation", "--model", str(tiny_model), "--num", "2", "--steps", "1", "--save-videos"]

@@ -278,6 +278,7 @@ def test_c3d_gives_101_probabilities_for_16_frames(c3d):
         c3d_probs(videos[:, :15], c3d)
 
 
+@pytest.mark.slow
 def test_load_c3d_reads_tgan2_chainer_npz_with_the_cropped_mean_and_torch_state_dicts(c3d, tmp_path):
     arrays = {}
     for key, value in c3d.state_dict().items():

@@ -23,7 +23,7 @@ from dysen.dsg.types import DynamicSceneGraph, Event
 from dysen.errors import DysenError
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.latents import LatentDataset, cache_latents
-from test_pipeline import TINY
+from pipeline_fixtures import TINY
 from test_train_latents import _wide
 
 SHAPES = ShapesConfig(size=16, num_frames=8)

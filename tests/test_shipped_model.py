@@ -79,6 +79,7 @@ def shipped() -> DysenVDMPipeline:
     return load_pipeline()
 
 
+@pytest.mark.slow
 def test_the_shipped_model_draws_the_captioned_objects_and_actions(shipped: DysenVDMPipeline) -> None:
     """Four test captions, planned by the default planner, at the model's default guidance and steps: the
     scorer must find the captioned objects and actions (against the gold DSG)."""

@@ -32,7 +32,7 @@ from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.checkpoint import latest_checkpoint, load_checkpoint
 from dysen.train.loop import NonFiniteLossError, StepOutput, TrainConfig, train
 from dysen.train.stages import GraphCollate, StageError, VAETask, VDMTask
-from test_pipeline import TINY, HashTextEncoder
+from pipeline_fixtures import TINY, HashTextEncoder
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
 VDM_ARGS = ["--batch-size", "2", "--num-clips", "16", "--lr", "1e-3", "--save-every", "2", "--seed", "3"]
@@ -178,6 +178,7 @@ def _start_until_checkpoint(runs: Path, out: str, *extra: str, own_group: bool =
     return process
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_repeats_the_uninterrupted_losses(runs: Path) -> None:
     killed = _start_until_checkpoint(runs, "killed")
     killed.send_signal(signal.SIGKILL)
@@ -192,6 +193,7 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_losses(runs: Path) -> Non
     assert resumed == pytest.approx(base, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_repeats_the_losses(runs: Path) -> None:
     stopped = _start_until_checkpoint(runs, "stopped")
     stopped.send_signal(signal.SIGTERM)
@@ -207,6 +209,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_repeats_the_l
     assert _losses(runs / "stopped") == pytest.approx(_losses(runs / "base"), rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_to_the_whole_job_spares_the_loader_workers(runs: Path, number: int) -> None:
     """A scheduler's time limit (SLURM signals every process of the job) or Ctrl-C in a terminal (the whole
@@ -219,6 +222,7 @@ def test_a_signal_to_the_whole_job_spares_the_loader_workers(runs: Path, number:
     assert "continue with --resume latest" in output and "killed by signal" not in output
 
 
+@pytest.mark.slow
 def test_two_ddp_processes_repeat_one_process_with_the_same_global_batch(runs: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -230,6 +234,7 @@ def test_two_ddp_processes_repeat_one_process_with_the_same_global_batch(runs: P
     assert ddp == pytest.approx(base, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_train_vdm_writes_a_pipeline_with_the_ema_weights(runs: Path) -> None:
     from dysen.pipeline import DysenVDMPipeline
 
@@ -246,6 +251,7 @@ def test_train_vdm_writes_a_pipeline_with_the_ema_weights(runs: Path) -> None:
     assert video.frames.shape == (8, 16, 16, 3)
 
 
+@pytest.mark.slow
 def test_the_seed_shell_scripts_run_the_whole_chain_at_tiny_size(runs: Path, tmp_path: Path) -> None:
     scripts = Path(__file__).resolve().parents[1] / "shellscripts"
     env = {

@@ -22,7 +22,7 @@ from dysen.data.shards import ShardDataset, ShardOptions, write_shards
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import TrainConfig, train
 from dysen.train.stages import VAETask
-from test_pipeline import TINY
+from pipeline_fixtures import TINY
 
 SAMPLING = ClipSampling(num_frames=8, size=16, train=True)  # TINY's video: 8 x 16 x 16
 

@@ -28,7 +28,7 @@ from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.latents import LatentCacheError, LatentDataset, cache_latents, collate_latents
 from dysen.train.loop import TrainConfig, train
 from dysen.train.stages import VDMTask
-from test_pipeline import TINY, HashTextEncoder
+from pipeline_fixtures import TINY, HashTextEncoder
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
 

@@ -30,7 +30,7 @@ from dysen.train.checkpoint import latest_checkpoint, load_checkpoint
 from dysen.train.loop import TrainConfig, train
 from dysen.train.losses import adaptive_weight, hinge_d_loss
 from dysen.train.stages import StageError, VAETask
-from test_pipeline import TINY
+from pipeline_fixtures import TINY
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
 WIDTHS = (4, 8, 8, 16, 16)
@@ -130,6 +130,7 @@ def _weights(run: Path, prefix: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.weights.items() if k.startswith(prefix)}
 
 
+@pytest.mark.slow
 def test_discriminator_waits_for_disc_start_then_both_train_and_resume_exactly(tmp_path: Path) -> None:
     dataset = ShapesDataset(8, config=SHAPES)
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from dysen.cli import build_parser, main
@@ -25,7 +26,7 @@ from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import TrainConfig, train
 from dysen.train.stages import GraphCollate, VAETask, VDMTask
-from test_pipeline import TINY, HashTextEncoder
+from pipeline_fixtures import TINY, HashTextEncoder
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
 DROPOUT = dataclasses.replace(TINY, unet=dataclasses.replace(TINY.unet, dropout=0.3))
@@ -65,6 +66,7 @@ def _vdm_task() -> VDMTask:
     return VDMTask(unet, rgtrm, vae, HashTextEncoder(), DROPOUT, sample_steps=2)
 
 
+@pytest.mark.slow
 def test_vdm_samples_leave_the_training_losses_and_resume_unchanged(tmp_path: Path) -> None:
     dataset = ShapesDataset(8, config=SHAPES)
 

@@ -87,6 +87,7 @@ def test_requests_beyond_the_limits_fail_with_the_reason(client: Client, steps, 
         _generate(client, plan, seed=0, steps=steps, frames=frames)
 
 
+@pytest.mark.slow
 def test_ten_concurrent_generates_all_complete(client: Client) -> None:
     plan = client.predict(PROMPT, *PLANNER, api_name="/plan")[0]
     with ThreadPoolExecutor(10) as pool:

@@ -12,7 +12,7 @@ from dysen.pipeline import DysenVDMPipeline
 from dysen.planner.rules import RulesPlanner
 from dysen.web.checks import DemoLimits
 from dysen.web.service import DemoService
-from test_pipeline import TINY, HashTextEncoder  # the tiny config and stand-in text encoder of the pipeline tests
+from pipeline_fixtures import TINY, HashTextEncoder  # the tiny model of the pipeline tests
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from dysen.config import DysenVDMConfig
     from dysen.models.vae import KLVideoAutoencoder
-    from dysen.train.loop import TrainConfig, TrainResult
+    from dysen.train.loop import LoopResult, TrainConfig
 
 MODEL_DIR = "model"
 CONFIG_FILE = "config.yaml"
@@ -33,7 +33,7 @@ SHUFFLE_BUFFER = 1000  # clips in the shuffle buffer when training from --shards
 SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after train-vae
 
 
-def _last_loss(result: TrainResult) -> str:
+def _last_loss(result: LoopResult) -> str:
     """'last loss X' (and whether a signal stopped the run early), or why there is none: a resumed run that had
     already done every step runs none."""
     if not result.steps_run:
@@ -161,23 +161,17 @@ def run_train_vae(args: argparse.Namespace) -> int:
 
 def _save_loss_settings(args: argparse.Namespace) -> None:
     """The autoencoder loss flags as ``RUN/vae_loss.json``; a resumed run must use the saved ones."""
-    import json
-
-    from dysen.dsg.io import write_text_atomic
+    from dysen.run_folder import as_saved, resume_changes, write_settings
     from dysen.train.loop import TrainError
 
     names = ("kl_weight", "recon_loss", "perceptual_weight", "lpips", "lpips_vgg", "disc_weight", "disc_start",
              "disc_layers", "disc_channels", "frames_per_clip")  # fmt: skip
-    settings = {name: str(v) if isinstance(v := getattr(args, name), Path) else v for name in names}
-    path = args.out / LOSS_FILE
-    if args.resume and path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(name for name in names if saved.get(name) != settings[name])
-        if changed:
-            raise TrainError(f"cannot resume {args.out} with other loss settings for {changed}: saved {saved}")
-    elif _is_main_process():
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
+    settings = as_saved({name: getattr(args, name) for name in names})  # paths as strings
+    changed, saved = resume_changes(args.out / LOSS_FILE, settings, bool(args.resume))
+    if changed:
+        raise TrainError(f"cannot resume {args.out} with other loss settings for {changed}: saved {saved}")
+    if _is_main_process():
+        write_settings(args.out / LOSS_FILE, settings)
 
 
 def _lpips(args: argparse.Namespace) -> Any:
@@ -281,13 +275,12 @@ def _start_run(
 ) -> DysenVDMConfig:
     """The model config (the saved one when resuming), written to ``RUN/config.yaml`` on a fresh run."""
     from dysen.config import load_config, save_config
-    from dysen.train.loop import TrainError
+    from dysen.train.loop import refuse_existing_run
 
     saved = args.out / CONFIG_FILE
     if args.resume and saved.is_file():
         return load_config(saved)
-    if (args.out / "checkpoints").is_dir():
-        raise TrainError(f"{args.out} already holds a training run: pass --resume latest, or choose a new --out")
+    refuse_existing_run(args.out)
     config = load_config(preset) if preset is not None else None
     config = adjust(config) if adjust is not None else config
     if _is_main_process():

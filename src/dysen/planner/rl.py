@@ -48,6 +48,7 @@ from dysen.errors import DysenError
 from dysen.planner.demos import DemoBank, check_k
 from dysen.planner.embed import Embedder
 from dysen.planner.types import Demonstration
+from dysen.run_folder import changed_settings
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class EpochStats:
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class PolicyTrainResult:
     """The trained policy (final epoch), per-epoch statistics, the best epoch and where checkpoints are."""
 
     policy: DemoPolicy
@@ -266,7 +267,7 @@ def train_policy(
     reward: Reward | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
-) -> TrainResult:
+) -> PolicyTrainResult:
     """Train the selector by REINFORCE; ``reward`` defaults to ``imagination_reward`` with the config's weights.
 
     Resumes from the latest ``epoch-NNNN`` checkpoint of ``out_dir`` when there is one.
@@ -294,7 +295,7 @@ def train_policy(
     if out is not None:
         policy.save(out / "final", config)
     best = max(history, key=lambda s: s.mean_reward)
-    return TrainResult(policy, tuple(history), best.epoch, best.mean_reward, out)
+    return PolicyTrainResult(policy, tuple(history), best.epoch, best.mean_reward, out)
 
 
 def _pools(
@@ -401,7 +402,7 @@ def _resume(
     latest = epochs[-1]
     trainer = _read_json(latest / "trainer.json")
     saved = PolicyConfig.from_dict(trainer["config"])
-    if asdict(saved) | {"epochs": 0} != asdict(config) | {"epochs": 0} or trainer["epoch"] > config.epochs:
+    if changed_settings(asdict(saved), asdict(config), resumable={"epochs"}) or trainer["epoch"] > config.epochs:
         raise DysenError(f"{out} holds a run with another config ({saved}); use a new out_dir to start afresh")
     loaded = DemoPolicy.load(latest)
     if loaded.candidate_ids != policy.candidate_ids or loaded.embedder != policy.embedder:

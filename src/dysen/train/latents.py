@@ -41,7 +41,8 @@ from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.models.vae import KLVideoAutoencoder
-from dysen.train.loop import IndexedDataset
+from dysen.run_folder import changed_settings, write_settings
+from dysen.train.bad_items import IndexedDataset
 
 FORMAT_VERSION = 2
 """2: gold DSGs carry angles and a last-frame keyframe (a version-1 cache would train without them)."""
@@ -87,7 +88,7 @@ def cache_latents(
     if (root / SOURCE).is_file():
         _check_source(root, source)
     else:
-        write_text_atomic(root / SOURCE, json.dumps(source, indent=2) + "\n")
+        write_settings(root / SOURCE, source)
     shards = [(root / f"shard-{k:05d}.safetensors", range(k * shard_size, min((k + 1) * shard_size, size)))
               for k in range(math.ceil(size / shard_size))]  # fmt: skip
     missing = [(path, indices) for path, indices in shards if not path.is_file()]
@@ -184,7 +185,7 @@ def _check_source(root: Path, expected: dict[str, Any]) -> None:
     except (OSError, json.JSONDecodeError) as err:
         raise LatentCacheError(f"cannot read {root / SOURCE}: {err}; delete {root} to cache again") from None
     if saved != expected:
-        changed = sorted(k for k in expected if saved.get(k) != expected[k])
+        changed = changed_settings(saved, expected)
         raise LatentCacheError(
             f"{root} caches other latents (different {changed}): use another --cache-latents folder, or delete it"
         )
