@@ -4,6 +4,7 @@ The layers, lowest first; a module may import its own top-level package and any 
 nothing of its own layer's other packages or above::
 
     errors, atomic                                 foundation
+    run_folder                                     resumable jobs' saved settings (on ``atomic``)
     dysen (the root package)                       light: the version and ``DysenError``
     dsg                                            the data model (pure Python: never torch)
     world, encoders                                Dynamic Shapes world model (numpy only); pretrained text encoders
@@ -41,6 +42,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer)
     for layer in (
         {"errors", "atomic"},
+        {"run_folder"},  # resumable jobs' saved settings (training, the RL selector, latent caches)
         {FOUNDATION},
         {"dsg"},
         {"world", "encoders"},

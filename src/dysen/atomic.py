@@ -2,8 +2,8 @@
 
 ``staged_dir(target)`` hands out an empty staging folder beside ``target``; when the ``with`` block ends
 without error the staging folder takes ``target``'s place (an existing ``target`` is first renamed aside,
-then removed), otherwise it is deleted and ``target`` is untouched. Files use
-``dysen.dsg.io.write_text_atomic`` (temporary file + ``os.replace``).
+then removed), otherwise it is deleted and ``target`` is untouched. Single files use ``write_text_atomic``
+(temporary file + ``os.replace``).
 
 ``tempfile`` makes its files and folders private (0600 / 0700), and so does safetensors' ``save_file``;
 ``publish`` gives what takes the target's place the permissions a plain ``open`` or ``mkdir`` would (0666 / 0777
@@ -56,4 +56,21 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
             os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        publish(temp)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
         raise

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from dysen.dsg.io import write_text_atomic
+from dysen.atomic import write_text_atomic
 
 
 def as_saved(settings: Mapping[str, Any]) -> dict[str, Any]:

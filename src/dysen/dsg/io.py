@@ -1,4 +1,4 @@
-"""Reading DSG files (``dysen dsg validate``) and writing JSONL atomically.
+"""Reading DSG files (``dysen dsg validate``) and writing JSONL atomically (``dysen.atomic.write_text_atomic``).
 
 Formats, by file suffix:
 
@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dysen.atomic import publish
+from dysen.atomic import write_text_atomic  # re-exported: the DSG writers' one atomic text write
 from dysen.dsg.textfmt import parse_dsg
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DSGError
@@ -83,20 +82,3 @@ def _validated(where: str, data: Any) -> DynamicSceneGraph:
 def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> None:
     """Write one JSON object per line to ``path`` via a temporary file and ``os.replace``: all or nothing."""
     write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        publish(temp)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
