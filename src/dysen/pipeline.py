@@ -37,8 +37,9 @@ from dysen.diffusion.schedules import SamplerName
 from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
+from dysen.models.graph_batch import GraphBatch
 from dysen.models.pretrained import CheckpointError
-from dysen.models.rgtrm import DSGCondition, GraphBatch, Layout, RGTrm
+from dysen.models.rgtrm import GraphCondition, RGTrm
 from dysen.models.text import TextEncoder
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder, VideoAutoencoder
@@ -51,7 +52,6 @@ logger = logging.getLogger(__name__)
 INDEX_NAME = "model_index.json"
 POLICY_DIR = "policy"  # a pipeline folder's own RL demonstration selector, named relative to the folder
 Text = tuple[torch.Tensor, torch.Tensor]  # tokens [B, L, Dt], mask [B, L]
-DSG = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # tokens [B, M, Dg], mask [B, M], frame_to_sg [B, t, M]
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,13 +198,13 @@ class DysenVDMPipeline:
         timings["plan"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        text, null_text, dsg_cond = self.encode_conditions(prompt, dsg, shape[1])
+        text, null_text, graph_cond = self.encode_conditions(prompt, dsg, shape[1])
         defaults = self.config.diffusion
         guidance = defaults.guidance if guidance is None else guidance
         if dsg_guidance is None:
             dsg_guidance = guidance if defaults.dsg_guidance is None else defaults.dsg_guidance
         weights = guidance_weights(guidance, dsg_guidance)
-        text_batch, dsg_batch = stack_passes(list(weights), text, null_text, dsg_cond)
+        text_batch, graph_batch = stack_passes(list(weights), text, null_text, graph_cond)
         timings["encode"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -216,7 +216,7 @@ class DysenVDMPipeline:
         latents = latents * scheduler.init_noise_sigma
         for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress):
             model_input = scheduler.scale_model_input(latents, t).expand(len(weights), *shape)  # [P, c, t, h, w]
-            prediction = self.unet(model_input, t.to(self.device), text=text_batch, dsg=dsg_batch)  # [P, c, t, h, w]
+            prediction = self.unet(model_input, t.to(self.device), text=text_batch, graph_cond=graph_batch)  # [P, ...]
             guided = combine(dict(zip(weights, prediction.split(1), strict=True)), weights)  # [1, c, t, h, w]
             latents = scheduler.step(guided, t, latents, **extra).prev_sample
         timings["sample"] = time.perf_counter() - clock
@@ -238,7 +238,9 @@ class DysenVDMPipeline:
             module.to(device)  # type: ignore[attr-defined]
         return self
 
-    def encode_conditions(self, prompt: str, dsg: DynamicSceneGraph, latent_frames: int) -> tuple[Text, Text, DSG]:
+    def encode_conditions(
+        self, prompt: str, dsg: DynamicSceneGraph, latent_frames: int
+    ) -> tuple[Text, Text, GraphCondition]:
         """The prompt's and the null prompt's ("", as LVDM) tokens, and the DSG's RGTrm tokens for the latents."""
         tokens, mask = self.text_encoder([prompt, ""])  # [2, L, Dt], [2, L]
         tokens, mask = tokens.to(self.device), mask.to(self.device)
@@ -310,7 +312,7 @@ def shipped_model(config: str | os.PathLike[str]) -> Path | None:
     return folder if folder is not None and (folder / INDEX_NAME).is_file() else None
 
 
-def stack_passes(names: list[str], text: Text, null_text: Text, dsg: DSG) -> tuple[Text, DSG]:
+def stack_passes(names: list[str], text: Text, null_text: Text, dsg: GraphCondition) -> tuple[Text, GraphCondition]:
     """The conditions of the guidance passes ``names`` stacked along the batch, to run in one UNet forward.
 
     (∅, ·) uses the null prompt; (·, ∅) keeps the DSG tokens with every one masked out, the null DSG that
@@ -319,19 +321,8 @@ def stack_passes(names: list[str], text: Text, null_text: Text, dsg: DSG) -> tup
     """
     tokens = torch.cat([null_text[0] if name == UNCOND else text[0] for name in names])  # [P, L, Dt]
     mask = torch.cat([null_text[1] if name == UNCOND else text[1] for name in names])  # [P, L]
-    dsg = DSGCondition(*dsg)
-    count = len(names)
-    drop = torch.tensor([name != FULL for name in names], device=dsg.mask.device)  # [P]
-    layout = dsg.layout
-    if layout is not None:
-        layout = Layout(*(None if part is None else part.expand(count, *part.shape[1:]) for part in layout))
-    stacked = DSGCondition(
-        dsg.tokens.expand(count, -1, -1),  # [P, M, Dg]
-        dsg.mask.expand(count, -1),  # [P, M]
-        dsg.frame_to_sg.expand(count, -1, -1),  # [P, t, M]
-        layout,
-    )
-    return (tokens, mask), stacked.dropped(drop)
+    drop = torch.tensor([name != FULL for name in names])  # [P]
+    return (tokens, mask), dsg.expand(len(names)).dropped(drop)
 
 
 def describe(dsg: DynamicSceneGraph) -> str:

@@ -23,9 +23,10 @@ from dysen.diffusion.guidance import combine, guidance_weights
 from dysen.diffusion.loss import condition_dropout, diffusion_loss
 from dysen.diffusion.sampling import make_scheduler, step_kwargs
 from dysen.errors import DysenError
+from dysen.models.graph_batch import GraphBatch
 from dysen.models.lpips import LPIPS
 from dysen.models.patchgan import NLayerDiscriminator
-from dysen.models.rgtrm import GraphBatch, RGTrm
+from dysen.models.rgtrm import RGTrm
 from dysen.models.text import TextEncoder
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import DiagonalGaussian, KLVideoAutoencoder
@@ -199,12 +200,12 @@ class VDMTask:
             tokens, mask = self.text_encoder(captions)  # [B, L, Dt], [B, L]
         graphs = graphs.with_label_embeddings(self.text_encoder)
         text = (tokens.to(device), mask.to(device))
-        dsg = self.rgtrm(graphs.to(device)).dropped(drop_dsg)  # null DSG = every key and placed object masked out
+        graph_cond = self.rgtrm(graphs.to(device)).dropped(drop_dsg)  # null DSG: every key and placed object masked
 
         def model_fn(z_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
-            return self.unet(z_t, t, text=cond[0], dsg=cond[1])  # [B, c, t, h, w]
+            return self.unet(z_t, t, text=cond[0], graph_cond=cond[1])  # [B, c, t, h, w]
 
-        return StepOutput(diffusion_loss(model_fn, x0, (text, dsg), self.config.diffusion, generator), {})
+        return StepOutput(diffusion_loss(model_fn, x0, (text, graph_cond), self.config.diffusion, generator), {})
 
     @torch.no_grad()
     def _latents(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
@@ -248,7 +249,7 @@ class VDMTask:
         latents = torch.randn((1, *shape), generator=generator).to(device) * scheduler.init_noise_sigma
         for t in scheduler.timesteps:  # latents [1, c, t, h, w]
             model_input = scheduler.scale_model_input(latents, t).expand(len(weights), *shape)  # [P, c, t, h, w]
-            prediction = self.unet(model_input, t.to(device), text=conditions[0], dsg=conditions[1])  # [P, ...]
+            prediction = self.unet(model_input, t.to(device), text=conditions[0], graph_cond=conditions[1])  # [P, ...]
             guided = combine(dict(zip(weights, prediction.split(1), strict=True)), weights)  # [1, c, t, h, w]
             latents = scheduler.step(guided, t, latents, **extra).prev_sample
         return model_to_frames(self.vae.decode(latents)[0])  # uint8 [T, H, W, 3]
