@@ -10,12 +10,12 @@ import torch
 
 from dysen.data.shapes import ShapesConfig, sample_clip
 from dysen.data.shapes.geometry import inside
+from dysen.diffusion.guidance import GuidancePass, guidance_passes, stack_passes
 from dysen.dsg.layout import frame_layout
 from dysen.dsg.types import Box, DynamicSceneGraph, Event, SceneGraph
 from dysen.models.graph_batch import GraphBatch
 from dysen.models.rgtrm import RGTrm, RGTrmConfig
 from dysen.models.unet3d import UNet3D, UNet3DConfig, UNet3DError, box_coverage, object_frames
-from dysen.pipeline import stack_passes
 from dysen.planner.layout import imagine_layout
 from dysen.planner.rules import RulesPlanner
 
@@ -176,13 +176,14 @@ def test_object_tokens_carry_the_turn_only_with_orientation() -> None:
 def test_null_dsg_masks_the_layout_too() -> None:
     cond = _conditions(_moving_dsg())
     text = (torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool))
-    _, stacked = stack_passes(["uncond", "text", "full"], text, text, cond)
+    _, stacked = stack_passes(guidance_passes(7.5, 2.0), text, text, cond)
     assert stacked.objects.mask.shape[0] == 3
     assert not stacked.objects.mask[:2].any() and torch.equal(stacked.objects.mask[2], cond.objects.mask[0])
     assert not cond.dropped(torch.tensor([True])).objects.mask.any()
     assert stacked.objects.angles.shape == (3, 6, 2)  # the turns travel with the passes
     unturned = cond._replace(objects=cond.objects._replace(angles=None))  # PlacedObjects built without turns
-    assert stack_passes(["text", "full"], text, text, unturned)[1].objects.angles is None
+    two_passes = (GuidancePass("text", 0.5), GuidancePass("full", 0.5))
+    assert stack_passes(two_passes, text, text, unturned)[1].objects.angles is None
 
 
 def test_imagined_layout_keeps_every_object_in_frame_and_apart() -> None:

@@ -25,13 +25,14 @@ from dysen.config import (
     save_config,
 )
 from dysen.data.video import probe
+from dysen.diffusion.guidance import guidance_passes, stack_passes
 from dysen.dsg.types import DynamicSceneGraph, Event
 from dysen.errors import DysenError
 from dysen.models.pretrained import CheckpointError
 from dysen.models.rgtrm import RGTrm, RGTrmConfig
 from dysen.models.unet3d import UNet3D, UNet3DConfig
 from dysen.models.vae import KLVideoAutoencoder, KLVideoAutoencoderConfig
-from dysen.pipeline import DysenVDMPipeline, stack_passes
+from dysen.pipeline import DysenVDMPipeline
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PROMPT = "a red circle moves right, then a blue square jumps"
@@ -235,7 +236,7 @@ def test_unset_steps_take_the_models_default(pipe: DysenVDMPipeline, monkeypatch
 
 def test_the_batched_passes_equal_separate_passes(pipe: DysenVDMPipeline) -> None:
     text, null_text, graph_cond = pipe.encode_conditions(PROMPT, DSG_B, 4)
-    text_batch, graph_batch = stack_passes(["uncond", "text", "full"], text, null_text, graph_cond)
+    text_batch, graph_batch = stack_passes(guidance_passes(7.5, 2.0), text, null_text, graph_cond)
     null_graph = (graph_cond[0], torch.zeros_like(graph_cond[1]), graph_cond[2])  # every DSG token masked out
     z = torch.randn(3, 4, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     t = torch.tensor(500)
