@@ -1,12 +1,13 @@
 """``DysenVDMPipeline``: prompt (or a dynamic scene graph) -> video with Dysen-VDM. Inference only.
 
 Dysen-VDM (Fei et al., CVPR 2024, Fig. 2): the planner (Dysen) turns the prompt into a DSG; the RGTrm
-encodes it into one token per scene graph, aligned to the latent frames; the 3D-UNet denoises latent
-noise z_T ~ N(0, I) under text and DSG cross-attention with a diffusers scheduler (DDIM, LVDM's sampler;
-DPM-Solver++; Euler) and compositional classifier-free guidance (``dysen.diffusion.guidance``); the video
-autoencoder decodes z_0. The loop is ``dysen.diffusion.sampler.denoise``, shared with the training-time samples.
+encodes it into a ``GraphCondition``: keys per scene graph (its pooled token, with ``readout="nodes"`` also its
+nodes) aligned to the latent frames, and for a layout-grounded model its objects in their boxes; the 3D-UNet
+denoises latent noise z_T ~ N(0, I) under text and DSG cross-attention with a diffusers scheduler (DDIM, LVDM's
+sampler; DPM-Solver++; Euler) and compositional classifier-free guidance (``dysen.diffusion.guidance``); the
+video autoencoder decodes z_0. The loop is ``dysen.diffusion.sampler.denoise``, shared with the training-time samples.
 
-Saved as a folder in the diffusers layout: ``model_index.json`` (the resolved ``DysenVDMConfig``, which
+Saved as a folder in the diffusers format: ``model_index.json`` (the resolved ``DysenVDMConfig``, which
 names the text encoder, the planner and a per-frame VAE by reference) + ``unet/``, ``rgtrm/`` and, for the
 3D autoencoder, ``vae/``, each ``config.json`` + ``model.safetensors`` (``dysen.models.pretrained``).
 """
