@@ -236,12 +236,12 @@ def test_unset_steps_take_the_models_default(pipe: DysenVDMPipeline, monkeypatch
 
 def test_the_batched_passes_equal_separate_passes(pipe: DysenVDMPipeline) -> None:
     text, null_text, graph_cond = pipe.encode_conditions(PROMPT, DSG_B, 4)
-    text_batch, graph_batch = stack_passes(guidance_passes(7.5, 2.0), text, null_text, graph_cond)
+    stacked_text, stacked_graph = stack_passes(guidance_passes(7.5, 2.0), text, null_text, graph_cond)
     null_graph = (graph_cond[0], torch.zeros_like(graph_cond[1]), graph_cond[2])  # every DSG token masked out
     z = torch.randn(3, 4, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     t = torch.tensor(500)
     with torch.inference_mode():
-        batched = pipe.unet(z, t, text=text_batch, graph_cond=graph_batch)  # [3, 4, 4, 4, 4]
+        batched = pipe.unet(z, t, text=stacked_text, graph_cond=stacked_graph)  # [3, 4, 4, 4, 4]
         alone = [
             pipe.unet(z[:1], t, text=null_text, graph_cond=null_graph),
             pipe.unet(z[1:2], t, text=text, graph_cond=null_graph),
