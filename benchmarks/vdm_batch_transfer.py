@@ -25,7 +25,7 @@ import torch
 from report import emit, machine  # benchmarks/report.py, beside this script
 
 from dysen.data.shapes import ShapesConfig, sample_clip
-from dysen.models.rgtrm import GraphBatch
+from dysen.models.graph_batch import GraphBatch
 
 LATENT_FRAMES = 16  # shapes-tiny: 16 frames, a frame-wise autoencoder
 

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from dysen.diffusion import (
+    PASSES,
+    DenoisingStep,
     DiffusionConfig,
+    GuidancePass,
+    SamplingSettings,
     alphas_cumprod,
     combine,
     compositional_cfg,
     condition_dropout,
+    denoise,
     diffusion_loss,
-    guidance_weights,
+    guidance_passes,
     make_betas,
     make_scheduler,
     min_snr_weight,
     q_sample,
+    stack_passes,
     step_kwargs,
     v_target,
 )
@@ -132,7 +140,8 @@ def test_guidance_against_a_hand_computation() -> None:
     # 1 + 7.5·(3 − 1) + 2·(4 − 3) = 18
     assert compositional_cfg(uncond, text, full, 7.5, 2.0).item() == pytest.approx(18.0)
     predictions = {"uncond": uncond, "text": text, "full": full}
-    assert combine(predictions, guidance_weights(7.5, 2.0)).item() == pytest.approx(18.0)
+    passes = guidance_passes(7.5, 2.0)
+    assert combine([predictions[p.name] for p in passes], passes).item() == pytest.approx(18.0)
 
 
 @pytest.mark.parametrize(
@@ -147,18 +156,18 @@ def test_guidance_against_a_hand_computation() -> None:
     ],
 )
 def test_guidance_skips_zero_weight_passes(text_scale: float, dsg_scale: float, passes: set[str]) -> None:
-    weights = guidance_weights(text_scale, dsg_scale)
-    assert set(weights) == passes and sum(weights.values()) == pytest.approx(1.0)
+    weights = guidance_passes(text_scale, dsg_scale)
+    assert {p.name for p in weights} == passes and sum(p.weight for p in weights) == pytest.approx(1.0)
     g = torch.Generator().manual_seed(0)
     predictions = {name: torch.randn(2, 3, generator=g) for name in ("uncond", "text", "full")}
     expected = compositional_cfg(
         predictions["uncond"], predictions["text"], predictions["full"], text_scale, dsg_scale
     )
-    torch.testing.assert_close(combine(predictions, weights), expected)
+    torch.testing.assert_close(combine([predictions[p.name] for p in weights], weights), expected)
 
 
 def _sample(model_fn, scheduler, noise: torch.Tensor, steps: int, eta: float, seed: int) -> torch.Tensor:
-    """The loop of DysenVDMPipeline.__call__ without guidance."""
+    """The loop of ``dysen.diffusion.denoise`` without guidance."""
     generator = torch.Generator().manual_seed(seed)
     scheduler.set_timesteps(steps)
     x = noise * scheduler.init_noise_sigma
@@ -260,3 +269,90 @@ def test_loss_targets_and_reduction_stay_float32_under_bf16_latents_and_outputs(
     reference = diffusion_loss(lambda x, t, c: 0.5 * x, x0.to(torch.bfloat16).float(), None, config,
                                torch.Generator().manual_seed(1))  # fmt: skip
     torch.testing.assert_close(loss, reference, rtol=1e-2, atol=0)  # only the model's output is rounded
+
+
+# -- the one denoising loop and its settings -------------------------------------------------------------------------
+
+
+def _toy_denoiser(x: torch.Tensor, t: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """A model function whose passes differ: pass p predicts (x + c_p) · t / 1000; conditions [P]."""
+    return (x + conditions[:, None, None, None, None]) * (float(t) / 1000.0)
+
+
+def test_denoise_reproduces_a_hand_written_guided_ddim_loop() -> None:
+    config = DiffusionConfig()
+    passes = guidance_passes(4.0, 2.0)  # (∅, ∅), (text, ∅), (text, dsg)
+    conditions = torch.tensor([0.0, 1.0, 3.0])  # one per pass
+    noise = torch.randn(1, 2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+
+    scheduler = make_scheduler(config, "ddim")
+    scheduler.set_timesteps(6)
+    generator = torch.Generator().manual_seed(7)
+    x = noise * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:  # the loop written out by hand: 3 passes, weights 1 − 4, 4 − 2, 2
+        eps = _toy_denoiser(scheduler.scale_model_input(x, t).expand(3, -1, -1, -1, -1), t, conditions)
+        guided = -3.0 * eps[:1] + 2.0 * eps[1:2] + 2.0 * eps[2:]
+        x = scheduler.step(guided, t, x, eta=1.0, generator=generator).prev_sample
+
+    scheduler = make_scheduler(config, "ddim")
+    scheduler.set_timesteps(6)
+    generator = torch.Generator().manual_seed(7)
+    seen: list[DenoisingStep] = []
+    out = denoise(
+        _toy_denoiser, scheduler, noise, conditions, passes,
+        step_kwargs=step_kwargs(scheduler, 1.0, generator), callback=seen.append,
+    )  # fmt: skip
+    torch.testing.assert_close(out, x, rtol=1e-6, atol=1e-6)
+    assert [s.index for s in seen] == list(range(6))  # the callback sees every step, in order
+    assert [int(s.timestep) for s in seen] == scheduler.timesteps.tolist()
+    assert torch.equal(seen[-1].latents, out) and seen[0].prediction.shape == noise.shape
+
+
+def test_guidance_passes_come_in_one_fixed_order_as_frozen_records() -> None:
+    assert PASSES == ("uncond", "text", "full")
+    for text_scale, dsg_scale in [(7.5, 2.0), (2.0, 7.5), (1.0, 3.0), (7.5, 0.0)]:
+        names = [p.name for p in guidance_passes(text_scale, dsg_scale)]
+        assert names == [name for name in PASSES if name in names]
+    full = guidance_passes(4.0, 4.0)
+    assert full == (GuidancePass("uncond", -3.0), GuidancePass("full", 4.0))
+    assert [(p.sees_text, p.sees_graph) for p in guidance_passes(7.5, 2.0)] == [
+        (False, False), (True, False), (True, True)
+    ]  # fmt: skip
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        full[0].weight = 1.0  # type: ignore[misc]
+
+
+class _RecordingCondition:
+    """A graph condition for ``stack_passes``: records ``expand`` and ``dropped`` (guidance imports no model)."""
+
+    def __init__(self, rows: int = 1, drop: list[bool] | None = None) -> None:
+        self.rows, self.drop = rows, drop
+
+    def expand(self, count: int) -> _RecordingCondition:
+        return _RecordingCondition(count)
+
+    def dropped(self, drop: torch.Tensor) -> _RecordingCondition:
+        return _RecordingCondition(self.rows, drop.tolist())
+
+
+def test_stack_passes_batches_the_passes_in_their_order() -> None:
+    text = (torch.ones(1, 2, 3), torch.tensor([[True, True]]))
+    null = (torch.zeros(1, 2, 3), torch.tensor([[True, False]]))
+    (tokens, mask), graph = stack_passes(guidance_passes(7.5, 2.0), text, null, _RecordingCondition())
+    assert tokens[:, 0, 0].tolist() == [0.0, 1.0, 1.0] and mask[:, 1].tolist() == [False, True, True]
+    assert graph.rows == 3 and graph.drop == [True, True, False]  # only (text, dsg) sees the DSG
+
+
+def test_sampling_settings_resolve_unset_values_from_the_model() -> None:
+    model = DiffusionConfig(steps=25, guidance=4.0, dsg_guidance=None, sampler="ddim", eta=0.0)
+    assert SamplingSettings.resolve(model) == SamplingSettings(25, 4.0, 4.0, "ddim", 0.0)  # unset s_dsg = s_text
+    assert SamplingSettings.resolve(model, guidance=6.0).dsg_guidance == 6.0  # ... the resolved s_text
+    with_dsg = dataclasses.replace(model, dsg_guidance=1.5)
+    assert SamplingSettings.resolve(with_dsg, guidance=6.0).dsg_guidance == 1.5  # the model's s_dsg
+    given = SamplingSettings.resolve(with_dsg, steps=3, guidance=7.5, dsg_guidance=0.0, sampler="euler", eta=0.0)
+    assert given == SamplingSettings(3, 7.5, 0.0, "euler", 0.0)  # explicit values win, 0 included
+    assert [p.name for p in given.passes] == ["uncond", "text"]
+    scheduler = given.scheduler(model)
+    assert type(scheduler).__name__ == "EulerDiscreteScheduler" and len(scheduler.timesteps) == 3
+    with pytest.raises(DysenError, match="steps must be >= 1"):
+        SamplingSettings.resolve(model, steps=0)

@@ -14,7 +14,7 @@ from dysen.dsg.convert import events_to_dsg
 from dysen.errors import DysenError
 from dysen.eval.benchmark import (
     GOLD_FILE,
-    Sampling,
+    VideoSampling,
     benchmark_clips,
     score_folder,
     score_pipeline,
@@ -75,7 +75,7 @@ def test_a_tiny_pipeline_runs_the_benchmark_and_its_saved_videos_score_again(tin
     shapes = shapes_config_for(tiny_pipe.config.video)
     assert (shapes.size, shapes.num_frames) == (16, 8)
     clips = benchmark_clips(2, seed=3, config=shapes)
-    results = score_pipeline(tiny_pipe, clips, Sampling(steps=2, seed=5), save_dir=tmp_path, progress=False)
+    results = score_pipeline(tiny_pipe, clips, VideoSampling(steps=2, seed=5), save_dir=tmp_path, progress=False)
     assert [r.id for r in results] == [c.id for c in clips] and all(r.size == (8, 16, 16) for r in results)
     assert [r.gold for r in results] == [c.dsg for c in clips]
     assert all(r.planned == RulesPlanner().plan(c.caption) for r, c in zip(results, clips, strict=True))
@@ -86,13 +86,13 @@ def test_a_tiny_pipeline_runs_the_benchmark_and_its_saved_videos_score_again(tin
     assert [r.id for r in again] == sorted(c.id for c in clips)
     by_id = {c.id: c for c in clips}
     assert all(r.gold == by_id[r.id].dsg and r.caption == by_id[r.id].caption for r in again)
-    oracle = score_pipeline(tiny_pipe, clips[:1], Sampling(steps=1, plan="gold"), progress=False)
+    oracle = score_pipeline(tiny_pipe, clips[:1], VideoSampling(steps=1, plan="gold"), progress=False)
     assert oracle[0].planned == clips[0].dsg
 
 
 def test_a_folder_without_gold_is_scored_against_the_dsg_beside_each_video(tiny_pipe, tmp_path):
     clips = benchmark_clips(1, config=shapes_config_for(tiny_pipe.config.video))
-    score_pipeline(tiny_pipe, clips, Sampling(steps=1), save_dir=tmp_path, progress=False)
+    score_pipeline(tiny_pipe, clips, VideoSampling(steps=1), save_dir=tmp_path, progress=False)
     (tmp_path / GOLD_FILE).unlink()
     (result,) = score_folder(tmp_path, progress=False)
     assert result.gold == RulesPlanner().plan(clips[0].caption) and result.caption == ""
@@ -191,7 +191,7 @@ def test_the_report_names_the_rl_policy_that_chose_the_demonstrations():
 
 def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):
     rows = [
-        run_variant(Variant("ground truth", source="renders", sampling=Sampling(seed=2)), 3, progress=False),
+        run_variant(Variant("ground truth", source="renders", sampling=VideoSampling(seed=2)), 3, progress=False),
         run_variant(Variant("text-only backbone", skip="no text-only model given"), 3),
     ]
     assert rows[0]["num_samples"] == 3 and rows[0]["frames"] == 16 and rows[0]["resolution"] == [64, 64]
@@ -252,9 +252,10 @@ def test_unset_guidance_and_steps_are_the_models_and_the_record_says_which() -> 
     from dysen.diffusion.schedules import DiffusionConfig
 
     model = DiffusionConfig(guidance=3.0, dsg_guidance=None)
-    assert (Sampling().for_model(model).guidance, Sampling().for_model(model).dsg_guidance) == (3.0, 3.0)
+    assert (VideoSampling().for_model(model).guidance, VideoSampling().for_model(model).dsg_guidance) == (3.0, 3.0)
     with_dsg = DiffusionConfig(guidance=3.0, dsg_guidance=1.5)
-    assert Sampling().for_model(with_dsg).dsg_guidance == 1.5
-    given = Sampling(guidance=7.5, dsg_guidance=0.0).for_model(with_dsg)
+    assert VideoSampling().for_model(with_dsg).dsg_guidance == 1.5
+    given = VideoSampling(guidance=7.5, dsg_guidance=0.0).for_model(with_dsg)
     assert (given.guidance, given.dsg_guidance) == (7.5, 0.0)  # what the user asked for wins
-    assert (Sampling().for_model(DiffusionConfig(steps=25)).steps, Sampling(steps=4).for_model(model).steps) == (25, 4)
+    steps = VideoSampling().for_model(DiffusionConfig(steps=25)).steps, VideoSampling(steps=4).for_model(model).steps
+    assert steps == (25, 4)

@@ -19,7 +19,7 @@ from dysen.cli import main
 from dysen.config import TextEncoderSpec, VideoSpec
 from dysen.data.datasets import load_records
 from dysen.data.video import write_video
-from dysen.eval.benchmark import Sampling
+from dysen.eval.benchmark import VideoSampling
 from dysen.eval.features.clip import ClipEmbedder
 from dysen.eval.protocols import (
     ENV_OF,
@@ -211,7 +211,7 @@ def test_dysen_eval_ucf101_computes_fvd_with_a_torchscript_i3d(ucf101, tiny_mode
 def test_ucf101_is_and_fvd_through_the_protocol_runner(ucf101, tiny_model):
     settings = ZeroShotSettings("ucf101", ucf101, num=3, num_real=4, batch_size=2)
     networks = MetricNetworks(i3d=_StandIn(400, 0), c3d=_StandIn(101, 1))
-    variant = Variant("tiny", model=tiny_model, sampling=Sampling(steps=1))
+    variant = Variant("tiny", model=tiny_model, sampling=VideoSampling(steps=1))
     (row,), record = run_zero_shot(settings, [variant], networks, progress=False)
     assert set(row["metrics"]) == {"is", "is_std", "fvd"} and 1.0 <= row["metrics"]["is"] <= 3.0
     assert row["num_real"] == 4 and record["metrics"] == ["is", "fvd"]
@@ -246,7 +246,7 @@ def test_msrvtt_takes_one_seeded_caption_per_test_video(msrvtt):
 def test_msrvtt_clipsim_fid_and_fvd_through_the_protocol_runner(msrvtt, tiny_model, tiny_clip, tmp_path):  # noqa: F811
     settings = ZeroShotSettings("msrvtt", msrvtt, batch_size=2)
     networks = MetricNetworks(i3d=_StandIn(400, 0), clip=ClipEmbedder(tiny_clip), inception=_StandIn(8, 2))
-    variant = Variant("tiny", model=tiny_model, sampling=Sampling(steps=1))
+    variant = Variant("tiny", model=tiny_model, sampling=VideoSampling(steps=1))
     (row,), record = run_zero_shot(settings, [variant], networks, save_dir=tmp_path, progress=False)
     assert row["num_samples"] == 2 and row["num_real"] == 2 and set(row["metrics"]) == {"clipsim", "fid", "fvd"}
     assert -1.0 <= row["metrics"]["clipsim"] <= 1.0 and row["metrics"]["fid"] >= 0 and row["metrics"]["fvd"] >= 0

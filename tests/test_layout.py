@@ -8,11 +8,12 @@ import math
 import pytest
 import torch
 
+from dysen.diffusion.guidance import GuidancePass, guidance_passes, stack_passes
 from dysen.dsg.layout import frame_layout
 from dysen.dsg.types import Box, DynamicSceneGraph, Event, SceneGraph
-from dysen.models.rgtrm import GraphBatch, RGTrm, RGTrmConfig
+from dysen.models.graph_batch import GraphBatch
+from dysen.models.rgtrm import RGTrm, RGTrmConfig
 from dysen.models.unet3d import UNet3D, UNet3DConfig, UNet3DError, box_coverage, object_frames
-from dysen.pipeline import stack_passes
 from dysen.planner.layout import imagine_layout
 from dysen.planner.rules import RulesPlanner
 from dysen.world import ShapesConfig, sample_clip
@@ -106,10 +107,10 @@ def test_layout_frames_let_the_unet_see_a_turn_and_need_the_layout() -> None:
         with torch.no_grad():
             for proj in unet.layout_in.proj:
                 torch.nn.init.normal_(proj.weight)
-            outputs[frames] = [unet(z, 10, dsg=_conditions(d)) for d in (dsg, turned)]  # tokens ignore the turn
+            outputs[frames] = [unet(z, 10, graph_cond=_conditions(d)) for d in (dsg, turned)]  # tokens ignore the turn
     with torch.no_grad():
         unet.layout_in.gate.bias.fill_(-80.0)  # the object's gate shuts its coordinates off
-        shut = [unet(z, 10, dsg=_conditions(d)) for d in (dsg, turned)]
+        shut = [unet(z, 10, graph_cond=_conditions(d)) for d in (dsg, turned)]
     assert torch.equal(outputs[False][0], outputs[False][1])  # without frames the UNet cannot tell
     assert not torch.allclose(outputs[True][0], outputs[True][1])
     assert torch.allclose(shut[0], shut[1], atol=1e-6)
@@ -143,16 +144,16 @@ def test_unet_layout_maps_start_as_identity_then_steer_where_the_boxes_are() -> 
     unet = UNet3D(TINY_UNET).eval()
     z = torch.randn(1, 4, 6, 8, 8)
     cond = _conditions(dsg)
-    assert cond.layout is not None and cond.layout.tokens.shape == (1, 6, 2, 16)
+    assert cond.objects is not None and cond.objects.tokens.shape == (1, 6, 2, 16)
     with torch.no_grad():
-        plain = unet(z, 10, dsg=cond._replace(layout=None))
-        assert torch.equal(unet(z, 10, dsg=cond), plain)  # zero-initialised projections
+        plain = unet(z, 10, graph_cond=cond._replace(objects=None))
+        assert torch.equal(unet(z, 10, graph_cond=cond), plain)  # zero-initialised projections
         for proj in unet.layout_in.proj:
             torch.nn.init.normal_(proj.weight)
-        grounded = unet(z, 10, dsg=cond)
+        grounded = unet(z, 10, graph_cond=cond)
         moved = dsg.model_copy(update={"boxes": tuple(tuple(b.model_copy(update={"y0": 0.8, "y1": 1.0})
                                                            for b in step) for step in dsg.boxes)})  # fmt: skip
-        elsewhere = unet(z, 10, dsg=_conditions(moved))
+        elsewhere = unet(z, 10, graph_cond=_conditions(moved))
     assert not torch.allclose(grounded, plain)
     assert not torch.allclose(grounded, elsewhere)  # where the box is matters, not only that there is one
 
@@ -165,9 +166,9 @@ def test_object_tokens_carry_the_turn_only_with_orientation() -> None:
     batch = GraphBatch.from_dsgs([turned], 6)
     assert torch.allclose(batch.layout_angle[0][batch.layout_mask[0]], torch.tensor(0.7))
     with torch.no_grad():
-        assert torch.equal(_conditions(dsg).layout.tokens, _conditions(turned).layout.tokens)  # layout only
+        assert torch.equal(_conditions(dsg).objects.tokens, _conditions(turned).objects.tokens)  # layout only
         oriented = dataclasses.replace(TINY_RGTRM, orientation=True)
-        upright, tilted = _conditions(dsg, config=oriented).layout, _conditions(turned, config=oriented).layout
+        upright, tilted = _conditions(dsg, config=oriented).objects, _conditions(turned, config=oriented).objects
     assert not torch.allclose(upright.tokens, tilted.tokens)
     assert torch.equal(upright.boxes, tilted.boxes) and torch.equal(upright.mask, tilted.mask)
 
@@ -175,13 +176,14 @@ def test_object_tokens_carry_the_turn_only_with_orientation() -> None:
 def test_null_dsg_masks_the_layout_too() -> None:
     cond = _conditions(_moving_dsg())
     text = (torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool))
-    _, stacked = stack_passes(["uncond", "text", "full"], text, text, cond)
-    assert stacked.layout.mask.shape[0] == 3
-    assert not stacked.layout.mask[:2].any() and torch.equal(stacked.layout.mask[2], cond.layout.mask[0])
-    assert not cond.dropped(torch.tensor([True])).layout.mask.any()
-    assert stacked.layout.angles.shape == (3, 6, 2)  # the turns travel with the passes
-    unturned = cond._replace(layout=cond.layout._replace(angles=None))  # a Layout built without turns
-    assert stack_passes(["text", "full"], text, text, unturned)[1].layout.angles is None
+    _, stacked = stack_passes(guidance_passes(7.5, 2.0), text, text, cond)
+    assert stacked.objects.mask.shape[0] == 3
+    assert not stacked.objects.mask[:2].any() and torch.equal(stacked.objects.mask[2], cond.objects.mask[0])
+    assert not cond.dropped(torch.tensor([True])).objects.mask.any()
+    assert stacked.objects.angles.shape == (3, 6, 2)  # the turns travel with the passes
+    unturned = cond._replace(objects=cond.objects._replace(angles=None))  # PlacedObjects built without turns
+    two_passes = (GuidancePass("text", 0.5), GuidancePass("full", 0.5))
+    assert stack_passes(two_passes, text, text, unturned)[1].objects.angles is None
 
 
 def test_imagined_layout_keeps_every_object_in_frame_and_apart() -> None:

@@ -20,13 +20,14 @@ from dysen.config import (
     save_config,
 )
 from dysen.data.video import probe
+from dysen.diffusion.guidance import guidance_passes, stack_passes
 from dysen.dsg.types import DynamicSceneGraph, Event
 from dysen.errors import DysenError
 from dysen.models.pretrained import CheckpointError
 from dysen.models.rgtrm import RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder
-from dysen.pipeline import DysenVDMPipeline, stack_passes
+from dysen.pipeline import DysenVDMPipeline
 from pipeline_fixtures import DSG_A, TINY, FixedPlanner, HashTextEncoder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -185,17 +186,17 @@ def test_unset_steps_take_the_models_default(pipe: DysenVDMPipeline, monkeypatch
 
 
 def test_the_batched_passes_equal_separate_passes(pipe: DysenVDMPipeline) -> None:
-    text, null_text, dsg = pipe.encode_conditions(PROMPT, DSG_B, 4)
-    text_batch, dsg_batch = stack_passes(["uncond", "text", "full"], text, null_text, dsg)
-    null_dsg = (dsg[0], torch.zeros_like(dsg[1]), dsg[2])  # every DSG token masked out
+    text, null_text, graph_cond = pipe.encode_conditions(PROMPT, DSG_B, 4)
+    stacked_text, stacked_graph = stack_passes(guidance_passes(7.5, 2.0), text, null_text, graph_cond)
+    null_graph = (graph_cond[0], torch.zeros_like(graph_cond[1]), graph_cond[2])  # every DSG token masked out
     z = torch.randn(3, 4, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     t = torch.tensor(500)
     with torch.inference_mode():
-        batched = pipe.unet(z, t, text=text_batch, dsg=dsg_batch)  # [3, 4, 4, 4, 4]
+        batched = pipe.unet(z, t, text=stacked_text, graph_cond=stacked_graph)  # [3, 4, 4, 4, 4]
         alone = [
-            pipe.unet(z[:1], t, text=null_text, dsg=null_dsg),
-            pipe.unet(z[1:2], t, text=text, dsg=null_dsg),
-            pipe.unet(z[2:], t, text=text, dsg=dsg),
+            pipe.unet(z[:1], t, text=null_text, graph_cond=null_graph),
+            pipe.unet(z[1:2], t, text=text, graph_cond=null_graph),
+            pipe.unet(z[2:], t, text=text, graph_cond=graph_cond),
         ]
     torch.testing.assert_close(batched, torch.cat(alone), rtol=1e-4, atol=1e-5)
 

@@ -1,4 +1,4 @@
-"""RGTrm and GraphBatch: graph layout, shapes, padding invariance, causal recurrence, gradients, save/load."""
+"""RGTrm and GraphBatch: graph structure, shapes, padding invariance, causal recurrence, gradients, save/load."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from dysen.data.shapes import sample_clip
 from dysen.dsg.convert import align_steps_to_frames
 from dysen.dsg.types import DynamicSceneGraph, SceneGraph
-from dysen.models.rgtrm import EDGE_TYPES, GraphBatch, GraphError, RGTrm, RGTrmConfig
+from dysen.models.graph_batch import EDGE_TYPES, GraphBatch, GraphError
+from dysen.models.rgtrm import RGTrm, RGTrmConfig
 from dysen.planner.embed import HashingEmbedder
 
 TINY = RGTrmConfig(label_dim=24, dim=32, num_layers=2, num_heads=4, memory_cells=2)

@@ -26,7 +26,8 @@ from dysen.cli import main
 from dysen.config import save_config
 from dysen.data.shapes import ShapesConfig
 from dysen.data.shapes.dataset import ShapesDataset, collate
-from dysen.models.rgtrm import GraphBatch, RGTrm
+from dysen.models.graph_batch import GraphBatch
+from dysen.models.rgtrm import RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.checkpoint import latest_checkpoint, load_checkpoint

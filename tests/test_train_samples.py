@@ -21,9 +21,12 @@ from dysen.config import save_config
 from dysen.data.shapes import ShapesConfig
 from dysen.data.shapes.dataset import ShapesDataset, collate
 from dysen.data.video import model_to_frames, read_video
+from dysen.diffusion import SamplingSettings
 from dysen.models.rgtrm import RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder
+from dysen.pipeline import DysenVDMPipeline
+from dysen.planner.rules import RulesPlanner
 from dysen.train.loop import TrainConfig, train
 from dysen.train.stages import GraphCollate, VAETask, VDMTask
 from pipeline_fixtures import TINY, HashTextEncoder
@@ -103,6 +106,19 @@ def test_vdm_sample_follows_caption_and_dsg_and_is_deterministic() -> None:
         )
     for name, video in from_graphs.items():  # the batch's padded graphs, one by one: the same videos
         assert (video.int() - first[name].int()).abs().max() <= 1
+
+
+def test_vdm_samples_are_the_pipelines_videos_by_the_same_sampler_and_settings() -> None:
+    """One denoising loop (``dysen.diffusion.denoise``) and one settings rule: a training sample is the video the
+    pipeline makes of the same caption and DSG with the same weights, steps and seed (the model's guidance)."""
+    task = _vdm_task()
+    batch = collate([ShapesDataset(1, config=SHAPES)[0]])
+    pipe = DysenVDMPipeline(RulesPlanner(), task.text_encoder, task.rgtrm, task.unet, task.vae, DROPOUT)  # eval()
+    with torch.no_grad():
+        sample = task.sample(batch)["clip-0"].numpy()  # seed 0
+    assert task.sampling == SamplingSettings.resolve(DROPOUT.diffusion, steps=2)
+    video = pipe(batch["caption"][0], dsg=batch["dsg"][0], steps=2, seed=0, progress=False).frames
+    assert np.array_equal(sample, video)
 
 
 def test_sample_flags_reach_the_train_config_and_the_task(tmp_path: Path) -> None:

@@ -43,8 +43,8 @@ def inputs(t: int = T, seed: int = 0):
     z = torch.randn(B, C, t, H, W, generator=g)
     steps = torch.tensor([10, 700])
     text = (torch.randn(B, L, TINY.text_dim, generator=g), torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool))
-    dsg = (torch.randn(B, M, TINY.dsg_dim, generator=g), torch.ones(B, M, dtype=torch.bool), alignment(t))
-    return z, steps, text, dsg
+    graph_cond = (torch.randn(B, M, TINY.dsg_dim, generator=g), torch.ones(B, M, dtype=torch.bool), alignment(t))
+    return z, steps, text, graph_cond
 
 
 def make(**overrides) -> UNet3D:
@@ -61,8 +61,8 @@ def wake_zero_inits(model: torch.nn.Module) -> None:
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
 
 
-def with_step_changed(dsg, k: int):
-    tokens, mask, f2s = dsg
+def with_step_changed(graph_cond, k: int):
+    tokens, mask, f2s = graph_cond
     tokens = tokens.clone()
     tokens[:, k] += 1.0
     return tokens, mask, f2s
@@ -117,13 +117,13 @@ def test_dsg_cross_attention_layer_alignment(mode):
     layer = FrameAlignedCrossAttention(8, context_dim=5, head_dim=4, mode=mode)
     wake_zero_inits(layer)
     x = torch.randn(B * T, 9, 8, requires_grad=True)  # [B*T, h*w, C]
-    dsg = (torch.randn(B, M, 5), torch.ones(B, M, dtype=torch.bool), alignment())
-    dsg[2][1, 5] = 0.0  # video 1, frame 5 shows no step
-    base = layer(x, *dsg)
+    graph_cond = (torch.randn(B, M, 5), torch.ones(B, M, dtype=torch.bool), alignment())
+    graph_cond[2][1, 5] = 0.0  # video 1, frame 5 shows no step
+    base = layer(x, *graph_cond)
     k = 2
-    diff = (layer(x, *with_step_changed(dsg, k)) - base).abs().amax(dim=(1, 2)).view(B, T) > 1e-6
+    diff = (layer(x, *with_step_changed(graph_cond, k)) - base).abs().amax(dim=(1, 2)).view(B, T) > 1e-6
     if mode == "aligned":
-        assert torch.equal(diff, dsg[2][:, :, k].bool())
+        assert torch.equal(diff, graph_cond[2][:, :, k].bool())
         assert base.view(B, T, 9, 8)[1, 5].abs().max() == 0  # frame without a step: zero update, not NaN
     else:
         assert diff.all()
@@ -163,62 +163,62 @@ def test_one_dsg_key_per_frame_gives_every_position_the_same_update_several_keys
 )
 def test_output_shapes(overrides, frames):
     model = make(**overrides)
-    z, steps, text, dsg = inputs(frames)
-    for t, txt, g in ((steps, text, dsg), (3, None, None), (torch.tensor(0.5), text, None)):
+    z, steps, text, graph_cond = inputs(frames)
+    for t, txt, g in ((steps, text, graph_cond), (3, None, None), (torch.tensor(0.5), text, None)):
         out = model(z, t, txt, g)
         assert out.shape == (B, C, frames, H, W) and out.is_contiguous() and torch.isfinite(out).all()
 
 
 def test_at_init_the_dsg_path_changes_nothing():
     model = make()
-    z, steps, text, dsg = inputs()
-    assert torch.equal(model(z, steps, text, dsg), model(z, steps, text, None))
+    z, steps, text, graph_cond = inputs()
+    assert torch.equal(model(z, steps, text, graph_cond), model(z, steps, text, None))
 
 
 @pytest.mark.parametrize("conv", ["2d", "2+1d"])
 def test_gradients_reach_every_parameter_after_one_step(conv):
     model = make(conv=conv)
-    z, steps, text, dsg = inputs()
+    z, steps, text, graph_cond = inputs()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     outputs = ("attn_dsg.attn.to_out.weight", "attn.to_out.weight", "res.conv2.weight")  # zero-initialised layers
     zero = {n for n, p in model.named_parameters() if not p.any() and n.endswith(outputs)}
     assert any("attn_dsg" in n for n in zero) and any("temporal" in n for n in zero)
-    model(z, steps, text, dsg).square().mean().backward()
+    model(z, steps, text, graph_cond).square().mean().backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     assert all(p.any() for n, p in model.named_parameters() if n in zero)  # the zero-init paths woke up
-    model(z, steps, text, dsg).square().mean().backward()
+    model(z, steps, text, graph_cond).square().mean().backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert not dead
 
 
 def test_frame_alignment_through_the_unet():
-    z, steps, text, dsg = inputs()
+    z, steps, text, cond = inputs()
     k = 1
-    aligned = dsg[2][:, :, k].bool()  # [B, T]
+    aligned = cond[2][:, :, k].bool()  # [B, T]
     local = make(use_temporal_attention=False)
     wake_zero_inits(local)
-    changed = changed_frames(local(z, steps, text, dsg), local(z, steps, text, with_step_changed(dsg, k)))
+    changed = changed_frames(local(z, steps, text, cond), local(z, steps, text, with_step_changed(cond, k)))
     assert torch.equal(changed, aligned)  # only the frames that show step k
 
     for mixing in (make(), make(use_temporal_attention=False, conv="2+1d")):
         wake_zero_inits(mixing)
-        changed = changed_frames(mixing(z, steps, text, dsg), mixing(z, steps, text, with_step_changed(dsg, k)))
+        changed = changed_frames(mixing(z, steps, text, cond), mixing(z, steps, text, with_step_changed(cond, k)))
         assert changed[aligned].all() and changed[~aligned].any()  # temporal layers carry it to other frames
 
     broadcast = make(use_temporal_attention=False, dsg_cross_attention="broadcast")
     wake_zero_inits(broadcast)
-    changed = changed_frames(broadcast(z, steps, text, dsg), broadcast(z, steps, text, with_step_changed(dsg, k)))
+    changed = changed_frames(broadcast(z, steps, text, cond), broadcast(z, steps, text, with_step_changed(cond, k)))
     assert changed.all()
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
-    z, steps, text, dsg = inputs()
+    z, steps, text, graph_cond = inputs()
     grads = []
     for ckpt in (False, True):
         model = make(conv="2+1d", gradient_checkpointing=ckpt)
         wake_zero_inits(model)
-        model(z, steps, text, dsg).square().mean().backward()
+        model(z, steps, text, graph_cond).square().mean().backward()
         grads.append({n: p.grad for n, p in model.named_parameters()})
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, msg=name)
@@ -230,8 +230,8 @@ def test_save_pretrained_round_trip_is_bit_identical(tmp_path):
     model.save_pretrained(tmp_path / "unet")
     loaded = UNet3D.from_pretrained(tmp_path / "unet").eval()
     assert loaded.config == model.config
-    z, steps, text, dsg = inputs()
-    assert torch.equal(loaded(z, steps, text, dsg), model(z, steps, text, dsg))
+    z, steps, text, graph_cond = inputs()
+    assert torch.equal(loaded(z, steps, text, graph_cond), model(z, steps, text, graph_cond))
 
 
 def test_feed_forward_multiplier_per_level(tmp_path):

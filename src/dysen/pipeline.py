@@ -1,12 +1,13 @@
 """``DysenVDMPipeline``: prompt (or a dynamic scene graph) -> video with Dysen-VDM. Inference only.
 
 Dysen-VDM (Fei et al., CVPR 2024, Fig. 2): the planner (Dysen) turns the prompt into a DSG; the RGTrm
-encodes it into one token per scene graph, aligned to the latent frames; the 3D-UNet denoises latent
-noise z_T ~ N(0, I) under text and DSG cross-attention with a diffusers scheduler (DDIM, LVDM's sampler;
-DPM-Solver++; Euler) and compositional classifier-free guidance (``dysen.diffusion.guidance``); the video
-autoencoder decodes z_0. The loop is written out in ``__call__``.
+encodes it into a ``GraphCondition``: keys per scene graph (its pooled token, with ``readout="nodes"`` also its
+nodes) aligned to the latent frames, and for a layout-grounded model its objects in their boxes; the 3D-UNet
+denoises latent noise z_T ~ N(0, I) under text and DSG cross-attention with a diffusers scheduler (DDIM, LVDM's
+sampler; DPM-Solver++; Euler) and compositional classifier-free guidance (``dysen.diffusion.guidance``); the
+video autoencoder decodes z_0. The loop is ``dysen.diffusion.sampler.denoise``, shared with the training-time samples.
 
-Saved as a folder in the diffusers layout: ``model_index.json`` (the resolved ``DysenVDMConfig``, which
+Saved as a folder in the diffusers format: ``model_index.json`` (the resolved ``DysenVDMConfig``, which
 names the text encoder, the planner and a per-frame VAE by reference) + ``unet/``, ``rgtrm/`` and, for the
 3D autoencoder, ``vae/``, each ``config.json`` + ``model.safetensors`` (``dysen.models.pretrained``).
 """
@@ -25,21 +26,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from dysen import __version__
 from dysen.atomic import staged_dir
 from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, config_from_data, config_to_data, load_config
-from dysen.diffusion.guidance import FULL, UNCOND, combine, guidance_weights
-from dysen.diffusion.sampling import make_scheduler, step_kwargs
+from dysen.diffusion.guidance import Text, stack_passes
+from dysen.diffusion.sampler import SamplingSettings, denoise
+from dysen.diffusion.sampling import step_kwargs
 from dysen.diffusion.schedules import SamplerName
 from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.encoders.text import TextEncoder
 from dysen.errors import DysenError
 from dysen.models.frames import model_to_frames
+from dysen.models.graph_batch import GraphBatch
 from dysen.models.pretrained import CheckpointError
-from dysen.models.rgtrm import DSGCondition, GraphBatch, Layout, RGTrm
+from dysen.models.rgtrm import GraphCondition, RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder, VideoAutoencoder
 from dysen.planner.layout import imagine_layout
@@ -50,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 INDEX_NAME = "model_index.json"
 POLICY_DIR = "policy"  # a pipeline folder's own RL demonstration selector, named relative to the folder
-Text = tuple[torch.Tensor, torch.Tensor]  # tokens [B, L, Dt], mask [B, L]
-DSG = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # tokens [B, M, Dg], mask [B, M], frame_to_sg [B, t, M]
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,15 +176,15 @@ class DysenVDMPipeline:
         """Generate one video from ``prompt`` (planned into a DSG) or from a given ``dsg`` (no planning).
 
         ``guidance`` is s_text and ``dsg_guidance`` s_dsg of the compositional guidance; None takes the model's
-        defaults (``config.diffusion.guidance`` / ``dsg_guidance``; an unset s_dsg = s_text: plain CFG on the
+        defaults (``SamplingSettings.resolve``: ``config.diffusion``; an unset s_dsg = s_text, plain CFG on the
         joint condition, two UNet passes per step). ``steps``/``sampler``/``eta`` None: the config's.
         Same arguments, same video.
         """
         if prompt is None and dsg is None:
             raise DysenError("give a prompt, a DSG, or both")
-        steps = self.config.diffusion.steps if steps is None else steps
-        if steps < 1:
-            raise DysenError(f"steps must be >= 1, got {steps}")
+        settings = SamplingSettings.resolve(
+            self.config.diffusion, steps=steps, guidance=guidance, dsg_guidance=dsg_guidance, sampler=sampler, eta=eta
+        )
         video = self.config.video
         frames = num_frames or video.num_frames
         shape = self.vae.latent_shape(frames, video.height, video.width)  # (c, t, h, w)
@@ -198,27 +198,17 @@ class DysenVDMPipeline:
         timings["plan"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        text, null_text, dsg_cond = self.encode_conditions(prompt, dsg, shape[1])
-        defaults = self.config.diffusion
-        guidance = defaults.guidance if guidance is None else guidance
-        if dsg_guidance is None:
-            dsg_guidance = guidance if defaults.dsg_guidance is None else defaults.dsg_guidance
-        weights = guidance_weights(guidance, dsg_guidance)
-        text_batch, dsg_batch = stack_passes(list(weights), text, null_text, dsg_cond)
+        text, null_text, graph_cond = self.encode_conditions(prompt, dsg, shape[1])
+        passes = settings.passes
+        conditions = stack_passes(passes, text, null_text, graph_cond)  # text [P, L, Dt], graph condition [P, ...]
         timings["encode"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        scheduler = make_scheduler(self.config.diffusion, sampler)
-        scheduler.set_timesteps(steps)
+        scheduler = settings.scheduler(self.config.diffusion)
         generator = torch.Generator("cpu").manual_seed(seed)
-        extra = step_kwargs(scheduler, self.config.diffusion.eta if eta is None else eta, generator)
-        latents = torch.randn((1, *shape), generator=generator).to(self.device)  # [1, c, t, h, w]
-        latents = latents * scheduler.init_noise_sigma
-        for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress):
-            model_input = scheduler.scale_model_input(latents, t).expand(len(weights), *shape)  # [P, c, t, h, w]
-            prediction = self.unet(model_input, t.to(self.device), text=text_batch, dsg=dsg_batch)  # [P, c, t, h, w]
-            guided = combine(dict(zip(weights, prediction.split(1), strict=True)), weights)  # [1, c, t, h, w]
-            latents = scheduler.step(guided, t, latents, **extra).prev_sample
+        extra = step_kwargs(scheduler, settings.eta, generator)
+        noise = torch.randn((1, *shape), generator=generator).to(self.device)  # [1, c, t, h, w]
+        latents = denoise(self.denoiser, scheduler, noise, conditions, passes, step_kwargs=extra, progress=progress)
         timings["sample"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -226,6 +216,10 @@ class DysenVDMPipeline:
         frames_u8 = model_to_frames(decoded[0]).numpy()  # uint8 [T, H, W, 3]
         timings["decode"] = time.perf_counter() - clock
         return VideoResult(frames_u8, dsg, prompt, timings, seed)
+
+    def denoiser(self, z_t: torch.Tensor, t: torch.Tensor, conditions: tuple[Text, GraphCondition]) -> torch.Tensor:
+        """The model function of ``denoise``: the UNet's prediction [P, c, t, h, w] under (text, graph condition)."""
+        return self.unet(z_t, t, text=conditions[0], graph_cond=conditions[1])
 
     @property
     def device(self) -> torch.device:
@@ -238,7 +232,9 @@ class DysenVDMPipeline:
             module.to(device)  # type: ignore[attr-defined]
         return self
 
-    def encode_conditions(self, prompt: str, dsg: DynamicSceneGraph, latent_frames: int) -> tuple[Text, Text, DSG]:
+    def encode_conditions(
+        self, prompt: str, dsg: DynamicSceneGraph, latent_frames: int
+    ) -> tuple[Text, Text, GraphCondition]:
         """The prompt's and the null prompt's ("", as LVDM) tokens, and the DSG's RGTrm tokens for the latents."""
         tokens, mask = self.text_encoder([prompt, ""])  # [2, L, Dt], [2, L]
         tokens, mask = tokens.to(self.device), mask.to(self.device)
@@ -308,30 +304,6 @@ def shipped_model(config: str | os.PathLike[str]) -> Path | None:
     """The trained pipeline folder the package ships for preset ``config``, if there is one."""
     folder = SHIPPED_MODELS.get(str(config))
     return folder if folder is not None and (folder / INDEX_NAME).is_file() else None
-
-
-def stack_passes(names: list[str], text: Text, null_text: Text, dsg: DSG) -> tuple[Text, DSG]:
-    """The conditions of the guidance passes ``names`` stacked along the batch, to run in one UNet forward.
-
-    (∅, ·) uses the null prompt; (·, ∅) keeps the DSG tokens with every one masked out, the null DSG that
-    condition dropout trains (``dysen.diffusion.loss.condition_dropout``). It is used even when no pass
-    sees the DSG, rather than ``dsg=None``, so that ε(text, ∅) means the same in every call.
-    """
-    tokens = torch.cat([null_text[0] if name == UNCOND else text[0] for name in names])  # [P, L, Dt]
-    mask = torch.cat([null_text[1] if name == UNCOND else text[1] for name in names])  # [P, L]
-    dsg = DSGCondition(*dsg)
-    count = len(names)
-    drop = torch.tensor([name != FULL for name in names], device=dsg.mask.device)  # [P]
-    layout = dsg.layout
-    if layout is not None:
-        layout = Layout(*(None if part is None else part.expand(count, *part.shape[1:]) for part in layout))
-    stacked = DSGCondition(
-        dsg.tokens.expand(count, -1, -1),  # [P, M, Dg]
-        dsg.mask.expand(count, -1),  # [P, M]
-        dsg.frame_to_sg.expand(count, -1, -1),  # [P, t, M]
-        layout,
-    )
-    return (tokens, mask), stacked.dropped(drop)
 
 
 def describe(dsg: DynamicSceneGraph) -> str:

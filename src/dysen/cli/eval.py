@@ -137,10 +137,10 @@ def _planner_changes(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _variants(args: argparse.Namespace) -> list[Any]:
-    from dysen.eval.benchmark import Sampling
+    from dysen.eval.benchmark import VideoSampling
     from dysen.eval.variants import AUTOENCODER_ROW, Variant, ablation_variants
 
-    sampling = Sampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan)
+    sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan)
     planner, changes = _planner_options(args), _planner_changes(args)
     if args.ablation:
         if args.protocol != "shapes" or args.videos or len(args.model) > 1:

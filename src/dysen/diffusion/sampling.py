@@ -6,8 +6,8 @@
 * ``euler``: Euler steps on the probability-flow ODE in σ (Karras et al. 2022, Alg. 2 without churn).
 
 The betas are passed as ``trained_betas`` so the three share ``dysen.diffusion.schedules`` exactly. The
-denoising loop itself lives with its caller (``DysenVDMPipeline.__call__``): set timesteps, scale the
-input, predict, ``scheduler.step(**step_kwargs(...))``.
+denoising loop over them is ``dysen.diffusion.sampler.denoise``: scale the input, predict, then step the
+scheduler with ``step_kwargs``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Without ``boxes[M]`` the frames after the last step's first frame hold that step
 that ends the clip stops short of its end in the layout. Its *progress* at ``t`` is the share of its active
 event's frame window done by the end of frame ``t``, ``(t - f0 + 1) / (f1 - f0)``, or None when it is idle:
 boxes say where, angles how turned, progress how far along (a fade's opacity, the middle of a jump), and the
-UNet sees all three (``dysen.models.rgtrm.GraphBatch``'s layout fields).
+UNet sees all three (``dysen.models.graph_batch.GraphBatch``'s layout fields).
 """
 
 from __future__ import annotations

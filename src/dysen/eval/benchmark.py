@@ -48,8 +48,8 @@ PlanSource = Literal["planner", "gold"]
 
 
 @dataclass(frozen=True)
-class Sampling:
-    """How a pipeline renders each benchmark caption."""
+class VideoSampling:
+    """How a pipeline renders each benchmark caption (video sampling; not the planner LLM's sampling)."""
 
     steps: int | None = None
     """Denoising steps (None: the model's ``config.diffusion.steps``)."""
@@ -62,12 +62,17 @@ class Sampling:
     plan: PlanSource = "planner"
     """'planner': the pipeline plans the caption (Dysen-VDM as used); 'gold': it follows the gold DSG (oracle)."""
 
-    def for_model(self, diffusion: DiffusionConfig) -> Sampling:
-        """The steps and guidance scales a model samples with: unset ones from its config (an unset s_dsg = s_text)."""
-        steps = diffusion.steps if self.steps is None else self.steps
-        guidance = diffusion.guidance if self.guidance is None else self.guidance
-        dsg = self.dsg_guidance if self.dsg_guidance is not None else diffusion.dsg_guidance
-        return dataclasses.replace(self, steps=steps, guidance=guidance, dsg_guidance=guidance if dsg is None else dsg)
+    def for_model(self, diffusion: DiffusionConfig) -> VideoSampling:
+        """The steps and guidance scales a model samples with: unset ones from its config (an unset s_dsg = s_text),
+        by the pipeline's own rule (``SamplingSettings.resolve``)."""
+        from dysen.diffusion.sampler import SamplingSettings
+
+        settings = SamplingSettings.resolve(
+            diffusion, steps=self.steps, guidance=self.guidance, dsg_guidance=self.dsg_guidance
+        )
+        return dataclasses.replace(
+            self, steps=settings.steps, guidance=settings.guidance, dsg_guidance=settings.dsg_guidance
+        )
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,7 @@ def score_reconstructions(
 def score_pipeline(
     pipe: DysenVDMPipeline,
     clips: Sequence[ShapesClip],
-    sampling: Sampling,
+    sampling: VideoSampling,
     *,
     save_dir: Path | None = None,
     progress: bool = True,

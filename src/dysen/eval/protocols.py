@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from dysen.data.datasets import VideoRecord
-    from dysen.eval.benchmark import Sampling
+    from dysen.eval.benchmark import VideoSampling
     from dysen.eval.features.clip import ClipEmbedder
     from dysen.pipeline import DysenVDMPipeline
 
@@ -222,7 +222,7 @@ def generated_features(
     pipe: DysenVDMPipeline,
     samples: Sequence[Sample],
     sink: FeatureSink,
-    sampling: Sampling,
+    sampling: VideoSampling,
     *,
     batch_size: int = 16,
     save_dir: Path | None = None,

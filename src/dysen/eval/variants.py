@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dysen.errors import DysenError
-from dysen.eval.benchmark import GOLD_FILE, Sampling
+from dysen.eval.benchmark import GOLD_FILE, VideoSampling
 
 if TYPE_CHECKING:
     from dysen.pipeline import DysenVDMPipeline
@@ -60,7 +60,7 @@ class Variant:
     """False: the planner skips Step III (``ablate``)."""
     demos: Demos = "default"
     """'random': the planner's demonstrations are drawn at random from the same bank (``ablate``)."""
-    sampling: Sampling = field(default_factory=Sampling)
+    sampling: VideoSampling = field(default_factory=VideoSampling)
     folder: Path | None = None
     """The videos of a 'folder' variant."""
     gold: Path | None = None
@@ -162,11 +162,11 @@ def ablation_variants(
     config: str = "shapes-tiny",
     planner: PlannerOptions | None = None,
     planner_changes: Mapping[str, Any] | None = None,
-    sampling: Sampling | None = None,
+    sampling: VideoSampling | None = None,
 ) -> list[Variant]:
     """The ablation table's rows: ground truth, its round trip through the full model's autoencoder (the ceiling of
     both models, which share it), full Dysen-VDM, text-only backbone, no imagination, random demonstrations."""
-    sampling = sampling or Sampling()
+    sampling = sampling or VideoSampling()
     full_row = Variant(
         "Dysen-VDM (full)", model=full, config=config, planner=planner, planner_changes=planner_changes,
         sampling=sampling,
@@ -181,7 +181,7 @@ def ablation_variants(
     ]
 
 
-def _text_only_variant(text_only: Path | None, full: Path | None, config: str, sampling: Sampling) -> Variant:
+def _text_only_variant(text_only: Path | None, full: Path | None, config: str, sampling: VideoSampling) -> Variant:
     """The text-only row: ``text_only``; else, beside the shipped full model, the shipped '<config>-text-only'
     model (trained by the same commands); else not run, with the reason."""
     name = "text-only backbone"
@@ -199,7 +199,7 @@ def _text_only_variant(text_only: Path | None, full: Path | None, config: str, s
     return Variant(name, sampling=sampling, skip=reason)
 
 
-def sampling_record(sampling: Sampling) -> dict[str, object]:
+def sampling_record(sampling: VideoSampling) -> dict[str, object]:
     """How a variant sampled, for reports."""
     return {
         "steps": sampling.steps, "guidance": sampling.guidance, "dsg_guidance": sampling.dsg_guidance,

@@ -3,8 +3,8 @@
 The blocks follow LDM/LVDM (Rombach et al. 2022; He et al. 2022, ``openaimodel3d.py`` and ``attention_temporal.py``;
 see ``research/backbones.md`` §2.3) and the Dysen-VDM block of Fei et al. (CVPR 2024, §4.2 of ``dysen_spec.md``).
 
-Layout. A video activation lives as ``[B*T, C, H, W]`` in **channels-last** memory, i.e. the bytes are ordered
-``[B, T, H, W, C]``. That one layout serves every op without copies:
+Memory format. A video activation lives as ``[B*T, C, H, W]`` in **channels-last** memory, i.e. the bytes are
+ordered ``[B, T, H, W, C]``. That one memory format serves every op without copies:
 - 2D convs, GroupNorm and nearest upsampling run natively channels-last (oneDNN on CPU, cuDNN NHWC on GPU);
 - per-frame tokens ``[B*T, H*W, C]`` and per-video tokens ``[B, T*H*W, C]`` are views (``frames_to_tokens``);
 - a temporal 3x1x1 conv is a 2D ``(3, 1)`` conv on the channels-last view ``[B, C, T, H*W]`` (``TemporalConv``).
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # ---------------------------------------------------------------------------------------------------------------------
-# layout helpers (all views, no copies)
+# memory-format helpers (all views, no copies)
 
 
 def frames_to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -330,10 +330,11 @@ class Upsample(nn.Module):
 
 
 class FrameAlignedCrossAttention(nn.Module):
-    """Cross-attention from video tokens to the DSG tokens, one token per scene-graph step (Dysen-VDM §4.2).
+    """Cross-attention from video tokens to the RGTrm's keys of a DSG (Dysen-VDM §4.2): per scene-graph step its
+    pooled token (``readout="steps"``), or its pooled token and its nodes (``readout="nodes"``).
 
-    ``"aligned"``: latent frame t attends only to the steps m with ``frame_to_sg[b, t, m]`` (and ``mask[b, m]``); a
-    frame with no such step gets a zero update. ``"broadcast"``: every frame attends to every valid step, as the
+    ``"aligned"``: latent frame t attends only to the keys m with ``frame_to_sg[b, t, m]`` (and ``mask[b, m]``); a
+    frame with no such key gets a zero update. ``"broadcast"``: every frame attends to every valid key, as the
     official code does. The output projection is zero-initialised, so at initialisation the DSG changes nothing.
     """
 
@@ -383,12 +384,13 @@ class SpatialBlock(nn.Module):
         x: torch.Tensor,
         num_frames: int,
         text: tuple[torch.Tensor, torch.Tensor] | None,
-        dsg: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        graph_cond: tuple[torch.Tensor, ...] | None,
     ) -> torch.Tensor:
+        """``graph_cond``: a ``GraphCondition`` (or its first three tensors: tokens, mask, frame_to_sg)."""
         bt, hw, c = x.shape  # [B*T, H*W, C]
         x = x + self.attn_self(self.norm_self(x))
-        if self.attn_dsg is not None and dsg is not None:
-            x = x + self.attn_dsg(self.norm_dsg(x), *dsg[:3])  # tokens, mask, frame_to_sg (not the layout)
+        if self.attn_dsg is not None and graph_cond is not None:
+            x = x + self.attn_dsg(self.norm_dsg(x), *graph_cond[:3])  # tokens, mask, frame_to_sg (not the objects)
         if self.attn_text is not None and text is not None:
             tokens, mask = text  # [B, L, Dt], [B, L]
             q = self.norm_text(x).view(bt // num_frames, num_frames * hw, c)  # [B, T*H*W, C]: same keys per frame
@@ -410,7 +412,7 @@ class TemporalBlock(nn.Module):
         self.norm_ff, self.ff = nn.LayerNorm(dim), FeedForward(dim, ff_mult, dropout)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        bt, hw, c = x.shape  # [B*T, H*W, C]; norms, projections and FF are per token: they stay in this layout
+        bt, hw, c = x.shape  # [B*T, H*W, C]; norms, projections and FF are per token: they keep this memory order
         b, heads, d = bt // num_frames, self.attn.heads, self.attn.head_dim
         qkv = self.attn.to_qkv(self.norm_attn(x)).view(b, num_frames, hw, 3, heads, d)  # [B, T, H*W, 3, h, d]
         q, k, v = qkv.permute(3, 0, 2, 4, 1, 5).reshape(3, b * hw, heads, num_frames, d)  # 3 x [B*H*W, h, T, d]
@@ -453,12 +455,12 @@ class SpatioTemporalTransformer(nn.Module):
         x: torch.Tensor,
         num_frames: int,
         text: tuple[torch.Tensor, torch.Tensor] | None = None,
-        dsg: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        graph_cond: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         h, w = x.shape[-2:]
         tokens = self.proj_in(frames_to_tokens(self.norm(x)))  # [B*T, H*W, C]
         for i, block in enumerate(self.spatial):
-            tokens = block(tokens, num_frames, text, dsg)
+            tokens = block(tokens, num_frames, text, graph_cond)
             if self.temporal:
                 tokens = self.temporal[i](tokens, num_frames)
         return x + tokens_to_frames(self.proj_out(tokens), h, w)  # [B*T, C, H, W]

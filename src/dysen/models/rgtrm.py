@@ -2,11 +2,9 @@
 
 Dysen-VDM §3.4 and Fig. 2; dysen_spec.md §4.1 (the paper and the unrunnable official code), §9.2.
 
-Graph (``GraphBatch``). Each scene graph is typed nodes and typed edges, as in the paper's figure:
-object nodes, one attribute node per ``(object, attribute)`` fact and one relation node per
-``(subject, predicate, object)`` fact (predicates are nodes). Edges subject→relation, relation→object,
-object→attribute, plus the three reverse types, so information flows both ways. Node inputs are the
-text encoder's pooled embeddings of the node labels (dysen_spec.md §9.2) plus a node-type embedding.
+Graph (``GraphBatch``, ``dysen.models.graph_batch``). Each scene graph is typed nodes (objects, attributes,
+relations) and typed edges, both ways, so information flows both ways. Node inputs are the text encoder's
+pooled embeddings of the node labels (dysen_spec.md §9.2) plus a node-type embedding.
 
 Layer (``GraphTransformerLayer``). Pre-norm multi-head attention over the nodes of one scene graph,
 restricted to graph neighbours, the node itself and the memory cells, then a feed-forward block.
@@ -33,191 +31,26 @@ With one token per frame, cross-attention has a single key, so its softmax is 1 
 frame receives the same vector: the DSG can say what happens, but not where. With the nodes, positions can
 attend to different objects ("this blob is the red circle, which moves right"), as they do to caption words.
 
-Layout (``layout=True``): for DSGs with boxes, ``forward`` also returns a ``Layout``: for every frame and every
-object present, the object's node state at the frame's step plus an embedding of its action's progress
-(``dysen.dsg.layout``), with its box; the UNet paints these into the latent cells the boxes cover.
+Layout grounding (``layout=True``): for DSGs with boxes, ``forward``'s ``GraphCondition`` also holds
+``PlacedObjects``: for every frame and every object present, the object's node state at the frame's step plus an
+embedding of its action's progress (``dysen.dsg.layout``), with its box; the UNet paints these into the latent
+cells the boxes cover.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
-from dysen.dsg.convert import align_steps_to_frames
-from dysen.dsg.layout import frame_layout
-from dysen.errors import DysenError
+from dysen.models.graph_batch import EDGE_TYPES, NODE_TYPES, GraphBatch, GraphError
 from dysen.models.pretrained import Pretrained
-
-if TYPE_CHECKING:
-    from dysen.dsg.types import DynamicSceneGraph, SceneGraph
-    from dysen.encoders.text import TextEncoder
-
-NODE_TYPES = ("object", "attribute", "relation")
-EDGE_TYPES = ("subject", "object", "attribute", "subject_rev", "object_rev", "attribute_rev")
-"""Edge ``(source, target)`` types: subject→relation, relation→object, object→attribute, then their reverses."""
 
 _SELF, _MEMORY = 0, 1
 """Key codes inside attention: the node itself, a memory cell, then ``2 + edge type``; -1 = not attended."""
 _NUM_CODES = 2 + len(EDGE_TYPES)
-
-
-class GraphError(DysenError):
-    """A graph batch cannot be built or does not fit the RGTrm it is fed to."""
-
-
-@dataclass(frozen=True, eq=False)
-class GraphBatch:
-    """A batch of DSGs as dense, padded tensors: ``M`` steps per DSG, ``N`` nodes and ``E`` edges per step."""
-
-    labels: tuple[str, ...]
-    """The label vocabulary: ``node_label`` indexes it, ``label_embeddings`` holds one row per label."""
-    node_label: torch.Tensor  # [B, M, N] long
-    node_type: torch.Tensor  # [B, M, N] long, index into NODE_TYPES
-    node_mask: torch.Tensor  # [B, M, N] bool, True on real nodes
-    edge_index: torch.Tensor  # [B, M, E, 2] long, (source, target) node positions within the step
-    edge_type: torch.Tensor  # [B, M, E] long, index into EDGE_TYPES
-    edge_mask: torch.Tensor  # [B, M, E] bool
-    step_mask: torch.Tensor  # [B, M] bool, True on real steps
-    frame_to_sg: torch.Tensor  # [B, T, M] bool, True where frame t shows step m
-    label_embeddings: torch.Tensor | None = None  # [V, label_dim], set by with_label_embeddings
-    layout_box: torch.Tensor | None = None  # [B, T, K, 4] float, (x0, y0, x1, y1) of each object present at frame t
-    layout_node: torch.Tensor | None = None  # [B, T, K] long, its node in the step's graph, as m * N + n
-    layout_progress: torch.Tensor | None = None  # [B, T, K] float, its action's progress; -1 when idle
-    layout_angle: torch.Tensor | None = None  # [B, T, K] float, its clockwise turn in radians (Box.angle)
-    layout_mask: torch.Tensor | None = None  # [B, T, K] bool; K = 0 when no DSG of the batch has boxes
-
-    @classmethod
-    def from_dsgs(
-        cls, dsgs: Sequence[DynamicSceneGraph], num_frames: int, label_index: Mapping[str, int] | None = None
-    ) -> GraphBatch:
-        """Pad ``dsgs`` into one batch for videos of ``num_frames`` frames.
-
-        ``label_index``: a fixed vocabulary (label -> id, ids ``0..V-1``); by default the unique labels of
-        the batch, in order of first appearance.
-        """
-        if not dsgs:
-            raise GraphError("GraphBatch.from_dsgs needs at least one DSG")
-        vocab = _check_vocabulary(label_index) if label_index is not None else {}
-        graphs = [[_graph_elements(sg) for sg in dsg.graphs] for dsg in dsgs]
-        steps = max(len(g) for g in graphs)
-        nodes = max(len(labels) for g in graphs for labels, _, _ in g)
-        edges = max(len(e) for g in graphs for _, _, e in g)
-        batch = len(dsgs)  # filled as numpy arrays (one torch tensor each at the end: ~3x faster in a collate)
-        node_label = np.zeros((batch, steps, nodes), dtype=np.int64)  # [B, M, N]
-        node_type = np.zeros((batch, steps, nodes), dtype=np.int64)  # [B, M, N]
-        node_mask = np.zeros((batch, steps, nodes), dtype=bool)  # [B, M, N]
-        edge_index = np.zeros((batch, steps, edges, 2), dtype=np.int64)  # [B, M, E, 2]
-        edge_type = np.zeros((batch, steps, edges), dtype=np.int64)  # [B, M, E]
-        edge_mask = np.zeros((batch, steps, edges), dtype=bool)  # [B, M, E]
-        frame_to_sg = np.zeros((batch, num_frames, steps), dtype=bool)  # [B, T, M]
-        step_mask = np.zeros((batch, steps), dtype=bool)  # [B, M]
-        for b, dsg_graphs in enumerate(graphs):
-            for m, (labels, types, graph_edges) in enumerate(dsg_graphs):
-                node_label[b, m, : len(labels)] = [_label_id(vocab, x, label_index) for x in labels]
-                node_type[b, m, : len(types)] = types
-                node_mask[b, m, : len(labels)] = True
-                if graph_edges:
-                    edge_index[b, m, : len(graph_edges)] = [e[:2] for e in graph_edges]
-                    edge_type[b, m, : len(graph_edges)] = [e[2] for e in graph_edges]
-                    edge_mask[b, m, : len(graph_edges)] = True
-            frame_to_sg[b, :, : len(dsg_graphs)] = align_steps_to_frames(len(dsg_graphs), num_frames).matrix()
-            step_mask[b, : len(dsg_graphs)] = True
-        arrays = (node_label, node_type, node_mask, edge_index, edge_type, edge_mask, step_mask, frame_to_sg)
-        layout = {k: torch.from_numpy(v) for k, v in _layout_arrays(dsgs, num_frames, nodes).items()}
-        return cls(tuple(sorted(vocab, key=vocab.__getitem__)), *(torch.from_numpy(a) for a in arrays), **layout)
-
-    def with_label_embeddings(self, encoder: TextEncoder) -> GraphBatch:
-        """This batch with ``label_embeddings`` = ``encoder.pooled(labels)`` (cached by the encoder)."""
-        return dataclasses.replace(self, label_embeddings=encoder.pooled(list(self.labels)))
-
-    def select(self, index: int) -> GraphBatch:
-        """DSG ``index`` alone, as a batch of one (same label vocabulary)."""
-        rows = {
-            f.name: getattr(self, f.name)[index : index + 1]
-            for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), torch.Tensor) and f.name != "label_embeddings"
-        }
-        return dataclasses.replace(self, **rows)
-
-    def to(self, device: str | torch.device) -> GraphBatch:
-        """The batch with every tensor on ``device``."""
-        moved = {
-            f.name: getattr(self, f.name).to(device)
-            for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), torch.Tensor)
-        }
-        return dataclasses.replace(self, **moved)
-
-
-def _layout_arrays(dsgs: Sequence[DynamicSceneGraph], num_frames: int, nodes: int) -> dict[str, np.ndarray]:
-    """The ``layout_*`` fields of ``GraphBatch`` (``dysen.dsg.layout.frame_layout`` of each DSG, padded)."""
-    layouts = [frame_layout(dsg, num_frames) for dsg in dsgs]
-    width = max((len(objects) for layout in layouts if layout for objects in layout), default=0)  # K
-    shape = (len(dsgs), num_frames, width)
-    arrays = {
-        "layout_box": np.zeros((*shape, 4), dtype=np.float32),
-        "layout_node": np.zeros(shape, dtype=np.int64),
-        "layout_progress": np.full(shape, -1.0, dtype=np.float32),
-        "layout_angle": np.zeros(shape, dtype=np.float32),
-        "layout_mask": np.zeros(shape, dtype=bool),
-    }
-    for b, (dsg, layout) in enumerate(zip(dsgs, layouts, strict=True)):
-        if layout is None:
-            continue
-        alignment = align_steps_to_frames(dsg.num_steps, num_frames)
-        for t, objects in enumerate(layout):
-            step = alignment.steps_of_frame[t][0]
-            position = {name: i for i, name in enumerate(dsg.graphs[step].objects)}
-            for k, placed in enumerate(objects):
-                arrays["layout_box"][b, t, k] = placed.box
-                arrays["layout_node"][b, t, k] = step * nodes + position[placed.object]
-                arrays["layout_progress"][b, t, k] = -1.0 if placed.progress is None else placed.progress
-                arrays["layout_angle"][b, t, k] = placed.angle
-                arrays["layout_mask"][b, t, k] = True
-    return arrays
-
-
-def _check_vocabulary(label_index: Mapping[str, int]) -> dict[str, int]:
-    if sorted(label_index.values()) != list(range(len(label_index))):
-        raise GraphError("label_index must map labels to the ids 0..V-1, each used once")
-    return dict(label_index)
-
-
-def _label_id(vocab: dict[str, int], label: str, fixed: Mapping[str, int] | None) -> int:
-    if fixed is None:
-        return vocab.setdefault(label, len(vocab))
-    if label not in vocab:
-        raise GraphError(f"node label {label!r} is not in the given label_index ({len(vocab)} labels)")
-    return vocab[label]
-
-
-def _graph_elements(graph: SceneGraph) -> tuple[list[str], list[int], list[tuple[int, int, int]]]:
-    """Node labels, node types and ``(source, target, type)`` edges of one scene graph.
-
-    An ordered node pair keeps its first edge only: a self-relation ``(x, p, x)`` would otherwise give
-    the pair (relation, x) two edge types.
-    """
-    position = {name: i for i, name in enumerate(graph.objects)}
-    labels, types = list(graph.objects), [0] * len(graph.objects)
-    forward: list[tuple[int, int, int]] = []
-    for fact in graph.attributes:
-        forward.append((position[fact.object], len(labels), 2))
-        labels.append(fact.attribute)
-        types.append(1)
-    for fact in graph.relations:
-        forward += [(position[fact.subject], len(labels), 0), (len(labels), position[fact.object], 1)]
-        labels.append(fact.predicate)
-        types.append(2)
-    edges: dict[tuple[int, int], int] = {}
-    for source, target, kind in forward + [(t, s, k + 3) for s, t, k in forward]:
-        edges.setdefault((source, target), kind)
-    return labels, types, [(s, t, k) for (s, t), k in edges.items()]
 
 
 @dataclass(frozen=True)
@@ -241,7 +74,7 @@ class RGTrmConfig:
     readout: Literal["steps", "nodes"] = "steps"
     """What ``forward`` gives the UNet per scene graph: its pooled token, or the pooled token and its nodes."""
     layout: bool = False
-    """Also ground each object in its boxes (``Layout``): for DSGs with boxes, the UNet learns *where*."""
+    """Also ground each object in its boxes (``PlacedObjects``): for DSGs with boxes, the UNet learns *where*."""
     orientation: bool = False
     """With ``layout``: also embed each object's turn (``Box.angle``) in its layout token, to draw it turned."""
 
@@ -256,8 +89,8 @@ class RGTrmOutput(NamedTuple):
     node_mask: torch.Tensor  # [B, M, N] bool
 
 
-class Layout(NamedTuple):
-    """The objects present at every frame, for the UNet's layout maps (``dysen.models.unet3d``)."""
+class PlacedObjects(NamedTuple):
+    """The objects present at every frame, each a token in its box, for the UNet's layout maps (``unet3d``)."""
 
     tokens: torch.Tensor  # [B, T, K, D]: the object's node state at the frame's step + its progress embedding
     boxes: torch.Tensor  # [B, T, K, 4]: (x0, y0, x1, y1) in [0, 1]
@@ -265,20 +98,34 @@ class Layout(NamedTuple):
     angles: torch.Tensor | None = None  # [B, T, K]: clockwise turn, radians (``Box.angle``)
 
 
-class DSGCondition(NamedTuple):
-    """What the UNet receives from the RGTrm: cross-attention keys aligned to frames, and optionally a layout."""
+class GraphCondition(NamedTuple):
+    """The tensors a DSG becomes for the UNet (the RGTrm's output): cross-attention keys aligned to frames, and
+    with layout grounding its objects in their boxes."""
 
     tokens: torch.Tensor  # [B, K, D]
     mask: torch.Tensor  # [B, K] bool
     frame_to_sg: torch.Tensor  # [B, T, K] bool, which frames see each key
-    layout: Layout | None = None
+    objects: PlacedObjects | None = None
 
-    def dropped(self, drop: torch.Tensor) -> DSGCondition:
+    def dropped(self, drop: torch.Tensor) -> GraphCondition:
         """The null DSG for the rows where ``drop`` [B] is True: every key and every placed object masked out."""
-        layout = self.layout
-        if layout is not None:
-            layout = layout._replace(mask=layout.mask & ~drop[:, None, None])
-        return self._replace(mask=self.mask & ~drop[:, None], layout=layout)
+        drop = drop.to(self.mask.device)
+        objects = self.objects
+        if objects is not None:
+            objects = objects._replace(mask=objects.mask & ~drop[:, None, None])
+        return self._replace(mask=self.mask & ~drop[:, None], objects=objects)
+
+    def expand(self, count: int) -> GraphCondition:
+        """This batch of one repeated ``count`` times along the batch (views, no copies)."""
+        objects = self.objects
+        if objects is not None:
+            objects = PlacedObjects(*(None if x is None else x.expand(count, *x.shape[1:]) for x in objects))
+        return GraphCondition(
+            self.tokens.expand(count, -1, -1),  # [P, K, D]
+            self.mask.expand(count, -1),  # [P, K]
+            self.frame_to_sg.expand(count, -1, -1),  # [P, T, K]
+            objects,
+        )
 
 
 class GraphTransformerLayer(nn.Module):
@@ -385,8 +232,8 @@ class ObjectGrounding(nn.Module):
             else None
         )
 
-    def forward(self, nodes: torch.Tensor, batch: GraphBatch) -> Layout:
-        """``nodes`` [B, M, N, D] (``RGTrmOutput.nodes``) -> ``Layout`` of ``batch``'s layout fields."""
+    def forward(self, nodes: torch.Tensor, batch: GraphBatch) -> PlacedObjects:
+        """``nodes`` [B, M, N, D] (``RGTrmOutput.nodes``) -> ``PlacedObjects`` of ``batch``'s layout fields."""
         fields = [batch.layout_node, batch.layout_box, batch.layout_progress, batch.layout_mask]
         fields += [batch.layout_angle] if self.orientation is not None else []
         if any(field is None for field in fields):
@@ -408,7 +255,7 @@ class ObjectGrounding(nn.Module):
         mask = batch.layout_mask  # [B, T, K]
         tokens = tokens * mask.unsqueeze(-1)  # [B, T, K, D]
         angles = None if batch.layout_angle is None else batch.layout_angle.to(nodes.dtype)
-        return Layout(tokens, batch.layout_box.to(nodes.dtype), mask, angles)
+        return PlacedObjects(tokens, batch.layout_box.to(nodes.dtype), mask, angles)
 
 
 def _padding_mask(ignore: torch.Tensor, queries: int, heads: int) -> torch.Tensor:
@@ -421,7 +268,8 @@ def _padding_mask(ignore: torch.Tensor, queries: int, heads: int) -> torch.Tenso
 
 
 class RGTrm(nn.Module, Pretrained):
-    """Recurrent graph Transformer: ``RGTrm(batch) -> (tokens [B, M, D], mask [B, M], frame_to_sg [B, T, M])``."""
+    """Recurrent graph Transformer: ``RGTrm(batch: GraphBatch) -> GraphCondition`` (keys, mask, frame alignment,
+    and with ``config.layout`` the placed objects)."""
 
     config_class = RGTrmConfig
 
@@ -442,23 +290,23 @@ class RGTrm(nn.Module, Pretrained):
         self.pool = AttentionPool(config)
         self.grounding = ObjectGrounding(config) if config.layout else None
 
-    def forward(self, batch: GraphBatch) -> DSGCondition:
+    def forward(self, batch: GraphBatch) -> GraphCondition:
         """The UNet's DSG keys [B, K, D], their mask [B, K], which frames see each [B, T, K] (see ``encode``), and
-        with ``config.layout`` the ``Layout`` of the objects in their boxes.
+        with ``config.layout`` the ``PlacedObjects`` in their boxes.
 
         ``readout="steps"``: K = M, one pooled token per scene graph. ``readout="nodes"``: K = M·(1 + N), per
         scene graph its pooled token then its N node slots (padded nodes masked), each seen by that graph's frames.
         """
         out = self.encode(batch)
-        layout = self.grounding(out.nodes, batch) if self.grounding is not None else None
+        objects = self.grounding(out.nodes, batch) if self.grounding is not None else None
         if self.config.readout == "steps":
-            return DSGCondition(out.tokens, out.mask, out.frame_to_sg, layout)
+            return GraphCondition(out.tokens, out.mask, out.frame_to_sg, objects)
         b, m, n, d = out.nodes.shape
         keys = torch.cat([out.tokens.unsqueeze(2), out.nodes], dim=2).reshape(b, m * (1 + n), d)  # [B, K, D]
         node_mask = out.node_mask & out.mask.unsqueeze(-1)  # [B, M, N]
         mask = torch.cat([out.mask.unsqueeze(-1), node_mask], dim=2).reshape(b, m * (1 + n))  # [B, K]
         frame_to_key = out.frame_to_sg.repeat_interleave(1 + n, dim=2)  # [B, T, K]
-        return DSGCondition(keys, mask, frame_to_key, layout)
+        return GraphCondition(keys, mask, frame_to_key, objects)
 
     def encode(self, batch: GraphBatch) -> RGTrmOutput:
         """Run the layers step by step, carrying each layer's memory from one scene graph to the next."""

@@ -12,7 +12,8 @@ it (``frame_to_sg [B, T, M]``, from ``dysen.dsg.convert.align_steps_to_frames``)
 tokens for every frame (kept as ``dsg_cross_attention="broadcast"``). Its output projection is zero-initialised, so
 adding the DSG to a trained text-to-video UNet starts as the identity.
 
-Layout: ``[B, C, T, H, W]`` at the interface; inside, ``[B*T, C, H, W]`` channels-last (see ``layers.py``).
+Shapes and memory format: ``[B, C, T, H, W]`` at the interface; inside, ``[B*T, C, H, W]`` in channels-last memory
+(see ``layers.py``).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from dysen.models.layers import (
     zero_,
 )
 from dysen.models.pretrained import Pretrained
-from dysen.models.rgtrm import DSGCondition, Layout
+from dysen.models.rgtrm import GraphCondition, PlacedObjects
 
 Text = tuple[torch.Tensor, torch.Tensor]  # tokens [B, L, Dt], mask [B, L]
-DSG = DSGCondition  # tokens [B, M, Dg], mask [B, M], frame_to_sg [B, T, M], layout (or None); a plain 3-tuple works
+# GraphCondition: tokens [B, M, Dg], mask [B, M], frame_to_sg [B, T, M], placed objects (or None); a 3-tuple works
 
 
 class UNet3DError(DysenError, ValueError):
@@ -68,7 +69,7 @@ class UNet3DConfig:
     conv: str = "2d"  # "2d": per-frame 3x3 convs (LVDM); "2+1d": each followed by a 3x1x1 temporal conv
     layout: bool = False  # add the DSG's layout maps (objects painted into their boxes) at every level
     layout_frames: bool = False  # also paint each object's own turned coordinates (u, v) into its box; needs layout
-    gradient_checkpointing: bool = False  # recompute each stage in backward (torch.utils.checkpoint) when training
+    gradient_checkpointing: bool = False  # recompute each block in backward (torch.utils.checkpoint) when training
     dropout: float = 0.0  # dropout in ResBlocks and feed-forwards
 
     def __post_init__(self) -> None:
@@ -98,8 +99,9 @@ class UNet3DConfig:
         return self.ff_mult[level] if isinstance(self.ff_mult, tuple) else self.ff_mult
 
 
-class Stage(nn.Module):
-    """One step of the UNet: an optional ResBlock, then an optional transformer, then an optional resampler."""
+class UNetBlock(nn.Module):
+    """One block of the UNet's down, middle or up path: an optional ResBlock, then an optional transformer, then an
+    optional resampler."""
 
     def __init__(
         self,
@@ -111,19 +113,19 @@ class Stage(nn.Module):
         self.res, self.attn, self.resample = res, attn, resample
 
     def forward(
-        self, x: torch.Tensor, emb: torch.Tensor, num_frames: int, text: Text | None, dsg: DSG | None
+        self, x: torch.Tensor, emb: torch.Tensor, num_frames: int, text: Text | None, graph_cond: GraphCondition | None
     ) -> torch.Tensor:
         if self.res is not None:
             x = self.res(x, emb, num_frames)  # [B*T, C', H, W]
         if self.attn is not None:
-            x = self.attn(x, num_frames, text, dsg)  # [B*T, C', H, W]
+            x = self.attn(x, num_frames, text, graph_cond)  # [B*T, C', H, W]
         if self.resample is not None:
             x = self.resample(x)  # [B*T, C', H/2 or 2H, W/2 or 2W]
         return x
 
 
 class UNet3D(nn.Module, Pretrained):
-    """``UNet3D(z_t [B, C, T, h, w], t [B], text, dsg) -> [B, C_out, T, h, w]`` (see the module docstring)."""
+    """``UNet3D(z_t [B, C, T, h, w], t [B], text, graph_cond) -> [B, C_out, T, h, w]`` (see the module docstring)."""
 
     config_class = UNet3DConfig
 
@@ -136,21 +138,21 @@ class UNet3D(nn.Module, Pretrained):
         self.down, skips, ds = nn.ModuleList(), [ch], 1
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
-                self.down.append(Stage(self._res(ch, mult * cfg.model_channels), self._attn(level, ds)))
+                self.down.append(UNetBlock(self._res(ch, mult * cfg.model_channels), self._attn(level, ds)))
                 ch = mult * cfg.model_channels
                 skips.append(ch)
             if level < len(cfg.channel_mult) - 1:
-                self.down.append(Stage(resample=Downsample(ch)))
+                self.down.append(UNetBlock(resample=Downsample(ch)))
                 skips.append(ch)
                 ds *= 2
         mid_attn = self._attn(len(cfg.channel_mult) - 1, None)
-        self.mid = nn.ModuleList([Stage(self._res(ch, ch), mid_attn), Stage(self._res(ch, ch))])
+        self.mid = nn.ModuleList([UNetBlock(self._res(ch, ch), mid_attn), UNetBlock(self._res(ch, ch))])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
             for i in range(cfg.num_res_blocks + 1):
                 out = mult * cfg.model_channels
                 upsample = Upsample(out) if level > 0 and i == cfg.num_res_blocks else None
-                self.up.append(Stage(self._res(ch + skips.pop(), out), self._attn(level, ds), upsample))
+                self.up.append(UNetBlock(self._res(ch + skips.pop(), out), self._attn(level, ds), upsample))
                 ch = out
             ds //= 2
         level_widths = [cfg.model_channels * m for m in (1, *cfg.channel_mult[:-1])]  # stem, then each downsample
@@ -181,57 +183,71 @@ class UNet3D(nn.Module, Pretrained):
         )
 
     def forward(
-        self, z_t: torch.Tensor, t: torch.Tensor | float, text: Text | None = None, dsg: DSG | None = None
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor | float,
+        text: Text | None = None,
+        graph_cond: GraphCondition | None = None,
     ) -> torch.Tensor:
-        """Predict from the noisy latents ``z_t [B, C, T, h, w]``; ``text``/``dsg`` None drops that condition (CFG)."""
+        """Predict from the noisy latents ``z_t [B, C, T, h, w]``; ``text``/``graph_cond`` None drops that condition
+        (CFG); ``graph_cond`` is the RGTrm's ``GraphCondition`` of the DSG."""
         b, _, frames, h, w = z_t.shape
-        dsg = None if dsg is None else DSGCondition(*dsg)
-        self._check_inputs(z_t, dsg)
+        graph_cond = None if graph_cond is None else GraphCondition(*graph_cond)
+        self._check_inputs(z_t, graph_cond)
         t = torch.as_tensor(t, device=z_t.device).reshape(-1).expand(b)  # [B]
         emb = self.time_embed(t)  # [B, 4*model_channels]
         x = z_t.permute(0, 2, 3, 4, 1).reshape(b * frames, h, w, -1).permute(0, 3, 1, 2)  # [B*T, C, h, w] NHWC
-        layout = dsg.layout if dsg is not None and self.layout_in is not None else None
+        objects = graph_cond.objects if graph_cond is not None and self.layout_in is not None else None
         level = 0
-        x = self._add_layout(self.conv_in(x), layout, level)  # [B*T, model_channels, h, w]
+        x = self._add_layout(self.conv_in(x), objects, level)  # [B*T, model_channels, h, w]
         skips = [x]
-        for stage in self.down:
-            x = self._run(stage, x, emb, frames, text, dsg)
-            if isinstance(stage.resample, Downsample):
+        for block in self.down:
+            x = self._run(block, x, emb, frames, text, graph_cond)
+            if isinstance(block.resample, Downsample):
                 level += 1
-                x = self._add_layout(x, layout, level)
+                x = self._add_layout(x, objects, level)
             skips.append(x)
-        for stage in self.mid:
-            x = self._run(stage, x, emb, frames, text, dsg)
-        for stage in self.up:
-            x = self._run(stage, torch.cat([x, skips.pop()], dim=1), emb, frames, text, dsg)  # [B*T, C+C_skip, ..]
+        for block in self.mid:
+            x = self._run(block, x, emb, frames, text, graph_cond)
+        for block in self.up:
+            x = self._run(block, torch.cat([x, skips.pop()], dim=1), emb, frames, text, graph_cond)  # [B*T, C+C', ..]
         x = self.conv_out(F.silu(self.norm_out(x)))  # [B*T, C_out, h, w]
         return x.permute(0, 2, 3, 1).reshape(b, frames, h, w, -1).permute(0, 4, 1, 2, 3).contiguous()
 
-    def _add_layout(self, x: torch.Tensor, layout: Layout | None, level: int) -> torch.Tensor:
-        return x if layout is None or self.layout_in is None else x + self.layout_in(x, layout, level)
+    def _add_layout(self, x: torch.Tensor, objects: PlacedObjects | None, level: int) -> torch.Tensor:
+        return x if objects is None or self.layout_in is None else x + self.layout_in(x, objects, level)
 
     def _run(
-        self, stage: Stage, x: torch.Tensor, emb: torch.Tensor, frames: int, text: Text | None, dsg: DSG | None
+        self,
+        block: UNetBlock,
+        x: torch.Tensor,
+        emb: torch.Tensor,
+        frames: int,
+        text: Text | None,
+        graph_cond: GraphCondition | None,
     ) -> torch.Tensor:
         if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(stage, x, emb, frames, text, dsg, use_reentrant=False)
-        return stage(x, emb, frames, text, dsg)
+            return checkpoint(block, x, emb, frames, text, graph_cond, use_reentrant=False)
+        return block(x, emb, frames, text, graph_cond)
 
-    def _check_inputs(self, z_t: torch.Tensor, dsg: DSG | None) -> None:
+    def _check_inputs(self, z_t: torch.Tensor, graph_cond: GraphCondition | None) -> None:
         cfg, factor = self.config, 2 ** (len(self.config.channel_mult) - 1)
         if z_t.ndim != 5 or z_t.shape[1] != cfg.in_channels:
             raise UNet3DError(f"z_t must be [B, {cfg.in_channels}, T, h, w], got {list(z_t.shape)}")
         if z_t.shape[-1] % factor or z_t.shape[-2] % factor:
             raise UNet3DError(f"latent h, w must be multiples of {factor}, got {list(z_t.shape[-2:])}")
-        if dsg is not None:
-            tokens, mask, frame_to_sg, layout = dsg
+        if graph_cond is not None:
+            tokens, mask, frame_to_sg, objects = graph_cond
             b, _, frames = z_t.shape[:3]
-            if cfg.layout and layout is not None and layout.mask.shape[:2] != (b, frames):
-                raise UNet3DError(f"layout must be [B, T, K] = [{b}, {frames}, K], got {list(layout.mask.shape)}")
+            if cfg.layout and objects is not None and objects.mask.shape[:2] != (b, frames):
+                raise UNet3DError(
+                    f"placed objects must be [B, T, K] = [{b}, {frames}, K], got {list(objects.mask.shape)}"
+                )
             m = tokens.shape[1]
             if mask.shape != (b, m) or frame_to_sg.shape != (b, frames, m):
                 raise UNet3DError(
-                    f"dsg mask must be [B, M] = {[b, m]} and frame_to_sg [B, T, M] = {[b, frames, m]} (latent T), "
+                    f"graph_cond mask must be [B, M] = {[b, m]} and frame_to_sg [B, T, M] = {[b, frames, m]} "
+                    "(latent T), "
                     f"got {list(mask.shape)} and {list(frame_to_sg.shape)}"
                 )
 
@@ -281,16 +297,16 @@ class LayoutMaps(nn.Module):
         self.proj = nn.ModuleList(zero_(nn.Conv2d(dim + 2 * frames, width, 1)) for width in widths)
         self.gate = nn.Linear(dim, 1) if frames else None
 
-    def forward(self, x: torch.Tensor, layout: Layout, level: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, objects: PlacedObjects, level: int) -> torch.Tensor:
         """The map to add to ``x`` [B*T, C, h, w] at ``level``: Σ_k coverage_k · token_k (and the gated (u, v)
         with ``frames``), then the 1x1 conv."""
         h, w = x.shape[-2:]
-        cover = box_coverage(layout.boxes, h, w) * layout.mask[..., None, None].to(x.dtype)  # [B, T, K, h, w]
-        painted = torch.einsum("btkhw,btkd->btdhw", cover, layout.tokens.to(x.dtype)).flatten(0, 1)  # [B*T, D, h, w]
+        cover = box_coverage(objects.boxes, h, w) * objects.mask[..., None, None].to(x.dtype)  # [B, T, K, h, w]
+        painted = torch.einsum("btkhw,btkd->btdhw", cover, objects.tokens.to(x.dtype)).flatten(0, 1)  # [B*T, D, h, w]
         if self.gate is not None:
-            angles = layout.angles if layout.angles is not None else torch.zeros_like(layout.mask, dtype=x.dtype)
-            coords = object_frames(layout.boxes.to(x.dtype), angles.to(x.dtype), h, w)  # [B, T, K, 2, h, w]
-            coords = coords * torch.sigmoid(self.gate(layout.tokens.to(x.dtype)))[..., None, None]  # gate [B,T,K,1]
+            angles = objects.angles if objects.angles is not None else torch.zeros_like(objects.mask, dtype=x.dtype)
+            coords = object_frames(objects.boxes.to(x.dtype), angles.to(x.dtype), h, w)  # [B, T, K, 2, h, w]
+            coords = coords * torch.sigmoid(self.gate(objects.tokens.to(x.dtype)))[..., None, None]  # gate [B,T,K,1]
             frames = torch.einsum("btkhw,btkchw->btchw", cover, coords).flatten(0, 1)  # [B*T, 2, h, w]
             painted = torch.cat([painted, frames], dim=1)  # [B*T, D+2, h, w]
         return self.proj[level](painted.contiguous(memory_format=torch.channels_last))  # [B*T, C, h, w]

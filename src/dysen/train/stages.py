@@ -19,17 +19,18 @@ from torch import nn
 
 from dysen.config import DysenVDMConfig
 from dysen.data.video import model_to_frames
-from dysen.diffusion.guidance import combine, guidance_weights
+from dysen.diffusion.guidance import stack_passes
 from dysen.diffusion.loss import condition_dropout, diffusion_loss
-from dysen.diffusion.sampling import make_scheduler, step_kwargs
+from dysen.diffusion.sampler import SamplingSettings, denoise
+from dysen.diffusion.sampling import step_kwargs
 from dysen.encoders.text import TextEncoder
 from dysen.errors import DysenError
+from dysen.models.graph_batch import GraphBatch
 from dysen.models.lpips import LPIPS
 from dysen.models.patchgan import NLayerDiscriminator
-from dysen.models.rgtrm import GraphBatch, RGTrm
+from dysen.models.rgtrm import RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import DiagonalGaussian, KLVideoAutoencoder
-from dysen.pipeline import stack_passes
 from dysen.train.loop import StepOutput
 from dysen.train.losses import adaptive_weight, generator_loss, hinge_d_loss, video_frames
 
@@ -172,12 +173,13 @@ class VDMTask:
         vae: nn.Module,
         text_encoder: TextEncoder,
         config: DysenVDMConfig,
-        sample_steps: int = 10,
-        sample_guidance: float = 7.5,
+        sample_steps: int | None = None,
+        sample_guidance: float | None = None,
     ) -> None:
         self.unet, self.rgtrm = unet.train(), rgtrm.train()
         self.vae, self.text_encoder, self.config = _freeze(vae), text_encoder, config
-        self.sample_steps, self.sample_guidance = sample_steps, sample_guidance
+        self.sampling = SamplingSettings.resolve(config.diffusion, steps=sample_steps, guidance=sample_guidance)
+        """How ``sample`` renders (None: the model's default; the sampler, η and s_dsg are the model's)."""
 
     def modules(self) -> dict[str, nn.Module]:
         return {"unet": self.unet, "rgtrm": self.rgtrm}
@@ -199,12 +201,9 @@ class VDMTask:
             tokens, mask = self.text_encoder(captions)  # [B, L, Dt], [B, L]
         graphs = graphs.with_label_embeddings(self.text_encoder)
         text = (tokens.to(device), mask.to(device))
-        dsg = self.rgtrm(graphs.to(device)).dropped(drop_dsg)  # null DSG = every key and placed object masked out
-
-        def model_fn(z_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
-            return self.unet(z_t, t, text=cond[0], dsg=cond[1])  # [B, c, t, h, w]
-
-        return StepOutput(diffusion_loss(model_fn, x0, (text, dsg), self.config.diffusion, generator), {})
+        graph_cond = self.rgtrm(graphs.to(device)).dropped(drop_dsg)  # null DSG: every key and placed object masked
+        loss = diffusion_loss(self._denoiser, x0, (text, graph_cond), self.config.diffusion, generator)
+        return StepOutput(loss, {})
 
     @torch.no_grad()
     def _latents(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
@@ -221,8 +220,8 @@ class VDMTask:
 
     def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """A video per clip of ``batch`` from its caption and gold DSG with the live (not EMA) weights:
-        ``sample_steps`` of the config's sampler, guidance ``sample_guidance``, noise seeded by the clip's
-        position (the same noise at every sampling step of the run); ``clip-<i>``, uint8 [T, H, W, 3]."""
+        ``self.sampling``, noise seeded by the clip's position (the same noise at every sampling step of the run);
+        ``clip-<i>``, uint8 [T, H, W, 3]."""
         shape = self.vae.latent_shape(self.config.video.num_frames, self.config.video.height, self.config.video.width)
         graphs = batch.get("graphs") or _gold_graphs(batch["dsg"], shape[1])  # [B, ...]
         return {
@@ -231,27 +230,26 @@ class VDMTask:
         }
 
     def _generate(self, caption: str, graphs: GraphBatch, seed: int) -> torch.Tensor:
-        """The denoising loop of ``DysenVDMPipeline.__call__`` under no_grad (not inference mode: the text
-        encoder caches label vectors that training later uses in autograd), on the training device."""
+        """The pipeline's sampling (``dysen.diffusion.sampler.denoise``) under no_grad (not inference mode: the
+        text encoder caches label vectors that training later uses in autograd), on the training device."""
         device = next(self.unet.parameters()).device
         video = self.config.video
         shape = self.vae.latent_shape(video.num_frames, video.height, video.width)  # (c, t, h, w)
         tokens, mask = self.text_encoder([caption, ""])  # [2, L, Dt], [2, L]
         tokens, mask = tokens.to(device), mask.to(device)
         graphs = graphs.with_label_embeddings(self.text_encoder).to(device)
-        weights = guidance_weights(self.sample_guidance, self.sample_guidance)
-        conditions = stack_passes(list(weights), (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), self.rgtrm(graphs))
-        scheduler = make_scheduler(self.config.diffusion)
-        scheduler.set_timesteps(self.sample_steps)
+        passes = self.sampling.passes
+        conditions = stack_passes(passes, (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), self.rgtrm(graphs))
+        scheduler = self.sampling.scheduler(self.config.diffusion)
         generator = torch.Generator("cpu").manual_seed(seed)
-        extra = step_kwargs(scheduler, self.config.diffusion.eta, generator)
-        latents = torch.randn((1, *shape), generator=generator).to(device) * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:  # latents [1, c, t, h, w]
-            model_input = scheduler.scale_model_input(latents, t).expand(len(weights), *shape)  # [P, c, t, h, w]
-            prediction = self.unet(model_input, t.to(device), text=conditions[0], dsg=conditions[1])  # [P, ...]
-            guided = combine(dict(zip(weights, prediction.split(1), strict=True)), weights)  # [1, c, t, h, w]
-            latents = scheduler.step(guided, t, latents, **extra).prev_sample
+        extra = step_kwargs(scheduler, self.sampling.eta, generator)
+        noise = torch.randn((1, *shape), generator=generator).to(device)  # [1, c, t, h, w]
+        latents = denoise(self._denoiser, scheduler, noise, conditions, passes, step_kwargs=extra)
         return model_to_frames(self.vae.decode(latents)[0])  # uint8 [T, H, W, 3]
+
+    def _denoiser(self, z_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        """The UNet under ``cond`` = (text, graph condition): the model function of the loss and of ``denoise``."""
+        return self.unet(z_t, t, text=cond[0], graph_cond=cond[1])  # [B, c, t, h, w]
 
 
 class GraphCollate:

@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
+from dysen.diffusion.sampler import SamplingSettings  # noqa: E402
 from dysen.errors import DysenError  # noqa: E402
 from dysen.web.checks import PLANNERS, check_settings, show_plan  # noqa: E402
 from dysen.web.service import DemoService  # noqa: E402
@@ -35,9 +36,10 @@ EXAMPLES = [
 class PageOptions:
     """How the page looks and queues: defaults of the controls and the queue's bounds."""
 
-    steps: int = 20
-    guidance: float = 7.5
-    dsg_guidance: float = 7.5
+    steps: int | None = None
+    """Initial steps, guidance and DSG guidance of the controls; None: the model's (``SamplingSettings.resolve``)."""
+    guidance: float | None = None
+    dsg_guidance: float | None = None
     planner_model: str | None = None
     """Prefilled model name of the openai planner."""
     concurrency: int = 2
@@ -51,6 +53,9 @@ class PageOptions:
 def build_app(service: DemoService, page: PageOptions = PageOptions()) -> gr.Blocks:
     """The demo's Blocks, queued; launch it with ``launch(app, ...)``."""
     limits, handlers = service.limits, _Handlers(service)
+    start = SamplingSettings.resolve(
+        service.pipe.config.diffusion, steps=page.steps, guidance=page.guidance, dsg_guidance=page.dsg_guidance
+    )  # the controls start from the model's own sampling settings, unless the page sets them
     with gr.Blocks(title="Dysen-VDM demo", analytics_enabled=False, **_blocks_style()) as app:
         gr.Markdown("# Dysen-VDM\nText → **dynamic scene graph** (editable) → video.")
         if page.random_weights:
@@ -79,9 +84,9 @@ def build_app(service: DemoService, page: PageOptions = PageOptions()) -> gr.Blo
             with gr.Column(scale=3):
                 timeline = gr.Image(label="The plan over time", type="filepath", interactive=False, elem_id="timeline")
         with gr.Row():
-            steps = gr.Slider(1, limits.max_steps, value=min(page.steps, limits.max_steps), step=1, label="Steps")
-            guidance = gr.Slider(0, limits.max_guidance, value=page.guidance, step=0.5, label="Text guidance")
-            dsg_guidance = gr.Slider(0, limits.max_guidance, value=page.dsg_guidance, step=0.5, label="DSG guidance")
+            steps = gr.Slider(1, limits.max_steps, value=min(start.steps, limits.max_steps), step=1, label="Steps")
+            guidance = gr.Slider(0, limits.max_guidance, value=start.guidance, step=0.5, label="Text guidance")
+            dsg_guidance = gr.Slider(0, limits.max_guidance, value=start.dsg_guidance, step=0.5, label="DSG guidance")
             frames = gr.Slider(
                 service.frame_multiple, limits.max_frames, value=service.default_frames, step=service.frame_multiple,
                 label="Frames",

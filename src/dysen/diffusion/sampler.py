@@ -1,0 +1,115 @@
+"""The one denoising loop (``denoise``) and the one rule for the settings it runs with (``SamplingSettings``).
+
+``denoise`` is written in the style of k-diffusion's samplers: a pure function of a model function, a diffusers
+scheduler, the initial noise and the conditions, with a callback and a progress flag, and nothing of the
+networks. The pipeline (``DysenVDMPipeline.__call__``), the training-time samples (``VDMTask``) and, through the
+pipeline, evaluation and the web demo all call it. Each step runs the guidance passes as one batch and combines
+their predictions (``dysen.diffusion.guidance``): classifier-free guidance (Ho & Salimans 2022, eq. 6),
+compositional over text and DSG, then one scheduler step x_t -> x_{t-1}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from dysen.diffusion.guidance import GuidancePass, combine, guidance_passes
+from dysen.diffusion.loss import ModelFn
+from dysen.diffusion.sampling import make_scheduler
+from dysen.diffusion.schedules import DiffusionConfig, DiffusionConfigError, SamplerName
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How one video is sampled: every field set (``resolve`` fills the unset ones from the model's config)."""
+
+    steps: int  # denoising steps
+    guidance: float  # s_text of the compositional guidance
+    dsg_guidance: float  # s_dsg (0: the DSG is not used)
+    sampler: SamplerName  # ddim, dpmpp or euler (``dysen.diffusion.sampling``)
+    eta: float  # DDIM's η (0: deterministic)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise DiffusionConfigError(f"steps must be >= 1, got {self.steps}")
+
+    @classmethod
+    def resolve(
+        cls,
+        defaults: DiffusionConfig,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        dsg_guidance: float | None = None,
+        sampler: SamplerName | None = None,
+        eta: float | None = None,
+    ) -> SamplingSettings:
+        """The settings with each unset (None) one taken from the model's ``defaults``; an s_dsg unset here and
+        there is s_text (plain CFG on the joint condition: two UNet passes per step)."""
+        guidance = defaults.guidance if guidance is None else guidance
+        if dsg_guidance is None:
+            dsg_guidance = guidance if defaults.dsg_guidance is None else defaults.dsg_guidance
+        return cls(
+            steps=defaults.steps if steps is None else steps,
+            guidance=guidance,
+            dsg_guidance=dsg_guidance,
+            sampler=defaults.sampler if sampler is None else sampler,
+            eta=defaults.eta if eta is None else eta,
+        )
+
+    @property
+    def passes(self) -> tuple[GuidancePass, ...]:
+        """The guidance passes these scales need, in their fixed order."""
+        return guidance_passes(self.guidance, self.dsg_guidance)
+
+    def scheduler(self, config: DiffusionConfig) -> Any:
+        """A fresh diffusers scheduler of ``sampler`` on ``config``'s betas, with ``steps`` timesteps set."""
+        scheduler = make_scheduler(config, self.sampler)
+        scheduler.set_timesteps(self.steps)
+        return scheduler
+
+
+@dataclass(frozen=True, eq=False)
+class DenoisingStep:
+    """What the callback of ``denoise`` sees after each step."""
+
+    index: int  # 0-based, in sampling order
+    timestep: torch.Tensor  # the scheduler's t of this step
+    latents: torch.Tensor  # x_{t-1} [1, C, T, h, w]
+    prediction: torch.Tensor  # the guided prediction ε̃ (or ṽ) at x_t [1, C, T, h, w]
+
+
+def denoise(
+    model_fn: ModelFn,
+    scheduler: Any,
+    noise: torch.Tensor,
+    conditions: Any,
+    passes: Sequence[GuidancePass],
+    *,
+    step_kwargs: Mapping[str, Any] | None = None,
+    callback: Callable[[DenoisingStep], None] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """x_0 [1, C, T, h, w] from unit noise ``noise`` [1, C, T, h, w] (scaled by ``scheduler.init_noise_sigma``).
+
+    ``model_fn(x [P, C, T, h, w], t, conditions) -> [P, C, T, h, w]`` predicts all ``len(passes)`` guidance passes
+    at once, ``conditions`` being stacked in the order of ``passes`` (``stack_passes``). ``scheduler``: a diffusers
+    scheduler with its timesteps set; ``step_kwargs``: the extra arguments of its ``step`` (η and the generator of
+    DDIM's noise, ``dysen.diffusion.sampling.step_kwargs``). ``callback`` sees every step; ``progress`` shows a
+    tqdm bar.
+    """
+    extra = dict(step_kwargs or {})
+    latents = noise * scheduler.init_noise_sigma  # x_T [1, C, T, h, w]
+    shape = latents.shape[1:]
+    for index, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
+        model_input = scheduler.scale_model_input(latents, t).expand(len(passes), *shape)  # [P, C, T, h, w]
+        prediction = model_fn(model_input, t.to(latents.device), conditions)  # [P, C, T, h, w]
+        guided = combine(prediction.split(1), passes)  # [1, C, T, h, w], CFG (Ho & Salimans 2022, eq. 6)
+        latents = scheduler.step(guided, t, latents, **extra).prev_sample  # x_{t-1} [1, C, T, h, w]
+        if callback is not None:
+            callback(DenoisingStep(index, t, latents, guided))
+    return latents
