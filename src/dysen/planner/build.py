@@ -101,7 +101,7 @@ def _chat_backend(options: PlannerOptions) -> ChatBackend:
             raise DysenError("the replay backend needs a recorded answers file (--replay FILE.jsonl)")
         return ReplayBackend(options.replay)
     if not options.model:
-        raise DysenError(f"the {options.backend} backend needs a model (--model NAME_OR_PATH)")
+        raise DysenError(f"the {options.backend} planner needs a model (--planner-model NAME_OR_PATH)")
     if options.backend == "openai":
         from dysen.planner.backends.openai_compat import OpenAIBackend
 
