@@ -30,8 +30,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        silent = (None, False, argparse.SUPPRESS, [])
-        if "default" in text or action.default in silent or not action.option_strings:
+        silent = action.default is None or action.default is False or action.default in (argparse.SUPPRESS, [])
+        if "default" in text or silent or not action.option_strings:
             return action.help
         return f"{text} (default: %(default)s)"
 
