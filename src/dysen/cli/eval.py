@@ -49,7 +49,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         help="score videos already written instead of generating (repeatable); shapes: <id>.mp4 with "
         "gold.jsonl or <id>.dsg.json beside; zero-shot: samples.jsonl + <id>.mp4",
     )
-    what.add_argument("--config", default="shapes-tiny", help="preset of the default model and of the renders")
+    what.add_argument("--config", default="shapes-tiny", help="preset of the model without --model and of the renders")
     what.add_argument("--real", action="store_true", help="shapes: add the ground-truth renders (scorer's ceiling)")
     what.add_argument(
         "--autoencoder-ceiling",
@@ -78,7 +78,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         "--plan",
         choices=["planner", "gold"],
         default="planner",
-        help="shapes: plan each caption (default) or follow its gold DSG (oracle plan)",
+        help="shapes: plan each caption (planner) or follow its gold DSG (gold, the oracle plan)",
     )
     sample.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
     sample.add_argument("--save-videos", action="store_true", help="keep the generated videos under OUT/videos/")

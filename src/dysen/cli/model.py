@@ -108,6 +108,8 @@ def set_sampling_defaults(
     """Change the sampling defaults of the pipeline folder ``folder``: ``changes`` maps ``SAMPLING_FIELDS`` to new
     values (None: unchanged; ``'none'`` for ``dsg_guidance``: unset). Returns the old and the new
     ``DiffusionConfig``; bad values raise a ``DysenError`` and leave the folder untouched."""
+    from dysen.config import config_from_data
+    from dysen.diffusion.schedules import DiffusionConfig
     from dysen.dsg.io import write_text_atomic
     from dysen.pipeline import INDEX_NAME, SHIPPED_MODELS, read_pipeline_config
 
@@ -126,8 +128,9 @@ def set_sampling_defaults(
         raise DysenError("nothing to change: give at least one of --steps, --guidance, --dsg-guidance, --eta, "
                          "--sampler")  # fmt: skip
     old = read_pipeline_config(folder).diffusion  # also checks that this is a pipeline folder
-    new = dataclasses.replace(old, **given)  # DiffusionConfig checks every value (a DiffusionConfigError)
     index_path = folder / INDEX_NAME
+    data = {**dataclasses.asdict(old), **given}  # checked as a saved config is: types, then DiffusionConfig's checks
+    new = config_from_data(DiffusionConfig, data, where=f"the new sampling defaults of {folder}")
     index = json.loads(index_path.read_text(encoding="utf-8"))
     index["config"].setdefault("diffusion", {}).update({name: getattr(new, name) for name in SAMPLING_FIELDS})
     write_text_atomic(index_path, json.dumps(index, indent=2) + "\n")

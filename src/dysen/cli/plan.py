@@ -135,7 +135,7 @@ def configure_train_dysen(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs (paper: 20)")
     p.add_argument("--batch-size", type=int, help="prompts per update (paper: 20)")
     p.add_argument("--train-number", type=int, help="training prompts (paper: 640)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 0.001)")
     p.add_argument("--embedder", default="minilm", choices=["minilm", "hashing"], help="frozen prompt embeddings")
     add_planner_flags(p, own=True, only=_TRAIN_DYSEN_PLANNER, title="the planner whose demonstrations are chosen")
     add_deprecated_planner_aliases(p)
