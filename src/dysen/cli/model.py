@@ -46,7 +46,7 @@ def configure_model_set_defaults(p: argparse.ArgumentParser) -> None:
         if name == "dsg_guidance":
             kwargs = {**kwargs, "type": _scale_or_none, "metavar": "S|none"}
             text += "; 'none': follow the text scale"
-        p.add_argument(flag, help=f"the new default {text} (default: unchanged)", **kwargs)
+        p.add_argument(flag, help=f"new default: {text} (default: unchanged)", **kwargs)
     p.add_argument(
         "--allow-shipped",
         action="store_true",

@@ -142,7 +142,7 @@ SAMPLING_FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "steps": ({"type": int, "metavar": "N"}, "denoising steps"),
     "guidance": ({"type": float, "metavar": "S"}, "text guidance scale s_text"),
     "dsg_guidance": ({"type": float, "metavar": "S"}, "DSG guidance scale s_dsg (unset in the model: = s_text)"),
-    "sampler": ({"choices": ("ddim", "dpmpp", "euler")}, "the sampler"),
+    "sampler": ({"choices": ("ddim", "dpmpp", "euler")}, "sampler"),
     "eta": ({"type": float, "metavar": "ETA"}, "DDIM noise: 0 deterministic ODE, 1 as LVDM"),
 }
 """The sampling defaults a model carries (``DiffusionConfig`` fields of the same names) and their flags."""
