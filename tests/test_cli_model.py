@@ -133,3 +133,16 @@ def test_every_subcommand_spells_the_planner_flags_alike(name: str) -> None:
     assert "--backend" not in flags  # only as a hidden deprecated alias
     if name not in ("demo",):
         assert "--planner" in flags
+
+
+def test_annotate_runs_with_the_old_spellings_and_asks_vlm_mode_for_its_model(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "videos"
+    root.mkdir()
+    (root / "clip.mp4").write_bytes(b"not decoded in captions mode")
+    (root / "clip.txt").write_text("a red circle moves right")
+    base = ["dsg", "annotate", "--dataset", "folder", "--root", str(root)]
+    assert main([*base, "--out", str(tmp_path / "a.jsonl"), "--backend", "rules", "--mode", "captions"]) == 0
+    assert json.loads((tmp_path / "a.jsonl").read_text())["source"] == "captions:rules"
+    assert "--backend is deprecated" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b.jsonl"), "--mode", "vlm"]) == 1
+    assert "--mode vlm needs --vlm-model" in capsys.readouterr().err
