@@ -21,7 +21,8 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (off by default)")
     p.add_argument("--model", type=Path, help="a trained model folder (default: the shipped model, else RANDOM)")
     p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model when there is no --model")
-    add_planner_flags(p, own=False, only=DEMO_PLANNER, title="the page's planners")
+    add_planner_flags(p, own=False, only=DEMO_PLANNER, title="the page's planners (--base-url: the one endpoint "
+                      "given the server's key; --planner-model: prefilled)")  # fmt: skip
     add_sampling_flags(p, ("steps",), note=" first shown on the page")
     p.add_argument("--concurrency", type=int, default=2, help="requests processed at once")
     p.add_argument("--queue-size", type=int, default=32, help="requests that may wait")

@@ -109,7 +109,9 @@ def add_planner_flags(
             group.add_argument(flag, help=text, **action)
             continue
         default = defaults[field] if own else None
-        help_text = text if own else f"{text} (default: the model's; {SHIPPED}: {_shown(shipped.get(field))})"
+        value = shipped.get(field)
+        value = f"its own {value}/" if field == "policy" and value else _shown(value)
+        help_text = text if own else f"{text} (default: the model's; {SHIPPED}: {value})"
         group.add_argument(flag, default=default, help=help_text, **kwargs)
 
 
