@@ -37,6 +37,8 @@ timeout the VLM shares (unset: each one's own, see test_data_and_annotate_defaul
 RENAMED: dict[str, dict[str, str]] = {
     "TrainConfig": {"warmup": "warmup_steps", "workers": "num_workers"},
     "ShapesConfig": {"frames": "num_frames"},
+    "ClipSampling": {"frames": "num_frames"},
+    "ShardOptions": {"format": "video_format"},
     "PlannerOptions": PLANNER_FLAGS,
 }
 """Flag dest -> dataclass field, where the two are spelled differently."""
@@ -154,6 +156,19 @@ def test_data_and_annotate_defaults() -> None:
         assert action.default == _fields(ShapesConfig)[field], action.option_strings[0]
     assert (ANNOTATE_STEPS, VLM_TIMEOUT_S) == (DEFAULT_STEPS, VLMOptions.timeout_s)
     assert _flags("dsg annotate")["steps"].default == DEFAULT_STEPS
+
+
+def test_data_shards_flags_default_to_shard_options_and_clip_sampling() -> None:
+    from dysen.data.datasets import ClipSampling
+    from dysen.data.shards import ShardOptions
+
+    for cls, expected in ((ShardOptions, {"prefix", "max_count", "max_bytes", "video_format"}),
+                          (ClipSampling, {"num_frames", "size"})):  # fmt: skip
+        flags = _field_flags("data shards", cls)
+        assert expected <= set(flags)
+        for field, action in flags.items():
+            if (cls, field) != (ClipSampling, "stride"):  # unset: 1, or the whole video for activitynet
+                assert action.default == _fields(cls)[field], action.option_strings[0]
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

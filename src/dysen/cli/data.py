@@ -161,7 +161,7 @@ def configure_data_shards(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=256, help="short-side resize + centre crop (default: 256)")
     p.add_argument("--format", default="mp4", choices=["mp4", "npy"], help="mp4 (small) or npy (exact uint8)")
     p.add_argument("--max-count", type=int, default=1000, help="clips per shard (default: 1000)")
-    p.add_argument("--max-bytes", type=float, default=1e9, help="bytes per shard at most, about")
+    p.add_argument("--max-bytes", type=float, default=1 << 30, help="bytes per shard at most, about (e.g. 1e9)")
     p.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding videos (default: 0)")
 
