@@ -126,10 +126,10 @@ def run_dsg_annotate(args: argparse.Namespace) -> int:
     mode = args.mode or ("timestamps" if args.dataset == "activitynet" else "captions")
     if args.legacy_model:  # the old --model: the VLM in vlm mode, else the planner's LLM
         args.vlm_model, args.planner_model = (args.legacy_model, None) if mode == "vlm" else (None, args.legacy_model)
+    timeout = {"timeout_s": args.timeout} if args.timeout is not None else {}  # unset: the planner's or VLM's own
     if mode == "vlm":
         if not args.vlm_model:
             raise DysenError("--mode vlm needs --vlm-model (the served vision-language model) and usually --base-url")
-        timeout = {"timeout_s": args.timeout} if args.timeout is not None else {}
         options = an.VLMOptions(
             args.vlm_model, base_url=args.base_url, api_key_env=args.api_key_env, steps=args.steps,
             image_size=args.image_size, image_format=args.image_format, **timeout,
@@ -139,8 +139,7 @@ def run_dsg_annotate(args: argparse.Namespace) -> int:
         from dysen.cli.options import own_planner
         from dysen.planner.build import build_planner
 
-        timeout = {"timeout_s": args.timeout} if args.timeout is not None else {}
-        planner = build_planner(own_planner(args, **timeout))
+        planner = build_planner(own_planner(args))  # with --timeout when given (its dest is the planner flag's)
         timed = mode == "timestamps"
         annotator = an.timestamp_annotator(planner, args.steps) if timed else an.caption_annotator(planner)
         source = f"{mode}:{args.planner}" + (f":{args.planner_model}" if args.planner_model else "")
