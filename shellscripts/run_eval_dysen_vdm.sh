@@ -8,15 +8,16 @@
 #   GOLDPATH                   shapes: JSONL of gold DSGs for PREDCITPATH's videos [their gold.jsonl];
 #                              ucf101 | msrvtt: the dataset folder [$DATADIR/<EXPERIMENT_NAME>]
 #   RESDIR [$RESULTS/<EXPERIMENT_NAME>_eval]
-#   NUM_SAMPLES [protocol's]  DDIM_STEPS [50]  GUIDANCE [7.5]  SAMPLE_SEED [0]
+#   NUM_SAMPLES [protocol's]  DDIM_STEPS, GUIDANCE [the model's own: dysen model show]  SAMPLE_SEED [0]
 #   EVAL_ARGS []               more `dysen eval` options, e.g. "--ablation --text-only DIR" or "--i3d FILE"
 # Metric weights (ucf101 | msrvtt) come from DYSEN_I3D_WEIGHTS, DYSEN_C3D_WEIGHTS (+ DYSEN_C3D_MEAN),
 # DYSEN_CLIP_MODEL and DYSEN_INCEPTION_WEIGHTS, or EVAL_ARGS.
 source "$(dirname "$0")/common.sh"
 DATACONFIG=${DATACONFIG:-$CONFIG}
 RESDIR=${RESDIR:-$RESULTS/${EXPERIMENT_NAME}_eval}
-ARGS=(--out "$RESDIR" --config "$DATACONFIG" --steps "${DDIM_STEPS:-50}" --guidance "${GUIDANCE:-7.5}"
-    --seed "${SAMPLE_SEED:-0}")
+ARGS=(--out "$RESDIR" --config "$DATACONFIG" --seed "${SAMPLE_SEED:-0}")
+[[ -n ${DDIM_STEPS:-} ]] && ARGS+=(--steps "$DDIM_STEPS")
+[[ -n ${GUIDANCE:-} ]] && ARGS+=(--guidance "$GUIDANCE")
 if [[ $EXPERIMENT_NAME == shapes ]]; then
     ARGS+=(--protocol shapes --real)
     [[ -n ${PREDCITPATH:-} && -n ${GOLDPATH:-} ]] && ARGS+=(--gold "$GOLDPATH")

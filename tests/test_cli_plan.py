@@ -57,7 +57,7 @@ def test_plan_offline_runs_in_a_fresh_process():
 
 def _openai_args(fake_llm, tmp_path) -> list[str]:
     return [
-        "plan", PROMPT, "--backend", "openai", "--model", "fake-model", "--base-url", fake_llm.base_url,
+        "plan", PROMPT, "--planner", "openai", "--planner-model", "fake-model", "--base-url", fake_llm.base_url,
         "--demos", "none", "--cache-path", str(tmp_path / "llm.sqlite"), "--format", "text",
     ]  # fmt: skip
 
@@ -105,8 +105,8 @@ def test_batch_plans_a_file_and_resumes(tmp_path, capsys):
     [
         (["plan"], "either a PROMPT or --batch"),
         (["plan", "   "], "empty"),
-        (["plan", "x", "--backend", "openai"], "needs a model"),
-        (["plan", "x", "--backend", "replay"], "recorded answers"),
+        (["plan", "x", "--planner", "openai"], "needs a model"),
+        (["plan", "x", "--planner", "replay"], "recorded answers"),
         (["plan", "--batch", "missing.txt", "--out", "o.jsonl"], "no such prompts file"),
         (["plan", "--batch", "p.txt", "--out", "o.jsonl", "--layout", "0"], "--layout plans one PROMPT"),
     ],

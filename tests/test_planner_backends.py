@@ -15,10 +15,10 @@ from dysen.planner.backends import (
     ChatBackend,
     ChatMessage,
     LLMError,
+    LLMSampling,
     OpenAIBackend,
     RecordingBackend,
     ReplayBackend,
-    Sampling,
 )
 from fake_llm_server import FakeLLMServer, Reply
 
@@ -54,7 +54,7 @@ def test_valid_answer_is_returned_with_usage_and_paper_sampling(fake_llm, sleep)
     fake_llm.push(Reply("(circle, moves, right, (0v, 1v))", prompt_tokens=21, completion_tokens=9))
     backend = make_backend(fake_llm, sleep)
     assert isinstance(backend, ChatBackend)
-    completion = backend.complete([ChatMessage(**m) for m in MESSAGES], sampling=Sampling())
+    completion = backend.complete([ChatMessage(**m) for m in MESSAGES], sampling=LLMSampling())
     assert completion.text == "(circle, moves, right, (0v, 1v))"
     assert (completion.prompt_tokens, completion.completion_tokens, completion.attempts) == (21, 9, 1)
     assert not completion.cached and completion.model == "fake-model"
@@ -165,7 +165,9 @@ def test_structured_output_off_never_sends_the_schema(fake_llm, sleep):
 
 def test_sampling_fields_are_sent(fake_llm, sleep):
     fake_llm.push(Reply("x"))
-    sampling = Sampling(temperature=0.7, max_tokens=64, top_p=0.9, frequency_penalty=0.1, presence_penalty=0.1, seed=3)
+    sampling = LLMSampling(
+        temperature=0.7, max_tokens=64, top_p=0.9, frequency_penalty=0.1, presence_penalty=0.1, seed=3
+    )
     make_backend(fake_llm, sleep).complete(MESSAGES, sampling=sampling)
     body = fake_llm.requests[0].body
     assert {k: body[k] for k in ("temperature", "max_tokens", "top_p", "frequency_penalty", "seed")} == {
@@ -231,7 +233,7 @@ def test_invalid_settings_are_rejected():
     with pytest.raises(LLMError, match="structured_output"):
         OpenAIBackend("m", structured_output="sometimes")
     with pytest.raises(LLMError, match="max_tokens"):
-        Sampling(max_tokens=0)
+        LLMSampling(max_tokens=0)
 
 
 def test_recording_then_replay_answers_without_a_server(fake_llm, sleep, tmp_path):
@@ -250,14 +252,14 @@ def test_recording_then_replay_answers_without_a_server(fake_llm, sleep, tmp_pat
     assert replay.complete(MESSAGES, json_schema=SCHEMA).text == '{"events": []}'
     assert len(fake_llm.requests) == 2
     with pytest.raises(LLMError, match=f"no recorded answer in {path}"):
-        replay.complete(MESSAGES, sampling=Sampling(temperature=1.0))
+        replay.complete(MESSAGES, sampling=LLMSampling(temperature=1.0))
 
 
 def test_hand_written_replay_matches_messages_under_any_sampling(tmp_path):
     path = tmp_path / "hand.jsonl"
     path.write_text(json.dumps({"messages": MESSAGES, "text": "by hand"}) + "\n\n")
     replay = ReplayBackend(path, model="gpt-3.5-turbo")
-    completion = replay.complete(MESSAGES, sampling=Sampling(temperature=0.5, seed=1))
+    completion = replay.complete(MESSAGES, sampling=LLMSampling(temperature=0.5, seed=1))
     assert completion.text == "by hand" and completion.model == "gpt-3.5-turbo"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dysen.errors import DysenError
-from dysen.planner.backends import LLMError, OpenAIBackend, Sampling
+from dysen.planner.backends import LLMError, LLMSampling, OpenAIBackend
 from dysen.planner.cache import (
     CachedAnswer,
     CachedBackend,
@@ -58,8 +58,8 @@ def test_second_identical_call_makes_no_request_even_from_a_new_process_view(fak
 @pytest.mark.parametrize(
     "change",
     [
-        {"sampling": Sampling(temperature=0.2)},
-        {"sampling": Sampling(seed=1)},
+        {"sampling": LLMSampling(temperature=0.2)},
+        {"sampling": LLMSampling(seed=1)},
         {"model": "other-model"},
         {"namespace": "v2"},
         {"json_schema": {"type": "object"}},
@@ -74,7 +74,7 @@ def test_any_changed_input_is_a_miss(fake_llm, cache, change):
     )
     completion = again.complete(
         change.get("messages", MESSAGES),
-        sampling=change.get("sampling", Sampling()),
+        sampling=change.get("sampling", LLMSampling()),
         json_schema=change.get("json_schema"),
     )
     assert completion.text == "second" and not completion.cached

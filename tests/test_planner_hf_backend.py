@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dysen.planner.backends import ChatBackend, LLMError, Sampling
+from dysen.planner.backends import ChatBackend, LLMError, LLMSampling
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -81,7 +81,7 @@ def backend(model_dir: Path):
 
 def test_complete_returns_new_text_and_token_counts(backend, model_dir):
     assert isinstance(backend, ChatBackend) and backend.name == "hf"
-    completion = backend.complete(MESSAGES, sampling=Sampling(max_tokens=8), json_schema={"type": "object"})
+    completion = backend.complete(MESSAGES, sampling=LLMSampling(max_tokens=8), json_schema={"type": "object"})
     assert isinstance(completion.text, str)
     assert 1 <= completion.completion_tokens <= 8
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
@@ -93,20 +93,20 @@ def test_complete_returns_new_text_and_token_counts(backend, model_dir):
 
 
 def test_greedy_decoding_is_deterministic(backend):
-    first = backend.complete(MESSAGES, sampling=Sampling(max_tokens=12))
-    second = backend.complete(MESSAGES, sampling=Sampling(max_tokens=12))
+    first = backend.complete(MESSAGES, sampling=LLMSampling(max_tokens=12))
+    second = backend.complete(MESSAGES, sampling=LLMSampling(max_tokens=12))
     assert first == second
 
 
 def test_seeded_sampling_is_reproducible_and_leaves_global_rng_alone(backend):
-    sampling = Sampling(temperature=1.5, max_tokens=16, seed=7)
+    sampling = LLMSampling(temperature=1.5, max_tokens=16, seed=7)
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
     runs = [backend.complete(MESSAGES, sampling=sampling).text for _ in range(2)]
     assert torch.equal(torch.rand(1), before)
     assert runs[0] == runs[1]
-    seeds = [Sampling(temperature=1.5, max_tokens=8, seed=seed) for seed in range(4)]
+    seeds = [LLMSampling(temperature=1.5, max_tokens=8, seed=seed) for seed in range(4)]
     others = {backend.complete(MESSAGES, sampling=s).text for s in seeds}
     assert len(others) > 1
 
@@ -121,7 +121,7 @@ def test_chat_template_is_applied(backend, monkeypatch):
         return original(input_ids, **kwargs)
 
     monkeypatch.setattr(model, "generate", spy)
-    backend.complete(MESSAGES, sampling=Sampling(max_tokens=2))
+    backend.complete(MESSAGES, sampling=LLMSampling(max_tokens=2))
     tokenizer = backend._tokenizer
     ids = seen[0]
     assert ids[-1] == tokenizer.convert_tokens_to_ids(MARKER)
@@ -134,8 +134,8 @@ def test_tokenizer_without_template_falls_back_to_plain_layout(tmp_path, caplog)
 
     backend = HFChatBackend(str(_save_model(tmp_path / "plain", None)))
     with caplog.at_level(logging.WARNING, logger="dysen.planner.backends.hf_local"):
-        first = backend.complete(MESSAGES, sampling=Sampling(max_tokens=4))
-        backend.complete(MESSAGES, sampling=Sampling(max_tokens=4))
+        first = backend.complete(MESSAGES, sampling=LLMSampling(max_tokens=4))
+        backend.complete(MESSAGES, sampling=LLMSampling(max_tokens=4))
     warnings = [r for r in caplog.records if "no chat template" in r.getMessage()]
     assert len(warnings) == 1
     expected = "system: you are a helpful assistant\nuser: input : a red circle moves right\nassistant:"

@@ -30,6 +30,7 @@ from dysen.train.checkpoint import latest_checkpoint, load_checkpoint
 from dysen.train.loop import TrainConfig, train
 from dysen.train.losses import adaptive_weight, hinge_d_loss
 from dysen.train.stages import StageError, VAETask
+from dysen.train.vae_loss import VAELossConfig
 from pipeline_fixtures import TINY
 
 SHAPES = ShapesConfig(size=16, num_frames=8)
@@ -108,7 +109,8 @@ def _task(tmp_path: Path, disc_start: int) -> VAETask:
     torch.manual_seed(0)
     vae, disc = KLVideoAutoencoder(TINY.vae.kl3d), NLayerDiscriminator(channels=4, n_layers=2)
     lpips = LPIPS.from_files(*_lpips_files(tmp_path / "lpips"))
-    return VAETask(vae, perceptual_weight=1.0, lpips=lpips, discriminator=disc, disc_start=disc_start)
+    loss = VAELossConfig(perceptual_weight=1.0, disc_start=disc_start, disc_weight=0.5)
+    return VAETask(vae, loss, lpips=lpips, discriminator=disc)
 
 
 def test_each_gan_term_trains_only_its_own_network(tmp_path: Path) -> None:
@@ -187,4 +189,4 @@ def test_train_vae_cli_takes_the_lpips_and_gan_flags(tmp_path: Path, capsys: pyt
     assert main([*common, "--out", str(tmp_path / "no"), "--perceptual-weight", "1"]) == 1
     assert "--perceptual-weight needs the LPIPS weights as local files" in capsys.readouterr().err
     with pytest.raises(StageError, match="needs the LPIPS network"):
-        VAETask(KLVideoAutoencoder(TINY.vae.kl3d), perceptual_weight=1.0)
+        VAETask(KLVideoAutoencoder(TINY.vae.kl3d), VAELossConfig(perceptual_weight=1.0))

@@ -7,6 +7,7 @@ import torch
 
 from dysen.models.vae import KLVideoAutoencoder, KLVideoAutoencoderConfig
 from dysen.train.stages import StageError, VAETask
+from dysen.train.vae_loss import VAELossConfig
 
 CONFIG = KLVideoAutoencoderConfig(
     base_channels=8, channel_mult=(1, 2), spatial_downsample=4, temporal_downsample=2, norm_groups=4
@@ -17,7 +18,7 @@ CONFIG = KLVideoAutoencoderConfig(
 def test_vae_task_uses_the_chosen_reconstruction_loss(recon_loss: str) -> None:
     torch.manual_seed(0)
     vae = KLVideoAutoencoder(CONFIG)
-    task = VAETask(vae, kl_weight=0.0, recon_loss=recon_loss).to(torch.device("cpu"))
+    task = VAETask(vae, VAELossConfig(kl_weight=0.0, recon_loss=recon_loss)).to(torch.device("cpu"))
     video = torch.rand(2, 3, 4, 16, 16) * 2 - 1
     out = task.step({"video": video}, torch.Generator().manual_seed(1))
     recon, _ = vae(video.contiguous(memory_format=torch.channels_last_3d), torch.Generator().manual_seed(1))
@@ -27,7 +28,7 @@ def test_vae_task_uses_the_chosen_reconstruction_loss(recon_loss: str) -> None:
 
 def test_unknown_reconstruction_loss_is_refused() -> None:
     with pytest.raises(StageError, match="l1 or l2"):
-        VAETask(KLVideoAutoencoder(CONFIG), recon_loss="huber")
+        VAETask(KLVideoAutoencoder(CONFIG), VAELossConfig(recon_loss="huber"))  # type: ignore[arg-type]
 
 
 def test_frames_per_clip_trains_a_frame_wise_autoencoder_on_random_frames_of_each_clip() -> None:
@@ -37,7 +38,7 @@ def test_frames_per_clip_trains_a_frame_wise_autoencoder_on_random_frames_of_eac
         norm_groups=4,
     )  # fmt: skip
     vae = KLVideoAutoencoder(config)
-    task = VAETask(vae, kl_weight=0.0, recon_loss="l2", frames_per_clip=3).to(torch.device("cpu"))
+    task = VAETask(vae, VAELossConfig(kl_weight=0.0, recon_loss="l2", frames_per_clip=3)).to(torch.device("cpu"))
     video = torch.arange(2 * 8, dtype=torch.float32).view(2, 1, 8, 1, 1).expand(2, 3, 8, 16, 16) / 16  # frame ids
     picked = task._frames(video, torch.Generator().manual_seed(1))  # [2, 3, 3, 16, 16]
     ids = (picked[:, 0, :, 0, 0] * 16).round().long()  # [2, 3]
@@ -49,4 +50,4 @@ def test_frames_per_clip_trains_a_frame_wise_autoencoder_on_random_frames_of_eac
 
 def test_frames_per_clip_needs_a_frame_wise_autoencoder() -> None:
     with pytest.raises(StageError, match="frame-wise"):
-        VAETask(KLVideoAutoencoder(CONFIG), frames_per_clip=4)
+        VAETask(KLVideoAutoencoder(CONFIG), VAELossConfig(frames_per_clip=4))

@@ -119,6 +119,8 @@ class DysenVDMConfig:
             != self.text_encoder.dim,
             "unet.dsg_dim != rgtrm.dim": self.unet.dsg_dim != self.rgtrm.dim,
             "rgtrm.orientation needs rgtrm.layout": self.rgtrm.orientation and not self.rgtrm.layout,
+            "unet.layout needs rgtrm.layout (the RGTrm grounds the objects the layout maps paint; set both true or "
+            "both false)": self.unet.layout and not self.rgtrm.layout,
         }
         bad = [what for what, wrong in problems.items() if wrong]
         if bad:

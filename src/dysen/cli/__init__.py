@@ -1,7 +1,8 @@
 """``dysen <subcommand>``: one table maps each subcommand to the function that runs it.
 
-The runners live beside this table by domain (``data``, ``plan``, ``generate``, ``train``) and import what they
-need only when they run, so building the parser (``dysen --help``) loads no torch. Expected failures
+The runners live beside this table by domain (``data``, ``plan``, ``generate``, ``train``, ``model``, ``eval``,
+``demo``) and import what they need only when they run, so building the parser (``dysen --help``) loads no
+torch. Flag groups that several subcommands share are declared once, in ``options``. Expected failures
 (``DysenError``) print one line and exit 1; nothing prints a traceback for bad input.
 """
 
@@ -14,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dysen import __version__
-from dysen.cli import data, demo, generate, plan, train
+from dysen.cli import data, demo, generate, model, plan, train
 from dysen.cli import eval as evaluate
+from dysen.cli.options import HelpFormatter
 from dysen.errors import DysenError
 
 
@@ -38,6 +40,16 @@ COMMANDS: dict[str, Command] = {
         "text -> dynamic scene graph with the Dysen planner (rules offline, or any LLM)",
         plan.configure_plan,
         plan.run_plan,
+    ),
+    "model show": Command(
+        "print a saved model's settings: video size, networks, sampling defaults, planner",
+        model.configure_model_show,
+        model.run_model_show,
+    ),
+    "model set-defaults": Command(
+        "change a saved model's sampling defaults (steps, guidance, DSG guidance, eta, sampler): its model_index.json",
+        model.configure_model_set_defaults,
+        model.run_model_set_defaults,
     ),
     "data shapes": Command(
         "write Dynamic Shapes clips (mp4) with gold DSGs and a JSONL manifest",
@@ -107,12 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         head, _, tail = name.partition(" ")
         if not tail:
-            sub = top.add_parser(head, help=command.help, description=command.help)
+            sub = top.add_parser(head, help=command.help, description=command.help, formatter_class=HelpFormatter)
         else:
             if head not in groups:
                 group = top.add_parser(head, help=f"{head} tools: " + _group_help(head))
                 groups[head] = group.add_subparsers(dest="subcommand", metavar="<subcommand>", required=True)
-            sub = groups[head].add_parser(tail, help=command.help, description=command.help)
+            sub = groups[head].add_parser(
+                tail, help=command.help, description=command.help, formatter_class=HelpFormatter
+            )
         command.configure(sub)
         sub.set_defaults(command=name)
     return parser

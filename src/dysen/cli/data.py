@@ -84,24 +84,36 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
                    "train/val_1/val_2 (ActivityNet), the CSV name part (WebVid: val -> *val*.csv)")  # fmt: skip
 
 
+ANNOTATE_STEPS = 8  # = dysen.annotate.DEFAULT_STEPS (checked by tests/test_cli_defaults.py; it imports torch)
+VLM_TIMEOUT_S = 120.0  # = VLMOptions.timeout_s, likewise
+
+_ANNOTATE_PLANNER = ("planner", "planner_model", "base_url", "api_key_env", "answer_format", "replay", "no_cache",
+                     "cache_path", "demos", "policy", "shots", "no_fallback")  # fmt: skip
+"""The planner flags of dsg annotate: all but --timeout, which its VLM mode shares."""
+
+
 def configure_dsg_annotate(p: argparse.ArgumentParser) -> None:
-    from dysen.planner.build import BACKENDS
+    from dysen.cli.options import DeprecatedAlias, add_deprecated_planner_aliases, add_planner_flags
+    from dysen.planner.build import PlannerOptions
 
     _add_dataset_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="JSONL of {id, dsg, source}; reruns skip the ids done")
     p.add_argument("--mode", choices=["timestamps", "captions", "vlm"],
                    help="timestamped sentences, captions through a planner, or frames through a VLM "
                    "(default: timestamps for activitynet, else captions)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=8, help="M, time steps per video (timestamps and vlm; default: 8)")
+    p.add_argument("--steps", type=int, default=ANNOTATE_STEPS, help="M, time steps per video (timestamps and vlm)")
     p.add_argument("--shard", default="1/1", help="annotate only shard i of n, e.g. 2/8 (default: 1/1)")
     p.add_argument("--concurrency", type=int, default=4, help="videos annotated at once (default: 4)")
     p.add_argument("--limit", type=int, help="only the first N videos of the split")
-    p.add_argument("--backend", default="rules", choices=BACKENDS, help="planner of timestamps/captions modes")
-    p.add_argument("--model", help="LLM (planner backends openai/hf) or VLM (--mode vlm) served model name")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM/VLM request (default: 120)")
-    p.add_argument("--no-cache", action="store_true", help="do not answer repeated planner requests from the cache")
+    p.add_argument("--vlm-model", metavar="NAME", help="--mode vlm: the served vision-language model")
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="seconds per LLM/VLM request (default: the planner's or the "
+        f"VLM's own: {PlannerOptions.timeout_s:g} and {VLM_TIMEOUT_S:g})",
+    )  # fmt: skip
+    add_planner_flags(p, own=True, only=_ANNOTATE_PLANNER, title="the planner of the timestamps/captions modes "
+                      "(--base-url and --api-key-env: also the VLM's)")  # fmt: skip
+    add_deprecated_planner_aliases(p, model=False)
+    p.add_argument("--model", dest="legacy_model", action=DeprecatedAlias, new="--planner-model or --vlm-model")
     p.add_argument("--image-size", type=int, default=336, help="short side of the frames sent to the VLM")
     p.add_argument("--image-format", default="png", choices=["png", "jpeg"], help="how frames are sent to the VLM")
 
@@ -112,24 +124,25 @@ def run_dsg_annotate(args: argparse.Namespace) -> int:
 
     records = load_records(args.dataset, args.root, args.split)[: args.limit]
     mode = args.mode or ("timestamps" if args.dataset == "activitynet" else "captions")
+    if args.legacy_model:  # the old --model: the VLM in vlm mode, else the planner's LLM
+        args.vlm_model, args.planner_model = (args.legacy_model, None) if mode == "vlm" else (None, args.legacy_model)
+    timeout = {"timeout_s": args.timeout} if args.timeout is not None else {}  # unset: the planner's or VLM's own
     if mode == "vlm":
-        if not args.model:
-            raise DysenError("--mode vlm needs --model (the served vision-language model) and usually --base-url")
+        if not args.vlm_model:
+            raise DysenError("--mode vlm needs --vlm-model (the served vision-language model) and usually --base-url")
         options = an.VLMOptions(
-            args.model, base_url=args.base_url, api_key_env=args.api_key_env, timeout_s=args.timeout,
-            steps=args.steps, image_size=args.image_size, image_format=args.image_format,
+            args.vlm_model, base_url=args.base_url, api_key_env=args.api_key_env, steps=args.steps,
+            image_size=args.image_size, image_format=args.image_format, **timeout,
         )  # fmt: skip
-        annotator, source = an.VLMAnnotator(options), f"vlm:{args.model}"
+        annotator, source = an.VLMAnnotator(options), f"vlm:{args.vlm_model}"
     else:
-        from dysen.planner.build import PlannerOptions, build_planner
+        from dysen.cli.options import own_planner
+        from dysen.planner.build import build_planner
 
-        planner = build_planner(PlannerOptions(
-            backend=args.backend, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
-            timeout_s=args.timeout, cache=not args.no_cache,
-        ))  # fmt: skip
+        planner = build_planner(own_planner(args))  # with --timeout when given (its dest is the planner flag's)
         timed = mode == "timestamps"
         annotator = an.timestamp_annotator(planner, args.steps) if timed else an.caption_annotator(planner)
-        source = f"{mode}:{args.backend}" + (f":{args.model}" if args.model else "")
+        source = f"{mode}:{args.planner}" + (f":{args.planner_model}" if args.planner_model else "")
     shard = an.parse_shard(args.shard)
     report = an.annotate(records, annotator, args.out, source=source, shard=shard, concurrency=args.concurrency)
     print(f"shard {args.shard}: {report.total} videos, {report.already_done} already done, {report.annotated} "
@@ -147,7 +160,7 @@ def configure_data_shards(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=256, help="short-side resize + centre crop (default: 256)")
     p.add_argument("--format", default="mp4", choices=["mp4", "npy"], help="mp4 (small) or npy (exact uint8)")
     p.add_argument("--max-count", type=int, default=1000, help="clips per shard (default: 1000)")
-    p.add_argument("--max-bytes", type=float, default=1e9, help="bytes per shard at most, about (default: 1e9)")
+    p.add_argument("--max-bytes", type=float, default=1 << 30, help="bytes per shard at most, about (e.g. 1e9)")
     p.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding videos (default: 0)")
 

@@ -8,32 +8,27 @@ from pathlib import Path
 
 from dysen.errors import DysenError
 
+DEMO_PLANNER = ("planner_model", "base_url", "api_key_env", "demos", "policy")
+"""The planner flags of the demo (the page picks the backend): --base-url is the one endpoint given the server's
+key, --planner-model prefills the page's model name."""
+
 
 def configure_demo(p: argparse.ArgumentParser) -> None:
+    from dysen.cli.options import add_planner_flags, add_sampling_flags
+
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
     p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (off by default)")
     p.add_argument("--model", type=Path, help="a trained model folder (default: the shipped model, else RANDOM)")
     p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model when there is no --model")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint for the openai planner; the only one given the key")
-    p.add_argument("--planner-model", help="model name prefilled for the openai planner")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint's key")
-    p.add_argument(
-        "--demos",
-        help="the planners' demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (default: the model's; "
-        "see 'dysen plan'); without --policy they are chosen by similarity, not by the model's RL policy",
-    )
-    p.add_argument(
-        "--policy",
-        type=Path,
-        help="a trained demonstration policy folder (dysen train-dysen) to choose them (default: the model's own)",
-    )
-    p.add_argument("--steps", type=int, help="initial denoising steps on the page (default: the model's)")
-    p.add_argument("--concurrency", type=int, default=2, help="requests processed at once (default: 2)")
-    p.add_argument("--queue-size", type=int, default=32, help="requests that may wait (default: 32)")
-    p.add_argument("--max-steps", type=int, default=100, help="most denoising steps a request may ask (default: 100)")
-    p.add_argument("--max-frames", type=int, default=64, help="most frames a request may ask (default: 64)")
-    p.add_argument("--max-prompt", type=int, default=500, help="longest prompt in characters (default: 500)")
+    add_planner_flags(p, own=False, only=DEMO_PLANNER, title="the page's planners (--base-url: the one endpoint "
+                      "given the server's key; --planner-model: prefilled)")  # fmt: skip
+    add_sampling_flags(p, ("steps",), note=" first shown on the page")
+    p.add_argument("--concurrency", type=int, default=2, help="requests processed at once")
+    p.add_argument("--queue-size", type=int, default=32, help="requests that may wait")
+    p.add_argument("--max-steps", type=int, default=100, help="most denoising steps a request may ask")
+    p.add_argument("--max-frames", type=int, default=64, help="most frames a request may ask")
+    p.add_argument("--max-prompt", type=int, default=500, help="longest prompt in characters")
     p.add_argument("--workdir", type=Path, help="where generated files go (default: a new temporary folder)")
 
 
@@ -49,6 +44,7 @@ def run_demo(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401
     except ImportError:
         raise DysenError("the web demo needs Gradio: pip install 'dysen-vdm[demo]'") from None
+    from dysen.cli.options import planner_fields
     from dysen.pipeline import load_pipeline
     from dysen.planner.build import changed_options
     from dysen.web.app import PageOptions, build_app, launch
@@ -58,14 +54,13 @@ def run_demo(args: argparse.Namespace) -> int:
     limits = DemoLimits(max_prompt_chars=args.max_prompt, max_steps=args.max_steps, max_frames=args.max_frames)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dysen-demo-"))
     pipe = load_pipeline(args.model, config=args.config)
-    flags = {"demos": args.demos, "policy": args.policy}
-    planner = changed_options(pipe.config.planner, {name: value for name, value in flags.items() if value is not None})
+    planner = changed_options(pipe.config.planner, planner_fields(args))
     service = DemoService(
         pipe,
         workdir,
         limits=limits,
         trusted_url=args.base_url,
-        api_key_env=args.api_key_env,
+        api_key_env=planner.api_key_env,
         demos=planner.demos,
         policy=planner.policy,
     )

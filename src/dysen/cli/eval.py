@@ -27,6 +27,8 @@ def _named_path(text: str) -> tuple[str, Path]:
 
 
 def configure_eval(p: argparse.ArgumentParser) -> None:
+    from dysen.cli.options import add_planner_flags, add_sampling_flags
+
     p.add_argument("--protocol", choices=PROTOCOLS, default="shapes", help="what to evaluate (default: shapes)")
     p.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and the plots")
     what = p.add_argument_group("what to evaluate (default: the model 'dysen generate' uses for --config)")
@@ -47,7 +49,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         help="score videos already written instead of generating (repeatable); shapes: <id>.mp4 with "
         "gold.jsonl or <id>.dsg.json beside; zero-shot: samples.jsonl + <id>.mp4",
     )
-    what.add_argument("--config", default="shapes-tiny", help="preset of the default model and of the renders")
+    what.add_argument("--config", default="shapes-tiny", help="preset of the model without --model and of the renders")
     what.add_argument("--real", action="store_true", help="shapes: add the ground-truth renders (scorer's ceiling)")
     what.add_argument(
         "--autoencoder-ceiling",
@@ -70,32 +72,18 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     what.add_argument("--gold", type=Path, help="shapes --videos: JSONL of {id, dsg} to score against")
     sample = p.add_argument_group("sampling")
     sample.add_argument("--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)")
-    sample.add_argument("--steps", type=int, help="denoising steps (default: each model's, 50 in presets)")
-    sample.add_argument("--guidance", type=float, help="text guidance scale (default: each model's, 7.5 in presets)")
-    sample.add_argument(
-        "--dsg-guidance", type=float, help="DSG guidance scale (default: each model's, else = --guidance; 0: no DSG)"
-    )
+    add_sampling_flags(sample, ("steps", "guidance", "dsg_guidance"), note=" of each model")
     sample.add_argument("--seed", type=int, default=0, help="video i uses seed SEED + i; also the clip/caption seed")
     sample.add_argument(
         "--plan",
         choices=["planner", "gold"],
         default="planner",
-        help="shapes: plan each caption (default) or follow its gold DSG (oracle plan)",
+        help="shapes: plan each caption (planner) or follow its gold DSG (gold, the oracle plan)",
     )
     sample.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
     sample.add_argument("--save-videos", action="store_true", help="keep the generated videos under OUT/videos/")
     sample.add_argument("--no-progress", action="store_true", help="no progress bars")
-    plan = p.add_argument_group("planner (default: the model's; see 'dysen plan --help')")
-    plan.add_argument("--planner", choices=["rules", "openai", "hf", "replay"], help="planner backend")
-    plan.add_argument("--planner-model", help="served model name (openai) or path / hub id (hf)")
-    plan.add_argument("--base-url", help="OpenAI-compatible endpoint")
-    plan.add_argument("--replay", type=Path, help="recorded answers (JSONL) of the replay backend")
-    plan.add_argument(
-        "--demos",
-        help="'shapes', 'none', a JSONL of gold DSGs, or 'auto' (default: the model's); without --policy they are "
-        "chosen by similarity, not by the model's RL policy",
-    )
-    plan.add_argument("--policy", type=Path, help="a trained RL demonstration selector (default: the model's own)")
+    add_planner_flags(p, own=False, title="planner (see 'dysen plan --help')")
     zero = p.add_argument_group("zero-shot protocols (ucf101, msrvtt)")
     zero.add_argument("--data", type=Path, help="the dataset folder (UCF-101/ + ucfTrainTestlist/, or MSR-VTT)")
     zero.add_argument("--metrics", help="comma-separated subset of is,fvd,clipsim,fid (default: the protocol's)")
@@ -118,22 +106,20 @@ def _planner_options(args: argparse.Namespace) -> Any:
     """The planner --planner names (None: the model's own, changed by ``_planner_changes``)."""
     if args.planner is None:
         return None
-    from dysen.planner.build import PlannerOptions
+    from dysen.cli.options import own_planner
 
-    return PlannerOptions(
-        backend=args.planner, model=args.planner_model, base_url=args.base_url, replay=args.replay,
-        demos=args.demos or "auto", policy=args.policy,
-    )  # fmt: skip
+    return own_planner(args)
 
 
 def _planner_changes(args: argparse.Namespace) -> dict[str, Any] | None:
-    """--demos / --policy without --planner: changes to the model's own planner settings."""
+    """The planner flags without --planner (--demos, --policy, ...): changes to the model's own planner settings."""
     if args.planner is not None:
         return None
     if args.planner_model is not None or args.base_url is not None or args.replay is not None:
         raise DysenError("--planner-model, --base-url and --replay need --planner (openai, hf or replay)")
-    changes = {"demos": args.demos, "policy": args.policy}
-    return {name: value for name, value in changes.items() if value is not None} or None
+    from dysen.cli.options import planner_fields
+
+    return planner_fields(args) or None
 
 
 def _variants(args: argparse.Namespace) -> list[Any]:

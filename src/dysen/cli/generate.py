@@ -10,44 +10,27 @@ from dysen.errors import DysenError
 
 
 def configure_generate(p: argparse.ArgumentParser) -> None:
+    from dysen.cli.options import add_planner_flags, add_sampling_flags
+
     p.add_argument("prompt", nargs="?", help="the text to turn into a video (optional with --plan)")
     p.add_argument("--out", type=Path, required=True, help="the video to write: .mp4 or .gif")
     p.add_argument("--gif", action="store_true", help="also write a GIF of the video beside it (<out>.gif)")
-    p.add_argument("--steps", type=int, help="denoising steps (default: the model's, 50 in presets)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise; same seed, same video (default: 0)")
-    p.add_argument("--guidance", type=float, help="text guidance scale s_text (default: the model's, 7.5 in presets)")
-    p.add_argument("--dsg-guidance", type=float, help="DSG guidance scale s_dsg (default: the model's, else = s_text)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise; same seed, same video")
     p.add_argument("--plan", type=Path, help="follow this DSG (.json or tuple text) instead of planning the prompt")
     p.add_argument("--model", type=Path, help="a trained pipeline folder (default: the model shipped for --config)")
     p.add_argument(
         "--config",
         default="shapes-tiny",
         help="without --model: the preset whose shipped trained model to use; RANDOM weights when the package "
-        "ships none for it (only shapes-tiny ships one)",
+        "ships none for it (only shapes-tiny ships one) (default: %(default)s)",
     )
     p.add_argument("--frames", type=int, help="number of frames (default: the model's)")
-    p.add_argument("--sampler", choices=["ddim", "dpmpp", "euler"], help="default: the model's (ddim)")
-    p.add_argument("--eta", type=float, help="DDIM noise: 0 deterministic ODE, 1 as LVDM (default: the model's, 0)")
-    p.add_argument(
-        "--planner",
-        choices=["rules", "openai", "hf", "replay"],
-        help="planner backend (default: the model's, i.e. rules); see 'dysen plan --help'",
-    )
-    p.add_argument("--planner-model", help="the planner's LLM: served model name (openai) or path / hub id (hf)")
-    p.add_argument("--base-url", help="the planner's OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument(
-        "--demos",
-        help="the planner's demonstrations: 'shapes', 'none', a JSONL of gold DSGs, 'auto' (default: the model's); "
-        "without --policy they are chosen by similarity, not by the model's RL policy",
-    )
-    p.add_argument(
-        "--policy",
-        type=Path,
-        help="a trained demonstration policy folder (dysen train-dysen) to choose them (default: the model's own)",
-    )
+    add_sampling_flags(p)
+    add_planner_flags(p, own=False)
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from dysen.cli.options import planner_fields
     from dysen.data.video import write_video
     from dysen.dsg.io import read_dsgs, write_text_atomic
     from dysen.dsg.render import save_timeline
@@ -63,11 +46,7 @@ def run_generate(args: argparse.Namespace) -> int:
         if len(plans) != 1:
             raise DysenError(f"--plan {args.plan} holds {len(plans)} DSGs; give a file with exactly one")
         dsg = plans[0][1]
-    planner_flags = {
-        "backend": args.planner, "model": args.planner_model, "base_url": args.base_url, "demos": args.demos,
-        "policy": args.policy,
-    }  # fmt: skip
-    changes = {name: value for name, value in planner_flags.items() if value is not None}
+    changes = planner_fields(args)
     pipe = load_pipeline(args.model, config=args.config, planner_changes=changes)  # the model's planner, changed
     result = pipe(
         args.prompt, dsg=dsg, steps=args.steps, guidance=args.guidance, dsg_guidance=args.dsg_guidance,

@@ -12,26 +12,11 @@ from dysen.errors import DysenError
 
 
 def configure_plan(p: argparse.ArgumentParser) -> None:
-    from dysen.planner.build import BACKENDS
+    from dysen.cli.options import add_deprecated_planner_aliases, add_planner_flags
 
     p.add_argument("prompt", nargs="?", help="the text to plan (or use --batch)")
-    p.add_argument("--backend", default="rules", choices=BACKENDS, help="planner backend (default: rules, offline)")
-    p.add_argument("--model", help="LLM: served model name (openai) or local path / hub id (hf)")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request (default: 60)")
-    p.add_argument("--answer-format", default="text", choices=["text", "json"], help="what the LLM is asked for")
-    p.add_argument("--replay", type=Path, help="recorded answers (JSONL) for --backend replay")
-    p.add_argument("--no-cache", action="store_true", help="do not answer repeated LLM requests from the cache")
-    p.add_argument("--cache-path", type=Path, help="LLM cache file (default: ~/.cache/dysen/llm.sqlite)")
-    p.add_argument(
-        "--demos",
-        default="auto",
-        help="demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (shapes for LLMs, none for rules)",
-    )
-    p.add_argument("--policy", type=Path, help="a trained demonstration policy folder (dysen train-dysen)")
-    p.add_argument("--shots", type=int, default=8, help="demonstrations per LLM call (default: 8)")
-    p.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to the rules planner")
+    add_planner_flags(p, own=True)
+    add_deprecated_planner_aliases(p)
     p.add_argument(
         "--layout",
         type=int,
@@ -42,22 +27,18 @@ def configure_plan(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="write the DSG as JSON here (with --batch: the JSONL of all plans)")
     p.add_argument("--render", type=Path, help="draw the DSG timeline to this picture (.png, .svg, .pdf)")
     p.add_argument("--batch", type=Path, help="plan every line of this file (or JSONL with id and prompt)")
-    p.add_argument("--concurrency", type=int, default=8, help="parallel LLM plans with --batch (default: 8)")
+    p.add_argument("--concurrency", type=int, default=8, help="parallel LLM plans with --batch")
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from dysen.planner.build import PlannerOptions, build_planner
+    from dysen.cli.options import own_planner
+    from dysen.planner.build import build_planner
 
     if (args.prompt is None) == (args.batch is None):
         raise DysenError("give either a PROMPT or --batch FILE")
     if args.batch is not None and args.layout is not None:
         raise DysenError("--layout plans one PROMPT; for a batch, 'dysen generate --plan' imagines the boxes itself")
-    options = PlannerOptions(
-        backend=args.backend, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env,
-        timeout_s=args.timeout, answer_format=args.answer_format, replay=args.replay, cache=not args.no_cache,
-        cache_path=args.cache_path, demos=args.demos, policy=args.policy, shots=args.shots,
-        fallback=not args.no_fallback,
-    )  # fmt: skip
+    options = own_planner(args)
     planner = build_planner(options)
     if args.batch is not None:
         return _plan_batch(planner, args)
@@ -136,9 +117,13 @@ def _report_llm_use(planner) -> None:
 
 # -- dysen train-dysen -------------------------------------------------------------------------
 
+_TRAIN_DYSEN_PLANNER = ("planner", "planner_model", "base_url", "api_key_env", "timeout", "answer_format", "replay",
+                        "no_cache", "cache_path", "no_fallback")  # fmt: skip
+"""The planner flags of train-dysen: all but --demos/--policy/--shots, which the policy being trained decides."""
+
 
 def configure_train_dysen(p: argparse.ArgumentParser) -> None:
-    from dysen.planner.build import BACKENDS
+    from dysen.cli.options import add_deprecated_planner_aliases, add_planner_flags
 
     p.add_argument("--out", type=Path, required=True, help="run folder: epoch checkpoints, best/, final/")
     p.add_argument(
@@ -150,12 +135,10 @@ def configure_train_dysen(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs (paper: 20)")
     p.add_argument("--batch-size", type=int, help="prompts per update (paper: 20)")
     p.add_argument("--train-number", type=int, help="training prompts (paper: 640)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 0.001)")
     p.add_argument("--embedder", default="minilm", choices=["minilm", "hashing"], help="frozen prompt embeddings")
-    p.add_argument("--backend", default="rules", choices=BACKENDS, help="the planner whose demonstrations are chosen")
-    p.add_argument("--model", help="LLM: served model name (openai) or local path / hub id (hf)")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint")
-    p.add_argument("--replay", type=Path, help="recorded answers (JSONL) for --backend replay")
+    add_planner_flags(p, own=True, only=_TRAIN_DYSEN_PLANNER, title="the planner whose demonstrations are chosen")
+    add_deprecated_planner_aliases(p)
     p.add_argument(
         "--attach",
         type=Path,
@@ -168,8 +151,9 @@ def configure_train_dysen(p: argparse.ArgumentParser) -> None:
 def run_train_dysen(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from dysen.cli.options import own_planner
     from dysen.pipeline import attach_policy, read_pipeline_config
-    from dysen.planner.build import PlannerOptions, build_planner
+    from dysen.planner.build import build_planner
     from dysen.planner.demos import DemoBank
     from dysen.planner.embed import HashingEmbedder, SentenceEmbedder
     from dysen.planner.rl import PAPER_POLICY, TINY_POLICY, train_policy
@@ -185,9 +169,7 @@ def run_train_dysen(args: argparse.Namespace) -> int:
     else:
         bank = DemoBank.from_jsonl(Path(args.data))
     demos = list(bank)
-    options = PlannerOptions(
-        backend=args.backend, model=args.model, base_url=args.base_url, replay=args.replay, demos="none"
-    )
+    options = own_planner(args, demos="none")
     planner = build_planner(options)
     result = train_policy(
         config,

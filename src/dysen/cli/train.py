@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     from dysen.config import DysenVDMConfig
     from dysen.models.vae import KLVideoAutoencoder
     from dysen.train.loop import LoopResult, TrainConfig
+    from dysen.train.vae_loss import VAELossConfig
 
 MODEL_DIR = "model"
 CONFIG_FILE = "config.yaml"
 LOSS_FILE = "vae_loss.json"  # train-vae's loss flags, resolved
 SHUFFLE_BUFFER = 1000  # clips in the shuffle buffer when training from --shards
 SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after train-vae
+STAGE_LR = {"train-vae": 3.6e-5, "train-vdm": 6e-5, "finetune": 2e-5}  # each stage's peak LR (TrainConfig.lr: any)
 
 
 def _last_loss(result: LoopResult) -> str:
@@ -43,35 +45,41 @@ def _last_loss(result: LoopResult) -> str:
 
 
 def configure_train_vae(p: argparse.ArgumentParser) -> None:
-    _configure_common(p, lr=3.6e-5)
-    p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model (default: shapes-tiny)")
-    p.add_argument("--kl-weight", type=float, default=1e-6, help="weight of the KL term (default: 1e-6)")
-    p.add_argument(
+    from dysen.train.vae_loss import VAELossConfig
+
+    _configure_common(p, lr=STAGE_LR["train-vae"])
+    p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model")
+    loss = VAELossConfig()  # the loss flags' defaults
+    group = p.add_argument_group("autoencoder loss (VAELossConfig; saved as RUN/vae_loss.json)")
+    group.add_argument("--kl-weight", type=float, default=loss.kl_weight, help="weight of the KL term")
+    group.add_argument(
         "--recon-loss",
         choices=("l1", "l2"),
-        default="l1",
+        default=loss.recon_loss,
         help="reconstruction loss: l1 (LDM/LVDM) or l2 (better for small objects on plain backgrounds, e.g. shapes)",
     )
-    p.add_argument(
+    group.add_argument(
         "--frames-per-clip",
         type=int,
+        default=loss.frames_per_clip,
         help="train on N random frames of each clip (frame-wise autoencoders only, vae.kl3d.temporal_kernel 1): "
         "more clips per step for the same compute (default: every frame)",
     )
-    p.add_argument("--perceptual-weight", type=float, default=0.0, help="weight of LPIPS (LVDM: 1.0; default: 0)")
-    p.add_argument("--lpips", type=Path, help="LPIPS linear heads: the lpips package's vgg.pth, or safetensors")
-    p.add_argument("--lpips-vgg", type=Path, help="VGG16 weights for LPIPS (torchvision's vgg16-397923af.pth layout)")
-    p.add_argument(
-        "--disc-weight", type=float, default=0.0, help="PatchGAN weight times the adaptive λ (LVDM: 0.5; 0 = no GAN)"
-    )
-    p.add_argument("--disc-start", type=int, default=50001, help="step the PatchGAN starts at (default: 50001)")
-    p.add_argument("--disc-layers", type=int, default=3, help="PatchGAN depth; frames need 3·2^N pixels (default: 3)")
-    p.add_argument("--disc-channels", type=int, default=64, help="PatchGAN base channels (default: 64)")
+    group.add_argument("--perceptual-weight", type=float, default=loss.perceptual_weight, help="weight of LPIPS "
+                       "(LVDM: 1.0)")  # fmt: skip
+    group.add_argument("--lpips", type=Path, help="LPIPS linear heads: the lpips package's vgg.pth, or safetensors")
+    group.add_argument("--lpips-vgg", type=Path, help="VGG16 weights for LPIPS (torchvision's vgg16-397923af.pth)")
+    group.add_argument("--disc-weight", type=float, default=loss.disc_weight,
+                       help="PatchGAN weight times the adaptive λ (LVDM: 0.5; 0 = no GAN)")  # fmt: skip
+    group.add_argument("--disc-start", type=int, default=loss.disc_start, help="step the PatchGAN starts at")
+    group.add_argument("--disc-layers", type=int, default=loss.disc_layers, help="PatchGAN depth; frames need "
+                       "3·2^N pixels")  # fmt: skip
+    group.add_argument("--disc-channels", type=int, default=loss.disc_channels, help="PatchGAN base channels")
 
 
 def configure_train_vdm(p: argparse.ArgumentParser) -> None:
-    _configure_common(p, lr=6e-5)
-    p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model (default: shapes-tiny)")
+    _configure_common(p, lr=STAGE_LR["train-vdm"])
+    p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model")
     p.add_argument(
         "--vae", type=Path, required=True, help="the autoencoder: a train-vae run, its model/ or a pipeline"
     )
@@ -79,7 +87,7 @@ def configure_train_vdm(p: argparse.ArgumentParser) -> None:
 
 
 def configure_finetune(p: argparse.ArgumentParser) -> None:
-    _configure_common(p, lr=2e-5)
+    _configure_common(p, lr=STAGE_LR["finetune"])
     p.add_argument("--init", type=Path, required=True, help="the trained pipeline folder to start from")
     _configure_vdm_data(p)
 
@@ -100,11 +108,19 @@ def _configure_vdm_data(p: argparse.ArgumentParser) -> None:
 
 
 def _configure_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sample-steps", type=int, default=10, help="sampler steps of the sample videos (default: 10)")
-    p.add_argument("--sample-guidance", type=float, default=7.5, help="guidance of the sample videos (default: 7.5)")
+    """The sample videos of train-vdm/finetune (``VDMTask``'s ``sample_steps``/``sample_guidance``: unset, the
+    model's own ``diffusion.steps``/``diffusion.guidance``, by ``SamplingSettings.resolve``)."""
+    p.add_argument(
+        "--sample-steps", type=int, help="sampler steps of the sample videos (default: the model's diffusion.steps)"
+    )
+    p.add_argument(
+        "--sample-guidance", type=float, help="guidance of the sample videos (default: the model's diffusion.guidance)"
+    )
 
 
 def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
+    """The ``TrainConfig`` flags (same defaults, checked by tests/test_cli_defaults.py; loop.py imports torch, so
+    they are not read from it) and the data flags of every training stage."""
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics, model/)")
     p.add_argument("--data", default="shapes", choices=DATASETS, help="shapes: drawn on the fly unless --root")
     p.add_argument("--root", type=Path, help="dataset folder (for shapes: where `dysen data shapes` wrote)")
@@ -112,24 +128,24 @@ def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
         "--shards", type=Path, help="train from WebDataset shards in this folder (dysen data shards) instead of --data"
     )
     p.add_argument("--gold", type=Path, help="JSONL side file of gold DSGs (dysen dsg annotate)")
-    p.add_argument("--num-clips", type=int, default=10_000, help="on-the-fly Dynamic Shapes clips (default: 10000)")
-    p.add_argument("--steps", type=int, default=1000, help="optimizer steps in all (default: 1000)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per micro-batch per process (default: 8)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
-    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default: {lr:g})")
-    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps (default: 0)")
+    p.add_argument("--num-clips", type=int, default=10_000, help="on-the-fly Dynamic Shapes clips")
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps in all")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per micro-batch per process")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate of this stage")
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="LR after warm-up")
-    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay, 0 = off (default: 0.999)")
-    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and every draw (default: 0)")
-    p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (default: 500)")
+    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay, 0 = off")
+    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no", help="autocast dtype")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and every draw")
+    p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--resume", choices=["latest"], help="continue the run in --out from its newest checkpoint")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers per process (default: 0)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     p.add_argument(
-        "--sample-every", type=int, default=0, help="sample videos into RUN/samples every N steps (default: 0: off)"
+        "--sample-every", type=int, default=0, help="sample videos into RUN/samples every N steps (0: off)"
     )
-    p.add_argument("--sample-count", type=int, default=2, help="clips per sample batch (default: 2)")
+    p.add_argument("--sample-count", type=int, default=2, help="clips per sample batch")
 
 
 def run_train_vae(args: argparse.Namespace) -> int:
@@ -145,11 +161,7 @@ def run_train_vae(args: argparse.Namespace) -> int:
     lpips = _lpips(args)
     vae, disc = _seeded(args.seed, lambda: (KLVideoAutoencoder(config.vae.kl3d), _discriminator(args)))
     dataset, collate = _dataset(args, config)
-    task = VAETask(
-        vae, args.kl_weight, args.perceptual_weight, args.recon_loss,
-        lpips=lpips, discriminator=disc, disc_start=args.disc_start, disc_weight=args.disc_weight,
-        frames_per_clip=args.frames_per_clip,
-    )  # fmt: skip
+    task = VAETask(vae, _loss_config(args), lpips=lpips, discriminator=disc)
     result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
     if _is_main_process():
         _fit_latent_scale(vae, dataset, collate, args.batch_size)
@@ -157,6 +169,13 @@ def run_train_vae(args: argparse.Namespace) -> int:
         print(f"trained the autoencoder for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return 0
+
+
+def _loss_config(args: argparse.Namespace) -> VAELossConfig:
+    """The ``VAELossConfig`` the train-vae flags give."""
+    from dysen.train.vae_loss import VAELossConfig
+
+    return VAELossConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(VAELossConfig)})
 
 
 def _save_loss_settings(args: argparse.Namespace) -> None:

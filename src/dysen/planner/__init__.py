@@ -5,7 +5,7 @@ used. ``DysenPlanner`` runs the three steps over any ``ChatBackend`` (OpenAI-com
 with a persistent cache); ``plan_many`` plans thousands of prompts with bounded concurrency.
 """
 
-from dysen.planner.backends import ChatBackend, ChatMessage, Completion, LLMError, Sampling
+from dysen.planner.backends import ChatBackend, ChatMessage, Completion, LLMError, LLMSampling
 from dysen.planner.batch import plan_many
 from dysen.planner.cache import CachedBackend, CacheError, ResponseCache
 from dysen.planner.dysen import DysenPlanner, PlanningError
@@ -24,6 +24,6 @@ __all__ = [
     "Planner",
     "PlanningError",
     "ResponseCache",
-    "Sampling",
+    "LLMSampling",
     "plan_many",
 ]

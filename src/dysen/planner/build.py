@@ -1,5 +1,9 @@
 """Build a planner from plain options: what ``dysen plan``, ``dysen generate`` and the web demo share.
 
+``PlannerOptions`` is the one declaration of the planner's settings: the CLI's planner flags
+(``dysen.cli.options.add_planner_flags``) are made from its fields and defaults, the backend choices from
+``BACKENDS``, and a model folder saves it as its planner settings.
+
 One explicit factory (no registry): ``rules`` is the offline default; ``openai``, ``hf`` and ``replay``
 drive ``DysenPlanner`` through a chat backend wrapped in the persistent response cache, with
 demonstrations chosen by embedding similarity (or a trained RL policy) and the rules planner as the
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from dysen.errors import DysenError
 from dysen.planner.backends.base import ChatBackend
@@ -23,7 +27,8 @@ if TYPE_CHECKING:
     from dysen.planner.embed import Embedder
 
 Backend = Literal["rules", "openai", "hf", "replay"]
-BACKENDS: tuple[str, ...] = ("rules", "openai", "hf", "replay")
+BACKENDS: tuple[str, ...] = get_args(Backend)
+"""The planner backends, one list: ``build_planner``, every CLI --planner flag and the checks use it."""
 
 DEFAULT_SHAPES_DEMOS = 80
 """Size of the default demonstration bank: the paper's candidate pool, drawn from Dynamic Shapes train."""
@@ -101,7 +106,7 @@ def _chat_backend(options: PlannerOptions) -> ChatBackend:
             raise DysenError("the replay backend needs a recorded answers file (--replay FILE.jsonl)")
         return ReplayBackend(options.replay)
     if not options.model:
-        raise DysenError(f"the {options.backend} backend needs a model (--model NAME_OR_PATH)")
+        raise DysenError(f"the {options.backend} planner needs a model (--planner-model NAME_OR_PATH)")
     if options.backend == "openai":
         from dysen.planner.backends.openai_compat import OpenAIBackend
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dysen.errors import DysenError
-from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, Completion, Messages, Sampling, request_key
+from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, Completion, LLMSampling, Messages, request_key
 
 SCHEMA_VERSION = 1
 """``PRAGMA user_version`` of the cache database; a file written by a newer dysen is refused."""
@@ -223,7 +223,11 @@ class CachedBackend:
         return self._stats
 
     def complete(
-        self, messages: Messages, *, sampling: Sampling = PAPER_SAMPLING, json_schema: Mapping[str, Any] | None = None
+        self,
+        messages: Messages,
+        *,
+        sampling: LLMSampling = PAPER_SAMPLING,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         """The stored answer when there is one, else ``inner``'s answer, which is then stored."""
         if not self.enabled:

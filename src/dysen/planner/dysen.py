@@ -30,7 +30,7 @@ from typing import Literal, TypeVar
 from dysen.dsg import DynamicSceneGraph, Event, SceneGraph, events_to_dsg
 from dysen.errors import DSGError, DysenError
 from dysen.planner import prompts
-from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, ChatMessage, LLMError, Sampling
+from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, ChatMessage, LLMError, LLMSampling
 from dysen.planner.prompts.formats import FORMATS, AnswerFormat, Schema
 from dysen.planner.types import Demonstration, DemoSelector, Planner
 
@@ -63,7 +63,7 @@ class DysenSettings:
     """Answer format: the paper's tuple text, or JSON held to a JSON Schema (structured output)."""
     max_repairs: int = 2
     """Follow-up turns quoting the error after an unusable answer, per call."""
-    sampling: Sampling = PAPER_SAMPLING
+    sampling: LLMSampling = PAPER_SAMPLING
     """Decoding settings of every call (the paper's: temperature 0, 512 tokens)."""
     imagination: bool = True
     """Run Step III round 1 (per-step enrichment)."""
@@ -102,7 +102,7 @@ class DysenPlanner:
         output: OutputMode = "text",
         max_repairs: int = 2,
         fallback: Planner | None = None,
-        sampling: Sampling = PAPER_SAMPLING,
+        sampling: LLMSampling = PAPER_SAMPLING,
         imagination: bool = True,
         polish: bool = True,
         max_steps: int = 32,

@@ -33,6 +33,7 @@ from dysen.models.unet3d import UNet3D
 from dysen.models.vae import DiagonalGaussian, KLVideoAutoencoder
 from dysen.train.loop import StepOutput
 from dysen.train.losses import adaptive_weight, generator_loss, hinge_d_loss, video_frames
+from dysen.train.vae_loss import VAELossConfig
 
 
 class StageError(DysenError):
@@ -45,7 +46,7 @@ def _freeze(module: nn.Module) -> nn.Module:
 
 
 class VAETask:
-    """Stage 1: reconstruct clips through a posterior sample of the 3D KL autoencoder.
+    """Stage 1: reconstruct clips through a posterior sample of the 3D KL autoencoder, with the loss ``loss``.
 
     With ``lpips`` (and ``perceptual_weight`` > 0) the reconstruction term adds LPIPS per frame; with a
     ``discriminator`` (trained by the loop's second optimizer, ``aux_modules``) the PatchGAN terms join from
@@ -56,32 +57,31 @@ class VAETask:
     def __init__(
         self,
         vae: KLVideoAutoencoder,
-        kl_weight: float = 1e-6,
-        perceptual_weight: float = 0.0,
-        recon_loss: str = "l1",
+        loss: VAELossConfig | None = None,
         *,
         lpips: LPIPS | None = None,
         discriminator: NLayerDiscriminator | None = None,
-        disc_start: int = 0,
-        disc_weight: float = 0.5,
-        frames_per_clip: int | None = None,
     ) -> None:
-        if recon_loss not in ("l1", "l2"):
-            raise StageError(f"recon_loss must be l1 or l2, got {recon_loss!r}")
-        if perceptual_weight < 0 or disc_weight < 0 or disc_start < 0:
+        loss = loss if loss is not None else VAELossConfig()  # None: the defaults, declared once there
+        if loss.recon_loss not in ("l1", "l2"):
+            raise StageError(f"recon_loss must be l1 or l2, got {loss.recon_loss!r}")
+        if loss.perceptual_weight < 0 or loss.disc_weight < 0 or loss.disc_start < 0:
             raise StageError("perceptual_weight, disc_weight and disc_start must be >= 0")
-        if perceptual_weight and lpips is None:
+        if loss.perceptual_weight and lpips is None:
             raise StageError(
                 "a perceptual weight needs the LPIPS network: pass --lpips HEADS --lpips-vgg VGG16 (local files)"
             )
-        self.recon_loss, self.perceptual_weight, self.lpips = recon_loss, perceptual_weight, lpips
-        self.discriminator, self.disc_start, self.disc_weight = discriminator, disc_start, disc_weight
+        frames_per_clip = loss.frames_per_clip
         if frames_per_clip is not None and (frames_per_clip < 1 or vae.config.temporal_kernel != 1):
             raise StageError(
                 "frames_per_clip needs a frame-wise autoencoder (vae.kl3d.temporal_kernel 1) and a count >= 1, "
                 f"got {frames_per_clip} with temporal_kernel {vae.config.temporal_kernel}"
             )
-        self.vae, self.kl_weight, self.frames_per_clip = vae.train(), kl_weight, frames_per_clip
+        self.loss, self.lpips, self.discriminator = loss, lpips, discriminator
+        self.recon_loss, self.perceptual_weight = loss.recon_loss, loss.perceptual_weight
+        self.kl_weight, self.disc_start, self.disc_weight = loss.kl_weight, loss.disc_start, loss.disc_weight
+        self.frames_per_clip = frames_per_clip
+        self.vae = vae.train()
         self.current_step = 0
 
     def modules(self) -> dict[str, nn.Module]:

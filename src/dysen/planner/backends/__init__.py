@@ -7,7 +7,7 @@ cheap and works where none of them is installed.
 
 from typing import TYPE_CHECKING, Any
 
-from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, ChatMessage, Completion, LLMError, Sampling
+from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, ChatMessage, Completion, LLMError, LLMSampling
 from dysen.planner.backends.openai_compat import BackendStats, OpenAIBackend
 from dysen.planner.backends.replay import RecordingBackend, ReplayBackend
 
@@ -25,7 +25,7 @@ __all__ = [
     "OpenAIBackend",
     "RecordingBackend",
     "ReplayBackend",
-    "Sampling",
+    "LLMSampling",
 ]
 
 

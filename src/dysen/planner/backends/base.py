@@ -34,7 +34,7 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
-class Sampling:
+class LLMSampling:
     """Decoding settings sent with every request; defaults are the paper's (temperature 0, 512 tokens)."""
 
     temperature: float = 0.0
@@ -46,11 +46,11 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
-            raise LLMError(f"Sampling.temperature must be >= 0, got {self.temperature}")
+            raise LLMError(f"LLMSampling.temperature must be >= 0, got {self.temperature}")
         if self.max_tokens < 1:
-            raise LLMError(f"Sampling.max_tokens must be >= 1, got {self.max_tokens}")
+            raise LLMError(f"LLMSampling.max_tokens must be >= 1, got {self.max_tokens}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise LLMError(f"Sampling.top_p must be in (0, 1], got {self.top_p}")
+            raise LLMError(f"LLMSampling.top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Completion:
     model: str
 
 
-PAPER_SAMPLING = Sampling()
+PAPER_SAMPLING = LLMSampling()
 """The sampling of the original Dysen code: greedy decoding, at most 512 new tokens."""
 
 Messages = Sequence[Mapping[str, str]] | Sequence[ChatMessage]
@@ -83,7 +83,11 @@ class ChatBackend(Protocol):
     model: str
 
     def complete(
-        self, messages: Messages, *, sampling: Sampling = PAPER_SAMPLING, json_schema: Mapping[str, Any] | None = None
+        self,
+        messages: Messages,
+        *,
+        sampling: LLMSampling = PAPER_SAMPLING,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         """Answer ``messages``; with ``json_schema``, ask the server to hold the answer to that schema."""
         ...
@@ -108,7 +112,7 @@ def message_dicts(messages: Messages) -> list[dict[str, str]]:
 
 
 def request_key(
-    messages: Messages, sampling: Sampling | None, json_schema: Mapping[str, Any] | None, **context: str
+    messages: Messages, sampling: LLMSampling | None, json_schema: Mapping[str, Any] | None, **context: str
 ) -> str:
     """sha256 of the canonical JSON of a request, plus ``context`` (backend, model, template version...)."""
     request = {

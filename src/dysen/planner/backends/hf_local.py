@@ -6,8 +6,8 @@ imported only then. Prompts are laid out by the tokenizer's chat template
 (``apply_chat_template(messages, add_generation_prompt=True)``); a tokenizer without one gets a plain
 ``"role: content"`` layout ending in ``"assistant:"``, and a warning is logged once.
 
-Decoding follows ``Sampling``: temperature 0 (the paper's setting) is greedy; temperature > 0 samples, seeded by
-``Sampling.seed`` when one is given (the global torch RNG is forked, so the caller's RNG state is untouched).
+Decoding follows ``LLMSampling``: temperature 0 (the paper's setting) is greedy; temperature > 0 samples, seeded by
+``LLMSampling.seed`` when one is given (the global torch RNG is forked, so the caller's RNG state is untouched).
 ``frequency_penalty`` and ``presence_penalty`` have no exact Hugging Face counterpart and are ignored.
 
 ``json_schema`` is accepted and ignored: a local model is given the schema in the prompt text by the planner,
@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dysen.planner.backends.base import PAPER_SAMPLING, Completion, LLMError, Messages, Sampling, message_dicts
+from dysen.planner.backends.base import PAPER_SAMPLING, Completion, LLMError, LLMSampling, Messages, message_dicts
 from dysen.planner.backends.openai_compat import BackendStats
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class HFChatBackend:
         local_files_only: bool = True,
         name: str = "hf",
     ) -> None:
-        """``max_new_tokens`` caps ``Sampling.max_tokens`` when given (None: use ``Sampling.max_tokens``)."""
+        """``max_new_tokens`` caps ``LLMSampling.max_tokens`` when given (None: use ``LLMSampling.max_tokens``)."""
         if device not in ("cpu", "cuda", "auto"):
             raise LLMError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
         if dtype not in _DTYPES:
@@ -86,7 +86,11 @@ class HFChatBackend:
         return self._stats
 
     def complete(
-        self, messages: Messages, *, sampling: Sampling = PAPER_SAMPLING, json_schema: Mapping[str, Any] | None = None
+        self,
+        messages: Messages,
+        *,
+        sampling: LLMSampling = PAPER_SAMPLING,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         """Generate an answer to ``messages``; ``json_schema`` is ignored (see the module docstring)."""
         payload = message_dicts(messages)
@@ -167,7 +171,7 @@ class HFChatBackend:
         return ids.to(device)
 
     def _generate(
-        self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, prompt: torch.Tensor, sampling: Sampling
+        self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, prompt: torch.Tensor, sampling: LLMSampling
     ) -> list[int]:
         """Run ``model.generate`` and return only the new token ids."""
         import torch

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from dysen.planner.backends.base import PAPER_SAMPLING, Completion, LLMError, Messages, Sampling, message_dicts
+from dysen.planner.backends.base import PAPER_SAMPLING, Completion, LLMError, LLMSampling, Messages, message_dicts
 
 if TYPE_CHECKING:
     import openai
@@ -101,7 +101,11 @@ class OpenAIBackend:
         return self._stats
 
     def complete(
-        self, messages: Messages, *, sampling: Sampling = PAPER_SAMPLING, json_schema: Mapping[str, Any] | None = None
+        self,
+        messages: Messages,
+        *,
+        sampling: LLMSampling = PAPER_SAMPLING,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         """Send one chat request, retrying transient failures; raise ``LLMError`` when it cannot be answered."""
         import openai
@@ -156,7 +160,7 @@ class OpenAIBackend:
             return self._client
 
     def _request(
-        self, messages: list[dict[str, str]], sampling: Sampling, json_schema: Mapping[str, Any] | None
+        self, messages: list[dict[str, str]], sampling: LLMSampling, json_schema: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         """The keyword arguments of ``chat.completions.create`` for one attempt."""
         request: dict[str, Any] = {

@@ -26,8 +26,8 @@ from dysen.planner.backends.base import (
     ChatBackend,
     Completion,
     LLMError,
+    LLMSampling,
     Messages,
-    Sampling,
     message_dicts,
     request_key,
 )
@@ -56,7 +56,11 @@ class ReplayBackend:
         return len(self._by_key) + len(self._by_messages)
 
     def complete(
-        self, messages: Messages, *, sampling: Sampling = PAPER_SAMPLING, json_schema: Mapping[str, Any] | None = None
+        self,
+        messages: Messages,
+        *,
+        sampling: LLMSampling = PAPER_SAMPLING,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         """The recorded answer to this exact request, else to these messages under any sampling."""
         key = request_key(messages, sampling, json_schema)
@@ -112,7 +116,11 @@ class RecordingBackend:
         return f"RecordingBackend({self.inner!r}, {str(self.path)!r})"
 
     def complete(
-        self, messages: Messages, *, sampling: Sampling = PAPER_SAMPLING, json_schema: Mapping[str, Any] | None = None
+        self,
+        messages: Messages,
+        *,
+        sampling: LLMSampling = PAPER_SAMPLING,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         """Ask ``inner``, then record its answer."""
         completion = self.inner.complete(messages, sampling=sampling, json_schema=json_schema)

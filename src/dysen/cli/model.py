@@ -1,0 +1,137 @@
+"""``dysen model show`` and ``dysen model set-defaults``: a saved model's settings, and its sampling defaults.
+
+The sampling defaults (steps, guidance, DSG guidance, η, sampler) are ``DiffusionConfig`` fields saved in the
+model folder's ``model_index.json`` (diffusers keeps them in the scheduler config the same way); ``generate``,
+``eval`` and the demo use them whenever a flag leaves one unset. ``set-defaults`` changes them in place: the
+new values are checked by ``DiffusionConfig`` itself and the file is replaced atomically, or left untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from dysen.errors import DysenError
+
+NONE = "none"
+"""``--dsg-guidance none``: no DSG scale of its own, the text scale is used."""
+
+SAMPLING_FIELDS = ("sampler", "steps", "guidance", "dsg_guidance", "eta")
+"""The ``DiffusionConfig`` fields ``set-defaults`` may change (the process and loss fields belong to training)."""
+
+
+def _scale_or_none(text: str) -> float | str:
+    if text.strip().lower() == NONE:
+        return NONE
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def configure_model_show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", type=Path, metavar="DIR", help="a Dysen-VDM pipeline folder (model_index.json)")
+    p.add_argument("--json", action="store_true", help="print the whole saved config as JSON")
+
+
+def configure_model_set_defaults(p: argparse.ArgumentParser) -> None:
+    from dysen.cli.options import SAMPLING_FLAGS
+
+    p.add_argument("dir", type=Path, metavar="DIR", help="a Dysen-VDM pipeline folder (model_index.json)")
+    for name, (kwargs, text) in SAMPLING_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "dsg_guidance":
+            kwargs = {**kwargs, "type": _scale_or_none, "metavar": "S|none"}
+            text += "; 'none': follow the text scale"
+        p.add_argument(flag, help=f"new default: {text} (default: unchanged)", **kwargs)
+    p.add_argument(
+        "--allow-shipped",
+        action="store_true",
+        help="also change a model shipped inside the dysen package (copy it instead: a reinstall undoes this)",
+    )
+
+
+def run_model_show(args: argparse.Namespace) -> int:
+    from dysen.config import config_to_data
+    from dysen.pipeline import read_pipeline_config
+
+    config = read_pipeline_config(args.dir)
+    if args.json:
+        print(json.dumps(config_to_data(config), indent=2))
+        return 0
+    print("\n".join(summary_lines(args.dir, config)))
+    return 0
+
+
+def summary_lines(folder: Path, config: Any) -> list[str]:
+    """A few lines on what the model at ``folder`` is, and how it samples by default."""
+    video, vae, text, unet, rgtrm, diff = (config.video, config.vae, config.text_encoder, config.unet, config.rgtrm,
+                                          config.diffusion)  # fmt: skip
+    planner = config.planner
+    dsg_scale = f"{diff.dsg_guidance:g}" if diff.dsg_guidance is not None else f"unset (= guidance, {diff.guidance:g})"
+    return [
+        f"model: {folder}",
+        f"video: {video.num_frames} frames, {video.width}x{video.height}, {video.fps} fps",
+        f"autoencoder: {vae.kind}; text encoder: {text.kind} ({text.dim}-d)",
+        f"unet: {unet.model_channels} channels x {list(unet.channel_mult)}, DSG width {unet.dsg_dim}, layout "
+        f"{'on' if unet.layout else 'off'}; rgtrm: {rgtrm.num_layers} layers, {rgtrm.dim}-d",
+        f"diffusion: T {diff.num_train_timesteps}, {diff.beta_schedule} betas, predicts {diff.prediction_type}",
+        f"sampling defaults: sampler {diff.sampler}, steps {diff.steps}, guidance {diff.guidance:g}, "
+        f"dsg_guidance {dsg_scale}, eta {diff.eta:g}",
+        f"planner: {planner.backend}" + (f" ({planner.model})" if planner.model else "")
+        + f", demos {planner.demos}" + (f", policy {planner.policy}" if planner.policy else ""),
+    ]
+
+
+def run_model_set_defaults(args: argparse.Namespace) -> int:
+    old, new = set_sampling_defaults(
+        args.dir, {name: getattr(args, name) for name in SAMPLING_FIELDS}, allow_shipped=args.allow_shipped
+    )
+    for name in SAMPLING_FIELDS:
+        before, after = getattr(old, name), getattr(new, name)
+        mark = "" if before != after else " (unchanged)"
+        print(f"{name}: {_show(before)} -> {_show(after)}{mark}")
+    print(f"wrote {Path(args.dir) / 'model_index.json'}")
+    return 0
+
+
+def _show(value: Any) -> str:
+    return NONE if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def set_sampling_defaults(
+    folder: str | Path, changes: dict[str, Any], *, allow_shipped: bool = False
+) -> tuple[Any, Any]:
+    """Change the sampling defaults of the pipeline folder ``folder``: ``changes`` maps ``SAMPLING_FIELDS`` to new
+    values (None: unchanged; ``'none'`` for ``dsg_guidance``: unset). Returns the old and the new
+    ``DiffusionConfig``; bad values raise a ``DysenError`` and leave the folder untouched."""
+    from dysen.config import config_from_data
+    from dysen.diffusion.schedules import DiffusionConfig
+    from dysen.dsg.io import write_text_atomic
+    from dysen.pipeline import INDEX_NAME, SHIPPED_MODELS, read_pipeline_config
+
+    folder = Path(folder)
+    unknown = sorted(set(changes) - set(SAMPLING_FIELDS))
+    if unknown:
+        raise DysenError(f"set-defaults changes only {', '.join(SAMPLING_FIELDS)}, not {unknown}")
+    shipped = [name for name, path in SHIPPED_MODELS.items() if path.resolve() == folder.resolve()]
+    if shipped and not allow_shipped:
+        raise DysenError(
+            f"{folder} is the model {shipped[0]} shipped inside the dysen package: copy it (cp -r {folder} "
+            "my-model) and change the copy, or pass --allow-shipped (a reinstall undoes it)"
+        )
+    given = {name: (None if value == NONE else value) for name, value in changes.items() if value is not None}
+    if not given:
+        raise DysenError("nothing to change: give at least one of --steps, --guidance, --dsg-guidance, --eta, "
+                         "--sampler")  # fmt: skip
+    old = read_pipeline_config(folder).diffusion  # also checks that this is a pipeline folder
+    index_path = folder / INDEX_NAME
+    data = {**dataclasses.asdict(old), **given}  # checked as a saved config is: types, then DiffusionConfig's checks
+    new = config_from_data(DiffusionConfig, data, where=f"the new sampling defaults of {folder}")
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    index["config"].setdefault("diffusion", {}).update({name: getattr(new, name) for name in SAMPLING_FIELDS})
+    write_text_atomic(index_path, json.dumps(index, indent=2) + "\n")
+    return old, new
