@@ -25,6 +25,7 @@ from dysen.planner.rl import PAPER_POLICY
 from dysen.train.loop import TrainConfig
 from dysen.train.stages import VDMTask
 from dysen.train.vae_loss import VAELossConfig
+from dysen.web.options import DemoLimits, PageOptions
 
 TRAINING = ("train-vae", "train-vdm", "finetune")
 OWN_PLANNER = ("plan", "train-dysen", "dsg annotate")  # build their own planner: PlannerOptions' defaults
@@ -40,6 +41,7 @@ RENAMED: dict[str, dict[str, str]] = {
     "ClipSampling": {"frames": "num_frames"},
     "ShardOptions": {"format": "video_format"},
     "PlannerOptions": PLANNER_FLAGS,
+    "DemoLimits": {"max_prompt": "max_prompt_chars"},
 }
 """Flag dest -> dataclass field, where the two are spelled differently."""
 
@@ -186,3 +188,12 @@ def test_shipped_sampling_defaults_in_help_are_read_from_its_json() -> None:
     index = json.loads((SHIPPED_MODELS[SHIPPED] / "model_index.json").read_text())
     steps = index["config"]["diffusion"]["steps"]
     assert f"{SHIPPED}: {steps})" in _flags("generate")["steps"].help
+
+
+def test_demo_flags_default_to_the_demo_settings() -> None:
+    limits, page = {"max_prompt_chars", "max_steps", "max_frames"}, {"concurrency", "queue_size"}
+    for cls, fields in ((DemoLimits, limits), (PageOptions, page)):
+        flags = _field_flags("demo", cls)
+        assert fields <= set(flags), cls.__name__
+        for field in fields:
+            assert flags[field].default == _fields(cls)[field], f"demo {flags[field].option_strings[0]}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dysen.pipeline import DysenVDMPipeline
 from dysen.planner.rules import RulesPlanner
-from dysen.web.checks import DemoLimits
+from dysen.web.options import DemoLimits
 from dysen.web.service import DemoService
 from pipeline_fixtures import TINY, HashTextEncoder  # the tiny model of the pipeline tests
 
@@ -34,7 +34,8 @@ def free_port() -> int:
 @contextmanager
 def served(service: DemoService, **page: object) -> Iterator[str]:
     """The app of ``service`` on a free loopback port, closed afterwards; yields its URL."""
-    from dysen.web.app import PageOptions, build_app, launch
+    from dysen.web.app import build_app, launch
+    from dysen.web.options import PageOptions
 
     app = build_app(service, PageOptions(**page))  # type: ignore[arg-type]
     try:

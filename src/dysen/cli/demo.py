@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from dysen.errors import DysenError
+from dysen.web.options import DemoLimits, PageOptions
 
 DEMO_PLANNER = ("planner_model", "base_url", "api_key_env", "demos", "policy")
 """The planner flags of the demo (the page picks the backend): --base-url is the one endpoint given the server's
@@ -24,11 +25,12 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     add_planner_flags(p, own=False, only=DEMO_PLANNER, title="the page's planners (--base-url: the one endpoint "
                       "given the server's key; --planner-model: prefilled)")  # fmt: skip
     add_sampling_flags(p, ("steps",), note=" first shown on the page")
-    p.add_argument("--concurrency", type=int, default=2, help="requests processed at once")
-    p.add_argument("--queue-size", type=int, default=32, help="requests that may wait")
-    p.add_argument("--max-steps", type=int, default=100, help="most denoising steps a request may ask")
-    p.add_argument("--max-frames", type=int, default=64, help="most frames a request may ask")
-    p.add_argument("--max-prompt", type=int, default=500, help="longest prompt in characters")
+    page, limits = PageOptions(), DemoLimits()  # the defaults, declared there once
+    p.add_argument("--concurrency", type=int, default=page.concurrency, help="requests processed at once")
+    p.add_argument("--queue-size", type=int, default=page.queue_size, help="requests that may wait")
+    p.add_argument("--max-steps", type=int, default=limits.max_steps, help="most denoising steps a request may ask")
+    p.add_argument("--max-frames", type=int, default=limits.max_frames, help="most frames a request may ask")
+    p.add_argument("--max-prompt", type=int, default=limits.max_prompt_chars, help="longest prompt in characters")
     p.add_argument("--workdir", type=Path, help="where generated files go (default: a new temporary folder)")
 
 
@@ -45,10 +47,10 @@ def run_demo(args: argparse.Namespace) -> int:
     except ImportError:
         raise DysenError("the web demo needs Gradio: pip install 'dysen-vdm[demo]'") from None
     from dysen.cli.options import planner_fields
+    from dysen.diffusion.sampler import SamplingSettings
     from dysen.pipeline import load_pipeline
     from dysen.planner.build import changed_options
-    from dysen.web.app import PageOptions, build_app, launch
-    from dysen.web.checks import DemoLimits
+    from dysen.web.app import build_app, launch
     from dysen.web.service import DemoService, uses_random_weights
 
     limits = DemoLimits(max_prompt_chars=args.max_prompt, max_steps=args.max_steps, max_frames=args.max_frames)
@@ -64,10 +66,9 @@ def run_demo(args: argparse.Namespace) -> int:
         demos=planner.demos,
         policy=planner.policy,
     )
-    defaults = pipe.config.diffusion  # the page starts from the model's own sampling settings
+    start = SamplingSettings.resolve(pipe.config.diffusion, steps=args.steps)  # the page starts from the model's
     page = PageOptions(
-        steps=args.steps or min(defaults.steps, args.max_steps), guidance=defaults.guidance,
-        dsg_guidance=defaults.guidance if defaults.dsg_guidance is None else defaults.dsg_guidance,
+        steps=min(start.steps, args.max_steps), guidance=start.guidance, dsg_guidance=start.dsg_guidance,
         planner_model=args.planner_model, concurrency=args.concurrency, queue_size=args.queue_size,
         random_weights=uses_random_weights(args.model, args.config),
     )  # fmt: skip

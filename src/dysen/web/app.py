@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage pings
@@ -20,6 +19,7 @@ import gradio as gr  # noqa: E402
 from dysen.diffusion.sampler import SamplingSettings  # noqa: E402
 from dysen.errors import DysenError  # noqa: E402
 from dysen.web.checks import PLANNERS, check_settings, show_plan  # noqa: E402
+from dysen.web.options import PageOptions  # noqa: E402
 from dysen.web.service import DemoService  # noqa: E402
 
 _TRACK_TQDM = gr.Progress(track_tqdm=True)
@@ -32,26 +32,10 @@ EXAMPLES = [
 ]
 
 
-@dataclass(frozen=True)
-class PageOptions:
-    """How the page looks and queues: defaults of the controls and the queue's bounds."""
-
-    steps: int | None = None
-    """Initial steps, guidance and DSG guidance of the controls; None: the model's (``SamplingSettings.resolve``)."""
-    guidance: float | None = None
-    dsg_guidance: float | None = None
-    planner_model: str | None = None
-    """Prefilled model name of the openai planner."""
-    concurrency: int = 2
-    """Requests run at once per event (the model itself renders one video at a time)."""
-    queue_size: int = 32
-    """Requests that may wait; more are refused with a 'queue is full' message."""
-    random_weights: bool = False
-    """Warn on the page that the model is untrained."""
-
-
-def build_app(service: DemoService, page: PageOptions = PageOptions()) -> gr.Blocks:
-    """The demo's Blocks, queued; launch it with ``launch(app, ...)``."""
+def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Blocks:
+    """The demo's Blocks, queued (``page``: the controls' start and the queue's bounds; default ``PageOptions()``);
+    launch it with ``launch(app, ...)``."""
+    page = page or PageOptions()
     limits, handlers = service.limits, _Handlers(service)
     start = SamplingSettings.resolve(
         service.pipe.config.diffusion, steps=page.steps, guidance=page.guidance, dsg_guidance=page.dsg_guidance

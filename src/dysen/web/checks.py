@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.planner.build import PlannerOptions
+from dysen.web.options import DemoLimits
 
 PLANNERS: tuple[str, ...] = ("rules", "openai")
 """The planner backends a page may choose: the offline rules, or an OpenAI-compatible endpoint."""
@@ -25,22 +26,6 @@ server's API key goes only to the endpoint the server was started with."""
 
 class DemoInputError(DysenError):
     """A request from the demo page is out of bounds or unreadable (the message is shown on the page)."""
-
-
-@dataclass(frozen=True)
-class DemoLimits:
-    """Bounds on one request, so a public page cannot ask for unbounded work."""
-
-    max_prompt_chars: int = 500
-    """Longest prompt, in characters."""
-    max_plan_chars: int = 50_000
-    """Longest edited plan (JSON or tuple text), in characters."""
-    max_steps: int = 100
-    """Most denoising steps."""
-    max_frames: int = 64
-    """Most video frames."""
-    max_guidance: float = 30.0
-    """Largest text or DSG guidance scale."""
 
 
 def check_prompt(prompt: str | None, limits: DemoLimits, *, required: bool = True) -> str | None:
