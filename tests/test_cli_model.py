@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from dysen.cli import build_parser, main
-from dysen.cli.model import SAMPLING_FIELDS, set_sampling_defaults
 from dysen.errors import DysenError
-from dysen.pipeline import SHIPPED_MODELS, read_pipeline_config
+from dysen.pipeline import SAMPLING_FIELDS, SHIPPED_MODELS, read_pipeline_config, set_sampling_defaults
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, config_from_d
 from dysen.diffusion.guidance import Text, stack_passes
 from dysen.diffusion.sampler import SamplingSettings, denoise
 from dysen.diffusion.sampling import step_kwargs
-from dysen.diffusion.schedules import SamplerName
+from dysen.diffusion.schedules import DiffusionConfig, SamplerName
 from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.encoders.text import TextEncoder
@@ -275,6 +275,39 @@ def attach_policy(directory: str | os.PathLike[str], policy: str | os.PathLike[s
     index["config"]["planner"]["policy"] = POLICY_DIR
     write_text_atomic(folder / INDEX_NAME, json.dumps(index, indent=2) + "\n")
     return folder / POLICY_DIR
+
+
+SAMPLING_FIELDS = ("sampler", "steps", "guidance", "dsg_guidance", "eta")
+"""The ``DiffusionConfig`` fields that are a saved model's sampling defaults (the rest belong to training)."""
+
+
+def set_sampling_defaults(
+    folder: str | os.PathLike[str], changes: Mapping[str, Any], *, allow_shipped: bool = False
+) -> tuple[DiffusionConfig, DiffusionConfig]:
+    """Change the sampling defaults of the pipeline folder ``folder``: ``changes`` maps ``SAMPLING_FIELDS`` to new
+    values (None: unchanged; ``'none'`` for ``dsg_guidance``: unset). Returns the old and the new
+    ``DiffusionConfig``; bad values raise a ``DysenError`` and leave the folder untouched."""
+    folder = Path(folder)
+    unknown = sorted(set(changes) - set(SAMPLING_FIELDS))
+    if unknown:
+        raise DysenError(f"set-defaults changes only {', '.join(SAMPLING_FIELDS)}, not {unknown}")
+    shipped = [name for name, path in SHIPPED_MODELS.items() if path.resolve() == folder.resolve()]
+    if shipped and not allow_shipped:
+        raise DysenError(
+            f"{folder} is the model {shipped[0]} shipped inside the dysen package: copy it (cp -r {folder} "
+            "my-model) and change the copy, or pass --allow-shipped (a reinstall undoes it)"
+        )
+    given = {name: (None if value == "none" else value) for name, value in changes.items() if value is not None}
+    if not given:
+        raise DysenError(f"nothing to change: give a new value for at least one of {', '.join(SAMPLING_FIELDS)}")
+    old = read_pipeline_config(folder).diffusion  # also checks that this is a pipeline folder
+    index_path = folder / INDEX_NAME
+    data = {**dataclasses.asdict(old), **given}  # checked as a saved config is: types, then DiffusionConfig's checks
+    new = config_from_data(DiffusionConfig, data, where=f"the new sampling defaults of {folder}")
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    index["config"].setdefault("diffusion", {}).update({name: getattr(new, name) for name in SAMPLING_FIELDS})
+    write_text_atomic(index_path, json.dumps(index, indent=2) + "\n")
+    return old, new
 
 
 def load_pipeline(

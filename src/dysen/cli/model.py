@@ -9,18 +9,12 @@ new values are checked by ``DiffusionConfig`` itself and the file is replaced at
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from dysen.errors import DysenError
-
 NONE = "none"
 """``--dsg-guidance none``: no DSG scale of its own, the text scale is used."""
-
-SAMPLING_FIELDS = ("sampler", "steps", "guidance", "dsg_guidance", "eta")
-"""The ``DiffusionConfig`` fields ``set-defaults`` may change (the process and loss fields belong to training)."""
 
 
 def _scale_or_none(text: str) -> float | str:
@@ -87,6 +81,8 @@ def summary_lines(folder: Path, config: Any) -> list[str]:
 
 
 def run_model_set_defaults(args: argparse.Namespace) -> int:
+    from dysen.pipeline import SAMPLING_FIELDS, set_sampling_defaults
+
     old, new = set_sampling_defaults(
         args.dir, {name: getattr(args, name) for name in SAMPLING_FIELDS}, allow_shipped=args.allow_shipped
     )
@@ -100,38 +96,3 @@ def run_model_set_defaults(args: argparse.Namespace) -> int:
 
 def _show(value: Any) -> str:
     return NONE if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def set_sampling_defaults(
-    folder: str | Path, changes: dict[str, Any], *, allow_shipped: bool = False
-) -> tuple[Any, Any]:
-    """Change the sampling defaults of the pipeline folder ``folder``: ``changes`` maps ``SAMPLING_FIELDS`` to new
-    values (None: unchanged; ``'none'`` for ``dsg_guidance``: unset). Returns the old and the new
-    ``DiffusionConfig``; bad values raise a ``DysenError`` and leave the folder untouched."""
-    from dysen.config import config_from_data
-    from dysen.diffusion.schedules import DiffusionConfig
-    from dysen.dsg.io import write_text_atomic
-    from dysen.pipeline import INDEX_NAME, SHIPPED_MODELS, read_pipeline_config
-
-    folder = Path(folder)
-    unknown = sorted(set(changes) - set(SAMPLING_FIELDS))
-    if unknown:
-        raise DysenError(f"set-defaults changes only {', '.join(SAMPLING_FIELDS)}, not {unknown}")
-    shipped = [name for name, path in SHIPPED_MODELS.items() if path.resolve() == folder.resolve()]
-    if shipped and not allow_shipped:
-        raise DysenError(
-            f"{folder} is the model {shipped[0]} shipped inside the dysen package: copy it (cp -r {folder} "
-            "my-model) and change the copy, or pass --allow-shipped (a reinstall undoes it)"
-        )
-    given = {name: (None if value == NONE else value) for name, value in changes.items() if value is not None}
-    if not given:
-        raise DysenError("nothing to change: give at least one of --steps, --guidance, --dsg-guidance, --eta, "
-                         "--sampler")  # fmt: skip
-    old = read_pipeline_config(folder).diffusion  # also checks that this is a pipeline folder
-    index_path = folder / INDEX_NAME
-    data = {**dataclasses.asdict(old), **given}  # checked as a saved config is: types, then DiffusionConfig's checks
-    new = config_from_data(DiffusionConfig, data, where=f"the new sampling defaults of {folder}")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    index["config"].setdefault("diffusion", {}).update({name: getattr(new, name) for name in SAMPLING_FIELDS})
-    write_text_atomic(index_path, json.dumps(index, indent=2) + "\n")
-    return old, new
