@@ -9,8 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dysen.atomic import staged_dir
-from dysen.dsg.io import write_text_atomic
+from dysen.atomic import staged_dir, write_text_atomic
 
 
 def test_success_replaces_the_folder_and_failure_leaves_it_untouched(tmp_path):

@@ -207,7 +207,7 @@ def save_config(config: DysenVDMConfig, path: str | os.PathLike[str]) -> Path:
     """Write the fully resolved ``config`` as YAML (atomically); ``load_config`` reads it back equal."""
     import yaml
 
-    from dysen.dsg.io import write_text_atomic
+    from dysen.atomic import write_text_atomic
 
     write_text_atomic(path, yaml.safe_dump(config_to_data(config), sort_keys=False, default_flow_style=None))
     return Path(path)

@@ -28,13 +28,12 @@ import numpy as np
 import torch
 
 from dysen import __version__
-from dysen.atomic import staged_dir
+from dysen.atomic import staged_dir, write_text_atomic
 from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, config_from_data, config_to_data, load_config
 from dysen.diffusion.guidance import Text, stack_passes
 from dysen.diffusion.sampler import SamplingSettings, denoise
 from dysen.diffusion.sampling import step_kwargs
 from dysen.diffusion.schedules import DiffusionConfig, SamplerName
-from dysen.dsg.io import write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.encoders.text import TextEncoder
 from dysen.errors import DysenError

@@ -30,9 +30,10 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from dysen.atomic import write_text_atomic
     from dysen.cli.options import planner_fields
     from dysen.data.video import write_video
-    from dysen.dsg.io import read_dsgs, write_text_atomic
+    from dysen.dsg.io import read_dsgs
     from dysen.dsg.render import save_timeline
     from dysen.pipeline import load_pipeline
 

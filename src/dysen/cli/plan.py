@@ -49,7 +49,7 @@ def run_plan(args: argparse.Namespace) -> int:
         dsg = imagine_layout(dsg, seed=args.layout)
     print(_show_dsg(dsg, args.format))
     if args.out:
-        from dysen.dsg.io import write_text_atomic
+        from dysen.atomic import write_text_atomic
 
         write_text_atomic(args.out, dsg.to_json(indent=2) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)

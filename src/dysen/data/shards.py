@@ -52,10 +52,10 @@ from safetensors.torch import save as save_safetensors
 from torch.utils.data import DataLoader, IterableDataset, Subset
 from tqdm.auto import tqdm
 
+from dysen.atomic import write_text_atomic
 from dysen.data.datasets.base import VideoTextDataset
 from dysen.data.video import frames_to_model, model_to_frames, write_video
 from dysen.dsg import DynamicSceneGraph
-from dysen.dsg.io import write_text_atomic
 from dysen.errors import DysenError, VideoError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dysen.atomic import write_text_atomic  # re-exported: the DSG writers' one atomic text write
+from dysen.atomic import write_text_atomic
 from dysen.dsg.textfmt import parse_dsg
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DSGError

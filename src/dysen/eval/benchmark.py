@@ -194,8 +194,9 @@ def score_pipeline(
     With ``save_dir``, each video is written as ``<id>.mp4`` with the DSG it followed (``<id>.dsg.json``),
     plus ``gold.jsonl``, so the folder can be scored again with ``score_folder``.
     """
+    from dysen.atomic import write_text_atomic
     from dysen.data.video import write_video
-    from dysen.dsg.io import write_jsonl_atomic, write_text_atomic
+    from dysen.dsg.io import write_jsonl_atomic
 
     fps = pipe.config.video.fps
     results = []

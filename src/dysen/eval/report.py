@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dysen import __version__
-from dysen.dsg.io import write_text_atomic
+from dysen.atomic import write_text_atomic
 
 SHAPES_COLUMNS = (
     ("action_accuracy", "action acc."),

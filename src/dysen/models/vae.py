@@ -5,7 +5,7 @@ text-to-video model encodes frame by frame with the LDM/SD KL-f8 VAE (backbones.
 
 * ``VideoAutoencoder`` — the protocol: ``encode(video [B, 3, T, H, W] in [-1, 1]) -> latents``
   ``[B, c, t, h, w]``, already normalised as ``(z - shift_factor) * scaling_factor``; ``decode`` inverts it.
-* ``KLVideoAutoencoder`` — LVDM's ``autoencoder3d`` layout (backbones.md §2.2): ``conv_in``, one stage per
+* ``KLVideoAutoencoder`` — LVDM's ``autoencoder3d`` architecture (backbones.md §2.2): ``conv_in``, one stage per
   spatial halving (strided 3D conv to the stage's channels, then ResBlocks of GroupNorm–SiLU–Conv3d),
   the first ``log2(temporal_downsample)`` stages also halve time; GN–SiLU–conv to mean and log-variance
   (``double_z``) and a 1×1×1 ``quant_conv``; the decoder mirrors it with one more ResBlock per stage, as
@@ -51,7 +51,7 @@ class VideoAutoencoder(Protocol):
 
 @dataclass(frozen=True)
 class KLVideoAutoencoderConfig:
-    """Layout of the 3D KL autoencoder; the defaults are LVDM's UCF/Sky layout (downsample 4 x 8 x 8)."""
+    """Architecture of the 3D KL autoencoder; the defaults are LVDM's UCF/Sky one (downsample 4 x 8 x 8)."""
 
     in_channels: int = 3
     """Channels of the video (and of the reconstruction)."""

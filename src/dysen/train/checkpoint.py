@@ -1,6 +1,6 @@
 """Atomic training checkpoints: one folder per step, staged in a hidden temp folder and renamed into place.
 
-Layout of ``<run>/checkpoints/step-00000010/`` (no pickled objects anywhere):
+Files of ``<run>/checkpoints/step-00000010/`` (no pickled objects anywhere):
 
 * ``weights.safetensors`` — the trainable weights, keyed ``<module>.<param>`` (``unet.conv_in.weight``);
 * ``ema.safetensors`` — their exponential moving average, same keys (absent when EMA is off);

@@ -5,7 +5,7 @@ draw), so training still draws z ~ q(z | x) with the step's generator, exactly a
 (``VDMTask`` samples ``DiagonalGaussian(mean, logvar)`` with the same generator call): a run from the cache
 repeats a run from the videos up to float rounding.
 
-Layout of DIR (no pickles; every file written atomically, temp file + rename):
+Files of DIR (no pickles; every file written atomically, temp file + rename):
 
 * ``shard-00000.safetensors`` … — clips ``[k·S, (k+1)·S)`` of the dataset: tensors ``mean`` and ``logvar``
   [n, c, t, h, w] (float32, unnormalised latent space) and ``index`` [n] (dataset indices); metadata
@@ -36,8 +36,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dysen.atomic import publish
-from dysen.dsg.io import write_text_atomic
+from dysen.atomic import publish, write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.models.vae import KLVideoAutoencoder

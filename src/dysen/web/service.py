@@ -124,8 +124,8 @@ class DemoService:
         progress: bool = True,
     ) -> Generated:
         """Render a video from the (edited) plan, or from the prompt planned now when the plan is empty."""
+        from dysen.atomic import write_text_atomic
         from dysen.data.video import write_video
-        from dysen.dsg.io import write_text_atomic
         from dysen.dsg.render import save_timeline
 
         text = check_prompt(prompt, self.limits, required=False)

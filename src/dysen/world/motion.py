@@ -132,7 +132,7 @@ def _apply(motion: _Motion, event: StoryEvent, shape: str, f0: int, f1: int, con
 
 
 def place(story: Story, rng: np.random.Generator, config: ShapesConfig) -> tuple[Track, ...] | None:
-    """Start positions for every shape of ``story``, as tracks; None when no layout keeps all of it visible."""
+    """Start positions for every shape of ``story``, as tracks; None when no placement keeps all of it visible."""
     motions = [_animate(story, agent, config) for agent in range(len(story.shapes))]
     ranges = [_start_range(m, config.margin) for m in motions]
     if any(r is None for r in ranges):
