@@ -1,4 +1,5 @@
-"""The CLI table: every subcommand of the design is listed; unbuilt ones fail with one line, no traceback."""
+"""The CLI table: every subcommand of the seed's design is listed and in ``--help``; a user error is one line on
+stderr with exit code 1, no traceback; ``dysen dsg schema`` prints the DSG's JSON Schema."""
 
 from __future__ import annotations
 
