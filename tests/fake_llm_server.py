@@ -5,6 +5,10 @@ Tests of LLM backends talk to it instead of the internet (DESIGN.md §6). It ans
 an optional delay and headers), records every request it gets, and stops cleanly even while a slow
 reply is still waiting. A request beyond the script gets HTTP 418, which no backend retries, so an
 unexpected extra call fails the test at once.
+
+It also misbehaves on request (the abuse tests, issue 22): a raw ``body`` sent as is (not JSON, huge
+integers), a body dripped one byte every ``drip_s`` seconds, and an error that echoes the request's
+``Authorization`` header back. It binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +34,12 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    body: bytes | None = None
+    """Sent verbatim instead of the JSON built from ``text`` (HTTP 200 with HTML, 5,000-digit integers...)."""
+    drip_s: float = 0.0
+    """When > 0, the body goes out one byte every ``drip_s`` seconds (a server that never times out per read)."""
+    echo_auth: bool = False
+    """Append the request's ``Authorization`` header to the error message, as careless proxies do."""
 
 
 @dataclass(frozen=True)
@@ -117,15 +127,17 @@ class FakeLLMServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 if self.path != CHAT_PATH:
-                    self._send(404, {"error": {"message": f"no route {self.path}"}}, {})
+                    self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}).encode(), {})
                     return
                 reply = server._next(RecordedRequest(self.path, headers, body))
                 if reply.delay_s and server._stopping.wait(reply.delay_s):
                     return
-                self._send(reply.status, _response_body(reply, body), reply.headers)
+                if reply.echo_auth:
+                    reply = replace(reply, text=f"{reply.text} (you sent Authorization: {headers.get('authorization')})")
+                data = reply.body if reply.body is not None else json.dumps(_response_body(reply, body)).encode()
+                self._send(reply.status, data, reply.headers, reply.drip_s)
 
-            def _send(self, status: int, payload: dict[str, Any], headers: Mapping[str, str]) -> None:
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, data: bytes, headers: Mapping[str, str], drip_s: float = 0.0) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -133,7 +145,13 @@ class FakeLLMServer:
                     for name, value in headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if drip_s <= 0:
+                        self.wfile.write(data)
+                    for i in range(len(data) if drip_s > 0 else 0):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        if server._stopping.wait(drip_s):
+                            return
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test); nothing left to tell it
 
