@@ -107,13 +107,15 @@ def test_6_cache_size_is_bounded(tmp_path):
     ids=["html-200", "huge-int-in-answer", "huge-int-in-body"],
 )
 def test_7_malformed_answers_are_repaired_then_fall_back(fake_llm, bad):
-    fake_llm.push(bad, Reply(PLAN))
-    assert planner(backend(fake_llm), output="json" if "events" in bad.text else "text").plan(PROMPT).events
+    output = "json" if "events" in bad.text else "text"
+    good = '{"events": [{"agent": "dog", "predicate": "runs", "start": 0, "end": 1}]}' if output == "json" else PLAN
+    fake_llm.push(bad, Reply(good))
+    assert planner(backend(fake_llm), output=output).plan(PROMPT).events[0].agent == "dog"
     fake_llm.push(bad, bad)
-    assert planner(backend(fake_llm), fallback=Fallback()).plan(PROMPT) == FALLBACK
+    assert planner(backend(fake_llm), output=output, fallback=Fallback()).plan(PROMPT) == FALLBACK
     fake_llm.push(bad, bad)
     with pytest.raises(PlanningError, match="action planning"):
-        planner(backend(fake_llm)).plan(PROMPT)
+        planner(backend(fake_llm), output=output).plan(PROMPT)
 
 
 # 8. --timeout is a deadline per request; a plan has a total budget.

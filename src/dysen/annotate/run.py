@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from dysen.data.datasets.base import VideoRecord
 from dysen.dsg import DynamicSceneGraph
 from dysen.errors import DysenError
+from dysen.planner.backends.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,9 @@ def _annotate_one(annotator: Annotator, record: VideoRecord, source: str) -> dic
     try:
         return {"id": record.id, "dsg": annotator(record).to_dict(), "source": source}
     except Exception as err:  # recorded, not raised: one bad video must not stop the run
-        log.warning("%s failed: %s", record.id, err, exc_info=not isinstance(err, DysenError))
-        return {"id": record.id, "dsg": None, "source": source, "error": f"{type(err).__name__}: {err}"}
+        message = redact(str(err))  # a server's words may quote the request's key
+        log.warning("%s failed: %s", record.id, message, exc_info=not isinstance(err, DysenError))
+        return {"id": record.id, "dsg": None, "source": source, "error": f"{type(err).__name__}: {message}"}
 
 
 def _done_ids(path: Path) -> set[str]:

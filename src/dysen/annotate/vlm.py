@@ -13,6 +13,7 @@ from dysen.annotate.run import DEFAULT_STEPS, AnnotateError
 from dysen.data.datasets.base import VideoRecord
 from dysen.dsg import DynamicSceneGraph, Event, SceneGraph, parse_graph
 from dysen.errors import DSGError
+from dysen.planner.backends.redact import redact
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,11 @@ class VLMAnnotator:
                 model=self.options.model, messages=messages, temperature=0.0, max_tokens=self.options.max_tokens
             )
         except openai.APIError as err:  # not chained: SDK errors hold the request headers
-            raise AnnotateError(f"VLM request to {self.options.base_url or 'OpenAI'} failed: {err.message}") from None
+            message = redact(err.message, secrets=(self.client.api_key,))  # servers may echo the key
+            raise AnnotateError(f"VLM request to {self.options.base_url or 'OpenAI'} failed: {message}") from None
+        except (ValueError, RecursionError) as err:  # HTTP 200 with a body that is not JSON, or huge integers
+            raise AnnotateError(f"the VLM at {self.options.base_url or 'OpenAI'} sent no JSON chat completion: "
+                                f"{redact(str(err)[:200])}") from None  # fmt: skip
         text = response.choices[0].message.content if response.choices else None
         if not text:
             raise AnnotateError("the VLM answered with no text")

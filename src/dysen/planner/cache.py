@@ -2,8 +2,14 @@
 
 The original Dysen memoises answers in memory only (``lru_cache``, dysen_spec.md §2), so every run
 pays again; peers key their caches by prompt text alone (peers.md §4.3). Here an answer is stored in
-SQLite under the sha256 of everything that shapes it: backend name, model, prompt-template version
-(``namespace``), messages, sampling and JSON schema. Change any of them and the cache misses.
+SQLite under the sha256 of everything that shapes it: backend name, endpoint (normalised ``base_url``, so one
+server's answers never serve another's, issue 22), model, prompt-template version (``namespace``),
+messages, sampling and JSON schema. Change any of them and the cache misses.
+
+Only answers the caller accepted are stored (``validate``: the planner's reader), so a broken server
+cannot leave an answer that falls back forever; a stored answer the reader now refuses is dropped and asked
+again. The file is bounded by ``CacheLimits``: oversized answers are not stored, and the oldest entries
+are evicted beyond a count or a total size.
 
 The database runs in WAL mode with a busy timeout, so several processes (``plan_many`` workers, parallel
 benchmark shards) can read and write one file at once. A file that is not such a database raises
@@ -17,16 +23,25 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from dysen.errors import DysenError
-from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, Completion, LLMSampling, Messages, request_key
+from dysen.planner.backends.base import (
+    PAPER_SAMPLING,
+    ChatBackend,
+    Completion,
+    LLMSampling,
+    Messages,
+    normalize_endpoint,
+    request_key,
+)
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of the cache database; a file written by a newer dysen is refused."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the cache database; a file written by a newer dysen is refused. Version 2 keys on
+the endpoint: opening a version-1 file empties it (its answers may come from any endpoint)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -40,8 +55,27 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+_INDEX = "CREATE INDEX IF NOT EXISTS responses_created ON responses (created)"
+
+
 class CacheError(DysenError):
     """The LLM response cache cannot be opened, read or written."""
+
+
+@dataclass(frozen=True)
+class CacheLimits:
+    """How big the response cache may grow (issue 22: one prompt's 20 MB answers made an 80 MB file)."""
+
+    max_answer_chars: int = 200_000
+    """Longer answers are returned but not stored (a planner answer is a few thousand characters)."""
+    max_entries: int = 100_000
+    """Beyond this many answers the oldest are evicted."""
+    max_total_chars: int = 256_000_000
+    """Beyond this many characters of answers in all, the oldest are evicted."""
+
+    def __post_init__(self) -> None:
+        if min(self.max_answer_chars, self.max_entries, self.max_total_chars) < 1:
+            raise CacheError(f"every cache limit must be >= 1, got {self}")
 
 
 def default_cache_path() -> Path:
@@ -64,9 +98,16 @@ class CachedAnswer:
 class ResponseCache:
     """Answers stored in one SQLite file, safe for several threads and processes at once."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout_s: float = 30.0,
+        limits: CacheLimits = CacheLimits(),
+    ) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
         self.busy_timeout_s = busy_timeout_s
+        self.limits = limits
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -86,11 +127,33 @@ class ResponseCache:
         )
         return CachedAnswer(*rows[0]) if rows else None
 
-    def put(self, key: str, answer: CachedAnswer) -> None:
-        """Store ``answer`` under ``key``, replacing any older one."""
+    def put(self, key: str, answer: CachedAnswer) -> bool:
+        """Store ``answer`` under ``key``, replacing any older one, then evict the oldest beyond the limits;
+        False (nothing stored) when the answer is longer than ``limits.max_answer_chars``."""
+        if len(answer.text) > self.limits.max_answer_chars:
+            return False
         self._execute(
             "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
             (key, answer.text, answer.model, answer.prompt_tokens, answer.completion_tokens, answer.created),
+        )
+        self._evict()
+        return True
+
+    def delete(self, key: str) -> None:
+        """Forget the answer under ``key``, if any."""
+        self._execute("DELETE FROM responses WHERE key = ?", (key,))
+
+    def _evict(self) -> None:
+        """Drop the oldest answers beyond ``limits.max_entries``, then beyond ``limits.max_total_chars``."""
+        self._execute(
+            "DELETE FROM responses WHERE key IN (SELECT key FROM responses ORDER BY created DESC, key LIMIT -1 "
+            "OFFSET ?)",
+            (self.limits.max_entries,),
+        )
+        self._execute(
+            "DELETE FROM responses WHERE key IN (SELECT key FROM (SELECT key, SUM(LENGTH(text)) OVER "
+            "(ORDER BY created DESC, key ROWS UNBOUNDED PRECEDING) AS running FROM responses) WHERE running > ?)",
+            (self.limits.max_total_chars,),
         )
 
     def close(self) -> None:
@@ -166,6 +229,9 @@ class ResponseCache:
             conn.execute("PRAGMA journal_mode = WAL")
         if version < SCHEMA_VERSION:
             conn.execute(_SCHEMA)
+            if version == 1:  # keys without the endpoint: any of them may be another server's answer
+                conn.execute("DELETE FROM responses")
+            conn.execute(_INDEX)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -211,6 +277,7 @@ class CachedBackend:
         self.prices = dict(prices or {})
         self.name = inner.name
         self.model = inner.model
+        self.endpoint = _endpoint_of(inner)
         self._lock = threading.Lock()
         self._stats = CacheStats()
 
@@ -228,22 +295,35 @@ class CachedBackend:
         *,
         sampling: LLMSampling = PAPER_SAMPLING,
         json_schema: Mapping[str, Any] | None = None,
+        validate: Callable[[str], bool] | None = None,
     ) -> Completion:
-        """The stored answer when there is one, else ``inner``'s answer, which is then stored."""
+        """The stored answer when there is one, else ``inner``'s answer, which is then stored.
+
+        With ``validate``, only an answer it accepts is stored, and a stored one it refuses is dropped and asked
+        again."""
         if not self.enabled:
             return self.inner.complete(messages, sampling=sampling, json_schema=json_schema)
         key = request_key(
-            messages, sampling, json_schema, backend=self.name, model=self.model, namespace=self.namespace
+            messages,
+            sampling,
+            json_schema,
+            backend=self.name,
+            endpoint=self.endpoint,
+            model=self.model,
+            namespace=self.namespace,
         )
         stored = self.cache.get(key)
-        if stored is not None:
+        if stored is not None and (validate is None or validate(stored.text)):
             self._count(stored.model, stored.prompt_tokens, stored.completion_tokens, hit=True)
             return Completion(stored.text, stored.prompt_tokens, stored.completion_tokens, 0, True, stored.model)
+        if stored is not None:
+            self.cache.delete(key)
         completion = self.inner.complete(messages, sampling=sampling, json_schema=json_schema)
-        answer = CachedAnswer(
-            completion.text, completion.model, completion.prompt_tokens, completion.completion_tokens, time.time()
-        )
-        self.cache.put(key, answer)
+        if validate is None or validate(completion.text):
+            answer = CachedAnswer(
+                completion.text, completion.model, completion.prompt_tokens, completion.completion_tokens, time.time()
+            )
+            self.cache.put(key, answer)
         self._count(completion.model, completion.prompt_tokens, completion.completion_tokens, hit=False)
         return completion
 
@@ -264,3 +344,11 @@ class CachedBackend:
             else:
                 spent = None if cost is None or s.cost_usd is None else s.cost_usd + cost
                 self._stats = replace(s, misses=s.misses + 1, cost_usd=spent)
+
+
+def _endpoint_of(backend: ChatBackend) -> str:
+    """Where ``backend`` gets its answers, for the cache key: the normalised URL of an HTTP backend, else ''
+    (replays and local models have no endpoint; their name and model tell them apart)."""
+    if not hasattr(backend, "base_url"):
+        return ""
+    return normalize_endpoint(backend.base_url)

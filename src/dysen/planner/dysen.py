@@ -12,10 +12,13 @@ Dysen-VDM §3.1 (dysen_spec.md §2.1–§2.3):
 
 So a plan costs 1 + M + 1 calls (``stats`` counts them). Every answer is parsed and validated by the
 chosen answer format (``dysen.planner.prompts.formats``). An unusable answer is sent back with the
-reader's error as a follow-up turn, at most ``max_repairs`` times per call. When a step still fails,
-or the backend raises ``LLMError``, the plan goes to ``fallback.plan(prompt)`` if a fallback planner is
-set (with a warning naming the step), else ``PlanningError`` names the step, the attempts and the last
-error. Demonstrations come from the ``plan`` argument, else from the selector, else none (zero-shot);
+reader's error as a follow-up turn, at most ``max_repairs`` times per call; an answer that is not even a
+chat completion (``UnusableAnswerError``: HTML, broken JSON) is asked again within the same bound, and a
+reader that fails in any expected way (huge integers, deep nesting) counts as an unusable answer too. With a
+``CachedBackend`` only answers the reader accepted are stored. A plan may take at most ``budget_s`` seconds:
+no call starts after that. When a step still fails, the budget is spent, or the backend raises ``LLMError``,
+the plan goes to ``fallback.plan(prompt)`` if a fallback planner is set (with a warning naming the step),
+else ``PlanningError`` names the step, the attempts and the last error. Demonstrations come from the ``plan`` argument, else from the selector, else none (zero-shot);
 the same ones serve all three steps.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
@@ -30,7 +34,15 @@ from typing import Literal, TypeVar
 from dysen.dsg import DynamicSceneGraph, Event, SceneGraph, events_to_dsg
 from dysen.errors import DSGError, DysenError
 from dysen.planner import prompts
-from dysen.planner.backends.base import PAPER_SAMPLING, ChatBackend, ChatMessage, LLMError, LLMSampling
+from dysen.planner.backends.base import (
+    PAPER_SAMPLING,
+    ChatBackend,
+    ChatMessage,
+    LLMError,
+    LLMSampling,
+    UnusableAnswerError,
+)
+from dysen.planner.cache import CachedBackend
 from dysen.planner.prompts.formats import FORMATS, AnswerFormat, Schema
 from dysen.planner.types import Demonstration, DemoSelector, Planner
 
@@ -38,6 +50,9 @@ log = logging.getLogger(__name__)
 
 OutputMode = Literal["text", "json"]
 _T = TypeVar("_T")
+_READ_ERRORS = (DSGError, ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError)
+"""What a reader may raise on a hostile answer (e.g. ``ValueError: Exceeds the limit (4300 digits)``): the
+answer is unusable, repaired, then the fallback; anything else is a bug and propagates."""
 
 
 class PlanningError(DysenError):
@@ -71,12 +86,16 @@ class DysenSettings:
     """Run Step III round 2 (global polish)."""
     max_steps: int = 32
     """The most time steps a plan may span: each costs one imagination call."""
+    budget_s: float = 600.0
+    """Seconds one plan may spend on LLM calls; no call starts after that (then the fallback)."""
 
     def __post_init__(self) -> None:
         if self.output not in FORMATS:
             raise DysenError(f"output must be one of {sorted(FORMATS)}, got {self.output!r}")
         if self.shots < 0 or self.max_repairs < 0 or self.max_steps < 1:
             raise DysenError("shots and max_repairs must be >= 0 and max_steps >= 1")
+        if not self.budget_s > 0:  # also refuses NaN
+            raise DysenError(f"budget_s must be a positive number of seconds, got {self.budget_s}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,7 @@ class DysenPlanner:
         imagination: bool = True,
         polish: bool = True,
         max_steps: int = 32,
+        budget_s: float = 600.0,
     ) -> None:
         if not isinstance(backend, ChatBackend):
             raise DysenError(f"backend must be a ChatBackend (name, model, complete()), got {type(backend).__name__}")
@@ -120,10 +140,12 @@ class DysenPlanner:
             imagination=imagination,
             polish=polish,
             max_steps=max_steps,
+            budget_s=budget_s,
         )
         self._format: AnswerFormat = FORMATS[output]
         self._lock = threading.Lock()
         self._stats = PlannerStats()
+        self._local = threading.local()  # this thread's plan deadline (time.monotonic())
 
     def __repr__(self) -> str:
         return f"DysenPlanner({self.backend!r}, settings={self.settings!r}, fallback={self.fallback!r})"
@@ -139,6 +161,7 @@ class DysenPlanner:
             raise DysenError(f"a prompt must be non-empty text, got {prompt!r}")
         self._count(plans=1)
         demos = self._demonstrations(prompt, demonstrations)
+        self._local.deadline = time.monotonic() + self.settings.budget_s
         try:
             return self._run(prompt, demos)
         except PlanningError as err:
@@ -215,18 +238,39 @@ class DysenPlanner:
         """One call plus at most ``max_repairs`` repairs; ``PlanningError`` when no answer can be read."""
         conversation = list(messages)
         for attempt in range(1, self.settings.max_repairs + 2):
+            if time.monotonic() > getattr(self._local, "deadline", float("inf")):
+                raise PlanningError(step, attempt - 1, f"the plan's budget of {self.settings.budget_s:g} s is spent")
             self._count(calls=1, repairs=int(attempt > 1))
             try:
-                text = self.backend.complete(conversation, sampling=self.settings.sampling, json_schema=schema).text
+                text = self._complete(conversation, schema, read)
+            except UnusableAnswerError as err:
+                error = str(err)
+                log.info("Dysen %s: unusable answer (%s)", step, error)
+                continue  # nothing to quote back: ask again
             except LLMError as err:
                 raise PlanningError(step, attempt, str(err)) from err
             try:
                 return read(text)
-            except DSGError as err:
-                error = str(err)
+            except _READ_ERRORS as err:
+                error = str(err)[:500] or type(err).__name__
             log.info("Dysen %s: answer rejected (%s)", step, error)
             conversation += [ChatMessage("assistant", text), prompts.repair_message(error)]
         raise PlanningError(step, self.settings.max_repairs + 1, f"the last answer was unusable: {error}")
+
+    def _complete(self, conversation: list[ChatMessage], schema: Schema | None, read: Callable[[str], object]) -> str:
+        """The backend's answer; a response cache stores it only when ``read`` accepts it (issue 22)."""
+        sampling = self.settings.sampling
+        if isinstance(self.backend, CachedBackend):
+
+            def usable(text: str) -> bool:
+                try:
+                    read(text)
+                except _READ_ERRORS:
+                    return False
+                return True
+
+            return self.backend.complete(conversation, sampling=sampling, json_schema=schema, validate=usable).text
+        return self.backend.complete(conversation, sampling=sampling, json_schema=schema).text
 
     def _count(self, **deltas: int) -> None:
         with self._lock:

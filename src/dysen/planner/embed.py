@@ -9,7 +9,8 @@ sentence-transformers does for this model (``1_Pooling/config.json``: ``pooling_
 * ``SentenceEmbedder`` loads the model lazily (first ``encode``) from that package, a local folder or a
   hub id (through ``dysen.encoders.minilm``, as the video model's text encoder does), and keeps an
   on-disk cache: one safetensors file per (model, max length), rows keyed by the sha256 of each text,
-  rewritten atomically when new texts were embedded.
+  rewritten atomically when new texts were embedded. One lock per embedder guards its in-memory rows and the
+  file's rewrite, so threads (``plan --batch --concurrency 8``) never mutate the rows while they are merged.
 * ``HashingEmbedder`` is a tiny deterministic stand-in **for tests and offline experiments only**: a
   signed bag of hashed word uni- and bigrams. It is never used as a silent fallback for a missing model.
 """
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -86,6 +88,7 @@ class SentenceEmbedder:
         self._tokenizer: Any = None
         self._network: Any = None
         self._cache: dict[str, torch.Tensor] | None = None
+        self._lock = threading.RLock()  # the rows and the file (issue 22: "dict mutated during update")
 
     @property
     def name(self) -> str:
@@ -111,17 +114,18 @@ class SentenceEmbedder:
         if isinstance(texts, str):
             raise EmbeddingError("encode takes a sequence of texts, not one string: wrap it in a list")
         keys = [text_key(t) for t in texts]
-        cache = self._load_cache() if self.use_cache else {}
-        missing = list(dict.fromkeys(k for k in keys if k not in cache))
-        if missing:
-            by_key = dict(zip(keys, texts, strict=True))
-            fresh = self._embed([by_key[k] for k in missing])  # [len(missing), dim]
-            cache.update(zip(missing, fresh, strict=True))
-            if self.use_cache:
-                self._write_cache(cache)
-        if not keys:
-            return torch.zeros(0, 0)
-        return torch.stack([cache[k] for k in keys])  # [N, dim]
+        with self._lock:
+            cache = self._load_cache() if self.use_cache else {}
+            missing = list(dict.fromkeys(k for k in keys if k not in cache))
+            if missing:
+                by_key = dict(zip(keys, texts, strict=True))
+                fresh = self._embed([by_key[k] for k in missing])  # [len(missing), dim]
+                cache.update(zip(missing, fresh, strict=True))
+                if self.use_cache:
+                    self._write_cache(cache)
+            if not keys:
+                return torch.zeros(0, 0)
+            return torch.stack([cache[k] for k in keys])  # [N, dim]
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
         """Run the network over ``texts`` in batches: mean of token states over the mask, L2-normalised."""
@@ -144,6 +148,10 @@ class SentenceEmbedder:
 
     def load_network(self) -> tuple[Any, Any]:
         """The tokenizer and network, loaded on first use (by ``dysen.encoders.minilm``) and kept."""
+        with self._lock:
+            return self._load_network()
+
+    def _load_network(self) -> tuple[Any, Any]:
         if self._network is None:
             try:
                 self._tokenizer, self._network = load_minilm(self.model)

@@ -25,6 +25,35 @@ class LLMError(DysenError):
     """An LLM backend could not produce an answer (server error, bad key, timeout, missing replay)."""
 
 
+class UnusableAnswerError(LLMError):
+    """The server answered, but not with a chat completion holding text (HTML, broken or oversized JSON).
+
+    The planner treats it as an unusable answer: asked again within its repairs, then the fallback."""
+
+
+OPENAI_URL = "https://api.openai.com/v1"
+"""The endpoint a backend with no ``base_url`` talks to."""
+
+
+def normalize_endpoint(url: str | None) -> str:
+    """One spelling per endpoint (cache keys, the demo's whitelist): scheme and host lower-case, default port and
+    trailing slashes dropped; ``None`` or empty is OpenAI's API."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    text = (url or "").strip().rstrip("/") or OPENAI_URL
+    parts = urlsplit(text)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(scheme)
+    netloc = host if port is None or port == default else f"{host}:{port}"
+    if ":" in host:  # IPv6
+        netloc = f"[{host}]" if port is None or port == default else f"[{host}]:{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     """One chat turn."""

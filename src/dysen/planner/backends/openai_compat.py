@@ -9,15 +9,20 @@ the HTTP, with its own retries switched off so that this class owns the policy a
   ``Retry-After`` when it sends one (never longer than ``backoff_max_s``);
 * any other 4xx fails at once with the server's own message;
 * with a ``json_schema``, the request asks for structured output; in ``"auto"`` mode a server that
-  rejects ``response_format`` is asked again in plain text, and this backend stops asking it.
+  rejects ``response_format`` is asked again in plain text, and this backend stops asking it;
+* ``timeout_s`` is a deadline per request, not per read: the body is streamed and the request is given up
+  (as a timeout) once the deadline has passed, so a server dripping a byte a second cannot hold it (issue 22);
+* a 200 answer that is not a chat completion with text (HTML, broken JSON, a 5,000-digit integer, more than
+  ``MAX_RESPONSE_BYTES``) raises ``UnusableAnswerError``, which the planner repairs, then falls back from.
 
 The API key is read from the environment when the first request is made and lives only inside the
-SDK client: it never appears in reprs, logs or error messages, and SDK exceptions (which hold the
-request and its headers) are not chained to the ``LLMError``; their useful text is in its message.
+SDK client: it never appears in reprs, logs or error messages (server text goes through ``redact``), and SDK
+exceptions (which hold the request and its headers) are not chained to the ``LLMError``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -28,7 +33,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from dysen.planner.backends.base import PAPER_SAMPLING, Completion, LLMError, LLMSampling, Messages, message_dicts
+from dysen.planner.backends.base import (
+    PAPER_SAMPLING,
+    Completion,
+    LLMError,
+    LLMSampling,
+    Messages,
+    UnusableAnswerError,
+    message_dicts,
+)
+from dysen.planner.backends.redact import redact
 
 if TYPE_CHECKING:
     import openai
@@ -38,6 +52,8 @@ log = logging.getLogger(__name__)
 StructuredOutput = Literal["auto", "on", "off"]
 _PLACEHOLDER_KEY = "no-key-needed"
 """Sent to local servers (vLLM, Ollama, llama.cpp) when no key is set: they accept any key."""
+MAX_RESPONSE_BYTES = 8 * 2**20
+"""The largest response body read (8 MiB); a planner answer is a few KB, so a larger one is unusable."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,7 @@ class OpenAIBackend:
             attempts += 1
             schema = json_schema if self._wants_structured(json_schema) else None
             try:
-                response = client.chat.completions.create(**self._request(payload, sampling, schema))
+                response = self._send(client, self._request(payload, sampling, schema))
             except openai.APIError as err:
                 if schema is not None and self._falls_back(err):
                     continue
@@ -141,6 +157,32 @@ class OpenAIBackend:
                 self._sleep(delay)
                 continue
             return self._completion(response, attempts)
+
+    def _send(self, client: openai.OpenAI, request: dict[str, Any]) -> dict[str, Any]:
+        """One request, its body streamed under a deadline of ``timeout_s``; the JSON object it answered."""
+        import openai
+
+        deadline = time.monotonic() + self.timeout_s
+        chunks, size = [], 0
+        with client.chat.completions.with_streaming_response.create(**request) as response:
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if time.monotonic() > deadline:
+                    raise openai.APITimeoutError(request=response.http_request)
+                if size > MAX_RESPONSE_BYTES:
+                    raise self._unusable(f"the answer is larger than {MAX_RESPONSE_BYTES} bytes")
+        try:
+            data = json.loads(b"".join(chunks))
+        except (ValueError, RecursionError) as err:  # not JSON, or integers beyond Python's digit limit
+            raise self._unusable(f"the answer is not a JSON chat completion ({_short(str(err))})") from None
+        if not isinstance(data, dict):
+            raise self._unusable("the answer is not a JSON object")
+        return data
+
+    def _unusable(self, reason: str) -> UnusableAnswerError:
+        self._count(failures=1)
+        return UnusableAnswerError(f"{self._where()}: {reason}")
 
     def _get_client(self) -> openai.OpenAI:
         """Create the SDK client on first use, reading the API key from the environment."""
@@ -209,24 +251,26 @@ class OpenAIBackend:
                 return min(retry_after, self.backoff_max_s)
         return self._rng.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (retry - 1)))
 
-    def _completion(self, response: Any, attempts: int) -> Completion:
-        """Turn an SDK response into a ``Completion``, counting its tokens."""
-        choice = response.choices[0] if response.choices else None
-        if choice is None or choice.message.content is None:
-            self._count(failures=1)
-            reason = choice.finish_reason if choice is not None else "no choices"
-            raise LLMError(f"{self._where()} answered with no text (finish_reason: {reason})")
-        usage = response.usage
-        prompt_tokens = usage.prompt_tokens if usage is not None else 0
-        completion_tokens = usage.completion_tokens if usage is not None else 0
+    def _completion(self, response: dict[str, Any], attempts: int) -> Completion:
+        """Turn a chat-completion JSON object into a ``Completion``, counting its tokens."""
+        choices = response.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        message = choice.get("message") if choice is not None else None
+        text = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(text, str):
+            reason = choice.get("finish_reason") if choice is not None else "no choices"
+            raise self._unusable(f"answered with no text (finish_reason: {_short(str(reason))})")
+        usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+        prompt_tokens, completion_tokens = _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens")
         self._count(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        model = response.get("model")
         return Completion(
-            text=choice.message.content,
+            text=text,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             attempts=attempts,
             cached=False,
-            model=response.model or self.model,
+            model=model if isinstance(model, str) and model else self.model,
         )
 
     def _describe(self, err: openai.APIError) -> str:
@@ -244,7 +288,7 @@ class OpenAIBackend:
         else:
             text = err.message
         key = self._client.api_key if self._client is not None else None
-        return text.replace(key, "***") if isinstance(key, str) and key else text
+        return redact(str(text), secrets=(key,))
 
     def _where(self) -> str:
         return f"LLM request to {self.base_url or 'the OpenAI API'} (model {self.model!r})"
@@ -274,3 +318,13 @@ def _retry_after_s(headers: Mapping[str, str]) -> float | None:
         if seconds is not None and seconds >= 0:
             return seconds
     return None
+
+
+def _tokens(usage: Mapping[str, Any], field: str) -> int:
+    """A token count of ``usage``, 0 when missing or not a sane integer."""
+    value = usage.get(field)
+    return value if isinstance(value, int) and 0 <= value < 2**31 else 0
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
