@@ -133,7 +133,8 @@ class FakeLLMServer:
                 if reply.delay_s and server._stopping.wait(reply.delay_s):
                     return
                 if reply.echo_auth:
-                    reply = replace(reply, text=f"{reply.text} (you sent Authorization: {headers.get('authorization')})")
+                    echoed = f" (you sent Authorization: {headers.get('authorization')})"
+                    reply = replace(reply, text=reply.text + echoed)
                 data = reply.body if reply.body is not None else json.dumps(_response_body(reply, body)).encode()
                 self._send(reply.status, data, reply.headers, reply.drip_s)
 

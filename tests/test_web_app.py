@@ -105,7 +105,9 @@ def test_server_key_is_sent_only_to_the_trusted_endpoint(fake_llm, tmp_path: Pat
     trusting = tiny_service(tmp_path / "a", trusted_url=fake_llm.base_url, demos="none")
     assert trusting.plan(PROMPT, "openai", fake_llm.base_url, "model-a").dsg.events
     assert fake_llm.requests[-1].headers["authorization"] == "Bearer sk-server-secret"
-    wary = tiny_service(tmp_path / "b", trusted_url="http://127.0.0.1:9/v1", demos="none")
+    wary = tiny_service(
+        tmp_path / "b", trusted_url="http://127.0.0.1:9/v1", allowed_endpoints=[fake_llm.base_url], demos="none"
+    )
     seen = len(fake_llm.requests)
     assert wary.plan(PROMPT, "openai", fake_llm.base_url, "model-b").dsg.events
     assert len(fake_llm.requests) > seen
@@ -140,7 +142,7 @@ def test_demo_command_serves_on_loopback_by_default(monkeypatch, tmp_path: Path)
     assert (
         main(
             ["demo", "--max-steps", "7", "--base-url", "http://127.0.0.1:8000/v1", "--workdir", str(tmp_path)]
-            + ["--policy", str(tmp_path / "policy")]
+            + ["--policy", str(tmp_path / "policy"), "--allow-endpoint", "http://LOCALHOST:8001/v1/"]
         )
         == 0
     )
@@ -149,6 +151,7 @@ def test_demo_command_serves_on_loopback_by_default(monkeypatch, tmp_path: Path)
     assert (launched["host"], launched["port"], launched["share"]) == ("127.0.0.1", None, False)
     service = launched["service"]
     assert service.limits.max_steps == 7 and service.trusted_url == "http://127.0.0.1:8000/v1"
+    assert service.allowed_endpoints == ("http://127.0.0.1:8000/v1", "http://localhost:8001/v1")
     assert service.policy == tmp_path / "policy"
     assert service.workdir == tmp_path and service.frame_multiple == 2
 

@@ -28,7 +28,8 @@ class Fallback:
 
 
 def backend(server: FakeLLMServer, **kwargs) -> OpenAIBackend:
-    return OpenAIBackend("fake-model", base_url=server.base_url, **{"max_retries": 0, "sleep": lambda _: None, **kwargs})
+    settings = {"max_retries": 0, "sleep": lambda _: None, **kwargs}
+    return OpenAIBackend("fake-model", base_url=server.base_url, **settings)
 
 
 def planner(llm, **kwargs) -> DysenPlanner:
@@ -46,6 +47,22 @@ def test_5_cache_key_includes_the_endpoint(tmp_path):
         assert len(b.requests) == 1
         slash = OpenAIBackend("fake-model", base_url=a.base_url.upper().replace("/V1", "/v1/"))
         assert CachedBackend(slash, cache).complete(MESSAGES).text == "from A"  # the same endpoint, normalised
+
+
+def test_5_old_caches_keyed_without_the_endpoint_are_emptied(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "llm.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, model TEXT NOT NULL, "
+                     "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)")
+        conn.execute("INSERT INTO responses VALUES ('k', 'poisoned', 'm', 1, 1, 0.0)")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with ResponseCache(path) as cache:
+        assert len(cache) == 0 and cache.get("k") is None
+        cache.put("k", CachedAnswer("fresh", "m", 1, 1, 1.0))
+        assert cache.get("k").text == "fresh"
 
 
 def test_5_demo_refuses_endpoints_outside_the_whitelist(fake_llm, tmp_path):
@@ -127,6 +144,12 @@ def test_8_timeout_is_a_deadline_per_request(fake_llm):
     with pytest.raises(LLMError, match="within 1 s"):
         backend(fake_llm, timeout_s=1.0).complete(MESSAGES)
     assert time.monotonic() - start < 2.5
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan"), float("inf")])
+def test_8_timeout_must_be_a_finite_positive_number(timeout):
+    with pytest.raises(LLMError, match="timeout_s"):
+        OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", timeout_s=timeout)
 
 
 def test_8_a_plan_has_a_total_budget(fake_llm):

@@ -24,6 +24,9 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model when there is no --model")
     add_planner_flags(p, own=False, only=DEMO_PLANNER, title="the page's planners (--base-url: the one endpoint "
                       "given the server's key; --planner-model: prefilled)")  # fmt: skip
+    p.add_argument("--allow-endpoint", action="append", default=[], metavar="URL", dest="allow_endpoint",
+                   help="another endpoint the page may use, with no key (repeatable; default: only --base-url, "
+                   "or OpenAI's API without it)")  # fmt: skip
     add_sampling_flags(p, ("steps",), note=" first shown on the page")
     page, limits = PageOptions(), DemoLimits()  # the defaults, declared there once
     p.add_argument("--concurrency", type=int, default=page.concurrency, help="requests processed at once")
@@ -62,6 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
         workdir,
         limits=limits,
         trusted_url=args.base_url,
+        allowed_endpoints=args.allow_endpoint,
         api_key_env=planner.api_key_env,
         demos=planner.demos,
         policy=planner.policy,

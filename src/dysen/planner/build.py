@@ -47,6 +47,9 @@ class PlannerOptions:
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable that holds the API key (the key itself is never logged)."""
     timeout_s: float = 60.0
+    """Deadline of one LLM request in seconds (the whole answer, not each read)."""
+    plan_budget_s: float = 600.0
+    """Seconds one plan may spend on LLM calls; no call starts after that (then the fallback)."""
     answer_format: Literal["text", "json"] = "text"
     """Ask the LLM for the paper's tuple text, or JSON held to the DSG schema (structured output)."""
     replay: Path | None = None
@@ -95,6 +98,7 @@ def build_planner(options: PlannerOptions) -> Planner:
         shots=options.shots,
         output=options.answer_format,
         fallback=RulesPlanner() if options.fallback else None,
+        budget_s=options.plan_budget_s,
     )
 
 

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS responses (
     model TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    chars INTEGER NOT NULL
 )
 """
 
@@ -133,9 +134,10 @@ class ResponseCache:
         if len(answer.text) > self.limits.max_answer_chars:
             return False
         self._execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-            (key, answer.text, answer.model, answer.prompt_tokens, answer.completion_tokens, answer.created),
-        )
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, answer.text, answer.model, answer.prompt_tokens, answer.completion_tokens, answer.created,
+             len(answer.text)),
+        )  # fmt: skip
         self._evict()
         return True
 
@@ -145,13 +147,16 @@ class ResponseCache:
 
     def _evict(self) -> None:
         """Drop the oldest answers beyond ``limits.max_entries``, then beyond ``limits.max_total_chars``."""
+        count, total = self._execute("SELECT COUNT(*), TOTAL(chars) FROM responses")[0]
+        if count <= self.limits.max_entries and total <= self.limits.max_total_chars:
+            return
         self._execute(
             "DELETE FROM responses WHERE key IN (SELECT key FROM responses ORDER BY created DESC, key LIMIT -1 "
             "OFFSET ?)",
             (self.limits.max_entries,),
         )
         self._execute(
-            "DELETE FROM responses WHERE key IN (SELECT key FROM (SELECT key, SUM(LENGTH(text)) OVER "
+            "DELETE FROM responses WHERE key IN (SELECT key FROM (SELECT key, SUM(chars) OVER "
             "(ORDER BY created DESC, key ROWS UNBOUNDED PRECEDING) AS running FROM responses) WHERE running > ?)",
             (self.limits.max_total_chars,),
         )
@@ -228,11 +233,19 @@ class ResponseCache:
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         if version < SCHEMA_VERSION:
-            conn.execute(_SCHEMA)
-            if version == 1:  # keys without the endpoint: any of them may be another server's answer
-                conn.execute("DELETE FROM responses")
-            conn.execute(_INDEX)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("BEGIN IMMEDIATE")  # one process upgrades; the others then see the new version
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version == 1:  # keys without the endpoint: any of them may be another server's answer
+                    conn.execute("DROP TABLE IF EXISTS responses")
+                if version < SCHEMA_VERSION:
+                    conn.execute(_SCHEMA)
+                    conn.execute(_INDEX)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
 
 @dataclass(frozen=True)

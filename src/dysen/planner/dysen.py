@@ -18,8 +18,8 @@ reader that fails in any expected way (huge integers, deep nesting) counts as an
 ``CachedBackend`` only answers the reader accepted are stored. A plan may take at most ``budget_s`` seconds:
 no call starts after that. When a step still fails, the budget is spent, or the backend raises ``LLMError``,
 the plan goes to ``fallback.plan(prompt)`` if a fallback planner is set (with a warning naming the step),
-else ``PlanningError`` names the step, the attempts and the last error. Demonstrations come from the ``plan`` argument, else from the selector, else none (zero-shot);
-the same ones serve all three steps.
+else ``PlanningError`` names the step, the attempts and the last error. Demonstrations come from the
+``plan`` argument, else from the selector, else none (zero-shot); the same ones serve all three steps.
 """
 
 from __future__ import annotations

@@ -3,6 +3,12 @@
 The model runs one video at a time (a lock: the networks and the lazily loaded text encoder are shared); the
 page's queue bounds how many requests wait. Every request writes into its own folder under ``workdir``;
 folders older than ``keep_s`` are removed as new ones are made.
+
+The page's endpoint field reaches only endpoints the operator allowed: the server's own ``--base-url``
+(``trusted_url``; none given = OpenAI's API) and each ``--allow-endpoint`` (``allowed_endpoints``). Anything else
+is refused before a request is sent (issue 22: a page user's own server could otherwise answer for, and fill the
+cache of, everyone). The API key still goes to ``trusted_url`` only; each endpoint has its own planner and its
+own cache entries (the cache keys on the endpoint).
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.pipeline import DysenVDMPipeline, shipped_model
+from dysen.planner.backends.base import normalize_endpoint
 from dysen.planner.types import Planner
 from dysen.web.checks import (
     DemoInputError,
@@ -65,6 +73,7 @@ class DemoService:
         *,
         limits: DemoLimits | None = None,
         trusted_url: str | None = None,
+        allowed_endpoints: Sequence[str] = (),
         api_key_env: str = "OPENAI_API_KEY",
         demos: str = "auto",
         policy: str | os.PathLike[str] | None = None,
@@ -73,6 +82,7 @@ class DemoService:
         self.pipe, self.limits, self.keep_s, self.demos = pipe, limits or DemoLimits(), keep_s, demos
         self.policy = None if policy is None else Path(policy)
         self.trusted_url, self.api_key_env = trusted_url, api_key_env
+        self.allowed_endpoints = _allowed(trusted_url, allowed_endpoints)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.frame_multiple = _frame_multiple(pipe)
@@ -91,7 +101,14 @@ class DemoService:
             backend, base_url, model, trusted_url=self.trusted_url, api_key_env=self.api_key_env, demos=self.demos,
             policy=self.policy,
         )  # fmt: skip
-        key = (options.backend, options.base_url, options.model)
+        endpoint = None if options.backend == "rules" else normalize_endpoint(options.base_url)
+        if endpoint is not None and endpoint not in self.allowed_endpoints:
+            raise DemoInputError(
+                f"the endpoint {endpoint} is not allowed on this server "
+                f"(allowed: {', '.join(self.allowed_endpoints)}); "
+                f"its operator can allow it with: dysen demo --allow-endpoint {endpoint}"
+            )
+        key = (options.backend, endpoint, options.model)
         with self._planners_lock:
             if key not in self._planners:
                 self._planners[key] = build_planner(options)
@@ -170,6 +187,14 @@ class DemoService:
         folder = self.workdir / f"{kind}-{uuid.uuid4().hex}"
         folder.mkdir()
         return folder
+
+
+def _allowed(trusted_url: str | None, extra: Sequence[str]) -> tuple[str, ...]:
+    """The endpoints the page may reach, normalised: the server's own (None = OpenAI's API), then ``extra``."""
+    for url in extra:
+        if not url.strip().lower().startswith(("http://", "https://")):
+            raise DysenError(f"an allowed endpoint must be an http(s) URL, e.g. http://127.0.0.1:8000/v1; got {url!r}")
+    return tuple(dict.fromkeys(normalize_endpoint(url) for url in (trusted_url, *extra)))
 
 
 def _frame_multiple(pipe: DysenVDMPipeline) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -87,8 +88,11 @@ class OpenAIBackend:
     ) -> None:
         if structured_output not in ("auto", "on", "off"):
             raise LLMError(f"structured_output must be 'auto', 'on' or 'off', got {structured_output!r}")
-        if max_retries < 0 or timeout_s <= 0 or backoff_base_s < 0 or backoff_max_s < 0:
-            raise LLMError("max_retries, backoff_base_s and backoff_max_s must be >= 0, and timeout_s > 0")
+        if not (max_retries >= 0 and backoff_base_s >= 0 and backoff_max_s >= 0 and 0 < timeout_s < math.inf):
+            raise LLMError(
+                "max_retries, backoff_base_s and backoff_max_s must be >= 0, and timeout_s a finite number > 0; got "
+                f"{max_retries}, {backoff_base_s}, {backoff_max_s} and {timeout_s}"
+            )
         self.name = name
         self.model = model
         self.base_url = base_url
