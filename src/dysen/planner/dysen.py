@@ -42,6 +42,7 @@ from dysen.planner.backends.base import (
     LLMSampling,
     UnusableAnswerError,
 )
+from dysen.planner.backends.redact import redact
 from dysen.planner.cache import CachedBackend
 from dysen.planner.prompts.formats import FORMATS, AnswerFormat, Schema
 from dysen.planner.types import Demonstration, DemoSelector, Planner
@@ -61,9 +62,9 @@ class PlanningError(DysenError):
     def __init__(self, step: str, attempts: int, reason: str) -> None:
         self.step = step
         self.attempts = attempts
-        self.reason = reason
+        self.reason = redact(reason)  # it may quote a server's words
         super().__init__(
-            f"Dysen {step} failed after {attempts} LLM call(s): {reason}. Check the LLM endpoint and model, "
+            f"Dysen {step} failed after {attempts} LLM call(s): {self.reason}. Check the LLM endpoint and model, "
             "raise max_repairs, or give DysenPlanner a fallback planner."
         )
 
@@ -252,7 +253,7 @@ class DysenPlanner:
             try:
                 return read(text)
             except _READ_ERRORS as err:
-                error = str(err)[:500] or type(err).__name__
+                error = redact(str(err))[:500] or type(err).__name__
             log.info("Dysen %s: answer rejected (%s)", step, error)
             conversation += [ChatMessage("assistant", text), prompts.repair_message(error)]
         raise PlanningError(step, self.settings.max_repairs + 1, f"the last answer was unusable: {error}")

@@ -186,7 +186,8 @@ class OpenAIBackend:
 
     def _unusable(self, reason: str) -> UnusableAnswerError:
         self._count(failures=1)
-        return UnusableAnswerError(f"{self._where()}: {reason}")
+        key = self._client.api_key if self._client is not None else None
+        return UnusableAnswerError(f"{self._where()}: {redact(reason, secrets=(key,))}")
 
     def _get_client(self) -> openai.OpenAI:
         """Create the SDK client on first use, reading the API key from the environment."""
