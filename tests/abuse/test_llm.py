@@ -152,12 +152,27 @@ def test_8_timeout_must_be_a_finite_positive_number(timeout):
         OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", timeout_s=timeout)
 
 
-def test_8_a_plan_has_a_total_budget(fake_llm):
+@pytest.fixture
+def warm_openai() -> None:
+    """Import the SDK first: its first import (about a second) would count against the tiny budgets here."""
+    import openai  # noqa: F401
+
+
+def test_8_a_plan_has_a_total_budget(fake_llm, warm_openai):
     fake_llm.push(*[Reply("garbage", delay_s=0.4)] * 2, Reply(PLAN))
     start = time.monotonic()
     with pytest.raises(PlanningError, match="budget"):
         DysenPlanner(backend(fake_llm), imagination=False, polish=False, max_repairs=5, budget_s=0.6).plan(PROMPT)
     assert time.monotonic() - start < 1.5 and len(fake_llm.requests) == 2
+
+
+def test_8_the_budget_also_cuts_retries_short(fake_llm, warm_openai):
+    fake_llm.push(*[Reply("late", delay_s=0.6)] * 6)
+    slow = backend(fake_llm, timeout_s=0.4, max_retries=5)
+    start = time.monotonic()
+    with pytest.raises(PlanningError, match="budget"):
+        DysenPlanner(slow, imagination=False, polish=False, budget_s=1.0).plan(PROMPT)
+    assert time.monotonic() - start < 1.6 and len(fake_llm.requests) <= 3
 
 
 # 9. The sentence-embedding cache under threads.

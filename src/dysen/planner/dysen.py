@@ -36,6 +36,7 @@ from dysen.errors import DSGError, DysenError
 from dysen.planner import prompts
 from dysen.planner.backends.base import (
     PAPER_SAMPLING,
+    PLAN_DEADLINE,
     ChatBackend,
     ChatMessage,
     LLMError,
@@ -146,7 +147,6 @@ class DysenPlanner:
         self._format: AnswerFormat = FORMATS[output]
         self._lock = threading.Lock()
         self._stats = PlannerStats()
-        self._local = threading.local()  # this thread's plan deadline (time.monotonic())
 
     def __repr__(self) -> str:
         return f"DysenPlanner({self.backend!r}, settings={self.settings!r}, fallback={self.fallback!r})"
@@ -162,7 +162,7 @@ class DysenPlanner:
             raise DysenError(f"a prompt must be non-empty text, got {prompt!r}")
         self._count(plans=1)
         demos = self._demonstrations(prompt, demonstrations)
-        self._local.deadline = time.monotonic() + self.settings.budget_s
+        token = PLAN_DEADLINE.set(time.monotonic() + self.settings.budget_s)
         try:
             return self._run(prompt, demos)
         except PlanningError as err:
@@ -172,6 +172,8 @@ class DysenPlanner:
             self._count(fallbacks=1)
             log.warning("Dysen %s failed (%s); planning %r with the fallback planner", err.step, err.reason, prompt)
             return self.fallback.plan(prompt)
+        finally:
+            PLAN_DEADLINE.reset(token)
 
     def _demonstrations(self, prompt: str, given: Sequence[Demonstration] | None) -> list[Demonstration]:
         if given is not None:
@@ -239,7 +241,7 @@ class DysenPlanner:
         """One call plus at most ``max_repairs`` repairs; ``PlanningError`` when no answer can be read."""
         conversation = list(messages)
         for attempt in range(1, self.settings.max_repairs + 2):
-            if time.monotonic() > getattr(self._local, "deadline", float("inf")):
+            if time.monotonic() > (PLAN_DEADLINE.get() or float("inf")):
                 raise PlanningError(step, attempt - 1, f"the plan's budget of {self.settings.budget_s:g} s is spent")
             self._count(calls=1, repairs=int(attempt > 1))
             try:

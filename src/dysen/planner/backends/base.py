@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -30,6 +31,10 @@ class UnusableAnswerError(LLMError):
 
     The planner treats it as an unusable answer: asked again within its repairs, then the fallback."""
 
+
+PLAN_DEADLINE: ContextVar[float | None] = ContextVar("dysen_plan_deadline", default=None)
+"""``time.monotonic()`` by which the plan being made must be done (set by the planner for its budget): HTTP
+backends start no attempt after it and cut requests short at it. Each thread has its own."""
 
 OPENAI_URL = "https://api.openai.com/v1"
 """The endpoint a backend with no ``base_url`` talks to."""

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dysen.planner.backends.base import (
     PAPER_SAMPLING,
+    PLAN_DEADLINE,
     Completion,
     LLMError,
     LLMSampling,
@@ -135,11 +136,15 @@ class OpenAIBackend:
         self._count(calls=1)
         attempts = retries = 0
         while True:
+            if _remaining_s() <= 0:
+                raise self._budget_spent(attempts)
             attempts += 1
             schema = json_schema if self._wants_structured(json_schema) else None
             try:
                 response = self._send(client, self._request(payload, sampling, schema))
             except openai.APIError as err:
+                if _remaining_s() <= 0:
+                    raise self._budget_spent(attempts) from None
                 if schema is not None and self._falls_back(err):
                     continue
                 if not _is_transient(err) or retries == self.max_retries:
@@ -158,17 +163,19 @@ class OpenAIBackend:
                     self.max_retries,
                     delay,
                 )
-                self._sleep(delay)
+                self._sleep(max(0.0, min(delay, _remaining_s())))
                 continue
             return self._completion(response, attempts)
 
     def _send(self, client: openai.OpenAI, request: dict[str, Any]) -> dict[str, Any]:
-        """One request, its body streamed under a deadline of ``timeout_s``; the JSON object it answered."""
+        """One request, its body streamed under a deadline of ``timeout_s`` (or the plan's, if sooner); the JSON
+        object it answered."""
         import openai
 
-        deadline = time.monotonic() + self.timeout_s
+        limit = min(self.timeout_s, _remaining_s())
+        deadline = time.monotonic() + limit
         chunks, size = [], 0
-        with client.chat.completions.with_streaming_response.create(**request) as response:
+        with client.chat.completions.with_streaming_response.create(**request, timeout=limit) as response:
             for chunk in response.iter_bytes():
                 chunks.append(chunk)
                 size += len(chunk)
@@ -183,6 +190,10 @@ class OpenAIBackend:
         if not isinstance(data, dict):
             raise self._unusable("the answer is not a JSON object")
         return data
+
+    def _budget_spent(self, attempts: int) -> LLMError:
+        self._count(failures=1)
+        return LLMError(f"{self._where()}: the plan's time budget is spent ({attempts} attempt(s) made)")
 
     def _unusable(self, reason: str) -> UnusableAnswerError:
         self._count(failures=1)
@@ -323,6 +334,12 @@ def _retry_after_s(headers: Mapping[str, str]) -> float | None:
         if seconds is not None and seconds >= 0:
             return seconds
     return None
+
+
+def _remaining_s() -> float:
+    """Seconds left of the plan's budget (``PLAN_DEADLINE``); infinite outside a plan."""
+    deadline = PLAN_DEADLINE.get()
+    return math.inf if deadline is None else deadline - time.monotonic()
 
 
 def _tokens(usage: Mapping[str, Any], field: str) -> int:
