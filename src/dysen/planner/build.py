@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from dysen.errors import DysenError
 from dysen.planner.backends.base import ChatBackend
 from dysen.planner.cache import CachedBackend, ResponseCache
-from dysen.planner.dysen import DysenPlanner
+from dysen.planner.dysen import PLAN_BUDGET_S, DysenPlanner
 from dysen.planner.types import DemoSelector, Planner
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class PlannerOptions:
     """Environment variable that holds the API key (the key itself is never logged)."""
     timeout_s: float = 60.0
     """Deadline of one LLM request in seconds (the whole answer, not each read)."""
-    plan_budget_s: float = 600.0
+    plan_budget_s: float = PLAN_BUDGET_S
     """Seconds one plan may spend on LLM calls; no call starts after that (then the fallback)."""
     answer_format: Literal["text", "json"] = "text"
     """Ask the LLM for the paper's tuple text, or JSON held to the DSG schema (structured output)."""

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 OutputMode = Literal["text", "json"]
 _T = TypeVar("_T")
+PLAN_BUDGET_S = 600.0
+"""Default seconds one plan may spend on LLM calls (``DysenSettings.budget_s``, ``PlannerOptions.plan_budget_s``)."""
 _READ_ERRORS = (DSGError, ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError)
 """What a reader may raise on a hostile answer (e.g. ``ValueError: Exceeds the limit (4300 digits)``): the
 answer is unusable, repaired, then the fallback; anything else is a bug and propagates."""
@@ -88,7 +90,7 @@ class DysenSettings:
     """Run Step III round 2 (global polish)."""
     max_steps: int = 32
     """The most time steps a plan may span: each costs one imagination call."""
-    budget_s: float = 600.0
+    budget_s: float = PLAN_BUDGET_S
     """Seconds one plan may spend on LLM calls; no call starts after that (then the fallback)."""
 
     def __post_init__(self) -> None:
@@ -127,7 +129,7 @@ class DysenPlanner:
         imagination: bool = True,
         polish: bool = True,
         max_steps: int = 32,
-        budget_s: float = 600.0,
+        budget_s: float = PLAN_BUDGET_S,
     ) -> None:
         if not isinstance(backend, ChatBackend):
             raise DysenError(f"backend must be a ChatBackend (name, model, complete()), got {type(backend).__name__}")
