@@ -29,9 +29,9 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
 
 
 def _plan(num_events: int, steps: int = 64) -> dict:
-    """A plan of ``num_events`` events by as many agents with long names, spread over ``steps`` steps."""
+    """A plan of ``num_events`` events by up to 200 agents with long names, spread over ``steps`` steps."""
     events = [
-        {"agent": f"{'very ' * 16}large circle {i}", "predicate": "moves right", "start": i % steps,
+        {"agent": f"{'very ' * 16}large circle {i % 200}", "predicate": "moves right", "start": i % steps,
          "end": i % steps + 1}  # fmt: skip
         for i in range(num_events)
     ]
