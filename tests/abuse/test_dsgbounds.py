@@ -98,7 +98,7 @@ def test_item1_the_largest_plan_renders_in_bounded_pixels_and_memory(tmp_path):
     assert measured["size"][0] <= 4000 and measured["size"][1] <= 3000, measured
 
 
-def test_item4_imagine_layout_scales_and_shows_progress(caplog):
+def test_item4_imagine_layout_scales_and_shows_progress(caplog, capsys):
     def plan(n: int) -> DynamicSceneGraph:
         events = [Event(agent=f"square {i}", predicate="jumps", start=i % 32, end=i % 32 + 1) for i in range(n)]
         return DynamicSceneGraph.from_events(events)
@@ -112,6 +112,9 @@ def test_item4_imagine_layout_scales_and_shows_progress(caplog):
     assert timings[256] < 1.5, timings  # 4x the events: linear, not 16x
     assert timings[256] < 8 * timings[64] + 0.2, timings
     assert len(max(caplog.messages, key=len)) < 1000  # the warning names a few objects, not all
+    assert "imagining the layout" in capsys.readouterr().err  # a progress bar for a plan of many objects
+    imagine_layout(plan(3), seed=0)
+    assert "imagining the layout" not in capsys.readouterr().err  # none for a small one
 
 
 def test_item4_a_rotating_object_that_is_no_polygon_is_laid_out():
