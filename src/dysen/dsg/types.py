@@ -211,12 +211,16 @@ class SceneGraph(_Frozen):
         return {r.as_tuple() for r in self.relations} | {a.as_tuple() for a in self.attributes}
 
     def merged(self, other: SceneGraph) -> SceneGraph:
-        """This graph plus every object, attribute and relation of ``other`` (order kept, no duplicates)."""
-        return SceneGraph(
-            objects=tuple(dict.fromkeys(self.objects + other.objects)),
-            attributes=tuple(dict.fromkeys(self.attributes + other.attributes)),
-            relations=tuple(dict.fromkeys(self.relations + other.relations)),
-        )
+        """This graph plus every object, attribute and relation of ``other`` (order kept, no duplicates);
+        ``DSGError`` when together they pass a ``DSGLimits`` bound."""
+        try:
+            return SceneGraph(
+                objects=tuple(dict.fromkeys(self.objects + other.objects)),
+                attributes=tuple(dict.fromkeys(self.attributes + other.attributes)),
+                relations=tuple(dict.fromkeys(self.relations + other.relations)),
+            )
+        except ValidationError as err:
+            raise DSGError(f"the merged scene graph is too large: {describe_error(err)}") from None
 
 
 class Box(_Frozen):
@@ -376,7 +380,7 @@ def describe_error(err: ValidationError) -> str:
     parts = []
     for e in err.errors()[:5]:
         where = ".".join(str(p) for p in e["loc"]) or "(root)"
-        parts.append(f"{where}: {e['msg']}")
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
     more = err.error_count() - len(parts)
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
