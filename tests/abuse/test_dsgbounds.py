@@ -46,7 +46,7 @@ def test_item1_plans_are_bounded_everywhere(tmp_path):
     with pytest.raises(DSGError, match="1000000 characters; the limit is 100"):
         DynamicSceneGraph.from_dict({"events": [{"agent": name, "predicate": "runs", "start": 0, "end": 1}],
                                      "graphs": [{"objects": [name]}]})  # fmt: skip
-    with pytest.raises(DSGError, match="1000018 characters; the limit is 65536"):
+    with pytest.raises(DSGError, match="1000018 characters; the limit is 1000000"):
         parse_dsg(f"({name}, runs, (0v, 1v))")
     with pytest.raises(DSGError, match="max_label_chars"):
         parse_dsg(f"({name[:101]}, runs, (0v, 1v))")
@@ -56,6 +56,12 @@ def test_item1_plans_are_bounded_everywhere(tmp_path):
     lines = "\n".join(f"(man {i}, walks, (0v, 1v))" for i in range(300))
     with pytest.raises(DSGError, match="300 events"):
         parse_dsg(lines)
+    with pytest.raises(DSGError, match="objects list has 200; the limit is 64"):
+        parse_dsg("0 SG: " + ", ".join(f"(thing {i}, left of, other {i})" for i in range(100)))
+    with pytest.raises(DSGError, match="max_label_chars"):
+        parse_dsg(f"0 SG: ({name[:101]}, red)")
+    with pytest.raises(DSGError, match="at most 256"):
+        parse_dsg("\n".join(f"{m} SG: none" for m in range(300)))
     with pytest.raises(DSGError, match="lines"):
         parse_dsg("\n" * 1_000_000)
     path = tmp_path / "big.json"

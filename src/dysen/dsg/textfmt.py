@@ -39,7 +39,16 @@ from collections.abc import Iterable
 from pydantic import ValidationError
 
 from dysen.dsg.convert import events_to_dsg
-from dysen.dsg.types import LIMITS, MAX_STEPS, Attribute, DynamicSceneGraph, Event, Relation, SceneGraph
+from dysen.dsg.types import (
+    LIMITS,
+    MAX_STEPS,
+    Attribute,
+    DynamicSceneGraph,
+    Event,
+    Relation,
+    SceneGraph,
+    describe_error,
+)
 from dysen.errors import DSGError
 
 _Lines = list[tuple[int, str]]
@@ -89,10 +98,10 @@ _RESERVED = re.compile(r"[()\[\],\n]")
 
 MAX_TEXT_LINES = 16384
 """Lines a DSG text may have (a DSG at the ``DSGLimits`` needs at most about 520, one graph per line)."""
-MAX_TEXT_CHARS = 2_000_000
-"""Characters a DSG text may have (a DSG at every ``DSGLimits`` bound, with short labels, needs about 700,000)."""
-MAX_LINE_CHARS = 65536
-"""Characters one line may have (a graph at ``DSGLimits.max_facts_per_graph`` of short labels fits)."""
+MAX_TEXT_CHARS = 8_000_000
+"""Characters a DSG text may have (a DSG at every ``DSGLimits`` bound, all labels 100 characters: about 7 MB)."""
+MAX_LINE_CHARS = 1_000_000
+"""Characters one line may have (a graph at ``DSGLimits.max_facts_per_graph`` of 100-character labels: 350 KB)."""
 
 _EVENT_HINT = "expected an event tuple like (agent, predicate, target, (0v, 2v))"
 _GRAPH_HINT = "expected scene-graph tuples like (subject, predicate, object) or (object, attribute)"
@@ -201,6 +210,8 @@ def parse_dsg(text: str) -> DynamicSceneGraph:
         if not events:
             raise DSGError("no scene-graph steps (like '0 SG: (…)') and no event tuples found in the text")
         return events_to_dsg(events)
+    if len(steps) > MAX_STEPS:
+        raise DSGError(f"the text has {len(steps)} steps; a DSG may have at most {MAX_STEPS}")
     _check_step_numbers(steps)
     graphs = []
     for index, number, lines in steps:
@@ -208,8 +219,6 @@ def parse_dsg(text: str) -> DynamicSceneGraph:
         if graph is None:
             raise DSGError(f"line {number}: step {index} has no scene-graph tuple; {_GRAPH_HINT}, or 'none'")
         graphs.append(graph)
-    if len(graphs) > MAX_STEPS:
-        raise DSGError(f"the text has {len(graphs)} steps; a DSG may have at most {MAX_STEPS}")
     return DynamicSceneGraph.from_dict({"events": events, "graphs": graphs})
 
 
@@ -291,11 +300,16 @@ def _read_graph(lines: _Lines) -> SceneGraph | None:
         blank = all(not line.strip() for _, line in lines)
         return SceneGraph() if said_empty or blank else None
     names = [name for t in tuples for name in ((t[0], t[2]) if len(t) == 3 else (t[0],))]
-    return SceneGraph(
-        objects=tuple(dict.fromkeys(names)),
-        attributes=tuple(Attribute(object=o, attribute=a) for o, a in (t for t in tuples if len(t) == 2)),
-        relations=tuple(Relation(subject=s, predicate=p, object=o) for s, p, o in (t for t in tuples if len(t) == 3)),
-    )
+    try:
+        return SceneGraph(
+            objects=tuple(dict.fromkeys(names)),
+            attributes=tuple(Attribute(object=o, attribute=a) for o, a in (t for t in tuples if len(t) == 2)),
+            relations=tuple(
+                Relation(subject=s, predicate=p, object=o) for s, p, o in (t for t in tuples if len(t) == 3)
+            ),
+        )
+    except ValidationError as err:  # a label or a count over DSGLimits
+        raise DSGError(f"line {lines[0][0]}: invalid scene graph: {describe_error(err)}") from None
 
 
 def _split_steps(lines: _Lines) -> tuple[_Lines, list[tuple[int, int, _Lines]]]:
