@@ -132,5 +132,8 @@ def test_item4_a_rotating_object_that_is_no_polygon_is_laid_out():
     assert out.boxes is not None and out.boxes[0][0].object == "dog"
 
 
-def test_item1_bounds_are_dysen_errors():
-    assert issubclass(DSGError, DysenError)
+def test_item1_the_rules_planner_refuses_a_plan_past_the_bounds():
+    from dysen.planner.rules import RulesPlanner
+
+    with pytest.raises(DysenError, match="150 characters; the limit is 100"):
+        RulesPlanner().plan(f"a {'x' * 150} moves right")
