@@ -26,7 +26,10 @@ started = time.process_time()
 save_timeline(dsg, sys.argv[2], title="x" * 5000)
 seconds = time.process_time() - started
 width, height = Image.open(sys.argv[2]).size
+# VmHWM: this process's own peak (ru_maxrss also counts the parent's peak, carried over by fork and exec on Linux)
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss_mb = int(status["VmHWM"].split()[0]) / 1024 if "VmHWM" in status else rss_mb
 print(json.dumps({"rss_mb": rss_mb, "size": [width, height], "cpu_s": seconds}))
 """
 
