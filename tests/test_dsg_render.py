@@ -34,3 +34,17 @@ def test_save_timeline_refuses_unknown_formats_and_unwritable_places(tmp_path):
         save_timeline(DSG, tmp_path / "plan.txt")
     with pytest.raises(DysenError, match="cannot write"):
         save_timeline(DSG, tmp_path / "missing" / "plan.png")
+
+
+def test_a_long_plan_is_summarised_not_drawn_in_full():
+    from dysen.dsg.render import timeline_figure
+
+    events = [Event(agent=f"thing {i}", predicate="moves right", start=i, end=i + 1) for i in range(30)]
+    figure = timeline_figure(events_to_dsg(events), title="t" * 1000)
+    top, bottom = figure.axes
+    labels = [tick.get_text() for tick in top.get_yticklabels()]
+    assert len(labels) == 24 and labels[-1] == "… and 7 more events"
+    assert len(top.get_xticklabels()) <= 17
+    assert "steps 0–11 of 30" in bottom.get_title(loc="left")
+    assert figure.get_size_inches()[0] <= 1.9 * 12
+    assert len(figure._suptitle.get_text()) == 120

@@ -108,3 +108,17 @@ def test_spans_past_the_step_limit_or_past_the_graphs_are_errors():
     event = {"agent": "man", "predicate": "walks", "start": 0, "end": 3}
     with pytest.raises(DSGError, match="only 1 time steps"):
         DynamicSceneGraph.from_dict({"events": [event], "graphs": [{}]})
+
+
+def test_dsg_limits_are_refused_with_the_bound_named_and_exported_in_the_schema():
+    from dysen.dsg.types import LIMITS
+
+    with pytest.raises(DSGError, match=r"has 257; the limit is 256 \(DSGLimits.max_steps\)"):
+        DynamicSceneGraph.from_dict({"graphs": [{}] * 257})
+    with pytest.raises(DSGError, match="DSGLimits.max_facts_per_graph"):
+        attributes = [{"object": "a", "attribute": str(i)} for i in range(1025)]
+        DynamicSceneGraph.from_dict({"graphs": [{"objects": ["a"], "attributes": attributes}]})
+    schema = dsg_json_schema()
+    assert schema["properties"]["graphs"]["maxItems"] == LIMITS.max_steps
+    assert schema["$defs"]["Relation"]["properties"]["predicate"]["maxLength"] == LIMITS.max_label_chars
+    assert "maxLength" not in json.dumps(Event.model_json_schema())  # OpenAI's strict mode refuses that keyword

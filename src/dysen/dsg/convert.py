@@ -25,7 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dysen.dsg.types import DynamicSceneGraph, Event, SceneGraph
+from pydantic import ValidationError
+
+from dysen.dsg.types import LIMITS, DynamicSceneGraph, Event, SceneGraph, describe_error
 from dysen.errors import DSGError
 
 
@@ -35,10 +37,15 @@ def events_to_dsg(events: Iterable[Event]) -> DynamicSceneGraph:
     wrong = [type(e).__name__ for e in given if not isinstance(e, Event)]
     if wrong:
         raise DSGError(f"events_to_dsg needs Event objects, got {wrong[0]}; build them with Event(...)")
+    if len(given) > LIMITS.max_events:
+        raise DSGError(f"{len(given)} events; the limit is {LIMITS.max_events} (DSGLimits.max_events): plan fewer")
     ordered = tuple(sorted(given, key=lambda e: (e.start, e.end)))
     num_steps = max((e.end for e in ordered), default=1)
-    graphs = tuple(_graph_at(ordered, step) for step in range(num_steps))
-    return DynamicSceneGraph(events=ordered, graphs=graphs)
+    try:
+        graphs = tuple(_graph_at(ordered, step) for step in range(num_steps))
+        return DynamicSceneGraph(events=ordered, graphs=graphs)
+    except ValidationError as err:  # a bound of DSGLimits
+        raise DSGError(f"invalid dynamic scene graph: {describe_error(err)}") from None
 
 
 def _graph_at(events: tuple[Event, ...], step: int) -> SceneGraph:

@@ -18,15 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from dysen.atomic import write_text_atomic
-from dysen.dsg.textfmt import parse_dsg
+from dysen.dsg.textfmt import MAX_TEXT_CHARS, parse_dsg
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DSGError
+
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest ``.json`` / ``.jsonl`` file of DSGs read (thousands of DSGs; each is bounded by ``DSGLimits``)."""
+MAX_LINE_CHARS = 16_000_000
+"""Longest ``.jsonl`` line: one DSG at every ``DSGLimits`` bound, all labels 100 characters, is about 8 MB of JSON."""
 
 
 def read_dsgs(path: str | os.PathLike[str]) -> Iterator[tuple[str, DynamicSceneGraph]]:
     """Every DSG in ``path`` with where it came from (``file``, ``file[i]`` or ``file:line``), in order."""
     path = Path(path)
+    limit = MAX_FILE_BYTES if path.suffix in (".json", ".jsonl") else 4 * MAX_TEXT_CHARS  # UTF-8: <= 4 bytes a char
     try:
+        size = path.stat().st_size
+        if size > limit:
+            raise DSGError(f"{path}: the file has {size} bytes; DSG files of this kind are read up to {limit}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DSGError(f"{path}: no such file") from None
@@ -63,6 +72,8 @@ def _from_jsonl(path: Path, text: str) -> Iterator[tuple[str, DynamicSceneGraph]
         if not line.strip():
             continue
         where = f"{path}:{number}"
+        if len(line) > MAX_LINE_CHARS:
+            raise DSGError(f"{where}: the line has {len(line)} characters; one DSG takes at most {MAX_LINE_CHARS}")
         try:
             data = json.loads(line)
         except json.JSONDecodeError as err:

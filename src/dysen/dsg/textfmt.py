@@ -39,7 +39,16 @@ from collections.abc import Iterable
 from pydantic import ValidationError
 
 from dysen.dsg.convert import events_to_dsg
-from dysen.dsg.types import MAX_STEPS, Attribute, DynamicSceneGraph, Event, Relation, SceneGraph
+from dysen.dsg.types import (
+    LIMITS,
+    MAX_STEPS,
+    Attribute,
+    DynamicSceneGraph,
+    Event,
+    Relation,
+    SceneGraph,
+    describe_error,
+)
 from dysen.errors import DSGError
 
 _Lines = list[tuple[int, str]]
@@ -86,6 +95,13 @@ _STEP = re.compile(
 
 # Characters the tuple syntax reserves: labels holding one cannot be written as text.
 _RESERVED = re.compile(r"[()\[\],\n]")
+
+MAX_TEXT_LINES = 16384
+"""Lines a DSG text may have (a DSG at the ``DSGLimits`` needs at most about 520, one graph per line)."""
+MAX_TEXT_CHARS = 8_000_000
+"""Characters a DSG text may have (a DSG at every ``DSGLimits`` bound, all labels 100 characters: about 7 MB)."""
+MAX_LINE_CHARS = 1_000_000
+"""Characters one line may have (a graph at ``DSGLimits.max_facts_per_graph`` of 100-character labels: 350 KB)."""
 
 _EVENT_HINT = "expected an event tuple like (agent, predicate, target, (0v, 2v))"
 _GRAPH_HINT = "expected scene-graph tuples like (subject, predicate, object) or (object, attribute)"
@@ -171,6 +187,7 @@ def format_dsg(dsg: DynamicSceneGraph) -> str:
 def parse_events(text: str) -> tuple[Event, ...]:
     """Every event tuple in ``text``, in order; ``DSGError`` naming the line for anything unreadable."""
     events = _read_events(_numbered(text))
+    _check_events(len(events))
     if not events:
         raise DSGError(f"no event tuple found in the text; {_EVENT_HINT}")
     return events
@@ -188,10 +205,13 @@ def parse_dsg(text: str) -> DynamicSceneGraph:
     """A DSG from the block format (or an LLM's variant of it); events alone go through Step II."""
     head, steps = _split_steps(_numbered(text))
     events = _read_events(head)
+    _check_events(len(events))
     if not steps:
         if not events:
             raise DSGError("no scene-graph steps (like '0 SG: (…)') and no event tuples found in the text")
         return events_to_dsg(events)
+    if len(steps) > MAX_STEPS:
+        raise DSGError(f"the text has {len(steps)} steps; a DSG may have at most {MAX_STEPS}")
     _check_step_numbers(steps)
     graphs = []
     for index, number, lines in steps:
@@ -199,15 +219,29 @@ def parse_dsg(text: str) -> DynamicSceneGraph:
         if graph is None:
             raise DSGError(f"line {number}: step {index} has no scene-graph tuple; {_GRAPH_HINT}, or 'none'")
         graphs.append(graph)
-    if len(graphs) > MAX_STEPS:
-        raise DSGError(f"the text has {len(graphs)} steps; a DSG may have at most {MAX_STEPS}")
     return DynamicSceneGraph.from_dict({"events": events, "graphs": graphs})
 
 
 def _numbered(text: str) -> _Lines:
+    """The lines of ``text``; ``DSGError`` at once for text far larger than any DSG's (before any regex runs)."""
     if not isinstance(text, str):
         raise DSGError(f"expected text, got {type(text).__name__}")
-    return list(enumerate(text.splitlines(), start=1))
+    if len(text) > MAX_TEXT_CHARS:
+        raise DSGError(f"the text has {len(text)} characters; a DSG's text has at most {MAX_TEXT_CHARS}")
+    lines = text.splitlines()
+    if len(lines) > MAX_TEXT_LINES:
+        raise DSGError(f"the text has {len(lines)} lines; a DSG's text has at most {MAX_TEXT_LINES}")
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise DSGError(f"line {number} has {len(line)} characters; the limit is {MAX_LINE_CHARS}: shorten it")
+    return list(enumerate(lines, start=1))
+
+
+def _check_events(count: int) -> None:
+    if count > LIMITS.max_events:
+        raise DSGError(
+            f"the text has {count} events; the limit is {LIMITS.max_events} (DSGLimits.max_events): plan fewer"
+        )
 
 
 def _where(number: int, line: str) -> str:
@@ -266,11 +300,16 @@ def _read_graph(lines: _Lines) -> SceneGraph | None:
         blank = all(not line.strip() for _, line in lines)
         return SceneGraph() if said_empty or blank else None
     names = [name for t in tuples for name in ((t[0], t[2]) if len(t) == 3 else (t[0],))]
-    return SceneGraph(
-        objects=tuple(dict.fromkeys(names)),
-        attributes=tuple(Attribute(object=o, attribute=a) for o, a in (t for t in tuples if len(t) == 2)),
-        relations=tuple(Relation(subject=s, predicate=p, object=o) for s, p, o in (t for t in tuples if len(t) == 3)),
-    )
+    try:
+        return SceneGraph(
+            objects=tuple(dict.fromkeys(names)),
+            attributes=tuple(Attribute(object=o, attribute=a) for o, a in (t for t in tuples if len(t) == 2)),
+            relations=tuple(
+                Relation(subject=s, predicate=p, object=o) for s, p, o in (t for t in tuples if len(t) == 3)
+            ),
+        )
+    except ValidationError as err:  # a label or a count over DSGLimits
+        raise DSGError(f"line {lines[0][0]}: invalid scene graph: {describe_error(err)}") from None
 
 
 def _split_steps(lines: _Lines) -> tuple[_Lines, list[tuple[int, int, _Lines]]]:

@@ -17,6 +17,7 @@ structured output is held to.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,16 +30,55 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 """Bumped whenever the JSON layout changes; readers refuse versions they do not know."""
 
-MAX_STEPS = 256
-"""The most time steps a DSG may have: an LLM's "(0v, 1000000v)" is an error, not a million graphs."""
+
+
+@dataclass(frozen=True)
+class DSGLimits:
+    """How large a DSG may be: generous for every real plan (Dynamic Shapes: 1-3 events, 8 steps, 3 shapes; the
+    LLM planner: at most 32 steps by default), small enough that validating, drawing and laying one out stays fast
+    and bounded in memory. Enforced on construction, so every reader (JSON, JSONL, tuple text, the planner, the
+    demo) refuses a larger DSG with a ``DSGError`` naming the bound; exported in ``dsg_json_schema()``."""
+
+    max_steps: int = 256
+    """Time steps (scene graphs): an LLM's "(0v, 1000000v)" is an error, not a million graphs."""
+    max_events: int = 256
+    """Events (Step I actions)."""
+    max_objects_per_graph: int = 64
+    """Objects in one scene graph (and boxes at one step)."""
+    max_objects: int = 256
+    """Distinct object names over the whole DSG (graphs and event agents)."""
+    max_facts_per_graph: int = 1024
+    """Attributes plus relations in one scene graph."""
+    max_facts: int = 16384
+    """Attributes plus relations over all the scene graphs together."""
+    max_label_chars: int = 100
+    """Characters in one label (an object, attribute, predicate or agent name), after whitespace is collapsed."""
+
+
+LIMITS = DSGLimits()
+"""The bounds every DSG is held to."""
+
+MAX_STEPS = LIMITS.max_steps
+"""The most time steps a DSG may have (``DSGLimits.max_steps``)."""
 
 
 def _label(value: str) -> str:
-    """Normalise a node label: collapse whitespace; labels may not be empty."""
+    """Normalise a node label: collapse whitespace; labels may not be empty or longer than ``max_label_chars``."""
     label = " ".join(value.split())
     if not label:
         raise ValueError("labels must be non-empty text")
+    if len(label) > LIMITS.max_label_chars:
+        raise ValueError(
+            f"label {label[:40]!r}… has {len(label)} characters; the limit is {LIMITS.max_label_chars} "
+            "(DSGLimits.max_label_chars): shorten it"
+        )
     return label
+
+
+def _at_most(count: int, limit: int, what: str, bound: str) -> None:
+    """``ValueError`` naming ``bound`` when ``count`` is over ``limit``."""
+    if count > limit:
+        raise ValueError(f"{what} has {count}; the limit is {limit} (DSGLimits.{bound}): make the plan smaller")
 
 
 class _Frozen(BaseModel):
@@ -109,9 +149,21 @@ class Relation(_Frozen):
 class SceneGraph(_Frozen):
     """The scene at one time step. Every name an attribute or relation uses is one of ``objects``."""
 
-    objects: tuple[str, ...] = ()
-    attributes: tuple[Attribute, ...] = ()
-    relations: tuple[Relation, ...] = ()
+    objects: tuple[str, ...] = Field(default=(), max_length=LIMITS.max_objects_per_graph)
+    attributes: tuple[Attribute, ...] = Field(default=(), max_length=LIMITS.max_facts_per_graph)
+    relations: tuple[Relation, ...] = Field(default=(), max_length=LIMITS.max_facts_per_graph)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        """Count the raw lists before any item is validated, so an oversized graph is refused at once."""
+        if isinstance(data, dict):
+            _at_most(_length(data.get("objects")), LIMITS.max_objects_per_graph, "a scene graph's objects list",
+                     "max_objects_per_graph")  # fmt: skip
+            facts = _length(data.get("attributes")) + _length(data.get("relations"))
+            _at_most(facts, LIMITS.max_facts_per_graph, "a scene graph's attributes and relations",
+                     "max_facts_per_graph")  # fmt: skip
+        return data
 
     @field_validator("objects")
     @classmethod
@@ -159,12 +211,16 @@ class SceneGraph(_Frozen):
         return {r.as_tuple() for r in self.relations} | {a.as_tuple() for a in self.attributes}
 
     def merged(self, other: SceneGraph) -> SceneGraph:
-        """This graph plus every object, attribute and relation of ``other`` (order kept, no duplicates)."""
-        return SceneGraph(
-            objects=tuple(dict.fromkeys(self.objects + other.objects)),
-            attributes=tuple(dict.fromkeys(self.attributes + other.attributes)),
-            relations=tuple(dict.fromkeys(self.relations + other.relations)),
-        )
+        """This graph plus every object, attribute and relation of ``other`` (order kept, no duplicates);
+        ``DSGError`` when together they pass a ``DSGLimits`` bound."""
+        try:
+            return SceneGraph(
+                objects=tuple(dict.fromkeys(self.objects + other.objects)),
+                attributes=tuple(dict.fromkeys(self.attributes + other.attributes)),
+                relations=tuple(dict.fromkeys(self.relations + other.relations)),
+            )
+        except ValidationError as err:
+            raise DSGError(f"the merged scene graph is too large: {describe_error(err)}") from None
 
 
 class Box(_Frozen):
@@ -180,6 +236,13 @@ class Box(_Frozen):
     x1: float = Field(ge=0.0, le=1.0)
     y1: float = Field(ge=0.0, le=1.0)
     angle: float = Field(default=0.0, allow_inf_nan=False)
+
+    @field_validator("object")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > LIMITS.max_label_chars:
+            _label(value)  # the label's own error, when collapsing whitespace does not bring it within bounds
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> Box:
@@ -197,15 +260,25 @@ class DynamicSceneGraph(_Frozen):
     """
 
     schema_version: int = SCHEMA_VERSION
-    events: tuple[Event, ...] = ()
+    events: tuple[Event, ...] = Field(default=(), max_length=LIMITS.max_events)
     graphs: tuple[SceneGraph, ...] = Field(
-        min_length=1, max_length=MAX_STEPS, description="One scene graph per time step, in order."
+        min_length=1, max_length=LIMITS.max_steps, description="One scene graph per time step, in order."
     )
     boxes: tuple[tuple[Box, ...], ...] | None = Field(
         default=None,
         description="Optional: for each time step, the boxes of the objects visible at its first frame; "
         "optionally one more entry, the boxes at the last frame.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        """Count the raw lists before any item is validated, so an oversized DSG is refused at once."""
+        if isinstance(data, dict):
+            _at_most(_length(data.get("events")), LIMITS.max_events, "the events list", "max_events")
+            _at_most(_length(data.get("graphs")), LIMITS.max_steps, "the graphs list (time steps)", "max_steps")
+            _at_most(_length(data.get("boxes")), LIMITS.max_steps + 1, "the boxes list", "max_steps")
+        return data
 
     @field_validator("schema_version")
     @classmethod
@@ -216,6 +289,12 @@ class DynamicSceneGraph(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> DynamicSceneGraph:
+        names = {n for g in self.graphs for n in g.objects} | {e.agent for e in self.events}
+        _at_most(len(names), LIMITS.max_objects, "the DSG's distinct object names", "max_objects")
+        facts = sum(len(g.attributes) + len(g.relations) for g in self.graphs)
+        _at_most(facts, LIMITS.max_facts, "the DSG's attributes and relations in all", "max_facts")
+        for boxes in self.boxes or ():
+            _at_most(len(boxes), LIMITS.max_objects_per_graph, "one step's boxes", "max_objects_per_graph")
         late = [e for e in self.events if e.end > len(self.graphs)]
         if late:
             raise ValueError(
@@ -253,7 +332,7 @@ class DynamicSceneGraph(_Frozen):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise DSGError(f"invalid dynamic scene graph: {_describe(err)}") from None
+            raise DSGError(f"invalid dynamic scene graph: {describe_error(err)}") from None
 
     @classmethod
     def from_json(cls, text: str | bytes) -> DynamicSceneGraph:
@@ -291,16 +370,45 @@ class DynamicSceneGraph(_Frozen):
         return parse_dsg(text)
 
 
-def _describe(err: ValidationError) -> str:
+def _length(value: Any) -> int:
+    """The length of a raw list (0 for anything else: its own validation reports it)."""
+    return len(value) if isinstance(value, (list, tuple)) else 0
+
+
+def describe_error(err: ValidationError) -> str:
     """One line per pydantic error: ``where: what``."""
     parts = []
     for e in err.errors()[:5]:
         where = ".".join(str(p) for p in e["loc"]) or "(root)"
-        parts.append(f"{where}: {e['msg']}")
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
     more = err.error_count() - len(parts)
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def dsg_json_schema() -> dict[str, Any]:
-    """The JSON Schema of ``DynamicSceneGraph`` (for LLM structured output and external validators)."""
-    return DynamicSceneGraph.model_json_schema()
+    """The JSON Schema of ``DynamicSceneGraph`` (for LLM structured output and external validators), with the
+    ``DSGLimits`` as ``maxItems`` and, on every label, ``maxLength``.
+
+    ``maxLength`` is added here rather than on the models because OpenAI's strict structured output refuses
+    that keyword (the planner's schemas are built from the models); the models enforce it all the same."""
+    schema = DynamicSceneGraph.model_json_schema()
+    labels = {
+        "Event": ("agent", "predicate", "target"),
+        "Attribute": ("object", "attribute"),
+        "Relation": ("subject", "predicate", "object"),
+        "Box": ("object",),
+        "SceneGraph": ("objects",),
+    }
+    for model, fields in labels.items():
+        for field in fields:
+            _limit_strings(schema["$defs"][model]["properties"][field])
+    return schema
+
+
+def _limit_strings(node: dict[str, Any]) -> None:
+    """Add ``maxLength`` to every string type in a property's schema (its items and ``anyOf`` branches too)."""
+    if node.get("type") == "string":
+        node["maxLength"] = LIMITS.max_label_chars
+    for child in (node.get("items"), *node.get("anyOf", ())):
+        if isinstance(child, dict):
+            _limit_strings(child)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from dysen.dsg import DynamicSceneGraph, Event, SceneGraph, events_to_dsg
+from dysen.dsg.types import LIMITS
 from dysen.errors import DSGError, DysenError
 from dysen.planner import prompts
 from dysen.planner.backends.base import (
@@ -192,7 +193,7 @@ class DysenPlanner:
             graphs = self._imagine(caption, raw.graphs, demos)
         if self.settings.polish:
             graphs = self._polish(caption, raw.graphs, graphs, demos)
-        return DynamicSceneGraph(events=raw.events, graphs=graphs)
+        return DynamicSceneGraph.from_dict({"events": raw.events, "graphs": graphs})  # DSGError past DSGLimits
 
     def _plan_actions(self, caption: str, demos: list[Demonstration]) -> tuple[Event, ...]:
         """Step I: the events of ``caption``."""
@@ -201,6 +202,8 @@ class DysenPlanner:
 
     def _read_events(self, text: str) -> tuple[Event, ...]:
         events = self._format.read_events(text)
+        if len(events) > LIMITS.max_events:
+            raise DSGError(f"the plan has {len(events)} events; use at most {LIMITS.max_events}")
         steps = max(e.end for e in events)
         if steps > self.settings.max_steps:
             limit = self.settings.max_steps

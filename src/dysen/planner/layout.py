@@ -6,7 +6,9 @@ object gets a size (the DSG's, else one its grow/shrink allows, else a seeded dr
 among those that keep it inside the frame and clear of the others at every frame, and the motion primitive of
 each of its actions (moves, jumps, grows, shrinks, rotates, appears, disappears, turns). Objects whose noun
 is not a Dynamic Shapes shape are boxed as circles (colour nodes, the targets of 'turns', are no objects);
-actions outside that vocabulary leave their object still.
+actions outside that vocabulary leave their object still, and so does 'rotates' for a circle (it shows nothing).
+Every step is linear in the plan's objects and events but the check that shapes keep apart, which costs the pairs
+shown together; a plan of many objects shows a progress bar.
 The imagined scene (the visible objects' colour, size and spatial relations at each step) is merged into the
 step graphs, as in gold DSGs. Numpy only; no torch.
 """
@@ -17,11 +19,13 @@ import dataclasses
 import logging
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dysen.dsg.convert import align_steps_to_frames
 from dysen.dsg.types import Box, DynamicSceneGraph
 from dysen.world import vocab
 from dysen.world.config import DEFAULT_CONFIG, ShapesConfig
+from dysen.world.geometry import SYMMETRY
 from dysen.world.gold import box_at, scene_at
 from dysen.world.motion import Track, place
 from dysen.world.story import Shape, Story, StoryEvent
@@ -30,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 _ATTEMPTS = 10
 """Seeded layout draws (each ``place`` tries 20 starts) before the DSG is returned without boxes."""
+_PROGRESS_OBJECTS = 32
+"""A progress bar is shown for the draws when the plan has at least this many objects (each draw takes a while)."""
+_NAMED = 5
+"""Objects named in the warning when no layout fits; the others are counted."""
 
 
 def imagine_layout(dsg: DynamicSceneGraph, seed: int = 0, config: ShapesConfig = DEFAULT_CONFIG) -> DynamicSceneGraph:
@@ -47,15 +55,21 @@ def imagine_layout(dsg: DynamicSceneGraph, seed: int = 0, config: ShapesConfig =
     steps = dsg.num_steps
     staging = dataclasses.replace(config, num_steps=steps, num_frames=2 * steps, max_events=min(steps, 3))
     rng = np.random.default_rng(seed)
-    shapes = tuple(_shape(dsg, name, rng) for name in names)
+    said, changes = _said(dsg)
+    shapes = tuple(_shape(name, said.get(name, []), changes.get(name, []), rng) for name in names)
     story = Story(shapes, tuple((event,) for event in _story_events(dsg, names, shapes)))
     tracks = None
-    for _ in range(_ATTEMPTS):
+    draws = tqdm(range(_ATTEMPTS), desc="imagining the layout", unit="draw", disable=len(names) < _PROGRESS_OBJECTS)
+    for _ in draws:
         tracks = place(story, rng, staging)
         if tracks is not None:
             break
+    draws.close()
     if tracks is None:
-        logger.warning("no layout keeps all of %s in frame and apart; generating without boxes", ", ".join(names))
+        more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
+        logger.warning(
+            "no layout keeps all of %s%s in frame and apart; generating without boxes", ", ".join(names[:_NAMED]), more
+        )
         return dsg
     return _with_scene(dsg, names, tracks, staging)
 
@@ -66,15 +80,23 @@ def _noun(name: str) -> str:
     return nouns[-1] if nouns else "circle"
 
 
-def _attributes(dsg: DynamicSceneGraph, name: str) -> list[str]:
-    return [a.attribute for g in dsg.graphs for a in g.attributes if a.object == name]
+def _said(dsg: DynamicSceneGraph) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per object, its attributes over all the steps in order, and its grow / shrink predicates in event order."""
+    said: dict[str, list[str]] = {}
+    for graph in dsg.graphs:
+        for attribute in graph.attributes:
+            said.setdefault(attribute.object, []).append(attribute.attribute)
+    changes: dict[str, list[str]] = {}
+    for event in dsg.events:
+        if event.predicate in ("grows", "shrinks"):
+            changes.setdefault(event.agent, []).append(event.predicate)
+    return said, changes
 
 
-def _shape(dsg: DynamicSceneGraph, name: str, rng: np.random.Generator) -> Shape:
+def _shape(name: str, attributes: list[str], changes: list[str], rng: np.random.Generator) -> Shape:
     """The object's shape, first colour and starting size, from the DSG where it says, else drawn."""
-    said = _attributes(dsg, name) + name.lower().split()
+    said = attributes + name.lower().split()
     colour = next((c for c in said if c in vocab.COLOURS), None) or str(rng.choice(list(vocab.COLOURS)))
-    changes = [e.predicate for e in dsg.events if e.agent == name and e.predicate in ("grows", "shrinks")]
     size = next((s for s in said if s in vocab.SIZES), None)
     if changes:  # the size before its first grow / shrink is the only one that lets it show
         size = "small" if changes[0] == "grows" else "large"
@@ -84,14 +106,17 @@ def _shape(dsg: DynamicSceneGraph, name: str, rng: np.random.Generator) -> Shape
 def _story_events(dsg: DynamicSceneGraph, names: list[str], shapes: tuple[Shape, ...]) -> list[StoryEvent]:
     """The DSG's events with a Dynamic Shapes motion, in time order, with each agent's colour at its start."""
     colour = [shape.colour for shape in shapes]
+    index = {name: agent for agent, name in enumerate(names)}
     found = []
     for event in sorted(dsg.events, key=lambda e: (e.start, e.end)):
         action = vocab.ACTIONS_BY_PREDICATE.get(event.predicate)
-        if action is None or event.agent not in names:  # no motion primitive, or an agent named like a colour
+        if action is None or event.agent not in index:  # no motion primitive, or an agent named like a colour
             continue
         if action.name == "change_colour" and event.target not in vocab.COLOURS:
             continue
-        agent = names.index(event.agent)
+        agent = index[event.agent]
+        if action.name == "rotate" and shapes[agent].shape not in SYMMETRY:  # a circle's turn shows nothing
+            continue
         found.append(StoryEvent(agent, action.name, event.start, event.end, colour[agent], event.target))
         colour[agent] = event.target if action.name == "change_colour" else colour[agent]
     return found

@@ -62,8 +62,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from dysen.dsg.convert import events_to_dsg
-from dysen.dsg.types import MAX_STEPS, DynamicSceneGraph, Event, SceneGraph
+from dysen.dsg.types import MAX_STEPS, DynamicSceneGraph, Event, SceneGraph, describe_error
 from dysen.errors import DysenError
 from dysen.planner.clauses import Clause, Mention, parse
 from dysen.planner.lexicon import (
@@ -387,6 +389,12 @@ class RulesPlanner:
 
     def plan(self, prompt: str, demonstrations: Sequence[Demonstration] | None = None) -> DynamicSceneGraph:
         """Plan ``prompt``; ``demonstrations`` (else the selector's, else none) only add imagined facts."""
+        try:
+            return self._plan(prompt, demonstrations)
+        except ValidationError as err:  # a name or a count of the prompt over dysen.dsg.DSGLimits
+            raise RulesPlanError(f"the prompt's plan is too large: {describe_error(err)}") from None
+
+    def _plan(self, prompt: str, demonstrations: Sequence[Demonstration] | None) -> DynamicSceneGraph:
         sentences = parse(_checked_tokens(prompt))
         discourse = _Discourse()
         events = _schedule(_read(sentences, discourse), self.num_steps)

@@ -82,7 +82,10 @@ def _whole(name: str, value: float | None, low: int, high: int) -> int:
 
 
 def read_plan(text: str | None, limits: DemoLimits) -> DynamicSceneGraph | None:
-    """The DSG in an edited plan: JSON (as shown by the page) or the paper's tuple text; ``None`` when empty."""
+    """The DSG in an edited plan: JSON (as shown by the page) or the paper's tuple text; ``None`` when empty.
+
+    Besides ``max_plan_chars``, the plan is held to the bounds of every DSG (``dysen.dsg.DSGLimits``: events, steps,
+    objects, facts, label length), which keep its picture and layout small."""
     body = (text or "").strip()
     if not body:
         return None

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dysen.dsg.convert import align_steps_to_frames
+from dysen.dsg.convert import FrameAlignment, align_steps_to_frames
 from dysen.world import vocab
 from dysen.world.config import ShapesConfig
 from dysen.world.geometry import SYMMETRY
@@ -76,8 +76,10 @@ class _Motion:
     size: list[str]  # [T]
 
 
-def _animate(story: Story, agent: int, config: ShapesConfig) -> _Motion:
-    """Play the events of one shape over the clip's frames (rules in the module docstring)."""
+def _animate(
+    story: Story, agent: int, events: list[StoryEvent], alignment: FrameAlignment, config: ShapesConfig
+) -> _Motion:
+    """Play ``events``, those of one shape in time order, over the clip's frames (rules in the module docstring)."""
     shape, num_frames = story.shapes[agent], config.num_frames
     motion = _Motion(
         dx=np.zeros(num_frames),
@@ -88,8 +90,7 @@ def _animate(story: Story, agent: int, config: ShapesConfig) -> _Motion:
         colour=[shape.colour] * num_frames,
         size=[shape.size] * num_frames,
     )
-    alignment = align_steps_to_frames(config.num_steps, num_frames)
-    for event in story.events_of(agent):
+    for event in events:
         f0, f1 = alignment.frames_of_step[event.start][0], alignment.frames_of_step[event.end - 1][1]
         _apply(motion, event, shape.shape, f0, f1, config)
     return motion
@@ -133,13 +134,18 @@ def _apply(motion: _Motion, event: StoryEvent, shape: str, f0: int, f1: int, con
 
 def place(story: Story, rng: np.random.Generator, config: ShapesConfig) -> tuple[Track, ...] | None:
     """Start positions for every shape of ``story``, as tracks; None when no placement keeps all of it visible."""
-    motions = [_animate(story, agent, config) for agent in range(len(story.shapes))]
+    alignment = align_steps_to_frames(config.num_steps, config.num_frames)
+    events: list[list[StoryEvent]] = [[] for _ in story.shapes]  # per agent, in time order (Story.events_of)
+    for event in story.events:
+        events[event.agent].append(event)
+    motions = [_animate(story, agent, events[agent], alignment, config) for agent in range(len(story.shapes))]
     ranges = [_start_range(m, config.margin) for m in motions]
     if any(r is None for r in ranges):
         return None
+    meeting = _meeting(motions)
     for _ in range(_LAYOUT_TRIES):
         starts = [(rng.uniform(x0, x1), rng.uniform(y0, y1)) for x0, x1, y0, y1 in ranges]
-        if _apart(motions, starts, config.gap):
+        if _apart(motions, meeting, starts, config.gap):
             return tuple(_track(s.shape, m, start) for s, m, start in zip(story.shapes, motions, starts, strict=True))
     return None
 
@@ -153,10 +159,18 @@ def _start_range(motion: _Motion, margin: float) -> tuple[float, float, float, f
     return (x0, x1, y0, y1) if x0 <= x1 and y0 <= y1 else None
 
 
-def _apart(motions: list[_Motion], starts: list[tuple[float, float]], gap: float) -> bool:
-    """Whether every two shapes keep ``gap`` between their circumscribed circles at every frame both show."""
+def _meeting(motions: list[_Motion]) -> np.ndarray:
+    """``[N, N]`` bool: whether shapes ``i < j`` are shown together in some frame (only they can collide)."""
+    shown = np.stack([m.alpha > 0 for m in motions]).astype(np.float32)  # [N, T]
+    return np.triu(shown @ shown.T > 0, k=1)
+
+
+def _apart(motions: list[_Motion], meeting: np.ndarray, starts: list[tuple[float, float]], gap: float) -> bool:
+    """Whether every two shapes keep ``gap`` between their circumscribed circles at every frame both show.
+
+    Only pairs ``meeting`` (shown together) are checked, in the order i, j: a long clip costs its overlaps, not N²."""
     for i in range(len(motions)):
-        for j in range(i + 1, len(motions)):
+        for j in np.flatnonzero(meeting[i]):
             a, b = motions[i], motions[j]
             shown = (a.alpha > 0) & (b.alpha > 0)  # [T]
             ddx = (starts[i][0] + a.dx) - (starts[j][0] + b.dx)  # [T]
