@@ -80,6 +80,23 @@ def test_item2_eval_videos_scores_a_100_frame_720p_clip_under_1_gb(tmp_path):
     assert int(peak_kib) < 1024 * 1024, f"peak RSS {int(peak_kib) / 1024:.0f} MiB"
 
 
+_REAL_ENV = os.environ.get("DYSEN_REAL_VIDEOS")  # as tests/test_video.py
+REAL_VIDEOS = Path(_REAL_ENV) if _REAL_ENV else Path(__file__).resolve().parents[3] / "shared" / "data" / "real_videos"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL_VIDEOS / "box.mp4").is_file(), reason=f"no real test videos at {REAL_VIDEOS}")
+def test_item2_eval_videos_scores_a_455_frame_real_clip_under_1_gb(tmp_path):
+    (tmp_path / "box.mp4").symlink_to(REAL_VIDEOS / "box.mp4")  # 455 frames of 640x480: 1.3 GB as uint8
+    (tmp_path / "box.dsg.json").write_text(DSG.to_json(), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", _SCORE, str(tmp_path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split("\n")[0].split()[0]) == 1
+    assert int(done.stdout.split("\n")[1]) < 1024 * 1024
+
+
 def test_item2_bounded_reading_keeps_normal_videos_identical(tmp_path):
     from dysen.data.video import read_video
 
@@ -90,6 +107,11 @@ def test_item2_bounded_reading_keeps_normal_videos_identical(tmp_path):
         whole.permute(0, 3, 1, 2).float(), size=(32, 48), mode="bilinear", antialias=True, align_corners=False
     )
     assert torch.equal(small, reference.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+    from dysen.data.video import read_within
+    from dysen.eval.benchmark import SCORE_BUDGET
+
+    within = read_within(tmp_path / "a.mp4", SCORE_BUDGET)
+    assert within.stride == 1 and torch.equal(within.frames, whole)
 
 
 # -- item 3: the frame count of generate -----------------------------------------------------------------------------
@@ -206,3 +228,33 @@ def test_item12_folder_dataset_reads_a_non_utf8_caption_with_a_warning(tmp_path,
         records = folder_records(tmp_path)
     assert [r.captions for r in records] == [("a red circle \ufffd\ufffd moves right",), ("a blue square jumps",)]
     assert "a.txt" in caplog.text and "UTF-8" in caplog.text
+
+
+def test_item12_eval_report_lists_the_skipped_videos(tmp_path):
+    from dysen.eval.report import new_report, write_report
+    from dysen.eval.variants import Variant, run_variant
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _write_clip(videos / "good.mp4", frames=8, width=32, height=32)
+    (videos / "bad.mp4").write_bytes(b"\x00" * 100)
+    for stem in ("good", "bad"):
+        (videos / f"{stem}.dsg.json").write_text(DSG.to_json(), encoding="utf-8")
+    report = new_report("shapes", ["dysen", "eval"], {}, "cpu")
+    report["rows"].append(run_variant(Variant("files", source="folder", folder=videos), 1, progress=False))
+    write_report(tmp_path / "out", report)
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "1 video file(s) skipped" in markdown and "`bad.mp4`" in markdown
+
+
+def test_item12_zero_shot_folder_skips_and_counts_bad_files(tmp_path):
+    from dysen.eval.protocols import FeatureSink, MetricNetworks, folder_features
+
+    _write_clip(tmp_path / "a.mp4", frames=8, width=32, height=32)
+    (tmp_path / "b.mp4").write_bytes(b"")
+    os.mkfifo(tmp_path / "c.mp4")
+    lines = [json.dumps({"id": i, "prompt": "a circle"}) for i in "abc"]
+    (tmp_path / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sink = FeatureSink((), MetricNetworks())
+    skipped = folder_features(tmp_path, sink, progress=False)
+    assert sink.count == 1 and sorted(Path(f).name for f, _ in skipped) == ["b.mp4", "c.mp4"]
