@@ -258,3 +258,9 @@ def test_item12_zero_shot_folder_skips_and_counts_bad_files(tmp_path):
     sink = FeatureSink((), MetricNetworks())
     skipped = folder_features(tmp_path, sink, progress=False)
     assert sink.count == 1 and sorted(Path(f).name for f, _ in skipped) == ["b.mp4", "c.mp4"]
+
+
+@pytest.mark.parametrize("field", ["guidance", "dsg_guidance"])
+def test_item11_a_model_config_with_infinite_guidance_is_refused(field):
+    with pytest.raises(DysenError, match=field):
+        DiffusionConfig(**{field: math.inf})
