@@ -264,3 +264,12 @@ def test_item12_zero_shot_folder_skips_and_counts_bad_files(tmp_path):
 def test_item11_a_model_config_with_infinite_guidance_is_refused(field):
     with pytest.raises(DysenError, match=field):
         DiffusionConfig(**{field: math.inf})
+
+
+def test_item12_a_dsg_beside_a_video_that_is_not_utf8_is_a_clear_error(tmp_path):
+    from dysen.eval.benchmark import score_folder
+
+    _write_clip(tmp_path / "a.mp4", frames=8, width=32, height=32)
+    (tmp_path / "a.dsg.json").write_bytes(b'{"graphs": "\xff"}')
+    with pytest.raises(DysenError, match="a.dsg.json"):
+        score_folder(tmp_path, progress=False)

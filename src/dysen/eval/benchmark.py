@@ -273,7 +273,10 @@ def score_folder(folder: str | Path, *, gold: str | Path | None = None, progress
         dsg = golds.get(file.stem)
         beside = file.with_suffix(".dsg.json")
         if dsg is None and beside.is_file():
-            dsg = DynamicSceneGraph.from_json(beside.read_text(encoding="utf-8"))
+            try:
+                dsg = DynamicSceneGraph.from_json(beside.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as err:
+                raise DysenError(f"cannot read the DSG {beside}: {err}") from None
         if dsg is None:
             raise DysenError(
                 f"{file} has no DSG to score against: put {beside.name} beside it or pass --gold FILE.jsonl"
