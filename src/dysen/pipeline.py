@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import numbers
 import os
 import time
 from collections.abc import Mapping
@@ -51,6 +52,10 @@ logger = logging.getLogger(__name__)
 
 INDEX_NAME = "model_index.json"
 POLICY_DIR = "policy"  # a pipeline folder's own RL demonstration selector, named relative to the folder
+
+MAX_FRAMES_FACTOR = 8
+"""A model makes videos of at most this many times the frames it was trained on (``VideoSpec.num_frames``); its
+temporal attention clips relative positions (``UNet3DConfig.temporal_max_distance``), so longer is untested."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,8 +190,8 @@ class DysenVDMPipeline:
             self.config.diffusion, steps=steps, guidance=guidance, dsg_guidance=dsg_guidance, sampler=sampler, eta=eta
         )
         video = self.config.video
-        frames = num_frames or video.num_frames
-        shape = self.vae.latent_shape(frames, video.height, video.width)  # (c, t, h, w)
+        shape = self.latent_shape(video.num_frames if num_frames is None else num_frames)  # (c, t, h, w)
+        check_memory(self.config, shape, len(settings.passes), self.device)
         timings: dict[str, float] = {}
 
         clock = time.perf_counter()
@@ -216,6 +221,22 @@ class DysenVDMPipeline:
         timings["decode"] = time.perf_counter() - clock
         return VideoResult(frames_u8, dsg, prompt, timings, seed)
 
+    def latent_shape(self, num_frames: int) -> tuple[int, int, int, int]:
+        """``(c, t, h, w)`` of a ``num_frames`` video at the model's size; refuses a count the model cannot make."""
+        video = self.config.video
+        most = MAX_FRAMES_FACTOR * video.num_frames
+        if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral):
+            raise DysenError(f"num_frames must be a whole number, got {num_frames!r}")
+        if not 1 <= num_frames <= most:
+            raise DysenError(
+                f"num_frames must be in 1..{most} ({MAX_FRAMES_FACTOR} x the {video.num_frames} frames this model "
+                f"was trained on), got {num_frames}; lower --frames"
+            )
+        try:
+            return self.vae.latent_shape(int(num_frames), video.height, video.width)
+        except DysenError as err:
+            raise DysenError(f"num_frames {num_frames} does not fit this model: {err}") from None
+
     def denoiser(self, z_t: torch.Tensor, t: torch.Tensor, conditions: tuple[Text, GraphCondition]) -> torch.Tensor:
         """The model function of ``denoise``: the UNet's prediction [P, c, t, h, w] under (text, graph condition)."""
         return self.unet(z_t, t, text=conditions[0], graph_cond=conditions[1])
@@ -239,6 +260,67 @@ class DysenVDMPipeline:
         tokens, mask = tokens.to(self.device), mask.to(self.device)
         graphs = GraphBatch.from_dsgs([dsg], latent_frames).with_label_embeddings(self.text_encoder).to(self.device)
         return (tokens[:1], mask[:1]), (tokens[1:], mask[1:]), self.rgtrm(graphs)  # DSG keys [1, K, Dg], ...
+
+
+# -- memory of one video ---------------------------------------------------------------------------------------
+
+_FLOAT_BYTES = 4  # float32 activations
+_WORK_COPIES = 4  # tensors of a block's size alive at once besides the skips (input, norm, output, residual)
+
+
+def sampling_memory(config: DysenVDMConfig, shape: tuple[int, int, int, int], passes: int) -> dict[str, int]:
+    """A coarse estimate of the bytes generating one video of latents ``shape`` (c, t, h, w) holds at its peak,
+    by part: the UNet's activations (skip connections and one block's work) for ``passes`` guidance passes, its
+    largest attention matrices (temporal, over t), and the autoencoder's full-resolution decode. It errs high: the
+    shipped model's peak grows by 0.14 GB from 16 to 128 frames, the estimate by 0.38 GB."""
+    unet, video = config.unet, config.video
+    _, t, h, w = shape
+    levels = [(m * unet.model_channels, h // 2**i, w // 2**i) for i, m in enumerate(unet.channel_mult)]
+    skips = sum(passes * t * y * x * width * (unet.num_res_blocks + 1) for width, y, x in levels)
+    ff = max(unet.ff_mult) if isinstance(unet.ff_mult, tuple) else unet.ff_mult
+    work = max(passes * t * y * x * width * (2 * ff + _WORK_COPIES) for width, y, x in levels)
+    # temporal attention writes out its [t, t] scores and probabilities per pixel and head (``models.layers``);
+    # spatial attention runs in F.scaled_dot_product_attention, whose fused kernels hold no [hw, hw] matrix
+    attention = max(passes * (width // unet.head_dim) * y * x * t**2 * 2 for width, y, x in levels)
+    if config.vae.kind == "kl3d":
+        ae = config.vae.kl3d
+        top = ae.base_channels * ae.channel_mult[0]
+        decode = video.height * video.width * shape[1] * ae.temporal_downsample * top * _WORK_COPIES
+        if ae.mid_attention:
+            decode += (t * h * w) ** 2
+    else:  # a per-frame VAE decodes a chunk of frames at a time (``FrameVAE.frames_per_chunk``)
+        decode = video.height * video.width * min(t, 16) * 128 * _WORK_COPIES
+    return {k: v * _FLOAT_BYTES for k, v in {"unet": skips + work, "attention": attention, "decode": decode}.items()}
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes the process can still allocate on ``device``: free GPU memory, or Linux's MemAvailable; None if
+    unknown (then nothing is refused)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo if ":" in line)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_memory(config: DysenVDMConfig, shape: tuple[int, int, int, int], passes: int, device: torch.device) -> None:
+    """Refuse, before allocating anything, a video whose estimated peak (``sampling_memory``) exceeds what
+    ``device`` has free."""
+    parts = sampling_memory(config, shape, passes)
+    free = available_memory(device)
+    if free is not None and sum(parts.values()) > free:
+        frames = shape[1] * (config.vae.kl3d.temporal_downsample if config.vae.kind == "kl3d" else 1)
+        detail = ", ".join(f"{k} {v / 1e9:.2f}" for k, v in parts.items())
+        raise DysenError(
+            f"{frames} frames need about {sum(parts.values()) / 1e9:.2f} GB ({detail}) but {device} has "
+            f"{free / 1e9:.2f} GB free: lower --frames (num_frames; the model's own is {config.video.num_frames}), "
+            "or pass --guidance/--dsg-guidance values that need fewer passes"
+        )
 
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"

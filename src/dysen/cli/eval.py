@@ -248,6 +248,9 @@ def _print_summary(report: dict[str, Any]) -> None:
             print(f"{row['name']}: " + ", ".join(f"{k} {_short(overall.get(k))}" for k in keys))
         else:
             print(f"{row['name']}: " + ", ".join(f"{k} {_short(v)}" for k, v in row["metrics"].items()))
+        if "skipped_videos" in row:
+            names = ", ".join(Path(f["file"]).name for f in row["skipped_videos"]["files"])
+            print(f"{row['name']}: skipped {row['skipped_videos']['count']} unreadable video(s): {names}")
 
 
 def _short(value: Any) -> str:

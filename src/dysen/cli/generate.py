@@ -9,6 +9,17 @@ from pathlib import Path
 from dysen.errors import DysenError
 
 
+def _frame_count(text: str) -> int:
+    """A ``--frames`` value: a whole number >= 1 (the model's own bound is checked by the pipeline)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def configure_generate(p: argparse.ArgumentParser) -> None:
     from dysen.cli.options import add_planner_flags, add_sampling_flags
 
@@ -24,7 +35,12 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
         help="without --model: the preset whose shipped trained model to use; RANDOM weights when the package "
         "ships none for it (only shapes-tiny ships one) (default: %(default)s)",
     )
-    p.add_argument("--frames", type=int, help="number of frames (default: the model's)")
+    p.add_argument(
+        "--frames",
+        type=_frame_count,
+        metavar="N",
+        help="number of frames (default: the model's; bounded by a multiple of it and by free memory)",
+    )
     add_sampling_flags(p)
     add_planner_flags(p, own=False)
 

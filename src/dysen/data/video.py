@@ -14,6 +14,9 @@ Every video that enters or leaves dysen passes through here, so the rules are st
 * **Damaged files are refused whole**: a truncated file (a partial last packet, or fewer packets than
   an mp4's sample table declares) raises ``VideoError`` from ``probe`` and ``read_video`` even when a
   prefix would decode; so does a decoder error inside the frames being decoded.
+* **Bounded reads**: frames are resized one at a time as they are decoded, so ``read_video(size=...)`` holds one
+  full-size frame, not the clip; ``read_within`` reads a whole video within a ``FrameBudget`` (frames, short
+  side, pixels) for readers that take videos whole (the scorers of ``dysen eval --videos``).
 * **Writes are atomic**: a hidden temporary file in the destination folder, then ``os.replace``.
 
 Layouts: uint8 frames ``[T, H, W, 3]`` at this edge; the model layout ``[3, T, H, W]`` in [-1, 1] via
@@ -23,9 +26,10 @@ Layouts: uint8 frames ``[T, H, W, 3]`` at this edge; the model layout ``[3, T, H
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -221,11 +225,14 @@ def _seek_position(packets: list[_Packet], first: int) -> int:
     return int(candidates[-1]) if len(candidates) else 0
 
 
-def _decode_frames(file: Path, packets: list[_Packet], wanted: list[int], seek: bool) -> list[np.ndarray] | None:
-    """Decode the frames at sorted, unique ``wanted``; with ``seek``, None if the seek misses its mark."""
+def _decode_frames(
+    file: Path, packets: list[_Packet], wanted: list[int], seek: bool, convert: FrameFn
+) -> list[torch.Tensor] | None:
+    """Decode the frames at sorted, unique ``wanted``, each passed through ``convert`` as soon as it is decoded (so
+    only one full-size frame is alive); with ``seek``, None if the seek misses its mark."""
     k = _seek_position(packets, wanted[0]) if seek else 0
     order = {p.pts: i for i, p in enumerate(packets)}
-    out: list[np.ndarray] = []
+    out: list[torch.Tensor] = []
     with _open_video(file) as (container, stream):
         position = 0 if k == 0 else None
         if k > 0:
@@ -240,7 +247,7 @@ def _decode_frames(file: Path, packets: list[_Packet], wanted: list[int], seek: 
                         continue
                     position = k
                 if position == wanted[len(out)]:
-                    out.append(frame.to_ndarray(format="rgb24"))  # [H, W, 3]
+                    out.append(convert(frame.to_ndarray(format="rgb24")))  # [H, W, 3] -> [h, w, 3]
                     if len(out) == len(wanted):
                         return out
                 position += 1
@@ -249,6 +256,24 @@ def _decode_frames(file: Path, packets: list[_Packet], wanted: list[int], seek: 
     if position is None:
         return None
     raise _decode_failure(file, position, None)
+
+
+FrameFn = Callable[[np.ndarray], torch.Tensor]
+"""What happens to each decoded uint8 frame ``[H, W, 3]``: a uint8 tensor ``[h, w, 3]``."""
+
+
+def _frame_converter(size: int | None, crop: bool) -> FrameFn:
+    """The identity, or the resize of ``_resize`` applied to one frame (resizing is per frame, so this equals
+    resizing the stacked clip)."""
+
+    def convert(image: np.ndarray) -> torch.Tensor:
+        frame = torch.from_numpy(image)  # [H, W, 3] uint8
+        if size is None:
+            return frame
+        resized = _resize(frame.permute(2, 0, 1)[None].float(), size, crop)  # [1, 3, h, w]
+        return resized[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()  # [h, w, 3]
+
+    return convert
 
 
 def _resize(video: torch.Tensor, size: int, crop: bool) -> torch.Tensor:
@@ -291,16 +316,64 @@ def read_video(
     with _open_video(file) as (container, stream):
         packets = _packet_index(file, container, stream)
     indices = _frame_indices(file, len(packets), start, num_frames, stride, pad)
-    unique = sorted(set(indices))
-    decoded = _decode_frames(file, packets, unique, seek=True)
-    if decoded is None:
-        decoded = _decode_frames(file, packets, unique, seek=False)
-    by_index = dict(zip(unique, decoded, strict=True))
-    frames = torch.from_numpy(np.stack([by_index[i] for i in indices]))  # [T, H, W, 3] uint8
-    if size is not None:
-        resized = _resize(frames.permute(0, 3, 1, 2).float(), size, crop)  # [T, 3, h, w]
-        frames = resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # [T, h, w, 3]
+    frames = _read_frames(file, packets, indices, _frame_converter(size, crop))  # [T, h, w, 3] uint8
     return frames_to_model(frames) if output == "float" else frames
+
+
+def _read_frames(file: Path, packets: list[_Packet], indices: list[int], convert: FrameFn) -> torch.Tensor:
+    """uint8 ``[T, h, w, 3]``: the frames at ``indices`` (any order, repeats allowed), each through ``convert``."""
+    unique = sorted(set(indices))
+    decoded = _decode_frames(file, packets, unique, seek=True, convert=convert)
+    if decoded is None:
+        decoded = _decode_frames(file, packets, unique, seek=False, convert=convert)
+    by_index = dict(zip(unique, decoded, strict=True))
+    return torch.stack([by_index[i] for i in indices])  # [T, h, w, 3] uint8
+
+
+@dataclass(frozen=True)
+class FrameBudget:
+    """The most of a video a reader that takes whole videos keeps (a scorer): frames and short side."""
+
+    max_frames: int
+    """Longer videos keep every k-th frame, k = ceil(frames / max_frames) (the frame rate divides by k)."""
+    max_side: int
+    """Videos whose short side is longer are scaled down (aspect kept, antialiased) so it is ``max_side``."""
+    max_pixels: int
+    """... and further, if the frames kept hold more pixels in all (frames x height x width) than this."""
+
+    def short_side(self, frames: int, height: int, width: int) -> int | None:
+        """The short side to scale ``frames`` frames of ``height x width`` to, or None to keep them as they are."""
+        short = min(height, width)
+        fit = int(short * math.sqrt(self.max_pixels / (frames * height * width)))  # frames x h x w <= max_pixels
+        side = min(self.max_side, fit)
+        return max(side, 1) if side < short else None
+
+
+@dataclass(frozen=True)
+class BoundedVideo:
+    """A video as ``read_within`` reads it."""
+
+    frames: torch.Tensor  # uint8 [T, h, w, 3]
+    fps: float
+    """The rate of the frames kept: the file's divided by ``stride``."""
+    stride: int
+    """Every ``stride``-th frame of the file was kept (1: all)."""
+    info: VideoInfo
+    """The file as it is (``probe``)."""
+
+
+def read_within(path: str | os.PathLike, budget: FrameBudget) -> BoundedVideo:
+    """The whole of ``path`` within ``budget``: every frame, or every k-th, each scaled down as it is decoded when the
+    budget says so; one full-size frame at a time is held. A video within the budget reads as ``read_video``."""
+    file = Path(path)
+    with _open_video(file) as (container, stream):
+        packets = _packet_index(file, container, stream)
+        info = _stream_info(stream, len(packets))
+    stride = -(-len(packets) // budget.max_frames)  # ceil
+    indices = list(range(0, len(packets), stride))
+    size = budget.short_side(len(indices), info.height, info.width)
+    frames = _read_frames(file, packets, indices, _frame_converter(size, crop=False))
+    return BoundedVideo(frames, info.fps / stride, stride, info)
 
 
 # -- writing ---------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ compositional over text and DSG, then one scheduler step x_t -> x_{t-1}.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,13 @@ from dysen.diffusion.guidance import GuidancePass, combine, guidance_passes
 from dysen.diffusion.loss import ModelFn
 from dysen.diffusion.sampling import make_scheduler
 from dysen.diffusion.schedules import DiffusionConfig, DiffusionConfigError, SamplerName
+
+MAX_STEPS = 1000
+"""Most denoising steps of one video: the default ``num_train_timesteps`` (a model's own may lower it)."""
+
+
+class NonFiniteLatentsError(DiffusionConfigError):
+    """Sampling produced NaN or infinite latents (NaN weights, or guidance so large that it overflows)."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +43,21 @@ class SamplingSettings:
     eta: float  # DDIM's η (0: deterministic)
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise DiffusionConfigError(f"steps must be >= 1, got {self.steps}")
+        problems = []
+        if not isinstance(self.steps, numbers.Integral) or isinstance(self.steps, bool):
+            problems.append(f"steps must be a whole number, got {self.steps!r}")
+        elif self.steps < 1:
+            problems.append(f"steps must be >= 1, got {self.steps}")
+        elif self.steps > MAX_STEPS:
+            problems.append(f"steps must be at most {MAX_STEPS} (noise levels of a default model), got {self.steps}")
+        for name in ("guidance", "dsg_guidance"):
+            value = getattr(self, name)
+            if not _is_real(value) or not (math.isfinite(value) and value >= 0.0):
+                problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+        if not _is_real(self.eta) or not 0.0 <= self.eta <= 1.0:  # also refuses NaN
+            problems.append(f"eta must be a number in [0, 1], got {self.eta!r}")
+        if problems:
+            raise DiffusionConfigError("; ".join(problems))
 
     @classmethod
     def resolve(
@@ -53,24 +75,39 @@ class SamplingSettings:
         guidance = defaults.guidance if guidance is None else guidance
         if dsg_guidance is None:
             dsg_guidance = guidance if defaults.dsg_guidance is None else defaults.dsg_guidance
-        return cls(
+        settings = cls(
             steps=defaults.steps if steps is None else steps,
             guidance=guidance,
             dsg_guidance=dsg_guidance,
             sampler=defaults.sampler if sampler is None else sampler,
             eta=defaults.eta if eta is None else eta,
         )
+        settings.check_model(defaults)
+        return settings
 
     @property
     def passes(self) -> tuple[GuidancePass, ...]:
         """The guidance passes these scales need, in their fixed order."""
         return guidance_passes(self.guidance, self.dsg_guidance)
 
+    def check_model(self, config: DiffusionConfig) -> None:
+        """Refuse more steps than ``config``'s model has noise levels (no scheduler can space them)."""
+        if self.steps > config.num_train_timesteps:
+            raise DiffusionConfigError(
+                f"steps must be at most the model's {config.num_train_timesteps} noise levels, got {self.steps}"
+            )
+
     def scheduler(self, config: DiffusionConfig) -> Any:
         """A fresh diffusers scheduler of ``sampler`` on ``config``'s betas, with ``steps`` timesteps set."""
+        self.check_model(config)
         scheduler = make_scheduler(config, self.sampler)
         scheduler.set_timesteps(self.steps)
         return scheduler
+
+
+def _is_real(value: object) -> bool:
+    """A real number (a bool is not a scale)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +137,7 @@ def denoise(
     at once, ``conditions`` being stacked in the order of ``passes`` (``stack_passes``). ``scheduler``: a diffusers
     scheduler with its timesteps set; ``step_kwargs``: the extra arguments of its ``step`` (η and the generator of
     DDIM's noise, ``dysen.diffusion.sampling.step_kwargs``). ``callback`` sees every step; ``progress`` shows a
-    tqdm bar.
+    tqdm bar. Latents that stop being finite raise ``NonFiniteLatentsError`` naming the step.
     """
     extra = dict(step_kwargs or {})
     latents = noise * scheduler.init_noise_sigma  # x_T [1, C, T, h, w]
@@ -110,6 +147,11 @@ def denoise(
         prediction = model_fn(model_input, t.to(latents.device), conditions)  # [P, C, T, h, w]
         guided = combine(prediction.split(1), passes)  # [1, C, T, h, w], CFG (Ho & Salimans 2022, eq. 6)
         latents = scheduler.step(guided, t, latents, **extra).prev_sample  # x_{t-1} [1, C, T, h, w]
+        if not bool(torch.isfinite(latents).all()):
+            raise NonFiniteLatentsError(
+                f"the latents are not finite after denoising step {index + 1} of {len(scheduler.timesteps)} "
+                f"(t = {int(t)}): the model's weights hold NaN/inf or the guidance scales are too large"
+            )
         if callback is not None:
             callback(DenoisingStep(index, t, latents, guided))
     return latents

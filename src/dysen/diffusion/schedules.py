@@ -67,8 +67,8 @@ class DiffusionConfig:
             "sampler": self.sampler in ("ddim", "dpmpp", "euler"),
             "eta": 0.0 <= self.eta <= 1.0,
             "steps": self.steps >= 1,
-            "guidance": self.guidance >= 0.0,
-            "dsg_guidance": self.dsg_guidance is None or self.dsg_guidance >= 0.0,
+            "guidance": 0.0 <= self.guidance < math.inf,  # also refuses NaN
+            "dsg_guidance": self.dsg_guidance is None or 0.0 <= self.dsg_guidance < math.inf,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -25,9 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dysen.data.shapes import render_clip
+from dysen.data.video import FrameBudget
 from dysen.dsg.metrics import action_planning_reliability
 from dysen.dsg.types import DynamicSceneGraph
-from dysen.errors import DysenError
+from dysen.errors import DysenError, VideoError
 from dysen.eval.dynamics import DynamicsScore, score_video
 from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
 from dysen.world import ShapesClip, ShapesConfig, sample_clip, vocab
@@ -40,6 +41,12 @@ from dysen.pipeline import DysenVDMPipeline
 
 BENCHMARK_SPLIT = "test"
 """The Dynamic Shapes split the benchmark draws its captions and gold DSGs from."""
+
+SCORE_BUDGET = FrameBudget(max_frames=64, max_side=256, max_pixels=16 * 256 * 256)
+"""What ``score_folder`` keeps of a video file. dysen's videos (16 frames of at most 256 x 256) are scored as they
+are; a longer or larger file is thinned to 64 frames and scaled, as it is decoded, to at most a 256 px short side and
+16 x 256 x 256 pixels in all, so a 720p or 800-frame clip scores in bounded memory (the tracker holds ~300 bytes
+per pixel of a busy real clip; its lengths are fractions of the frame, so scale does not change its verdicts)."""
 
 GOLD_FILE = "gold.jsonl"
 """In a folder of videos: ``{"id", "dsg"}`` records of the gold DSGs to score against (``read_gold``)."""
@@ -229,15 +236,26 @@ def _gold_of_folder(folder: Path, gold_path: Path | None) -> dict[str, DynamicSc
     return read_gold(folder / GOLD_FILE) if (folder / GOLD_FILE).is_file() else {}
 
 
-def score_folder(folder: str | Path, *, gold: str | Path | None = None, progress: bool = True) -> list[ClipResult]:
+class FolderScores(list[ClipResult]):
+    """The results of ``score_folder``, in file order, and the files it could not read."""
+
+    def __init__(self, results: Iterable[ClipResult] = (), skipped: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(results)
+        self.skipped: list[tuple[str, str]] = list(skipped)
+        """(file, why) of every video skipped: not a regular file, empty, corrupt or not a video."""
+
+
+def score_folder(folder: str | Path, *, gold: str | Path | None = None, progress: bool = True) -> FolderScores:
     """Score every ``<name>.mp4`` / ``.gif`` of ``folder`` against its gold DSG.
 
     The gold DSG of a video is its record in ``gold`` (a JSONL of ``{"id", "dsg"}``), else in
     ``<folder>/gold.jsonl``, else the ``<name>.dsg.json`` beside it (what ``dysen generate`` writes: the
     DSG the model followed, so then the score measures faithfulness to the plan, not to a gold). The
-    dynamic degree uses each file's own frame rate.
+    dynamic degree uses each file's own frame rate. Each video is read within ``SCORE_BUDGET``. A file that is
+    not a regular file (a FIFO is never opened), is empty, or does not decode is skipped and listed in the
+    result's ``skipped``; a folder where no video reads is an error.
     """
-    from dysen.data.video import probe, read_video
+    from dysen.data.video import read_within
 
     root = Path(folder)
     if not root.is_dir():
@@ -250,20 +268,29 @@ def score_folder(folder: str | Path, *, gold: str | Path | None = None, progress
     files = [by_stem[stem] for stem in sorted(by_stem)]
     if not files:
         raise DysenError(f"no .mp4 or .gif videos in {root}")
-    captions, results = _captions(root), []
+    captions, scores = _captions(root), FolderScores()
     for file in tqdm(files, desc="scoring videos", unit="video", disable=not progress):
         dsg = golds.get(file.stem)
         beside = file.with_suffix(".dsg.json")
         if dsg is None and beside.is_file():
-            dsg = DynamicSceneGraph.from_json(beside.read_text(encoding="utf-8"))
+            try:
+                dsg = DynamicSceneGraph.from_json(beside.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as err:
+                raise DysenError(f"cannot read the DSG {beside}: {err}") from None
         if dsg is None:
             raise DysenError(
                 f"{file} has no DSG to score against: put {beside.name} beside it or pass --gold FILE.jsonl"
             )
-        frames = read_video(file).numpy()  # [T, H, W, 3]
-        fps = probe(file).fps
-        results.append(score_clip(file.stem, captions.get(file.stem, ""), frames, dsg, fps=fps))
-    return results
+        try:
+            video = read_within(file, SCORE_BUDGET)  # checks the file type before opening it
+        except VideoError as err:
+            scores.skipped.append((str(file), str(err)))
+            continue
+        scores.append(score_clip(file.stem, captions.get(file.stem, ""), video.frames.numpy(), dsg, fps=video.fps))
+    if not scores:
+        listed = "; ".join(f"{Path(f).name}: {why}" for f, why in scores.skipped)
+        raise DysenError(f"no readable video in {root} ({len(scores.skipped)} skipped: {listed})")
+    return scores
 
 
 def _captions(folder: Path) -> dict[str, str]:

@@ -51,6 +51,11 @@ ENV_OF = {
 UCF101_SAMPLES = 10_000
 """Zero-shot UCF-101 sample count of Make-A-Video, Video LDM and Dysen-VDM (about 100 per class)."""
 
+FEATURE_BUDGET_ARGS = {"max_frames": 64, "max_side": 320, "max_pixels": 64 * 320 * 320}
+"""What ``folder_features`` keeps of a file (``dysen.data.video.FrameBudget``): 64 frames (4x dysen's 16; every k-th
+beyond), a short side of 320 px (above Inception's 299, the largest input of the feature networks, which each scale
+to their own size) and that many pixels in all; dysen's 16 x 256 x 256 videos read as they are."""
+
 NUM_REAL = 2048
 """Real clips for FVD statistics (the standard 2048, eval_data.md §0)."""
 
@@ -259,19 +264,37 @@ def generated_features(
 
 def folder_features(
     folder: str | os.PathLike, sink: FeatureSink, *, batch_size: int = 16, progress: bool = True
-) -> FeatureSink:
-    """Features of the videos listed in ``folder/samples.jsonl`` (id, prompt), as ``generated_features`` writes."""
-    from dysen.data.video import read_video
+) -> list[tuple[str, str]]:
+    """Features of the videos listed in ``folder/samples.jsonl`` (id, prompt), as ``generated_features`` writes.
+
+    Each file is read within ``FEATURE_BUDGET_ARGS``; one that is not a regular file, empty
+    or corrupt is skipped. Returns the (file, why) of each skipped video."""
+    from dysen.data.video import FrameBudget, read_within
+    from dysen.errors import VideoError
 
     root = Path(folder)
     listing = root / "samples.jsonl"
     if not listing.is_file():
         raise ProtocolError(f'{root} has no samples.jsonl (one {{"id", "prompt"}} per line, video <id>.mp4)')
     samples = [json.loads(line) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    budget, skipped = FrameBudget(**FEATURE_BUDGET_ARGS), []
     for batch in tqdm(list(_batches(samples, batch_size)), desc="reading videos", unit="batch", disable=not progress):
-        videos = np.stack([read_video(root / f"{s['id']}.mp4").numpy() for s in batch])  # [B, T, H, W, 3]
-        sink.add(videos, [str(s["prompt"]) for s in batch])
-    return sink
+        videos, prompts = [], []
+        for sample in batch:
+            file = root / f"{sample['id']}.mp4"
+            try:
+                videos.append(read_within(file, budget).frames.numpy())  # [T, H, W, 3]
+            except VideoError as err:
+                skipped.append((str(file), str(err)))
+                continue
+            prompts.append(str(sample["prompt"]))
+            if videos[-1].shape != videos[0].shape:
+                raise ProtocolError(f"{file} is {videos[-1].shape[:3]} (T, H, W), the others {videos[0].shape[:3]}")
+        if videos:
+            sink.add(np.stack(videos), prompts)  # [B, T, H, W, 3]
+    if not sink.count:
+        raise ProtocolError(f"no readable video in {root} ({len(skipped)} skipped)")
+    return skipped
 
 
 def real_features(
@@ -415,8 +438,11 @@ def run_zero_shot(
         fake = FeatureSink(metrics, networks)
         row: dict[str, Any] = {"name": variant.name, "source": variant.source}
         if variant.source == "folder":
-            folder_features(variant.folder, fake, batch_size=settings.batch_size, progress=progress)
+            skipped = folder_features(variant.folder, fake, batch_size=settings.batch_size, progress=progress)
             row["videos"] = str(variant.folder)
+            if skipped:
+                files = [{"file": file, "reason": why} for file, why in skipped]
+                row["skipped_videos"] = {"count": len(files), "files": files}
         else:
             pipe, resolved = load_variant(variant, device)
             folder = None

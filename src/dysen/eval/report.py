@@ -135,7 +135,16 @@ def _provenance(rows: Sequence[dict[str, Any]]) -> list[str]:
             if "scored_against" in row:
                 origin += f", scored against {row['scored_against']}"
             lines.append(f"- **{row['name']}**: {origin}; {counts}; {row['wall_s']} s")
+            lines += _skipped_lines(row.get("skipped_videos"))
     return lines + [""]
+
+
+def _skipped_lines(skipped: dict[str, Any] | None) -> list[str]:
+    """The files of a folder row that were not scored, and why (``score_folder``)."""
+    if not skipped:
+        return []
+    head = f"  - {skipped['count']} video file(s) skipped (unreadable):"
+    return [head] + [f"    - `{Path(f['file']).name}`: {f['reason']}" for f in skipped["files"]]
 
 
 def planner_text(planner: dict[str, Any]) -> str:

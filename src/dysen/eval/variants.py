@@ -261,6 +261,9 @@ def _run_row(variant: Variant, num: int, *, device: str, save_dir: Path | None, 
             raise DysenError(f"variant {variant.name!r} reads videos but names no folder")
         results = score_folder(variant.folder, gold=variant.gold, progress=progress)
         row["videos"] = str(variant.folder)
+        if results.skipped:
+            files = [{"file": file, "reason": why} for file, why in results.skipped]
+            row["skipped_videos"] = {"count": len(files), "files": files}
         if variant.gold is not None:
             row["scored_against"] = f"the gold DSGs of {variant.gold}"
         elif (variant.folder / GOLD_FILE).is_file():

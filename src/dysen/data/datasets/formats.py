@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ from dysen.errors import DSGError
 
 DatasetName = Literal["webvid", "ucf101", "msrvtt", "activitynet", "shapes", "folder"]
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif")
+log = logging.getLogger(__name__)
+
 MSRVTT_FIRST_TEST = 7010
 """video7010 ... video9999 are MSR-VTT's original test split (eval_data.md §5.2)."""
 
@@ -229,12 +232,34 @@ def shapes_records(manifest: str | os.PathLike) -> list[VideoRecord]:
 def folder_records(root: str | os.PathLike) -> list[VideoRecord]:
     """Every video under ``root`` (sorted); id = path relative to root without suffix, caption from ``<stem>.txt``."""
     root = Path(root)
-    records = []
+    records, damaged = [], 0
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()):
-        text = path.with_suffix(".txt")
-        caption = text.read_text(encoding="utf-8").strip() if text.is_file() else path.stem.replace("_", " ")
+        caption, ok = _caption_beside(path)
+        damaged += not ok
         records.append(VideoRecord(path.relative_to(root).with_suffix("").as_posix(), path, (caption,)))
+    if damaged:
+        log.warning("%d of %d captions under %s were not readable UTF-8 (see above)", damaged, len(records), root)
     return records
+
+
+def _caption_beside(video: Path) -> tuple[str, bool]:
+    """The caption of ``video``: its ``<stem>.txt`` (a regular file), else its name; False if the text was damaged.
+
+    Bytes that are not UTF-8 become U+FFFD with a warning naming the file, rather than dropping the item: the video
+    is good and the rest of the caption is usable, and one stray Latin-1 byte should not cost a training clip."""
+    text, fallback = video.with_suffix(".txt"), video.stem.replace("_", " ")
+    if not text.is_file():  # also keeps FIFOs and folders named *.txt unopened
+        return fallback, True
+    try:
+        data = text.read_bytes()
+    except OSError as err:
+        log.warning("caption %s cannot be read (%s): captioned by its name instead", text, err)
+        return fallback, False
+    try:
+        return data.decode("utf-8").strip(), True
+    except UnicodeDecodeError as err:
+        log.warning("caption %s is not UTF-8 (%s): undecodable bytes replaced by U+FFFD", text, err.reason)
+        return data.decode("utf-8", errors="replace").strip(), False
 
 
 # -- shared helpers ----------------------------------------------------------------------------
