@@ -3,7 +3,8 @@
 ``staged_dir(target)`` hands out an empty staging folder beside ``target``; when the ``with`` block ends
 without error the staging folder takes ``target``'s place (an existing ``target`` is first renamed aside,
 then removed), otherwise it is deleted and ``target`` is untouched. Single files use ``write_text_atomic``
-(temporary file + ``os.replace``).
+(temporary file + ``os.replace``). Every file and folder is fsynced before the rename and the parent after it,
+so a power cut leaves the old or the new version, never an empty file under the final name.
 
 ``tempfile`` makes its files and folders private (0600 / 0700), and so does safetensors' ``save_file``;
 ``publish`` gives what takes the target's place the permissions a plain ``open`` or ``mkdir`` would (0666 / 0777
@@ -47,6 +48,8 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
             publish(folder)
             for name in files:
                 publish(os.path.join(folder, name))
+                fsync(os.path.join(folder, name))
+            fsync(folder)
         if target.exists():
             trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
             os.rename(target, trash)
@@ -54,9 +57,24 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(trash)
         else:
             os.rename(staging, target)
+        fsync(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def fsync(path: str | os.PathLike[str]) -> None:
+    """Flush a file's or a folder's contents to the disk (folders: their entries, where the OS allows it)."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. a folder on Windows
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # some file systems cannot fsync a folder
+        pass
+    finally:
+        os.close(handle)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -71,6 +89,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
             os.fsync(out.fileno())
         publish(temp)
         os.replace(temp, path)
+        fsync(path.parent)
     except BaseException:
-        os.unlink(temp)
+        if os.path.exists(temp):
+            os.unlink(temp)
         raise

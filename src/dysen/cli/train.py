@@ -49,7 +49,11 @@ def _last_loss(result: LoopResult) -> str:
     already done every step runs none."""
     if not result.steps_run:
         return "no step left to run: already done"
-    stopped = "; stopped early by a signal, checkpointed: continue with --resume latest" if result.interrupted else ""
+    stopped = (
+        f"; stopped early by a signal (exit code {result.exit_code}), checkpointed: continue with --resume latest"
+        if result.interrupted
+        else ""
+    )
     return f"last loss {result.loss:.4f}{stopped}"
 
 
@@ -186,7 +190,7 @@ def run_train_vae(args: argparse.Namespace) -> int:
         folder = vae.save_pretrained(args.out / MODEL_DIR)
         print(f"trained the autoencoder for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
-    return 0
+    return result.exit_code
 
 
 def _loss_config(args: argparse.Namespace) -> VAELossConfig:
@@ -285,7 +289,7 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
         folder = pipe.to("cpu").save_pretrained(args.out / MODEL_DIR)
         print(f"trained the VDM for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
-    return 0
+    return result.exit_code
 
 
 def _weights_text(weights: dict[str, int]) -> str:
