@@ -252,12 +252,36 @@ def test_item14_a_hub_id_without_network_fails_fast_naming_the_field(tmp_path: P
 # -- 15: the demo's uploads ----------------------------------------------------------------------------------
 
 
-def test_item15_the_demo_launch_carries_upload_and_cache_limits(tmp_path: Path) -> None:
-    from dysen.web.app import launch_settings
-    from dysen.web.options import DemoLimits
+def _upload(url: str, size: int) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
 
-    settings = launch_settings(tmp_path, DemoLimits())
-    assert settings["max_file_size"] == DemoLimits().max_upload_bytes
-    frequency, age = settings["delete_cache"]
-    assert 0 < frequency <= age
-    assert tmp_path in map(Path, settings["allowed_paths"])
+    boundary = "dysenboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.bin\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n")  # fmt: skip
+    body = head.encode() + b"x" * size + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url.rstrip('/')}/gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_item15_the_demo_caps_uploads_and_keeps_its_cache_in_the_workdir(tmp_path: Path) -> None:
+    from dysen.web.app import launch_settings
+    from dysen.web.options import UploadLimits
+    from web_fixtures import served, tiny_service
+
+    limits = UploadLimits()
+    settings = launch_settings(tmp_path)
+    assert settings["max_file_size"] == limits.max_file_bytes and settings["allowed_paths"] == [str(tmp_path)]
+    assert 0 < limits.sweep_every_s <= limits.max_age_s
+    with served(tiny_service(tmp_path)) as url:
+        status, _ = _upload(url, limits.max_file_bytes + 1000)
+        assert status == 413
+        status, text = _upload(url, 1000)
+        assert status == 200, text
+        (saved,) = json.loads(text)
+        assert Path(saved).resolve().is_relative_to((tmp_path / limits.folder).resolve()), saved

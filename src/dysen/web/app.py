@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage pings
@@ -19,7 +22,7 @@ import gradio as gr  # noqa: E402
 from dysen.diffusion.sampler import SamplingSettings  # noqa: E402
 from dysen.errors import DysenError  # noqa: E402
 from dysen.web.checks import PLANNERS, check_settings, show_plan  # noqa: E402
-from dysen.web.options import PageOptions  # noqa: E402
+from dysen.web.options import PageOptions, UploadLimits  # noqa: E402
 from dysen.web.service import DemoService  # noqa: E402
 
 _TRACK_TQDM = gr.Progress(track_tqdm=True)
@@ -40,7 +43,9 @@ def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Block
     start = SamplingSettings.resolve(
         service.pipe.config.diffusion, steps=page.steps, guidance=page.guidance, dsg_guidance=page.dsg_guidance
     )  # the controls start from the model's own sampling settings, unless the page sets them
-    with gr.Blocks(title="Dysen-VDM demo", analytics_enabled=False, **_blocks_style()) as app:
+    uploads = UploadLimits()
+    blocks = {"delete_cache": (uploads.sweep_every_s, uploads.max_age_s), **_blocks_style()}
+    with gr.Blocks(title="Dysen-VDM demo", analytics_enabled=False, **blocks) as app:
         gr.Markdown("# Dysen-VDM\nText → **dynamic scene graph** (editable) → video.")
         if page.random_weights:
             gr.Markdown("**Note:** this model has **random weights** (not trained): its videos are noise-like.")
@@ -157,15 +162,40 @@ def launch(
     app: gr.Blocks, service: DemoService, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
     block: bool = True,
 ) -> str:  # fmt: skip
-    """Serve ``app`` (blocking unless ``block`` is False); returns the local URL."""
+    """Serve ``app`` (blocking unless ``block`` is False); returns the local URL. Gradio's cache (uploads, the
+    outputs it serves) lives in ``service.workdir`` and is swept (``UploadLimits``)."""
     kwargs: dict[str, Any] = dict(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
-        allowed_paths=[str(service.workdir)], ssr_mode=False, show_error=True,
+        ssr_mode=False, show_error=True, **launch_settings(service.workdir),
     )  # fmt: skip
     if _STYLE_AT_LAUNCH:
         kwargs.update(_style())
-    _, local_url, _ = app.launch(**kwargs)
+    cache = service.workdir / UploadLimits().folder
+    app.GRADIO_CACHE = str(cache)  # the Blocks' own copies of outputs
+    with _gradio_temp_dir(cache):  # read by the server Gradio builds in launch: where uploads go
+        _, local_url, _ = app.launch(**kwargs)
     return str(local_url)
+
+
+def launch_settings(workdir: Path, uploads: UploadLimits | None = None) -> dict[str, Any]:
+    """The upload and file-serving arguments of ``Blocks.launch``: only ``workdir`` is served, uploads are capped."""
+    uploads = uploads or UploadLimits()
+    return {"allowed_paths": [str(workdir)], "max_file_size": uploads.max_file_bytes}
+
+
+@contextmanager
+def _gradio_temp_dir(folder: Path) -> Iterator[None]:
+    """``GRADIO_TEMP_DIR`` set to ``folder`` for the block (Gradio reads it when it builds its server)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
 
 
 # Gradio 6 takes the theme at launch; Gradio 5 in the Blocks constructor.
