@@ -249,6 +249,20 @@ def test_item14_a_hub_id_without_network_fails_fast_naming_the_field(tmp_path: P
     assert seconds < 15 and "text_encoder" in last and "local" in last, (seconds, last)
 
 
+def test_item14_in_process_the_check_comes_before_any_network_or_network_building(monkeypatch) -> None:
+    from dysen.config import load_config
+    from dysen.encoders.hub import HubUnavailableError
+    from dysen.pipeline import DysenVDMPipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-dysen-hf-home")
+    monkeypatch.setattr("socket.create_connection", lambda *a, **k: pytest.fail("touched the network"))
+    started = time.perf_counter()
+    with pytest.raises(HubUnavailableError, match=r"'openai/clip-vit-large-patch14' is a model-hub id.*text_encoder"):
+        DysenVDMPipeline.from_config(load_config("paper-t2v-256"))
+    assert time.perf_counter() - started < 5
+
+
 # -- 15: the demo's uploads ----------------------------------------------------------------------------------
 
 
