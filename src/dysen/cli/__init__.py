@@ -171,15 +171,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    """The error as one line: its message (or type, when it has none) with newlines folded; a RecursionError or
+    """The error as one line: its message (or type, when it has none) with line breaks and other unprintable
+    characters escaped (they may come from the input: a key holding '\\r', a terminal escape); a RecursionError or
     MemoryError names the input as too deep or too large."""
     if isinstance(err, RecursionError):
         return "the input is nested too deeply to read"
     if isinstance(err, MemoryError):
         return f"not enough memory ({err or 'the input is too large'}): use smaller sizes"
-    if isinstance(err, DysenError):
-        return str(err) or type(err).__name__  # written for the user, sometimes on several lines
     text = str(err)
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         text = f"{err.strerror}: {err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
-    return " ".join((text or type(err).__name__).split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text or type(err).__name__)
