@@ -21,7 +21,7 @@ from dysen.data.shapes import ShapesConfig
 from dysen.data.shapes.dataset import ShapesDataset
 from dysen.data.shapes.dataset import collate as shapes_collate
 from dysen.models.vae import KLVideoAutoencoder
-from dysen.train.bad_items import NoGoodItemsError
+from dysen.train import bad_items
 from dysen.train.checkpoint import TrainCheckpointError, checkpoint_dir, load_checkpoint
 from dysen.train.loop import TrainConfig, train
 from dysen.train.stages import VAETask
@@ -50,7 +50,8 @@ def test_item12_train_stops_with_a_clear_error_when_no_item_loads(tmp_path: Path
     sampling = ClipSampling(num_frames=8, size=16, train=True)
     dataset = open_dataset("folder", _all_bad_folder(tmp_path / "videos"), sampling=sampling)
     config = TrainConfig(steps=40, batch_size=2, lr=1e-3, ema_decay=0.0, save_every=100)  # 2 steps an epoch
-    with pytest.raises(NoGoodItemsError, match=r"no item loaded in a whole epoch \(up to step 2\): 4 bad items"):
+    message = r"no item loaded in a whole epoch \(up to step 2\): 4 bad items"
+    with pytest.raises(bad_items.NoGoodItemsError, match=message):
         train(_vae_task(), dataset, collate, config, tmp_path / "run")
 
 
