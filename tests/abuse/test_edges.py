@@ -300,3 +300,11 @@ def test_item15_the_demo_caps_uploads_and_keeps_its_cache_in_the_workdir(tmp_pat
         assert status == 200, text
         (saved,) = json.loads(text)
         assert Path(saved).resolve().is_relative_to((tmp_path / limits.folder).resolve()), saved
+
+
+@pytest.mark.parametrize("field", ["lr", "grad_clip", "weight_decay"])
+def test_item16_train_config_refuses_non_finite_numbers_from_python_too(field: str) -> None:
+    from dysen.train.errors import TrainError
+
+    with pytest.raises(TrainError, match=field):
+        TrainConfig(**{field: math.nan})

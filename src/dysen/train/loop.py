@@ -86,6 +86,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_nonfinite", "sample_count")
         bad = [name for name in positive if getattr(self, name) < 1]
+        numbers = {"lr": self.lr, "weight_decay": self.weight_decay, "min_lr_ratio": self.min_lr_ratio,
+                   "grad_clip": self.grad_clip, "ema_decay": self.ema_decay, "betas": sum(self.betas)}  # fmt: skip
+        bad += [name for name, value in numbers.items() if not math.isfinite(value)]
         if bad or self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_decay < 1 or self.sample_every < 0:
             raise TrainError(
                 f"invalid TrainConfig: {bad or 'lr/warmup_steps/ema_decay/sample_every'} out of range in {self}"
