@@ -284,8 +284,8 @@ def _upload(url: str, size: int) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def test_item15_the_demo_caps_uploads_and_keeps_its_cache_in_the_workdir(tmp_path: Path) -> None:
-    from dysen.web.app import launch_settings
+def test_item15_the_demo_caps_uploads_and_keeps_its_cache_in_the_workdir(tmp_path: Path, monkeypatch) -> None:
+    from dysen.web.app import keep_gradio_cache_in, launch_settings
     from dysen.web.options import UploadLimits
     from web_fixtures import served, tiny_service
 
@@ -293,6 +293,8 @@ def test_item15_the_demo_caps_uploads_and_keeps_its_cache_in_the_workdir(tmp_pat
     settings = launch_settings(tmp_path)
     assert settings["max_file_size"] == limits.max_file_bytes and settings["allowed_paths"] == [str(tmp_path)]
     assert 0 < limits.sweep_every_s <= limits.max_age_s
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "restored-afterwards"))
+    assert keep_gradio_cache_in(tmp_path) == tmp_path / limits.folder
     with served(tiny_service(tmp_path)) as url:
         status, _ = _upload(url, limits.max_file_bytes + 1000)
         assert status == 413

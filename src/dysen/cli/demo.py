@@ -57,11 +57,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from dysen.diffusion.sampler import SamplingSettings
     from dysen.pipeline import load_pipeline
     from dysen.planner.build import changed_options
-    from dysen.web.app import build_app, launch
+    from dysen.web.app import build_app, keep_gradio_cache_in, launch
     from dysen.web.service import DemoService, uses_random_weights
 
     limits = DemoLimits(max_prompt_chars=args.max_prompt, max_steps=args.max_steps, max_frames=args.max_frames)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dysen-demo-"))
+    keep_gradio_cache_in(workdir)  # uploads and served copies stay in the workdir
     pipe = load_pipeline(args.model, config=args.config)
     planner = changed_options(pipe.config.planner, planner_fields(args))
     service = DemoService(

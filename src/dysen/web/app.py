@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,18 +160,15 @@ def launch(
     app: gr.Blocks, service: DemoService, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
     block: bool = True,
 ) -> str:  # fmt: skip
-    """Serve ``app`` (blocking unless ``block`` is False); returns the local URL. Gradio's cache (uploads, the
-    outputs it serves) lives in ``service.workdir`` and is swept (``UploadLimits``)."""
+    """Serve ``app`` (blocking unless ``block`` is False); returns the local URL. Uploads are capped and Gradio's
+    cache is swept (``UploadLimits``); ``keep_gradio_cache_in`` puts that cache in the workdir."""
     kwargs: dict[str, Any] = dict(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
         ssr_mode=False, show_error=True, **launch_settings(service.workdir),
     )  # fmt: skip
     if _STYLE_AT_LAUNCH:
         kwargs.update(_style())
-    cache = service.workdir / UploadLimits().folder
-    app.GRADIO_CACHE = str(cache)  # the Blocks' own copies of outputs
-    with _gradio_temp_dir(cache):  # read by the server Gradio builds in launch: where uploads go
-        _, local_url, _ = app.launch(**kwargs)
+    _, local_url, _ = app.launch(**kwargs)
     return str(local_url)
 
 
@@ -183,19 +178,14 @@ def launch_settings(workdir: Path, uploads: UploadLimits | None = None) -> dict[
     return {"allowed_paths": [str(workdir)], "max_file_size": uploads.max_file_bytes}
 
 
-@contextmanager
-def _gradio_temp_dir(folder: Path) -> Iterator[None]:
-    """``GRADIO_TEMP_DIR`` set to ``folder`` for the block (Gradio reads it when it builds its server)."""
+def keep_gradio_cache_in(workdir: Path) -> Path:
+    """Put Gradio's cache (uploads, the copies of outputs it serves) in ``workdir``, not the system's temp folder,
+    for this process: ``GRADIO_TEMP_DIR``, which Gradio reads when it builds an app, its server and each file it
+    serves, so call it before ``build_app`` (``dysen demo`` does)."""
+    folder = workdir / UploadLimits().folder
     folder.mkdir(parents=True, exist_ok=True)
-    before = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = before
+    return folder
 
 
 # Gradio 6 takes the theme at launch; Gradio 5 in the Blocks constructor.
