@@ -13,6 +13,7 @@ less the umask), so a saved model or a plan can be read by whoever could read th
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -80,6 +81,8 @@ def fsync(path: str | os.PathLike[str]) -> None:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
+    if path.is_dir():  # os.replace would name the temporary file in its error
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
