@@ -177,7 +177,7 @@ def _one_line(err: BaseException) -> str:
     if isinstance(err, RecursionError):
         return "the input is nested too deeply to read"
     if isinstance(err, MemoryError):
-        return f"not enough memory ({err or 'the input is too large'}): use smaller sizes"
+        return f"not enough memory ({str(err) or 'the input is too large'}): use smaller sizes"
     text = str(err)
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         text = f"{err.strerror}: {err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
