@@ -72,10 +72,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     )
     what.add_argument("--gold", type=Path, help="shapes --videos: JSONL of {id, dsg} to score against")
     sample = p.add_argument_group("sampling")
-    sample.add_argument(
-        "--num", type=positive_int,
-        help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)",
-    )
+    sample.add_argument("--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)")
     add_sampling_flags(sample, ("steps", "guidance", "dsg_guidance"), note=" of each model")
     sample.add_argument("--seed", type=seed, default=0, help="video i uses seed SEED + i; also the clip/caption seed")
     sample.add_argument(

@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dysen.cli.argtypes import finite_float
-
 NONE = "none"
 """``--dsg-guidance none``: no DSG scale of its own, the text scale is used."""
 
@@ -23,9 +21,9 @@ def _scale_or_none(text: str) -> float | str:
     if text.strip().lower() == NONE:
         return NONE
     try:
-        return finite_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {text!r}") from None
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
 def configure_model_show(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dysen.cli.argtypes import finite_float, nonnegative_float, nonnegative_int, positive_float, positive_int
+from dysen.cli.argtypes import nonnegative_int, positive_float
 from dysen.planner.build import BACKENDS, PlannerOptions
 
 SHIPPED = "shapes-tiny"
@@ -142,16 +142,14 @@ def own_planner(args: argparse.Namespace, **fixed: Any) -> PlannerOptions:
 # -- sampling ------------------------------------------------------------------------------------
 
 SAMPLING_FLAGS: dict[str, tuple[dict[str, Any], str]] = {
-    "steps": ({"type": positive_int, "metavar": "N"}, "denoising steps"),
-    "guidance": ({"type": finite_float, "metavar": "S"}, "text guidance scale s_text"),
-    "dsg_guidance": (
-        {"type": finite_float, "metavar": "S"},
-        "DSG guidance scale s_dsg (unset in the model: = s_text)",
-    ),
+    "steps": ({"type": int, "metavar": "N"}, "denoising steps"),
+    "guidance": ({"type": float, "metavar": "S"}, "text guidance scale s_text"),
+    "dsg_guidance": ({"type": float, "metavar": "S"}, "DSG guidance scale s_dsg (unset in the model: = s_text)"),
     "sampler": ({"choices": ("ddim", "dpmpp", "euler")}, "sampler"),
-    "eta": ({"type": nonnegative_float, "metavar": "ETA"}, "DDIM noise: 0 deterministic ODE, 1 as LVDM"),
+    "eta": ({"type": float, "metavar": "ETA"}, "DDIM noise: 0 deterministic ODE, 1 as LVDM"),
 }
-"""The sampling defaults a model carries (``DiffusionConfig`` fields of the same names) and their flags."""
+"""The sampling defaults a model carries (``DiffusionConfig`` fields of the same names) and their flags; their values
+are checked, all at once, by ``SamplingSettings.resolve`` / ``DiffusionConfig`` (one line naming each bad one)."""
 
 
 def add_sampling_flags(p: Any, names: Collection[str] = tuple(SAMPLING_FLAGS), note: str = "") -> None:
