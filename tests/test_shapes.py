@@ -372,9 +372,10 @@ def test_bad_configs_and_indices_raise_clear_errors(capsys, tmp_path):
         sample_clip(-1)
     with pytest.raises(DysenError, match="split"):
         ShapesDataset(num=2, split="training")
-    assert main(["data", "shapes", "--out", str(tmp_path), "--num", "0"]) == 1
+    with pytest.raises(SystemExit) as exit:  # a usage error since issue 22: argparse checks --num (exit 2)
+        main(["data", "shapes", "--out", str(tmp_path), "--num", "0"])
     err = capsys.readouterr().err
-    assert err.startswith("dysen: error:") and err.count("\n") == 1
+    assert exit.value.code == 2 and err.strip().splitlines()[-1].startswith("dysen data shapes: error: argument --num")
 
 
 def test_clips_with_changed_settings_still_fit_the_frame():

@@ -44,7 +44,7 @@ def test_a_run_over_bad_videos_finishes_and_reports_two_distinct_skipped(tmp_pat
     assert result.step == 6 and result.skipped == 2 and result.skipped_draws == 6  # each bad file once per epoch
     lines = _metrics(tmp_path / "run")
     assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6] and lines[-1]["skipped"] == 6
-    assert result.empty_steps == lines[-1]["empty_steps"] == sum(not math.isfinite(x["loss"]) for x in lines)
+    assert result.empty_steps == lines[-1]["empty_steps"] == sum(not math.isfinite(float(x["loss"])) for x in lines)
     assert result.empty_steps < 6 and result.nonfinite == 0  # an all-bad batch is no step, and not a NaN loss
 
 

@@ -136,15 +136,28 @@ def test_bad_planner_choices_are_refused(backend: str, url: str, model: str, mes
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--concurrency", "0"], "--concurrency must be at least 1, got 0"),
-        (["--max-steps", "-3"], "--max-steps must be at least 1, got -3"),
-        (["--port", "70000"], "--port must be from 1 to 65535, got 70000"),
         (["--steps", "30", "--max-steps", "20"], "--steps 30 is more than --max-steps 20"),
     ],
 )
 def test_demo_command_refuses_bad_flags_in_one_line(argv: list[str], message: str, capsys) -> None:
     assert main(["demo", *argv]) == 1
     assert capsys.readouterr().err == f"dysen: error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--concurrency", "0"], "argument --concurrency: 0 is out of range: expected >= 1"),
+        (["--max-steps=-3"], "argument --max-steps: -3 is out of range: expected >= 1"),
+        (["--port", "70000"], "argument --port: 70000 is out of range: expected 1..65535"),
+    ],
+)
+def test_demo_command_refuses_bad_numbers_at_argparse(argv: list[str], message: str, capsys) -> None:
+    """Out-of-range numbers stop at argparse since issue 22 (usage, then one error line; exit 2)."""
+    with pytest.raises(SystemExit) as exit:
+        main(["demo", *argv])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.strip().splitlines()[-1] == f"dysen demo: error: {message}"
 
 
 def test_demo_command_is_built_and_its_parser_loads_no_gradio() -> None:

@@ -3,7 +3,8 @@
 ``staged_dir(target)`` hands out an empty staging folder beside ``target``; when the ``with`` block ends
 without error the staging folder takes ``target``'s place (an existing ``target`` is first renamed aside,
 then removed), otherwise it is deleted and ``target`` is untouched. Single files use ``write_text_atomic``
-(temporary file + ``os.replace``).
+(temporary file + ``os.replace``). Every file and folder is fsynced before the rename and the parent after it,
+so a power cut leaves the old or the new version, never an empty file under the final name.
 
 ``tempfile`` makes its files and folders private (0600 / 0700), and so does safetensors' ``save_file``;
 ``publish`` gives what takes the target's place the permissions a plain ``open`` or ``mkdir`` would (0666 / 0777
@@ -12,6 +13,7 @@ less the umask), so a saved model or a plan can be read by whoever could read th
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -47,6 +49,8 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
             publish(folder)
             for name in files:
                 publish(os.path.join(folder, name))
+                fsync(os.path.join(folder, name))
+            fsync(folder)
         if target.exists():
             trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
             os.rename(target, trash)
@@ -54,14 +58,31 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(trash)
         else:
             os.rename(staging, target)
+        fsync(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
+def fsync(path: str | os.PathLike[str]) -> None:
+    """Flush a file's or a folder's contents to the disk (folders: their entries, where the OS allows it)."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. a folder on Windows
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # some file systems cannot fsync a folder
+        pass
+    finally:
+        os.close(handle)
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
+    if path.is_dir():  # os.replace would name the temporary file in its error
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -71,6 +92,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
             os.fsync(out.fileno())
         publish(temp)
         os.replace(temp, path)
+        fsync(path.parent)
     except BaseException:
-        os.unlink(temp)
+        if os.path.exists(temp):
+            os.unlink(temp)
         raise

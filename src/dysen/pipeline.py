@@ -111,6 +111,7 @@ class DysenVDMPipeline:
             "Dysen-VDM weights are random (built from a config, not trained): videos will be noise-like. "
             "Pass a trained model folder to make meaningful videos."
         )
+        check_hub_sources(config)  # before building the networks: no network, no wait
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             rgtrm, unet = RGTrm(config.rgtrm), UNet3D(config.unet)
@@ -135,6 +136,8 @@ class DysenVDMPipeline:
         """Load a folder written by ``save_pretrained`` (safetensors only; pickled weights are refused)."""
         folder = Path(directory)
         config = read_pipeline_config(folder)
+        if text_encoder is None:
+            check_hub_sources(config)
         return cls(
             planner or _build_planner(config),
             text_encoder or build_text_encoder(config.text_encoder),
@@ -434,6 +437,20 @@ def build_text_encoder(spec: TextEncoderSpec) -> TextEncoder:
     if spec.kind == "clip":
         return CLIPTextEncoder(spec.model or "openai/clip-vit-large-patch14", max_length=spec.max_length)
     return MiniLMTextEncoder(spec.model, max_length=spec.max_length)
+
+
+def check_hub_sources(config: DysenVDMConfig) -> None:
+    """Fail fast (``HubUnavailableError``) when a hub id the config names cannot be fetched (``encoders.hub``)."""
+    from dysen.encoders.hub import require_hub_source
+
+    field = "in the model config (--config YAML)"
+    spec = config.text_encoder
+    if spec.kind == "clip" or spec.model is not None:
+        source = spec.model or "openai/clip-vit-large-patch14"
+        require_hub_source(source, f"the {spec.kind} text encoder", f"text_encoder.model {field}")
+    if config.vae.kind == "frame":
+        frame = config.vae.frame
+        require_hub_source(frame.source, "the frame VAE", f"vae.frame.source {field}", frame.subfolder)
 
 
 def _build_planner(config: DysenVDMConfig) -> Planner:

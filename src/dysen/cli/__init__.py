@@ -2,8 +2,16 @@
 
 The runners live beside this table by domain (``data``, ``plan``, ``generate``, ``train``, ``model``, ``eval``,
 ``demo``) and import what they need only when they run, so building the parser (``dysen --help``) loads no
-torch. Flag groups that several subcommands share are declared once, in ``options``. Expected failures
-(``DysenError``) print one line and exit 1; nothing prints a traceback for bad input.
+torch. Flag groups that several subcommands share are declared once, in ``options``; argument types (seeds,
+finite numbers, positive counts) in ``argtypes``. Expected failures print one line and exit non-zero; nothing
+prints a traceback for bad input (``--debug`` shows it). Exit codes (``EXIT_CODES``):
+
+* 0 — done; 1 — an expected failure: ``DysenError``, a file or folder that cannot be read or written
+  (``OSError``), a value that failed validation (``ValueError``, ``UnicodeDecodeError``), input nested too deeply
+  (``RecursionError``) or too large for memory (``MemoryError``); 2 — bad usage (argparse's message);
+* 130 — interrupted by SIGINT (Ctrl-C); 143 — stopped by SIGTERM (a training run checkpoints first and says so);
+  141 — stdout closed by its reader (``| head``).
+Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -114,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dysen-VDM: dynamics-aware text-to-video diffusion with an LLM dynamic scene manager.",
     )
     parser.add_argument("--version", action="version", version=f"dysen {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (for bug reports)")
     top = parser.add_subparsers(dest="group", metavar="<command>", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
     for name, command in COMMANDS.items():
@@ -136,16 +145,40 @@ def _group_help(head: str) -> str:
     return ", ".join(name.partition(" ")[2] for name in COMMANDS if name.startswith(head + " "))
 
 
+EXIT_CODES = {"ok": 0, "error": 1, "usage": 2, "sigint": 130, "broken_pipe": 141, "sigterm": 143}
+"""What ``dysen`` exits with (see the module docstring); a training run stopped by a signal exits 128 + signal."""
+
+EXPECTED = (DysenError, OSError, ValueError, RecursionError, MemoryError)
+"""Failures that bad input or the environment cause (UnicodeDecodeError is a ValueError): one line, exit 1."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
-    except DysenError as err:
-        print(f"dysen: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("dysen: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # e.g. `dysen plan … | head`: the reader left; stop quietly as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return EXIT_CODES["broken_pipe"]
+    except EXPECTED as err:
+        if args.debug:
+            raise
+        print(f"dysen: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_CODES["error"]
+    except KeyboardInterrupt:
+        print("dysen: interrupted", file=sys.stderr)
+        return EXIT_CODES["sigint"]
+
+
+def _one_line(err: BaseException) -> str:
+    """The error as one line: its message (or type, when it has none) with line breaks and other unprintable
+    characters escaped (they may come from the input: a key holding '\\r', a terminal escape); a RecursionError or
+    MemoryError names the input as too deep or too large."""
+    if isinstance(err, RecursionError):
+        return "the input is nested too deeply to read"
+    if isinstance(err, MemoryError):
+        return f"not enough memory ({str(err) or 'the input is too large'}): use smaller sizes"
+    text = str(err)
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.strerror}: {err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text or type(err).__name__)

@@ -7,25 +7,34 @@ import json
 import sys
 from pathlib import Path
 
+from dysen.cli.argtypes import int_range, nonnegative_int, positive_float, positive_int, seed
 from dysen.errors import DysenError
+
+MAX_SHAPES_SIZE = 1024
+"""Largest ``data shapes --size`` (pixels per side): a 16-frame clip is drawn in float32, 16·1024²·3·4 B = 200 MB."""
+MAX_SHAPES_FRAMES = 1024
+"""Most ``data shapes --frames`` per clip."""
 
 # -- dysen data shapes -------------------------------------------------------------------------
 
 
 def configure_data_shapes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (videos/ and manifest.jsonl)")
-    p.add_argument("--num", type=int, default=64, help="number of clips (default: 64)")
+    p.add_argument("--num", type=positive_int, default=64, help="number of clips (default: 64)")
     p.add_argument(
         "--split",
         default="train",
         choices=["train", "val", "test", "compositional"],
         help="which split; 'compositional' holds colour/shape/action combinations never seen in train",
     )
-    p.add_argument("--seed", type=int, default=0, help="base seed; clip i of a split is the same for every run")
-    p.add_argument("--size", type=int, default=64, help="frame height and width in pixels (default: 64)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (default: 16)")
-    p.add_argument("--fps", type=int, default=8, help="frames per second of the written mp4 (default: 8)")
-    p.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
+    p.add_argument("--seed", type=seed, default=0, help="base seed; clip i of a split is the same for every run")
+    p.add_argument(
+        "--size", type=int_range(8, MAX_SHAPES_SIZE), default=64,
+        help="frame height and width in pixels (default: 64)",
+    )
+    p.add_argument("--frames", type=int_range(1, MAX_SHAPES_FRAMES), default=16, help="frames per clip (default: 16)")
+    p.add_argument("--fps", type=positive_int, default=8, help="frames per second of the written mp4 (default: 8)")
+    p.add_argument("--workers", type=positive_int, default=None, help="rendering processes (default: all cores)")
 
 
 def run_data_shapes(args: argparse.Namespace) -> int:
@@ -101,20 +110,24 @@ def configure_dsg_annotate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["timestamps", "captions", "vlm"],
                    help="timestamped sentences, captions through a planner, or frames through a VLM "
                    "(default: timestamps for activitynet, else captions)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=ANNOTATE_STEPS, help="M, time steps per video (timestamps and vlm)")
+    p.add_argument(
+        "--steps", type=positive_int, default=ANNOTATE_STEPS,
+        help="M, time steps per video (timestamps and vlm)",
+    )
     p.add_argument("--shard", default="1/1", help="annotate only shard i of n, e.g. 2/8 (default: 1/1)")
-    p.add_argument("--concurrency", type=int, default=4, help="videos annotated at once (default: 4)")
-    p.add_argument("--limit", type=int, help="only the first N videos of the split")
+    p.add_argument("--concurrency", type=positive_int, default=4, help="videos annotated at once (default: 4)")
+    p.add_argument("--limit", type=positive_int, help="only the first N videos of the split")
     p.add_argument("--vlm-model", metavar="NAME", help="--mode vlm: the served vision-language model")
     p.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="seconds per LLM/VLM request (default: the planner's or the "
+        "--timeout", type=positive_float, metavar="SECONDS",
+        help="seconds per LLM/VLM request (default: the planner's or the "
         f"VLM's own: {PlannerOptions.timeout_s:g} and {VLM_TIMEOUT_S:g})",
     )  # fmt: skip
     add_planner_flags(p, own=True, only=_ANNOTATE_PLANNER, title="the planner of the timestamps/captions modes "
                       "(--base-url and --api-key-env: also the VLM's)")  # fmt: skip
     add_deprecated_planner_aliases(p, model=False)
     p.add_argument("--model", dest="legacy_model", action=DeprecatedAlias, new="--planner-model or --vlm-model")
-    p.add_argument("--image-size", type=int, default=336, help="short side of the frames sent to the VLM")
+    p.add_argument("--image-size", type=positive_int, default=336, help="short side of the frames sent to the VLM")
     p.add_argument("--image-format", default="png", choices=["png", "jpeg"], help="how frames are sent to the VLM")
 
 
@@ -154,15 +167,24 @@ def configure_data_shards(p: argparse.ArgumentParser) -> None:
     _add_dataset_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="folder of shard-%%06d.tar (+ .json sidecars)")
     p.add_argument("--gold", type=Path, help="gold DSGs (JSONL of id + dsg, from 'dysen dsg annotate')")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (default: 16)")
-    p.add_argument("--stride", type=int, help="frames between samples (default: 1; whole video for activitynet)")
+    p.add_argument("--frames", type=positive_int, default=16, help="frames per clip (default: 16)")
+    p.add_argument(
+        "--stride", type=positive_int,
+        help="frames between samples (default: 1; whole video for activitynet)",
+    )
     p.add_argument("--whole-video", action="store_true", help="spread the frames over the whole video")
-    p.add_argument("--size", type=int, default=256, help="short-side resize + centre crop (default: 256)")
+    p.add_argument("--size", type=positive_int, default=256, help="short-side resize + centre crop (default: 256)")
     p.add_argument("--format", default="mp4", choices=["mp4", "npy"], help="mp4 (small) or npy (exact uint8)")
-    p.add_argument("--max-count", type=int, default=1000, help="clips per shard (default: 1000)")
-    p.add_argument("--max-bytes", type=float, default=1 << 30, help="bytes per shard at most, about (e.g. 1e9)")
+    p.add_argument("--max-count", type=positive_int, default=1000, help="clips per shard (default: 1000)")
+    p.add_argument(
+        "--max-bytes", type=positive_float, default=1 << 30,
+        help="bytes per shard at most, about (e.g. 1e9)",
+    )
     p.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding videos (default: 0)")
+    p.add_argument(
+        "--workers", type=nonnegative_int, default=0,
+        help="DataLoader processes decoding videos (default: 0)",
+    )
 
 
 def run_data_shards(args: argparse.Namespace) -> int:

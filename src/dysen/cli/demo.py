@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from dysen.cli.argtypes import port, positive_int
 from dysen.errors import DysenError
 from dysen.web.options import DemoLimits, PageOptions
 
@@ -18,7 +19,7 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     from dysen.cli.options import add_planner_flags, add_sampling_flags
 
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    p.add_argument("--port", type=port, help="port (default: the first free one from 7860)")
     p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (off by default)")
     p.add_argument("--model", type=Path, help="a trained model folder (default: the shipped model, else RANDOM)")
     p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model when there is no --model")
@@ -29,11 +30,17 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
                    "or OpenAI's API without it)")  # fmt: skip
     add_sampling_flags(p, ("steps",), note=" first shown on the page")
     page, limits = PageOptions(), DemoLimits()  # the defaults, declared there once
-    p.add_argument("--concurrency", type=int, default=page.concurrency, help="requests processed at once")
-    p.add_argument("--queue-size", type=int, default=page.queue_size, help="requests that may wait")
-    p.add_argument("--max-steps", type=int, default=limits.max_steps, help="most denoising steps a request may ask")
-    p.add_argument("--max-frames", type=int, default=limits.max_frames, help="most frames a request may ask")
-    p.add_argument("--max-prompt", type=int, default=limits.max_prompt_chars, help="longest prompt in characters")
+    p.add_argument("--concurrency", type=positive_int, default=page.concurrency, help="requests processed at once")
+    p.add_argument("--queue-size", type=positive_int, default=page.queue_size, help="requests that may wait")
+    p.add_argument(
+        "--max-steps", type=positive_int, default=limits.max_steps,
+        help="most denoising steps a request may ask",
+    )
+    p.add_argument("--max-frames", type=positive_int, default=limits.max_frames, help="most frames a request may ask")
+    p.add_argument(
+        "--max-prompt", type=positive_int, default=limits.max_prompt_chars,
+        help="longest prompt in characters",
+    )
     p.add_argument("--workdir", type=Path, help="where generated files go (default: a new temporary folder)")
 
 
@@ -53,11 +60,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from dysen.diffusion.sampler import SamplingSettings
     from dysen.pipeline import load_pipeline
     from dysen.planner.build import changed_options
-    from dysen.web.app import build_app, launch
+    from dysen.web.app import build_app, keep_gradio_cache_in, launch
     from dysen.web.service import DemoService, uses_random_weights
 
     limits = DemoLimits(max_prompt_chars=args.max_prompt, max_steps=args.max_steps, max_frames=args.max_frames)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dysen-demo-"))
+    keep_gradio_cache_in(workdir)  # uploads and served copies stay in the workdir
     pipe = load_pipeline(args.model, config=args.config)
     planner = changed_options(pipe.config.planner, planner_fields(args))
     service = DemoService(

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dysen.cli.argtypes import device, nonnegative_int, positive_int, seed
 from dysen.errors import DysenError
 
 PROTOCOLS = ("shapes", "ucf101", "msrvtt")
@@ -73,25 +74,28 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     sample = p.add_argument_group("sampling")
     sample.add_argument("--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)")
     add_sampling_flags(sample, ("steps", "guidance", "dsg_guidance"), note=" of each model")
-    sample.add_argument("--seed", type=int, default=0, help="video i uses seed SEED + i; also the clip/caption seed")
+    sample.add_argument("--seed", type=seed, default=0, help="video i uses seed SEED + i; also the clip/caption seed")
     sample.add_argument(
         "--plan",
         choices=["planner", "gold"],
         default="planner",
         help="shapes: plan each caption (planner) or follow its gold DSG (gold, the oracle plan)",
     )
-    sample.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
+    sample.add_argument("--device", type=device, default="cpu", help="torch device of the models (default: cpu)")
     sample.add_argument("--save-videos", action="store_true", help="keep the generated videos under OUT/videos/")
     sample.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_planner_flags(p, own=False, title="planner (see 'dysen plan --help')")
     zero = p.add_argument_group("zero-shot protocols (ucf101, msrvtt)")
     zero.add_argument("--data", type=Path, help="the dataset folder (UCF-101/ + ucfTrainTestlist/, or MSR-VTT)")
     zero.add_argument("--metrics", help="comma-separated subset of is,fvd,clipsim,fid (default: the protocol's)")
-    zero.add_argument("--num-real", type=int, default=2048, help="real clips for FVD/FID (0: all; default 2048)")
+    zero.add_argument(
+        "--num-real", type=nonnegative_int, default=2048,
+        help="real clips for FVD/FID (0: all; default 2048)",
+    )
     zero.add_argument("--real-split", help="split of the real videos (ucf101: train; msrvtt: test)")
     zero.add_argument("--prompt-template", default="{}", help="ucf101: prompt with {} for the class name in words")
-    zero.add_argument("--is-splits", type=int, default=1, help="IS splits (TGANv2: 1, the default)")
-    zero.add_argument("--batch-size", type=int, default=16, help="videos per feature-network batch")
+    zero.add_argument("--is-splits", type=positive_int, default=1, help="IS splits (TGANv2: 1, the default)")
+    zero.add_argument("--batch-size", type=positive_int, default=16, help="videos per feature-network batch")
     for key, env in (
         ("i3d", "DYSEN_I3D_WEIGHTS"),
         ("c3d", "DYSEN_C3D_WEIGHTS"),

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dysen.cli.argtypes import output_file, seed
 from dysen.errors import DysenError
 
 
@@ -24,9 +25,9 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     from dysen.cli.options import add_planner_flags, add_sampling_flags
 
     p.add_argument("prompt", nargs="?", help="the text to turn into a video (optional with --plan)")
-    p.add_argument("--out", type=Path, required=True, help="the video to write: .mp4 or .gif")
+    p.add_argument("--out", type=output_file, required=True, help="the video to write: .mp4 or .gif")
     p.add_argument("--gif", action="store_true", help="also write a GIF of the video beside it (<out>.gif)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise; same seed, same video")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the noise; same seed, same video")
     p.add_argument("--plan", type=Path, help="follow this DSG (.json or tuple text) instead of planning the prompt")
     p.add_argument("--model", type=Path, help="a trained pipeline folder (default: the model shipped for --config)")
     p.add_argument(

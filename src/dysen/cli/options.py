@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from dysen.cli.argtypes import nonnegative_int, positive_float
 from dysen.planner.build import BACKENDS, PlannerOptions
 
 SHIPPED = "shapes-tiny"
@@ -75,7 +76,7 @@ _PLANNER_HELP: dict[str, tuple[dict[str, Any], str]] = {
     "planner_model": ({"metavar": "NAME"}, "the planner's LLM: served model name (openai) or path / hub id (hf)"),
     "base_url": ({"metavar": "URL"}, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama)"),
     "api_key_env": ({"metavar": "VAR"}, "environment variable holding the endpoint's API key"),
-    "timeout": ({"type": float, "metavar": "SECONDS"}, "seconds per LLM request"),
+    "timeout": ({"type": positive_float, "metavar": "SECONDS"}, "seconds per LLM request"),
     "answer_format": ({"choices": ("text", "json")}, "what the LLM is asked for: tuple text or schema-held JSON"),
     "replay": ({"type": Path, "metavar": "FILE"}, "recorded answers (JSONL) of the replay planner"),
     "no_cache": ({}, "do not answer repeated LLM requests from the cache"),
@@ -84,7 +85,7 @@ _PLANNER_HELP: dict[str, tuple[dict[str, Any], str]] = {
     "demos": ({}, "demonstrations: 'shapes', 'none', a JSONL of gold DSGs, or 'auto' (shapes for LLMs and "
               "policies, none for rules); without --policy they are chosen by similarity"),
     "policy": ({"type": Path, "metavar": "DIR"}, "a trained demonstration policy folder (dysen train-dysen)"),
-    "shots": ({"type": int}, "demonstrations per LLM call"),
+    "shots": ({"type": nonnegative_int}, "demonstrations per LLM call"),
     "no_fallback": ({}, "fail instead of falling back to the rules planner"),
 }  # fmt: skip
 
@@ -147,7 +148,8 @@ SAMPLING_FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "sampler": ({"choices": ("ddim", "dpmpp", "euler")}, "sampler"),
     "eta": ({"type": float, "metavar": "ETA"}, "DDIM noise: 0 deterministic ODE, 1 as LVDM"),
 }
-"""The sampling defaults a model carries (``DiffusionConfig`` fields of the same names) and their flags."""
+"""The sampling defaults a model carries (``DiffusionConfig`` fields of the same names) and their flags; their values
+are checked, all at once, by ``SamplingSettings.resolve`` / ``DiffusionConfig`` (one line naming each bad one)."""
 
 
 def add_sampling_flags(p: Any, names: Collection[str] = tuple(SAMPLING_FLAGS), note: str = "") -> None:

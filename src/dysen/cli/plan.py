@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dysen.cli.argtypes import output_file, positive_float, positive_int, seed
 from dysen.errors import DysenError
 
 # -- dysen plan --------------------------------------------------------------------------------
@@ -19,15 +20,15 @@ def configure_plan(p: argparse.ArgumentParser) -> None:
     add_deprecated_planner_aliases(p)
     p.add_argument(
         "--layout",
-        type=int,
+        type=seed,
         metavar="SEED",
         help="also imagine each object's boxes as 'dysen generate --seed SEED' does (to edit, then 'generate --plan')",
     )
     p.add_argument("--format", default="tree", choices=["tree", "text", "json"], help="how to print the DSG")
-    p.add_argument("--out", type=Path, help="write the DSG as JSON here (with --batch: the JSONL of all plans)")
-    p.add_argument("--render", type=Path, help="draw the DSG timeline to this picture (.png, .svg, .pdf)")
+    p.add_argument("--out", type=output_file, help="write the DSG as JSON here (with --batch: the JSONL of all plans)")
+    p.add_argument("--render", type=output_file, help="draw the DSG timeline to this picture (.png, .svg, .pdf)")
     p.add_argument("--batch", type=Path, help="plan every line of this file (or JSONL with id and prompt)")
-    p.add_argument("--concurrency", type=int, default=8, help="parallel LLM plans with --batch")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="parallel LLM plans with --batch")
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -130,12 +131,12 @@ def configure_train_dysen(p: argparse.ArgumentParser) -> None:
         "--data", default="shapes", help="gold DSGs: 'shapes' (Dynamic Shapes train) or a JSONL of caption + dsg"
     )
     p.add_argument("--preset", default="paper", choices=["paper", "tiny"], help="paper: 80/8/20 epochs; tiny: CI")
-    p.add_argument("--candidates", type=int, help="candidate pool size (paper: 80)")
-    p.add_argument("--shots", type=int, help="demonstrations per prompt (paper: 8)")
-    p.add_argument("--epochs", type=int, help="epochs (paper: 20)")
-    p.add_argument("--batch-size", type=int, help="prompts per update (paper: 20)")
-    p.add_argument("--train-number", type=int, help="training prompts (paper: 640)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 0.001)")
+    p.add_argument("--candidates", type=positive_int, help="candidate pool size (paper: 80)")
+    p.add_argument("--shots", type=positive_int, help="demonstrations per prompt (paper: 8)")
+    p.add_argument("--epochs", type=positive_int, help="epochs (paper: 20)")
+    p.add_argument("--batch-size", type=positive_int, help="prompts per update (paper: 20)")
+    p.add_argument("--train-number", type=positive_int, help="training prompts (paper: 640)")
+    p.add_argument("--lr", type=positive_float, help="Adam learning rate (paper: 0.001)")
     p.add_argument("--embedder", default="minilm", choices=["minilm", "hashing"], help="frozen prompt embeddings")
     add_planner_flags(p, own=True, only=_TRAIN_DYSEN_PLANNER, title="the planner whose demonstrations are chosen")
     add_deprecated_planner_aliases(p)

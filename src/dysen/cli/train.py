@@ -16,6 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dysen.cli.argtypes import (
+    finite_float,
+    float_range,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed,
+)
 from dysen.data.datasets import DATASETS
 from dysen.errors import DysenError
 
@@ -40,7 +49,11 @@ def _last_loss(result: LoopResult) -> str:
     already done every step runs none."""
     if not result.steps_run:
         return "no step left to run: already done"
-    stopped = "; stopped early by a signal, checkpointed: continue with --resume latest" if result.interrupted else ""
+    stopped = (
+        f"; stopped early by a signal (exit code {result.exit_code}), checkpointed: continue with --resume latest"
+        if result.interrupted
+        else ""
+    )
     return f"last loss {result.loss:.4f}{stopped}"
 
 
@@ -51,7 +64,7 @@ def configure_train_vae(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model")
     loss = VAELossConfig()  # the loss flags' defaults
     group = p.add_argument_group("autoencoder loss (VAELossConfig; saved as RUN/vae_loss.json)")
-    group.add_argument("--kl-weight", type=float, default=loss.kl_weight, help="weight of the KL term")
+    group.add_argument("--kl-weight", type=nonnegative_float, default=loss.kl_weight, help="weight of the KL term")
     group.add_argument(
         "--recon-loss",
         choices=("l1", "l2"),
@@ -60,21 +73,26 @@ def configure_train_vae(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--frames-per-clip",
-        type=int,
+        type=positive_int,
         default=loss.frames_per_clip,
         help="train on N random frames of each clip (frame-wise autoencoders only, vae.kl3d.temporal_kernel 1): "
         "more clips per step for the same compute (default: every frame)",
     )
-    group.add_argument("--perceptual-weight", type=float, default=loss.perceptual_weight, help="weight of LPIPS "
+    group.add_argument("--perceptual-weight", type=nonnegative_float, default=loss.perceptual_weight,
+                       help="weight of LPIPS "
                        "(LVDM: 1.0)")  # fmt: skip
     group.add_argument("--lpips", type=Path, help="LPIPS linear heads: the lpips package's vgg.pth, or safetensors")
     group.add_argument("--lpips-vgg", type=Path, help="VGG16 weights for LPIPS (torchvision's vgg16-397923af.pth)")
-    group.add_argument("--disc-weight", type=float, default=loss.disc_weight,
+    group.add_argument("--disc-weight", type=nonnegative_float, default=loss.disc_weight,
                        help="PatchGAN weight times the adaptive λ (LVDM: 0.5; 0 = no GAN)")  # fmt: skip
-    group.add_argument("--disc-start", type=int, default=loss.disc_start, help="step the PatchGAN starts at")
-    group.add_argument("--disc-layers", type=int, default=loss.disc_layers, help="PatchGAN depth; frames need "
+    group.add_argument(
+        "--disc-start", type=nonnegative_int, default=loss.disc_start,
+        help="step the PatchGAN starts at",
+    )
+    group.add_argument("--disc-layers", type=positive_int, default=loss.disc_layers,
+                       help="PatchGAN depth; frames need "
                        "3·2^N pixels")  # fmt: skip
-    group.add_argument("--disc-channels", type=int, default=loss.disc_channels, help="PatchGAN base channels")
+    group.add_argument("--disc-channels", type=positive_int, default=loss.disc_channels, help="PatchGAN base channels")
 
 
 def configure_train_vdm(p: argparse.ArgumentParser) -> None:
@@ -111,10 +129,14 @@ def _configure_sampling(p: argparse.ArgumentParser) -> None:
     """The sample videos of train-vdm/finetune (``VDMTask``'s ``sample_steps``/``sample_guidance``: unset, the
     model's own ``diffusion.steps``/``diffusion.guidance``, by ``SamplingSettings.resolve``)."""
     p.add_argument(
-        "--sample-steps", type=int, help="sampler steps of the sample videos (default: the model's diffusion.steps)"
+        "--sample-steps",
+        type=positive_int,
+        help="sampler steps of the sample videos (default: the model's diffusion.steps)",
     )
     p.add_argument(
-        "--sample-guidance", type=float, help="guidance of the sample videos (default: the model's diffusion.guidance)"
+        "--sample-guidance",
+        type=finite_float,
+        help="guidance of the sample videos (default: the model's diffusion.guidance)",
     )
 
 
@@ -128,24 +150,24 @@ def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
         "--shards", type=Path, help="train from WebDataset shards in this folder (dysen data shards) instead of --data"
     )
     p.add_argument("--gold", type=Path, help="JSONL side file of gold DSGs (dysen dsg annotate)")
-    p.add_argument("--num-clips", type=int, default=10_000, help="on-the-fly Dynamic Shapes clips")
-    p.add_argument("--steps", type=int, default=1000, help="optimizer steps in all")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per micro-batch per process")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    p.add_argument("--lr", type=float, default=lr, help="peak learning rate of this stage")
-    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    p.add_argument("--num-clips", type=positive_int, default=10_000, help="on-the-fly Dynamic Shapes clips")
+    p.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps in all")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="clips per micro-batch per process")
+    p.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate of this stage")
+    p.add_argument("--warmup", type=nonnegative_int, default=0, help="linear warm-up steps")
     p.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="LR after warm-up")
-    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay, 0 = off")
+    p.add_argument("--ema-decay", type=float_range(0.0, 0.999999), default=0.999, help="EMA decay, 0 = off")
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no", help="autocast dtype")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and every draw")
-    p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and every draw")
+    p.add_argument("--save-every", type=positive_int, default=500, help="checkpoint every N steps")
     p.add_argument("--resume", choices=["latest"], help="continue the run in --out from its newest checkpoint")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
+    p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers per process")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     p.add_argument(
-        "--sample-every", type=int, default=0, help="sample videos into RUN/samples every N steps (0: off)"
+        "--sample-every", type=nonnegative_int, default=0, help="sample videos into RUN/samples every N steps (0: off)"
     )
-    p.add_argument("--sample-count", type=int, default=2, help="clips per sample batch")
+    p.add_argument("--sample-count", type=positive_int, default=2, help="clips per sample batch")
 
 
 def run_train_vae(args: argparse.Namespace) -> int:
@@ -168,7 +190,7 @@ def run_train_vae(args: argparse.Namespace) -> int:
         folder = vae.save_pretrained(args.out / MODEL_DIR)
         print(f"trained the autoencoder for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
-    return 0
+    return result.exit_code
 
 
 def _loss_config(args: argparse.Namespace) -> VAELossConfig:
@@ -267,7 +289,7 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
         folder = pipe.to("cpu").save_pretrained(args.out / MODEL_DIR)
         print(f"trained the VDM for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
-    return 0
+    return result.exit_code
 
 
 def _weights_text(weights: dict[str, int]) -> str:

@@ -54,6 +54,9 @@ def load_minilm(model: str | os.PathLike[str] | None) -> tuple[Any, Any]:
         return plain_bert
     from transformers import AutoModel, AutoTokenizer
 
+    from dysen.encoders.hub import require_hub_source
+
+    require_hub_source(source, "the sentence encoder", "text_encoder.model in the model config (--config YAML)")
     try:
         return AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).eval()
     except (OSError, ValueError) as err:

@@ -219,6 +219,10 @@ class CLIPTextEncoder(_FrozenHFEncoder):
     def _load_modules(self) -> tuple[Any, Any]:
         from transformers import CLIPTextModel, CLIPTokenizer
 
+        from dysen.encoders.hub import require_hub_source
+
+        for source in {os.fspath(self.model), os.fspath(self.tokenizer)}:
+            require_hub_source(source, "the CLIP text encoder", "text_encoder.model in the model config (YAML)")
         try:
             tokenizer = CLIPTokenizer.from_pretrained(os.fspath(self.tokenizer))
             network = CLIPTextModel.from_pretrained(os.fspath(self.model))

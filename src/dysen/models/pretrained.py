@@ -44,16 +44,59 @@ def config_from_dict(config_class: type, data: dict[str, Any]) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise CheckpointError(f"{config_class.__name__} has no fields {unknown}; was this saved by another version?")
+    import typing
+
+    hints = typing.get_type_hints(config_class)
     kwargs = {}
     for name, value in data.items():
         kind = fields[name].type
         nested = _dataclass_type(config_class, name, kind)
         if nested is not None and isinstance(value, dict):
             value = config_from_dict(nested, value)
+        elif not _fits(value, hints.get(name)):
+            raise CheckpointError(
+                f"{config_class.__name__}.{name} is {value!r} ({type(value).__name__}), expected {hints.get(name)}: "
+                "the config.json is damaged or was edited by hand"
+            )
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
-    return config_class(**kwargs)
+    try:
+        return config_class(**kwargs)
+    except (TypeError, ValueError, DysenError) as err:  # the dataclass's own checks
+        raise CheckpointError(f"invalid {config_class.__name__} in config.json: {err}") from None
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether JSON ``value`` can be a field of type ``kind`` (plain scalars, tuples, Literal, unions; other
+    types are not checked)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is None or kind is Any:
+        return True
+    if kind is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    if origin is tuple or kind is tuple:
+        if not isinstance(value, list | tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return not args or (len(args) == len(value) and all(_fits(v, a) for v, a in zip(value, args, strict=True)))
+    return True
 
 
 def _dataclass_type(owner: type, name: str, annotation: Any) -> type | None:

@@ -299,6 +299,9 @@ class FrameVAE(nn.Module):
         """Load ``AutoencoderKL`` from a folder or hub id (``subfolder="vae"`` for a full SD pipeline repo)."""
         from diffusers import AutoencoderKL
 
+        from dysen.encoders.hub import require_hub_source
+
+        require_hub_source(source, "the frame VAE", "vae.frame.source in the model config (--config YAML)", subfolder)
         try:
             vae = AutoencoderKL.from_pretrained(os.fspath(source), subfolder=subfolder, torch_dtype=dtype)
         except (OSError, ValueError) as err:

@@ -9,6 +9,8 @@ A micro-batch whose every item failed is not run: it adds a zero gradient (it st
 model, so DDP stays in step, logging zeros under the task's last log names; in DDP the first micro-batch
 of a run must not be all bad on one process only). A step whose every micro-batch (on every process) was
 empty makes no optimizer update, is not counted as non-finite, and logs a NaN loss and ``empty_steps``.
+When no item loads at all (a whole epoch of a map-style dataset, or ``MAX_EMPTY_STEPS`` steps in a row, without
+one good item) the run stops with ``NoGoodItemsError`` instead of training on nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from torch.utils.data import Dataset
+
+from dysen.train.errors import TrainError
+
+MAX_EMPTY_STEPS = 50
+"""Steps in a row without one good item after which a run stops (a stream; a map-style dataset stops sooner, at
+its first whole epoch without one): every item is failing to load."""
+
+
+class NoGoodItemsError(TrainError):
+    """No item of the dataset loads: training would run on nothing."""
 
 
 def is_empty(batch: Any) -> bool:
@@ -58,11 +70,23 @@ class BadItemTally:
     def __init__(self) -> None:
         self.draws = 0  # bad items dropped, over every process, each draw counted
         self.empty_steps = 0  # steps without a good item, so without an optimizer update
+        self.empty_in_a_row = 0  # the latest run of such steps
         self.indices: set[int] = set()  # this process's bad dataset indices (none for a stream)
 
     def add(self, draws: int, indices: Iterable[int]) -> None:
         self.draws += draws
         self.indices.update(indices)
+
+    def step(self, ran: bool) -> None:
+        """Count a step: ``ran`` when some micro-batch (of some process) had a good item."""
+        self.empty_steps += not ran
+        self.empty_in_a_row = 0 if ran else self.empty_in_a_row + 1
+
+    def nothing_loads(self, step: int, steps_per_epoch: int | None) -> bool:
+        """Whether the 0-based ``step`` ended a whole epoch (``steps_per_epoch``; None: a stream) or
+        ``MAX_EMPTY_STEPS`` steps in a row without a good item."""
+        whole_epoch = steps_per_epoch is not None and (step + 1) % steps_per_epoch == 0
+        return self.empty_in_a_row >= MAX_EMPTY_STEPS or (whole_epoch and self.empty_in_a_row >= steps_per_epoch)
 
     def metrics(self) -> dict[str, int]:
         """The tally as logged with every step."""

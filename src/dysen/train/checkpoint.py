@@ -11,12 +11,15 @@ Files of ``<run>/checkpoints/step-00000010/`` (no pickled objects anywhere):
 
 The learning rate, the data order and every random draw are pure functions of (seed, step), so the
 step number *is* the scheduler, sampler and RNG state: resuming needs nothing else to continue exactly.
-A crash mid-write leaves only a ``.step-…`` temp folder, which ``latest_checkpoint`` ignores.
+A crash mid-write leaves only a ``.step-…`` temp folder, which ``latest_checkpoint`` ignores; a checkpoint that
+cannot be read (a damaged file, a ``state.json`` of wrong types) is passed over for the next older one by
+``newest_readable``, which says which one it used.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -58,8 +61,21 @@ def checkpoint_dir(run_dir: Path) -> Path:
 def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
     """Write ``checkpoint`` as ``<run>/checkpoints/step-<n>`` atomically; keep only the ``keep`` newest."""
     parent = checkpoint_dir(run_dir)
-    parent.mkdir(parents=True, exist_ok=True)
     target = parent / f"step-{checkpoint.step:08d}"
+    try:
+        _write(parent, target, checkpoint)
+    except OSError as err:  # a read-only or full disk: nothing partial is left (staged_dir)
+        raise TrainCheckpointError(
+            f"cannot write the checkpoint {target}: {err.strerror or err}; free space or make {parent} writable, "
+            "then --resume latest"
+        ) from None
+    for old in _checkpoints(parent)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _write(parent: Path, target: Path, checkpoint: Checkpoint) -> None:
+    parent.mkdir(parents=True, exist_ok=True)
     with staged_dir(target) as staging:
         weights = {k: v.detach().contiguous().cpu() for k, v in checkpoint.weights.items()}
         save_file(weights, staging / "weights.safetensors")
@@ -70,9 +86,6 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 2) -> Pat
             torch.save(checkpoint.aux_optimizer, staging / AUX_OPTIMIZER)
         state = {"format": FORMAT_VERSION, "step": checkpoint.step, **checkpoint.counters}
         (staging / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    for old in _checkpoints(parent)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -81,21 +94,56 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def newest_readable(run_dir: Path) -> tuple[Path, Checkpoint] | None:
+    """The newest checkpoint of ``run_dir`` that reads back whole, and its contents; None when there is none.
+    Unreadable newer ones are passed over with a line that names them and the one used; when none is readable
+    the error lists why each failed."""
+    found, failures = _checkpoints(checkpoint_dir(run_dir)), []
+    for folder in reversed(found):
+        try:
+            checkpoint = load_checkpoint(folder)
+        except TrainCheckpointError as err:
+            failures.append(str(err))
+            continue
+        if failures:
+            print(f"passed over {len(failures)} unreadable checkpoint(s) ({'; '.join(failures)}); resuming from "
+                  f"{folder.name}")  # fmt: skip
+        return folder, checkpoint
+    if failures:
+        raise TrainCheckpointError(f"no readable checkpoint in {checkpoint_dir(run_dir)}: {'; '.join(failures)}")
+    return None
+
+
 def load_checkpoint(folder: Path) -> Checkpoint:
     """Read a folder written by ``save_checkpoint`` (safetensors, JSON and a weights-only torch file)."""
     try:
-        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        state = _state(folder / "state.json")
         weights = load_file(folder / "weights.safetensors")
         ema = load_file(folder / "ema.safetensors") if (folder / "ema.safetensors").is_file() else None
         optimizer = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
         aux = folder / AUX_OPTIMIZER
         aux_optimizer = torch.load(aux, map_location="cpu", weights_only=True) if aux.is_file() else None
-    except (OSError, json.JSONDecodeError, SafetensorError, RuntimeError) as err:
-        raise TrainCheckpointError(f"cannot read {folder}: {err}; delete it to resume from an older one") from None
-    if state.get("format") != FORMAT_VERSION:
-        raise TrainCheckpointError(f"{folder} has checkpoint format {state.get('format')}, expected {FORMAT_VERSION}")
-    counters = {k: int(v) for k, v in state.items() if k not in ("format", "step")}
-    return Checkpoint(int(state["step"]), weights, optimizer, ema, counters, aux_optimizer)
+    except TrainCheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, SafetensorError, RuntimeError, pickle.UnpicklingError) as err:
+        text = " ".join(str(err).split())[:200] or type(err).__name__
+        raise TrainCheckpointError(f"cannot read {folder}: {text}; delete it to resume from an older one") from None
+    counters = {k: v for k, v in state.items() if k not in ("format", "step")}
+    return Checkpoint(state["step"], weights, optimizer, ema, counters, aux_optimizer)
+
+
+def _state(path: Path) -> dict[str, int]:
+    """``state.json``, checked: the format, a step >= 0 and counters >= 0, all plain integers."""
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise TrainCheckpointError(f"{path} has checkpoint format {found!r}, expected {FORMAT_VERSION}")
+    bad = [k for k, v in state.items() if type(v) is not int or v < 0]  # bool is not a step
+    if bad or "step" not in state:
+        raise TrainCheckpointError(
+            f"{path} is damaged: {', '.join(f'{k}={state[k]!r}' for k in bad) or 'no step'} (expected integers >= 0)"
+        )
+    return state
 
 
 def _checkpoints(parent: Path) -> list[Path]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from torch.utils.data import Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from dysen.run_folder import as_saved, resume_changes, write_settings
-from dysen.train.bad_items import BadItemTally, dropped_items, is_empty
+from dysen.train.bad_items import MAX_EMPTY_STEPS, BadItemTally, NoGoodItemsError, dropped_items, is_empty
 from dysen.train.checkpoint import save_checkpoint
 from dysen.train.data_order import Stream, step_batches, step_seed
 from dysen.train.errors import NonFiniteLossError, TrainError
@@ -85,6 +86,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_nonfinite", "sample_count")
         bad = [name for name in positive if getattr(self, name) < 1]
+        numbers = {"lr": self.lr, "weight_decay": self.weight_decay, "min_lr_ratio": self.min_lr_ratio,
+                   "grad_clip": self.grad_clip, "ema_decay": self.ema_decay, "betas": sum(self.betas)}  # fmt: skip
+        bad += [name for name, value in numbers.items() if not math.isfinite(value)]
         if bad or self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_decay < 1 or self.sample_every < 0:
             raise TrainError(
                 f"invalid TrainConfig: {bad or 'lr/warmup_steps/ema_decay/sample_every'} out of range in {self}"
@@ -139,6 +143,12 @@ class LoopResult:
     empty_steps: int = 0  # steps with no good item at all, so no optimizer update, in this call
     steps_run: int = 0  # optimizer steps run in this call (0: a resumed run had already done them all)
     interrupted: bool = False  # stopped early by SIGTERM/SIGINT, after checkpointing the step it was on
+    stop_signal: int = 0  # the signal that stopped it (SIGTERM 15, SIGINT 2); 0: none
+
+    @property
+    def exit_code(self) -> int:
+        """What the command exits with: 0, or 128 + the stop signal (143 SIGTERM, 130 SIGINT), as a shell would."""
+        return 128 + self.stop_signal if self.stop_signal else 0
 
 
 class _TaskModule(nn.Module):
@@ -173,6 +183,7 @@ class _Run:
     everything: dict[str, nn.Module]  # and the second group's (checkpointed together)
     optimizers: Optimizers
     stream: Stream | None  # a stream's epoch is checkpointed; None for a map-style dataset
+    steps_per_epoch: int | None  # of a map-style dataset (``StepSampler``); None for a stream
 
     def checkpoint(self, step: int, nonfinite: NonFiniteCount) -> None:
         if self.accelerator.is_main_process:
@@ -235,6 +246,7 @@ def train(
     run = _Run(
         task=task, config=config, run_dir=run_dir, accelerator=accelerator, model=model, modules=modules,
         everything=everything, optimizers=optimizers, stream=stream,
+        steps_per_epoch=None if stream is not None else max(1, len(dataset) // _global_batch(config, accelerator)),
     )
     sampling = config.sample_every > 0 and accelerator.is_main_process and hasattr(task, "sample")
     samples = sample_batch(dataset, collate, config.sample_count) if sampling else None
@@ -260,9 +272,13 @@ def _loop(
             started = time.perf_counter()
             losses = _accumulate(run.model, batches, step, config, accelerator)
             bad_items.add(losses.dropped, losses.failed)
+            bad_items.step(losses.ran)
             loss, logs = losses.loss, dict(losses.logs)
             if not losses.ran:  # no good item in the whole step: no update, and not a non-finite loss
-                bad_items.empty_steps += 1
+                if bad_items.nothing_loads(step, run.steps_per_epoch):
+                    metrics.close()
+                    progress.close()
+                    raise _nothing_loads(run, bad_items, step)
             elif math.isfinite(loss):
                 logs.update(optimizers.step(accelerator, config.grad_clip, losses.aux_ran))
                 nonfinite.record(finite=True)
@@ -301,7 +317,23 @@ def _loop(
     return LoopResult(
         step=done, loss=loss, nonfinite=nonfinite.total, skipped=distinct, skipped_draws=bad_items.draws,
         empty_steps=bad_items.empty_steps, steps_run=done - start, interrupted=done < config.steps,
+        stop_signal=signals.caught or (signal.SIGTERM if done < config.steps else 0),
     )  # fmt: skip
+
+
+def _global_batch(config: TrainConfig, accelerator: Any) -> int:
+    return config.batch_size * config.grad_accum * accelerator.num_processes
+
+
+def _nothing_loads(run: _Run, bad_items: BadItemTally, step: int) -> NoGoodItemsError:
+    """The error of a run whose every item fails to load (the weights are unchanged: no checkpoint)."""
+    span = "a whole epoch" if bad_items.empty_in_a_row < MAX_EMPTY_STEPS else f"{bad_items.empty_in_a_row} steps"
+    distinct = bad_items.distinct(run.accelerator, stream=run.stream is not None)
+    return NoGoodItemsError(
+        f"no item loaded in {span} (up to step {step + 1}): {bad_items.draws} bad items skipped ({distinct} "
+        "distinct), none good. Check the data: each video must decode (e.g. ffprobe FILE) and each caption be "
+        "UTF-8 text; then train again"
+    )
 
 
 def _accumulate(

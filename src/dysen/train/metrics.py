@@ -3,17 +3,22 @@ and the sample videos in TensorBoard.
 
 Each line of ``metrics.jsonl`` is one logged step: ``loss``, ``lr``, the task's logs, the gradient norms, the
 non-finite-loss counters, the bad-item tally (``dysen.train.bad_items``) and the step's wall time ``step_s``
-with the part of it spent waiting for the data loader ``data_s``.
+with the part of it spent waiting for the data loader ``data_s``. Every line is strict JSON: a NaN or infinite
+value is written as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (``float()`` reads them back).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from dysen.atomic import write_text_atomic
 
 METRICS_NAME = "metrics.jsonl"
 SAMPLE_FPS = 8  # frame rate of the sample videos written every ``sample_every`` steps
@@ -22,17 +27,21 @@ SAMPLE_FPS = 8  # frame rate of the sample videos written every ``sample_every``
 class MetricsLog:
     """Per-step scalars: ``metrics.jsonl`` in the run folder (always), and TensorBoard when it is installed.
 
-    On resume from step ``start`` the lines of later steps (written before a crash) are dropped, so the
-    file reads as one uninterrupted run.
+    On resume from step ``start`` the lines of later steps (written before a crash) and any unreadable line (one
+    cut short by a crash) are dropped, so the file reads as one uninterrupted run; the file is replaced atomically.
     """
 
     def __init__(self, run_dir: Path, start: int, enabled: bool = True) -> None:
         self.enabled, self.writer, self.file = enabled, None, None
         if not enabled:
             return
+        if start < 0:
+            raise ValueError(f"a run starts at step >= 0, not {start}")
         path = run_dir / METRICS_NAME
-        kept = [line for line in _read_lines(path) if json.loads(line)["step"] <= start]
-        path.write_text("".join(kept), encoding="utf-8")
+        lines = _read_lines(path)
+        kept = [line for line in lines if _step(line) <= start]
+        if len(kept) != len(lines):
+            write_text_atomic(path, "".join(kept))
         self.file = path.open("a", encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -44,7 +53,8 @@ class MetricsLog:
     def write(self, step: int, values: dict[str, float]) -> None:
         if self.file is None:
             return
-        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        line = json.dumps({"step": step, **{k: _strict(v) for k, v in values.items()}}, allow_nan=False)
+        self.file.write(line + "\n")
         self.file.flush()
         for name, value in values.items() if self.writer is not None else ():
             self.writer.add_scalar(f"train/{name}", value, step)
@@ -59,6 +69,22 @@ class MetricsLog:
         for handle in (self.file, self.writer):
             if handle is not None:
                 handle.close()
+
+
+def _strict(value: Any) -> Any:
+    """A non-finite float as its JSON-safe name (``"NaN"``, ``"Infinity"``, ``"-Infinity"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def _step(line: str) -> float:
+    """The step of a metrics line; infinity for a line that does not parse (it is dropped)."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return math.inf
+    return step if isinstance(step, int) else math.inf
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from dysen.train.checkpoint import Checkpoint, TrainCheckpointError, latest_checkpoint, load_checkpoint
+from dysen.train.checkpoint import Checkpoint, TrainCheckpointError, newest_readable
 from dysen.train.ema import EMA
 
 if TYPE_CHECKING:
@@ -105,10 +105,10 @@ class Optimizers:
     def restore(self, run_dir: Path, modules: dict[str, nn.Module]) -> tuple[int, dict[str, int]]:
         """Load the newest checkpoint into ``modules`` (both groups), the optimizers and the EMA; (step, counters).
         No checkpoint: start at 0."""
-        folder = latest_checkpoint(run_dir)
-        if folder is None:
+        found = newest_readable(run_dir)
+        if found is None:
             return 0, {}
-        state = load_checkpoint(folder)
+        folder, state = found
         for name, module in modules.items():
             prefix = f"{name}."
             own = {k[len(prefix) :]: v for k, v in state.weights.items() if k.startswith(prefix)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage pings
@@ -19,7 +20,7 @@ import gradio as gr  # noqa: E402
 from dysen.diffusion.sampler import SamplingSettings  # noqa: E402
 from dysen.errors import DysenError  # noqa: E402
 from dysen.web.checks import PLANNERS, check_settings, show_plan  # noqa: E402
-from dysen.web.options import PageOptions  # noqa: E402
+from dysen.web.options import PageOptions, UploadLimits  # noqa: E402
 from dysen.web.service import DemoService  # noqa: E402
 
 _TRACK_TQDM = gr.Progress(track_tqdm=True)
@@ -40,7 +41,9 @@ def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Block
     start = SamplingSettings.resolve(
         service.pipe.config.diffusion, steps=page.steps, guidance=page.guidance, dsg_guidance=page.dsg_guidance
     )  # the controls start from the model's own sampling settings, unless the page sets them
-    with gr.Blocks(title="Dysen-VDM demo", analytics_enabled=False, **_blocks_style()) as app:
+    uploads = UploadLimits()
+    blocks = {"delete_cache": (uploads.sweep_every_s, uploads.max_age_s), **_blocks_style()}
+    with gr.Blocks(title="Dysen-VDM demo", analytics_enabled=False, **blocks) as app:
         gr.Markdown("# Dysen-VDM\nText → **dynamic scene graph** (editable) → video.")
         if page.random_weights:
             gr.Markdown("**Note:** this model has **random weights** (not trained): its videos are noise-like.")
@@ -157,15 +160,32 @@ def launch(
     app: gr.Blocks, service: DemoService, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
     block: bool = True,
 ) -> str:  # fmt: skip
-    """Serve ``app`` (blocking unless ``block`` is False); returns the local URL."""
+    """Serve ``app`` (blocking unless ``block`` is False); returns the local URL. Uploads are capped and Gradio's
+    cache is swept (``UploadLimits``); ``keep_gradio_cache_in`` puts that cache in the workdir."""
     kwargs: dict[str, Any] = dict(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
-        allowed_paths=[str(service.workdir)], ssr_mode=False, show_error=True,
+        ssr_mode=False, show_error=True, **launch_settings(service.workdir),
     )  # fmt: skip
     if _STYLE_AT_LAUNCH:
         kwargs.update(_style())
     _, local_url, _ = app.launch(**kwargs)
     return str(local_url)
+
+
+def launch_settings(workdir: Path, uploads: UploadLimits | None = None) -> dict[str, Any]:
+    """The upload and file-serving arguments of ``Blocks.launch``: only ``workdir`` is served, uploads are capped."""
+    uploads = uploads or UploadLimits()
+    return {"allowed_paths": [str(workdir)], "max_file_size": uploads.max_file_bytes}
+
+
+def keep_gradio_cache_in(workdir: Path) -> Path:
+    """Put Gradio's cache (uploads, the copies of outputs it serves) in ``workdir``, not the system's temp folder,
+    for this process: ``GRADIO_TEMP_DIR``, which Gradio reads when it builds an app, its server and each file it
+    serves, so call it before ``build_app`` (``dysen demo`` does)."""
+    folder = workdir / UploadLimits().folder
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
 
 
 # Gradio 6 takes the theme at launch; Gradio 5 in the Blocks constructor.

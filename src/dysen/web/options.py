@@ -38,3 +38,18 @@ class PageOptions:
     """Requests that may wait; more are refused with a 'queue is full' message."""
     random_weights: bool = False
     """Warn on the page that the model is untrained."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Gradio's own file routes: the page needs no uploads (plans are text), so they are kept small and short-lived,
+    in the demo's workdir."""
+
+    max_file_bytes: int = 1_000_000
+    """Largest file Gradio's upload route accepts (larger: HTTP 413)."""
+    sweep_every_s: int = 600
+    """How often Gradio deletes the files it cached for the page (uploads, outputs it copied)."""
+    max_age_s: int = 3600
+    """Age at which a cached file is deleted."""
+    folder: str = "gradio-cache"
+    """Gradio's cache folder, inside the demo's workdir (not the system's temp folder)."""
