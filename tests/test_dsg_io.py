@@ -48,6 +48,8 @@ def test_other_suffixes_are_the_tuple_text(tmp_path):
         ("bad.jsonl", "\n{}\n", "bad.jsonl:2: invalid dynamic scene graph"),
         ("bad.jsonl", '{"dsg": {"graphs": [{}]}}\n{oops\n', "bad.jsonl:2: not valid JSON"),
         ("bad.txt", "0 SG: (a, b)\n1 SG: (a, b, c, d)", "bad.txt: line 2"),
+        ("huge.json", '{"graphs": [], "events": [{"start": ' + "9" * 5000 + "}]}", "huge.json: a number has more"),
+        ("deep.jsonl", "[" * 100_000 + "]" * 100_000, "deep.jsonl:1: the JSON is nested too deeply"),
     ],
 )
 def test_invalid_files_name_file_and_line(tmp_path, name, content, message):

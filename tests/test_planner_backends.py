@@ -274,3 +274,7 @@ def test_malformed_replay_file_names_file_and_line(tmp_path, content):
 def test_missing_replay_file_is_a_clear_error(tmp_path):
     with pytest.raises(LLMError, match="cannot read replay file .*missing.jsonl"):
         ReplayBackend(tmp_path / "missing.jsonl")
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xf1\xff\x00")
+    with pytest.raises(LLMError, match="cannot read replay file .*binary.jsonl: it is not UTF-8"):
+        ReplayBackend(binary)

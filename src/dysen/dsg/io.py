@@ -56,10 +56,7 @@ def _parsed(where: str, text: str) -> DynamicSceneGraph:
 
 
 def _from_json(path: Path, text: str) -> Iterator[tuple[str, DynamicSceneGraph]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DSGError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    data = _parse_json(str(path), text, name_line=True)
     if not isinstance(data, list):
         yield str(path), _validated(str(path), data)
         return
@@ -74,13 +71,22 @@ def _from_jsonl(path: Path, text: str) -> Iterator[tuple[str, DynamicSceneGraph]
         where = f"{path}:{number}"
         if len(line) > MAX_LINE_CHARS:
             raise DSGError(f"{where}: the line has {len(line)} characters; one DSG takes at most {MAX_LINE_CHARS}")
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DSGError(f"{where}: not valid JSON: {err.msg}") from None
+        data = _parse_json(where, line)
         if isinstance(data, dict) and "dsg" in data:
             data = data["dsg"]
         yield where, _validated(where, data)
+
+
+def _parse_json(where: str, text: str, *, name_line: bool = False) -> Any:
+    """``json.loads``, its failures as one ``DSGError`` naming ``where`` (``name_line``: and a syntax error's line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DSGError(f"{where}{f':{err.lineno}' if name_line else ''}: not valid JSON: {err.msg}") from None
+    except ValueError:  # Python's integer-string limit (4,300 digits): no DSG holds such a number
+        raise DSGError(f"{where}: a number has more digits than Python reads; no DSG holds such a number") from None
+    except RecursionError:
+        raise DSGError(f"{where}: the JSON is nested too deeply to be a DSG") from None
 
 
 def _validated(where: str, data: Any) -> DynamicSceneGraph:

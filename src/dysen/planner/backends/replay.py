@@ -84,6 +84,8 @@ class ReplayBackend:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except OSError as err:
             raise LLMError(f"cannot read replay file {self.path}: {err.strerror}") from err
+        except UnicodeDecodeError:
+            raise LLMError(f"cannot read replay file {self.path}: it is not UTF-8 text (a JSONL file is)") from None
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
