@@ -3,7 +3,9 @@
 Dysen-VDM §3.2 (dysen_spec.md §2.1, §2.3, §3). This is the text the LLM reads and writes.
 
 * Event (Step I): ``(agent, predicate, target, (0v, 2v))``, or ``(agent, predicate, (0v, 2v))``
-  when the action has no target.
+  when the action has no target; an event with a canonical motion (``Motion``) ends with it in square
+  brackets, ``(circle, slides to the left, (0v, 2v), [move left])`` (``[grow 0.5]`` with an amount).
+  Texts without it still read, as events without a motion.
 * Scene graph: ``(subject, predicate, object)`` relations and ``(object, attribute)`` attributes,
   comma-separated. An object that is in no fact is written alone, ``(object)``; such 1-tuples are also
   written ahead of facts when that is needed to keep the graph's object order. An empty graph is ``none``.
@@ -45,6 +47,7 @@ from dysen.dsg.types import (
     Attribute,
     DynamicSceneGraph,
     Event,
+    Motion,
     Relation,
     SceneGraph,
     describe_error,
@@ -64,7 +67,8 @@ _FIELD = r"[^()\[\],\s](?:[^()\[\],\n]*[^()\[\],\s])?"
 # optionally quoted.
 _EVENT = re.compile(
     rf"\(\s*(?P<agent>{_FIELD})\s*,\s*(?P<predicate>{_FIELD})\s*(?:,\s*(?P<target>{_FIELD})\s*)?,"
-    r"\s*[\"'`]?[(\[]?\s*(?P<start>\d{1,9})\s*v?\s*(?:,|-|–|~|to)\s*(?P<end>\d{1,9})\s*v?\s*[)\]]?[\"'`]?\s*\)",
+    r"\s*[\"'`]?[(\[]?\s*(?P<start>\d{1,9})\s*v?\s*(?:,|-|–|~|to)\s*(?P<end>\d{1,9})\s*v?\s*[)\]]?[\"'`]?\s*"
+    r"(?:,\s*\[\s*(?P<motion>[a-z_]{1,20}(?:\s+[a-z]{1,10})?(?:\s+[0-9.e+-]{1,30})?)\s*\]\s*)?\)",
     re.IGNORECASE,
 )
 
@@ -117,7 +121,8 @@ def format_events(events: Iterable[Event]) -> str:
 
 def _format_event(event: Event) -> str:
     fields = [event.agent, event.predicate] + ([event.target] if event.target is not None else [])
-    return f"({', '.join(_writable(f) for f in fields)}, ({event.start}v, {event.end}v))"
+    motion = f", [{event.motion.to_text()}]" if event.motion is not None else ""
+    return f"({', '.join(_writable(f) for f in fields)}, ({event.start}v, {event.end}v){motion})"
 
 
 def format_graph(sg: SceneGraph) -> str:
@@ -277,9 +282,13 @@ def _read_events(lines: _Lines) -> tuple[Event, ...]:
                 raise DSGError(f"{_where(number, line)}: the event ends at {end}v, not after its start {start}v")
             target = _field(match["target"]) if match["target"] else None
             try:
-                events.append(Event(agent=agent, predicate=predicate, target=target, start=start, end=end))
+                motion = Motion.from_text(match["motion"]) if match["motion"] else None
+                events.append(Event(agent=agent, predicate=predicate, target=target, start=start, end=end,
+                                    motion=motion))  # fmt: skip
             except ValidationError as err:
                 raise DSGError(f"{_where(number, line)}: {err.errors()[0]['msg']}") from None
+            except ValueError as err:  # a motion in brackets that is not 'kind [direction] [amount]'
+                raise DSGError(f"{_where(number, line)}: {err}") from None
     return tuple(events)
 
 

@@ -17,8 +17,9 @@ structured output is held to.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -85,6 +86,63 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+MOTION_KINDS: tuple[str, ...] = (
+    "move", "jump", "grow", "shrink", "rotate", "appear", "disappear", "change_colour", "still", "unknown",
+)
+"""The canonical motion kinds (``Motion.kind``): the Dynamic Shapes actions, plus 'still' and 'unknown'."""
+MOTION_DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
+"""The directions of a 'move' (``Motion.direction``)."""
+
+MotionKind = Literal["move", "jump", "grow", "shrink", "rotate", "appear", "disappear", "change_colour", "still",
+                     "unknown"]  # fmt: skip
+MotionDirection = Literal["left", "right", "up", "down"]
+
+
+class Motion(_Frozen):
+    """The canonical motion of an event, whatever words its predicate uses ("slides to the left" -> move left).
+
+    Set by one normaliser (``dysen.planner.motion.canonical_motion``) that every plan passes through."""
+
+    kind: MotionKind = Field(description="move, jump, grow, shrink, rotate, appear, disappear, change_colour, "
+                             "still (no motion) or unknown (a predicate the normaliser could not read).")  # fmt: skip
+    direction: MotionDirection | None = Field(default=None, description="For 'move': left, right, up or down.")
+    amount: float | None = Field(
+        default=None, ge=0.0, le=1.0, allow_inf_nan=False,
+        description="Optional: how much, in (0, 1], e.g. 0.5 for 'a bit'; null: the usual amount.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _direction(self) -> Motion:
+        if self.kind == "move" and self.direction is None:
+            raise ValueError("a 'move' motion needs a direction (left, right, up or down)")
+        if self.kind != "move" and self.direction is not None:
+            raise ValueError(f"only a 'move' motion has a direction, not {self.kind!r}")
+        return self
+
+    @property
+    def action(self) -> str:
+        """The Dynamic Shapes action name ('move_left', 'jump', …, 'change_colour'), or 'still' / 'unknown'."""
+        return f"move_{self.direction}" if self.kind == "move" else self.kind
+
+    def to_text(self) -> str:
+        """``move left``, ``jump``, ``grow 0.5``: the words the tuple text format writes in brackets."""
+        words = [self.kind] + ([self.direction] if self.direction else [])
+        if self.amount is not None:
+            words.append(repr(self.amount))
+        return " ".join(words)
+
+    @classmethod
+    def from_text(cls, text: str) -> Motion:
+        """The inverse of ``to_text`` ("move left", "grow 0.5"); ``ValueError`` for anything else."""
+        words = text.split()
+        amount = None
+        if words and re.fullmatch(r"\d+(?:\.\d+)?(?:e-?\d+)?", words[-1]):
+            amount = float(words.pop())
+        if not 1 <= len(words) <= 2:
+            raise ValueError(f"a motion is written 'kind [direction] [amount]', got {text!r}")
+        return cls(kind=words[0].lower(), direction=words[1].lower() if len(words) == 2 else None, amount=amount)
+
+
 class Event(_Frozen):
     """One planned action: ``agent`` does ``predicate`` (to ``target``) during ``[start, end)`` in units v."""
 
@@ -93,6 +151,10 @@ class Event(_Frozen):
     target: str | None = Field(default=None, description="What the action is done to, or null when intransitive.")
     start: int = Field(ge=0, description="Start time in units of the basic interval v (inclusive).")
     end: int = Field(ge=1, le=MAX_STEPS, description="End time in units of v (exclusive); end > start.")
+    motion: Motion | None = Field(
+        default=None,
+        description="Optional: the canonical motion of the predicate (kind, direction, amount); the planner fills it.",
+    )
 
     @field_validator("agent", "predicate")
     @classmethod
