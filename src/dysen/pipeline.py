@@ -45,6 +45,7 @@ from dysen.models.rgtrm import GraphCondition, RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder, VideoAutoencoder
 from dysen.planner.layout import imagine_layout
+from dysen.planner.motion import with_motion
 from dysen.planner.rl import copy_policy
 from dysen.planner.types import Planner
 
@@ -199,6 +200,7 @@ class DysenVDMPipeline:
 
         clock = time.perf_counter()
         dsg = dsg if dsg is not None else self.planner.plan(prompt)  # type: ignore[arg-type]
+        dsg = with_motion(dsg)  # a given plan (--plan, the demo's edit) gets its canonical motions too
         if self.unet.config.layout:
             dsg = imagine_layout(dsg, seed=seed)  # boxes for a layout-grounded UNet (kept if the DSG has them)
         prompt = prompt if prompt is not None else describe(dsg)

@@ -46,6 +46,7 @@ from dysen.planner.backends.base import (
 )
 from dysen.planner.backends.redact import redact
 from dysen.planner.cache import CachedBackend
+from dysen.planner.motion import with_motion
 from dysen.planner.prompts.formats import FORMATS, AnswerFormat, Schema
 from dysen.planner.types import Demonstration, DemoSelector, Planner
 
@@ -193,7 +194,8 @@ class DysenPlanner:
             graphs = self._imagine(caption, raw.graphs, demos)
         if self.settings.polish:
             graphs = self._polish(caption, raw.graphs, graphs, demos)
-        return DynamicSceneGraph.from_dict({"events": raw.events, "graphs": graphs})  # DSGError past DSGLimits
+        dsg = DynamicSceneGraph.from_dict({"events": raw.events, "graphs": graphs})  # DSGError past DSGLimits
+        return with_motion(dsg)  # every event's canonical motion (dysen.planner.motion)
 
     def _plan_actions(self, caption: str, demos: list[Demonstration]) -> tuple[Event, ...]:
         """Step I: the events of ``caption``."""

@@ -4,9 +4,11 @@ The planner (an LLM or the rules) decides what happens and when; this step imagi
 and how their actions move them, the way Dynamic Shapes stages its clips (``dysen.world.motion``): each
 object gets a size (the DSG's, else one its grow/shrink allows, else a seeded draw), a start drawn uniformly
 among those that keep it inside the frame and clear of the others at every frame, and the motion primitive of
-each of its actions (moves, jumps, grows, shrinks, rotates, appears, disappears, turns). Objects whose noun
-is not a Dynamic Shapes shape are boxed as circles (colour nodes, the targets of 'turns', are no objects);
-actions outside that vocabulary leave their object still, and so does 'rotates' for a circle (it shows nothing).
+each of its actions (moves, jumps, grows, shrinks, rotates, appears, disappears, turns), read from the
+events' canonical motion (``Event.motion``, set by ``dysen.planner.motion`` where missing), never their words
+("slides to the left" moves the box left). Objects whose noun is not a Dynamic Shapes shape are boxed as
+circles (colour nodes, the targets of 'turns', are no objects); motions outside that vocabulary ('still',
+'unknown') leave their object still, and so does a rotation of a circle (it shows nothing).
 Every step is linear in the plan's objects and events but the check that shapes keep apart, which costs the pairs
 shown together; a plan of many objects shows a progress bar.
 The imagined scene (the visible objects' colour, size and spatial relations at each step) is merged into the
@@ -23,6 +25,7 @@ from tqdm.auto import tqdm
 
 from dysen.dsg.convert import align_steps_to_frames
 from dysen.dsg.types import Box, DynamicSceneGraph
+from dysen.planner.motion import with_event_motion
 from dysen.world import vocab
 from dysen.world.config import DEFAULT_CONFIG, ShapesConfig
 from dysen.world.geometry import SYMMETRY
@@ -48,6 +51,7 @@ def imagine_layout(dsg: DynamicSceneGraph, seed: int = 0, config: ShapesConfig =
     """
     if dsg.boxes is not None:
         return dsg
+    dsg = dsg.model_copy(update={"events": tuple(with_event_motion(e) for e in dsg.events)})  # motion, not words
     mentioned = [n for g in dsg.graphs for n in g.objects] + [e.agent for e in dsg.events]
     names = [name for name in dict.fromkeys(mentioned) if name not in vocab.COLOURS]  # not the colour of 'turns'
     if not names:
@@ -88,8 +92,9 @@ def _said(dsg: DynamicSceneGraph) -> tuple[dict[str, list[str]], dict[str, list[
             said.setdefault(attribute.object, []).append(attribute.attribute)
     changes: dict[str, list[str]] = {}
     for event in dsg.events:
-        if event.predicate in ("grows", "shrinks"):
-            changes.setdefault(event.agent, []).append(event.predicate)
+        kind = event.motion.kind if event.motion is not None else None
+        if kind in ("grow", "shrink"):
+            changes.setdefault(event.agent, []).append(kind)
     return said, changes
 
 
@@ -99,7 +104,7 @@ def _shape(name: str, attributes: list[str], changes: list[str], rng: np.random.
     colour = next((c for c in said if c in vocab.COLOURS), None) or str(rng.choice(list(vocab.COLOURS)))
     size = next((s for s in said if s in vocab.SIZES), None)
     if changes:  # the size before its first grow / shrink is the only one that lets it show
-        size = "small" if changes[0] == "grows" else "large"
+        size = "small" if changes[0] == "grow" else "large"
     return Shape(_noun(name), colour, size or str(rng.choice(list(vocab.SIZES))))
 
 
@@ -109,16 +114,18 @@ def _story_events(dsg: DynamicSceneGraph, names: list[str], shapes: tuple[Shape,
     index = {name: agent for agent, name in enumerate(names)}
     found = []
     for event in sorted(dsg.events, key=lambda e: (e.start, e.end)):
-        action = vocab.ACTIONS_BY_PREDICATE.get(event.predicate)
+        action = vocab.ACTIONS_BY_NAME.get(event.motion.action) if event.motion is not None else None
         if action is None or event.agent not in index:  # no motion primitive, or an agent named like a colour
             continue
-        if action.name == "change_colour" and event.target not in vocab.COLOURS:
+        new_colour = event.target or next((w for w in event.predicate.split() if w in vocab.COLOURS), None)
+        if action.name == "change_colour" and new_colour not in vocab.COLOURS:
             continue
         agent = index[event.agent]
         if action.name == "rotate" and shapes[agent].shape not in SYMMETRY:  # a circle's turn shows nothing
             continue
-        found.append(StoryEvent(agent, action.name, event.start, event.end, colour[agent], event.target))
-        colour[agent] = event.target if action.name == "change_colour" else colour[agent]
+        target = new_colour if action.name == "change_colour" else event.target
+        found.append(StoryEvent(agent, action.name, event.start, event.end, colour[agent], target))
+        colour[agent] = new_colour if action.name == "change_colour" else colour[agent]
     return found
 
 

@@ -87,6 +87,7 @@ from dysen.planner.lexicon import (
     is_plural,
     tokenise,
 )
+from dysen.planner.motion import with_motion
 from dysen.planner.types import Demonstration, DemoSelector
 from dysen.world.story import phase_spans
 
@@ -390,7 +391,7 @@ class RulesPlanner:
     def plan(self, prompt: str, demonstrations: Sequence[Demonstration] | None = None) -> DynamicSceneGraph:
         """Plan ``prompt``; ``demonstrations`` (else the selector's, else none) only add imagined facts."""
         try:
-            return self._plan(prompt, demonstrations)
+            return with_motion(self._plan(prompt, demonstrations))
         except ValidationError as err:  # a name or a count of the prompt over dysen.dsg.DSGLimits
             raise RulesPlanError(f"the prompt's plan is too large: {describe_error(err)}") from None
 

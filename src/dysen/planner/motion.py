@@ -1,0 +1,332 @@
+"""The motion normaliser: an event's predicate, in any wording, -> its canonical ``Motion``.
+
+One normaliser for every plan (issue 23): the rules planner, the LLM planner (a replay too) and a DSG given
+to the pipeline (``dysen generate --plan``, the demo's edited plan) all pass ``with_motion``, which fills
+``Event.motion`` where it is missing and keeps it where it is set. The layout imagination reads the motion,
+never the raw predicate, so "the green square slides to the left" moves its box left.
+
+``canonical_motion(predicate, target)`` reads the words of the predicate (and the target, where an LLM put
+"red" of "turns red") with a lexicon, in this order:
+
+1. negation or a verb of rest ("does not move", "stays still", "waits") -> ``still``;
+2. appearing / disappearing ("emerges", "pops up", "comes into view", "fades away", "goes out of sight");
+3. a colour word with a verb of change ("turns red", "becomes blue", "goes green") -> ``change_colour``;
+4. size ("swells", "gets bigger and bigger", "is made smaller") -> ``grow`` / ``shrink``;
+5. turning ("spins", "turns around", "does a twirl") -> ``rotate``;
+6. jumping ("hops", "does a little jump", "takes a leap", "bounces up and down") -> ``jump``;
+7. moving: a direction word or phrase ("to the left side of the screen", "upwards", "toward the top")
+   with any verb, or a verb with its own direction ("rises", "sinks", "plunges").
+
+Idioms need no rules of their own: words are lemmatised and read as a bag, so "does a little jump" and
+"takes a leap" hold the noun "jump" / "leap", "makes its way to the left" a direction, and a passive
+("is moved to the right", "is made bigger") its participle. "a bit", "slightly" set ``amount`` 0.5.
+
+When the lexicon finds nothing, the predicate is embedded with all-MiniLM-L6-v2 (``SentenceEmbedder``,
+loaded lazily, only then) and given the action of its nearest example phrase (``EXAMPLES``) if the cosine
+similarity is at least ``SIMILARITY_THRESHOLD``; below it the motion is ``unknown``: the layout keeps the
+object still and ``with_motion`` logs a warning naming the event (``motion_warnings`` lists them). The
+threshold was calibrated on ``CALIBRATION`` (a labelled list of wordings the lexicon does not cover, and
+of non-motions), see ``tests/test_motion.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+from dysen.dsg.types import DynamicSceneGraph, Event, Motion
+from dysen.planner.lexicon import COLOUR_WORDS, lemma
+
+__all__ = ["CALIBRATION", "EXAMPLES", "SIMILARITY_THRESHOLD", "canonical_motion", "motion_warnings", "with_motion"]
+
+log = logging.getLogger(__name__)
+
+SIMILARITY_THRESHOLD = 0.55
+"""The least cosine similarity (all-MiniLM-L6-v2) to an example phrase for the fallback to accept its action."""
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# -- the lexicon ----------------------------------------------------------------------------------
+
+# verbs (base forms) of motion with no direction of their own: the direction comes from the words around
+_MOVE_VERBS = _words(
+    "move slide glide drift roll travel head go shift scoot wander zip dart race run walk crawl creep inch edge "
+    "stroll march swim sail skate scurry dash rush hurry zoom whoosh slip skid coast cruise step proceed advance "
+    "journey migrate trundle amble saunter meander roam shuffle scuttle sweep swing veer swerve push pull drag "
+    "carry way path fly flutter hover_not_used scramble charge bolt speed"
+)
+# verbs and nouns that carry their direction
+_UP_VERBS = _words("rise climb ascend soar lift raise elevate float levitate mount surface uprise")
+_DOWN_VERBS = _words("fall drop sink descend plunge tumble dip lower plummet settle slump sag droop dive topple")
+_JUMP_WORDS = _words("jump hop leap bounce spring skip vault bound pounce hurdle boing")
+_ROTATE_WORDS = _words(
+    "rotate spin twirl whirl pivot revolve twist swivel gyrate pirouette rotation spiral cartwheel somersault flip "
+    "wheel circle"
+)
+_GROW_WORDS = _words(
+    "grow swell expand inflate enlarge balloon widen increase magnify broaden lengthen puff bulge mushroom "
+    "bloat dilate amplify scale_up"
+)
+_SHRINK_WORDS = _words(
+    "shrink contract dwindle deflate diminish decrease compress shrivel condense narrow reduce wither dwindle "
+    "minimise minimize"
+)
+_BIGGER = _words("bigger larger taller wider huge large big giant greater fatter")
+_SMALLER = _words("smaller tinier littler narrower thinner small tiny shorter")
+_APPEAR_WORDS = _words("appear emerge materialise materialize arrive manifest reappear spawn enter")
+_DISAPPEAR_WORDS = _words("vanish disappear evaporate dissolve dematerialise dematerialize perish")
+_COLOUR_VERBS = _words("turn become change go get switch paint colour color recolour recolor flush blush shift "
+                       "fade glow transform dye tint")  # fmt: skip
+_STILL_WORDS = _words("stay remain wait rest sit stand pause freeze idle linger hold")
+_STILLNESS = _words("still put motionless stationary nothing place")
+_NEGATIONS = _words("not never")
+# direction words, and words that name a side of the screen
+_DIRECTIONS: dict[str, str] = {
+    **dict.fromkeys("left leftward leftwards west westward".split(), "left"),
+    **dict.fromkeys("right rightward rightwards east eastward".split(), "right"),
+    **dict.fromkeys("up upward upwards top ceiling sky skyward skywards uphill higher above overhead aloft "
+                    "north heaven heavens".split(), "up"),  # fmt: skip
+    **dict.fromkeys("down downward downwards bottom floor ground downhill lower below beneath south earth "
+                    "underneath".split(), "down"),  # fmt: skip
+}
+_SMALL_AMOUNTS = (("a", "bit"), ("a", "little", "bit"), ("slightly",), ("a", "tad"), ("somewhat",), ("a", "touch"))
+_SMALL_AMOUNT = 0.5
+"""``Motion.amount`` of "a bit", "slightly"."""
+
+# irregular or unlisted forms the planner's lemmatiser does not know
+_FORMS: dict[str, str] = {
+    "fell": "fall", "fallen": "fall", "rose": "rise", "risen": "rise", "sank": "sink", "sunk": "sink",
+    "slid": "slide", "leapt": "leap", "leaped": "leap", "sprang": "spring", "sprung": "spring", "spun": "spin",
+    "flew": "fly", "flown": "fly", "grew": "grow", "grown": "grow", "swollen": "swell", "shrank": "shrink",
+    "shrunk": "shrink", "went": "go", "gone": "go", "goes": "go", "came": "come", "got": "get", "gotten": "get",
+    "became": "become", "made": "make", "took": "take", "taken": "take", "did": "do", "does": "do", "done": "do",
+    "dove": "dive", "bade": "bid", "swung": "swing", "strode": "stride", "wound": "wind", "drove": "drive",
+    "ran": "run", "swam": "swim", "stood": "stand", "sat": "sit", "hung": "hang", "held": "hold", "lay": "lie",
+    "lies": "lie", "dies": "die", "flies": "fly", "arisen": "rise", "arose": "rise",
+    "skips": "skip", "skipping": "skip", "skipped": "skip",
+}  # fmt: skip
+_TOKEN = re.compile(r"[a-z]+")
+
+
+def _lemma(word: str) -> str:
+    """A word's base form when it is a verb form the lexicons know or its ending gives away, else the word."""
+    if word in _FORMS:
+        return _FORMS[word]
+    known = lemma(word)
+    if known is not None:
+        return known[0]
+    for suffix, stems in (("ies", ("y",)), ("es", ("e", "")), ("s", ("",)), ("ing", ("", "e")), ("ed", ("e", ""))):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2 and not word.endswith(("ss", "us", "is")):
+            base = word[: -len(suffix)]
+            for stem in stems:
+                if base + stem in _KNOWN:
+                    return base + stem
+            if suffix in ("ing", "ed") and len(base) > 2 and base[-1] == base[-2] and base[:-1] in _KNOWN:
+                return base[:-1]  # "hopping", "skipped", "slipped"
+    return word
+
+
+_KNOWN = (
+    _MOVE_VERBS | _UP_VERBS | _DOWN_VERBS | _JUMP_WORDS | _ROTATE_WORDS | _GROW_WORDS | _SHRINK_WORDS
+    | _APPEAR_WORDS | _DISAPPEAR_WORDS | _COLOUR_VERBS | _STILL_WORDS | _words("come fade pop show make take do")
+)  # fmt: skip
+
+LEXICON_SIZE = len(_KNOWN) + len(_DIRECTIONS) + len(_BIGGER) + len(_SMALLER)
+"""Entries of the lexicon (verbs and nouns of motion, direction and size words), for the record."""
+
+
+def _has(words: list[str], *phrase: str) -> bool:
+    n = len(phrase)
+    return any(tuple(words[i : i + n]) == phrase for i in range(len(words) - n + 1))
+
+
+def _direction(words: list[str]) -> str | None:
+    """The first direction a word or phrase names ("to the left side", "upwards", "toward the top")."""
+    for word in words:
+        if word in _DIRECTIONS:
+            return _DIRECTIONS[word]
+    return None
+
+
+def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
+    """The motion the lexicon reads in ``words`` (see the module docstring), or None."""
+    bag = set(lemmas)
+    amount = _SMALL_AMOUNT if any(_has(words, *p) for p in _SMALL_AMOUNTS) else None
+    if bag & _NEGATIONS or bag & _STILL_WORDS and not bag & (_KNOWN - _STILL_WORDS) or bag & _STILLNESS and (
+        "still" in bag or _has(words, "stays", "put") or _has(lemmas, "do", "nothing") or _has(words, "in", "place")
+    ):
+        return Motion(kind="still")
+    if (
+        bag & _APPEAR_WORDS
+        or _has(lemmas, "come", "into") or _has(lemmas, "come", "in", "view") or _has(lemmas, "fade", "in")
+        or _has(lemmas, "pop", "up") or _has(lemmas, "show", "up") or _has(lemmas, "turn", "up")
+        or _has(words, "into", "view") or _has(words, "into", "sight") or _has(words, "into", "existence")
+        or _has(words, "into", "being") or _has(lemmas, "pop", "in") or _has(lemmas, "pop", "into")
+    ):  # fmt: skip
+        return Motion(kind="appear")
+    if (
+        bag & _DISAPPEAR_WORDS
+        or _has(lemmas, "fade", "away") or _has(lemmas, "fade", "out") or ("fade" in bag and not bag & COLOUR_WORDS)
+        or _has(words, "out", "of", "sight") or _has(words, "out", "of", "view") or _has(words, "from", "view")
+        or _has(words, "out", "of", "existence") or _has(lemmas, "go", "away") or _has(lemmas, "blink", "out")
+        or _has(lemmas, "pop", "out") or _has(lemmas, "melt", "away") or _has(lemmas, "die", "out")
+        or "gone" in words or _has(words, "no", "longer")
+    ):  # fmt: skip
+        return Motion(kind="disappear")
+    if bag & COLOUR_WORDS and (bag & _COLOUR_VERBS or len(bag) == 1) or bag & _words("colour color hue shade") and (
+        bag & _words("change switch shift")
+    ):
+        return Motion(kind="change_colour")
+    if bag & _GROW_WORDS:
+        return Motion(kind="grow", amount=amount)
+    if bag & _SHRINK_WORDS:
+        return Motion(kind="shrink", amount=amount)
+    if bag & _ROTATE_WORDS or "turn" in bag and (bag & _words("around round about over") or not _direction(words)):
+        return Motion(kind="rotate", amount=amount)
+    if bag & _JUMP_WORDS:
+        return Motion(kind="jump", amount=amount)
+    if bag & _BIGGER and bag & _words("get become make turn scale blow"):
+        return Motion(kind="grow", amount=amount)
+    if bag & _SMALLER and bag & _words("get become make turn scale"):
+        return Motion(kind="shrink", amount=amount)
+    direction = _direction(words)
+    if direction is None and bag & _UP_VERBS:
+        direction = "up"
+    if direction is None and bag & _DOWN_VERBS:
+        direction = "down"
+    if direction is not None:
+        return Motion(kind="move", direction=direction, amount=amount)
+    return None
+
+
+def canonical_motion(predicate: str, target: str | None = None) -> Motion:
+    """The canonical motion of an event whose predicate (and target) are these words (module docstring)."""
+    text = f"{predicate} {target or ''}".lower().replace("-", " ")
+    words = _TOKEN.findall(text.replace("n't", " not"))
+    if not words:
+        return Motion(kind="unknown")
+    lexical = _lexical(words, [_lemma(w) for w in words])
+    if lexical is not None:
+        return lexical
+    return _nearest(" ".join(words))
+
+
+# -- the MiniLM fallback --------------------------------------------------------------------------
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    # action: example phrases the fallback compares a predicate with (the lexicon reads them all already)
+    "move_left": ("moves left", "slides to the left", "travels leftwards", "heads to the left side",
+                  "drifts over to the left", "makes its way to the left"),
+    "move_right": ("moves right", "slides to the right", "travels rightwards", "heads to the right side",
+                   "drifts over to the right", "makes its way to the right"),
+    "move_up": ("moves up", "rises", "floats upward", "climbs toward the top", "ascends", "soars up high"),
+    "move_down": ("moves down", "falls", "sinks", "drops to the bottom", "descends", "plunges downward"),
+    "jump": ("jumps", "hops", "leaps into the air", "bounces up and down", "does a little jump", "springs up"),
+    "grow": ("grows", "gets bigger", "swells", "expands", "inflates", "becomes larger"),
+    "shrink": ("shrinks", "gets smaller", "contracts", "dwindles", "deflates", "becomes tiny"),
+    "rotate": ("rotates", "spins", "twirls around", "turns around", "whirls", "spins in a circle"),
+    "appear": ("appears", "emerges", "pops up", "comes into view", "materialises", "shows up"),
+    "disappear": ("disappears", "vanishes", "fades away", "evaporates", "goes out of sight", "is gone"),
+    "change_colour": ("turns red", "becomes blue", "changes colour", "changes its colour to green",
+                      "is painted a new colour", "switches colour"),
+    "still": ("stays still", "does not move", "remains in place", "waits", "stays put", "rests"),
+}  # fmt: skip
+
+CALIBRATION: tuple[tuple[str, str], ...] = (
+    # (predicate, expected action or 'unknown'): wordings the lexicon leaves to the fallback; the threshold is
+    # the value in the middle of the widest gap between the similarities of right answers and of the rest
+    ("scoots leftish", "move_left"), ("goes westwards", "move_left"), ("ascending", "move_up"),
+    ("gets tinier", "shrink"), ("balloons out", "grow"), ("gets larger", "grow"),
+    ("pirouettes", "rotate"), ("goes round and round", "rotate"), ("leaps up", "jump"),
+    ("pops into existence", "appear"), ("is no longer there", "disappear"), ("blinks out", "disappear"),
+    ("sings a song", "unknown"), ("is happy", "unknown"), ("reads a book", "unknown"), ("eats lunch", "unknown"),
+    ("talks loudly", "unknown"), ("thinks", "unknown"), ("smiles", "unknown"), ("writes a letter", "unknown"),
+)  # fmt: skip
+
+_state: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _nearest(text: str) -> Motion:
+    """The fallback: the action of the example nearest ``text`` if close enough, else ``unknown``."""
+    action, similarity = nearest_example(text)
+    if similarity < SIMILARITY_THRESHOLD:
+        return Motion(kind="unknown")
+    return _motion_of(action)
+
+
+def _motion_of(action: str) -> Motion:
+    if action.startswith("move_"):
+        return Motion(kind="move", direction=action.removeprefix("move_"))
+    return Motion(kind=action)
+
+
+def nearest_example(text: str) -> tuple[str, float]:
+    """(action, cosine similarity) of the example phrase nearest ``text`` under all-MiniLM-L6-v2; ``("unknown",
+    0.0)`` when the encoder cannot be loaded (a warning says why)."""
+    with _lock:
+        if "examples" not in _state:
+            try:
+                from dysen.planner.embed import SentenceEmbedder
+
+                embedder = SentenceEmbedder(use_cache=False)
+                phrases = [(action, p) for action, ps in EXAMPLES.items() for p in ps]
+                _state["embedder"] = embedder
+                _state["examples"] = (phrases, embedder.encode([p for _, p in phrases]))  # [E, D]
+            except Exception as err:  # noqa: BLE001 - no encoder: the lexicon alone decides
+                log.warning("the motion normaliser's MiniLM fallback is unavailable (%s); motions it "
+                            "cannot read are 'unknown'", err)  # fmt: skip
+                _state["examples"] = None
+        examples = _state["examples"]
+        if examples is None:
+            return "unknown", 0.0
+        phrases, table = examples
+        query = _state["embedder"].encode([text])  # [1, D]
+    scores = (table @ query[0]).tolist()  # [E]: cosine similarities (unit rows)
+    best = max(range(len(scores)), key=scores.__getitem__)
+    return phrases[best][0], float(scores[best])
+
+
+# -- the seam every plan passes -------------------------------------------------------------------
+
+
+def with_motion(dsg: DynamicSceneGraph) -> DynamicSceneGraph:
+    """``dsg`` with every event's ``motion`` set (events that carry one keep it); a warning per unknown motion."""
+    if all(event.motion is not None for event in dsg.events):
+        _warn(dsg)
+        return dsg
+    events = tuple(
+        event if event.motion is not None else event.model_copy(
+            update={"motion": canonical_motion(event.predicate, event.target)})
+        for event in dsg.events
+    )  # fmt: skip
+    dsg = dsg.model_copy(update={"events": events})
+    _warn(dsg)
+    return dsg
+
+
+def with_event_motion(event: Event) -> Event:
+    """``event`` with its motion set (kept if it has one)."""
+    if event.motion is not None:
+        return event
+    return event.model_copy(update={"motion": canonical_motion(event.predicate, event.target)})
+
+
+def motion_warnings(dsg: DynamicSceneGraph) -> list[str]:
+    """One line per event whose motion is unknown: the plan's warnings about motions nobody will draw."""
+    return [
+        f"the motion of ({e.agent}, {e.predicate}{', ' + e.target if e.target else ''}) is unknown; "
+        f"the {e.agent} stays still (say e.g. 'moves left', 'jumps', 'grows', 'spins', 'disappears')"
+        for e in dsg.events
+        if e.motion is not None and e.motion.kind == "unknown"
+    ]
+
+
+def _warn(dsg: DynamicSceneGraph) -> None:
+    for line in motion_warnings(dsg):
+        log.warning(line)
