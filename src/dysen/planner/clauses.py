@@ -14,18 +14,24 @@ from dataclasses import dataclass, field
 from dysen.planner.lexicon import (
     ADJECTIVES,
     ADVERBS,
+    AMOUNT_PHRASES,
     AUXILIARIES,
     CATENATIVES,
     COLOUR_WORDS,
     CONNECTIVES,
     DETERMINERS,
     DIRECTIONS,
+    IDIOM_FILLER,
     LATE_PARTICLES,
+    LIGHT_VERBS,
     LONGEST_CONNECTIVE,
     LONGEST_PHRASE,
     MEDIAL,
+    MOTION_NOUNS,
     NOT_ADVERBS,
     NUMBERS,
+    PASSIVE_AUX,
+    PASSIVE_MOTION,
     PLAIN,
     POSSESSIVES,
     PREPOSITIONS,
@@ -33,6 +39,7 @@ from dysen.planner.lexicon import (
     SHAPES_PHRASES,
     SIZE_NAMES,
     STATIC_PHRASES,
+    TOGETHER_WORDS,
     TRAILING_SIM,
     guess_base,
     is_plural,
@@ -88,7 +95,82 @@ class Clause:
 
 def parse(tokens: list[str]) -> list[list[Clause]]:
     """The clauses of each sentence of a tokenised prompt, in text order."""
-    return [[_clause(p) for p in _glue(_pieces(s))] for s in _sentences(tokens)]
+    return [[_clause(p) for p in _glue(_pieces(s))] for s in _sentences(rewrite(tokens))]
+
+
+# words after which a quantity ("a bit") is no noun phrase: punctuation, connectives and prepositions
+_PREPOSITION_STARTS = frozenset(p[0] for p in PREPOSITIONS)
+_AFTER_AMOUNT = frozenset(".!?:;,") | {c[0] for c in CONNECTIVES} | _PREPOSITION_STARTS | {"more", None}
+
+
+def rewrite(tokens: list[str]) -> list[str]:
+    """Read idioms as the plain verb they mean, so no verb, adverb or quantity becomes an object:
+    "does a little jump" / "takes a leap" -> "jumps" / "leaps"; "makes its way" -> "moves"; a passive of a
+    verb of motion "is moved" -> "moves", "is made bigger" -> "gets bigger"; "smaller and smaller" ->
+    "smaller"; "both", and "each" / "all" before a verb, dropped ("A and B both jump"); a quantity after a
+    verb ("moves a bit to the left") dropped."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token, form = tokens[i], lemma(tokens[i])
+        size = _idiom(tokens, i, form)
+        if size:
+            noun = tokens[i + size - 1]
+            out.append("move" if noun == "way" else noun)
+            out[-1] = out[-1] if form and form[1] == "base" else third_person(out[-1])
+            i += size
+            continue
+        passive = _passive(tokens, i) if out else None
+        if passive is not None:
+            out.append(passive[0])
+            i = passive[1]
+            continue
+        amount = next((p for p in AMOUNT_PHRASES if tuple(tokens[i : i + len(p)]) == p), ())
+        after = tokens[i + len(amount)] if i + len(amount) < len(tokens) else None
+        if amount and out and (lemma(out[-1]) or out[-1] in _PREPOSITION_STARTS) and after in _AFTER_AMOUNT:
+            i += len(amount)
+            continue
+        if token.endswith("er") and tokens[i + 1 : i + 3] == ["and", token]:
+            out.append(token)
+            i += 3
+            continue
+        following = lemma(tokens[i + 1]) if i + 1 < len(tokens) else None
+        if token in TOGETHER_WORDS and (token == "both" or following is not None or i + 1 == len(tokens)):
+            i += 1
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def _passive(tokens: list[str], i: int) -> tuple[str, int] | None:
+    """A passive of a verb of motion at ``i`` ("is moved", "gets pushed", "is made bigger") as the active verb
+    and the index after it, or None."""
+    j = i
+    while j < len(tokens) and tokens[j] in PASSIVE_AUX:
+        j += 1
+    verb = lemma(tokens[j]) if i < j < len(tokens) else None
+    if verb is None or verb[1] != "past" or not tokens[j].endswith(("ed", "ade")):
+        return None
+    if verb[0] in PASSIVE_MOTION:
+        return third_person(verb[0]), j + 1
+    if verb[0] == "make" and tokens[j + 1 : j + 2] and tokens[j + 1].endswith("er"):
+        return "gets", j + 1
+    return None
+
+
+def _idiom(tokens: list[str], i: int, form: tuple[str, str] | None) -> int:
+    """Tokens of a light-verb idiom at ``i`` ("does a little jump", "makes its way"), 0 if there is none."""
+    if form is None or form[0] not in LIGHT_VERBS:
+        return 0
+    j = i + 1
+    while j < len(tokens) and tokens[j] in IDIOM_FILLER:
+        j += 1
+    if j == i + 1 or j == len(tokens):
+        return 0
+    if tokens[j] in MOTION_NOUNS or form[0] == "make" and tokens[j] == "way" and tokens[i + 1] != "a":
+        return j - i + 1
+    return 0
 
 
 def _sentences(tokens: list[str]) -> list[list[str]]:

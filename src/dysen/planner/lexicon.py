@@ -80,7 +80,9 @@ ADJECTIVES: frozenset[str] = frozenset(
     "quiet loud empty full round wooden golden clean open elderly".split()
 )
 # adverbs read through and dropped (plus any word ending in "-ly" that is not in NOT_ADVERBS)
-ADVERBS: frozenset[str] = frozenset("very also just again slowly quickly together gently now".split())
+ADVERBS: frozenset[str] = frozenset(
+    "very also just again slowly quickly together gently now suddenly steadily smoothly gradually calmly".split()
+)
 # words ending in "-ly" that are not adverbs
 NOT_ADVERBS: frozenset[str] = frozenset("fly family lily belly jelly bully ally rally only holy".split())
 # prepositions and particles that join a verb's predicate or start a prepositional phrase, longest first
@@ -125,6 +127,8 @@ VERBS: frozenset[str] = frozenset(
     feed pet brush comb dress spill mix stir chop slice fry bake boil blow light shine glow burn melt flow
     drip splash dive jog sprint march hike wander stroll bite sniff lick chew fight hunt race dig plant
     water tell ask answer call listen hear smell taste feel think know want like love hate need
+    glide drift head plunge descend ascend soar tumble dip emerge materialise materialize evaporate inflate
+    enlarge balloon whirl pivot flip somersault cartwheel pirouette perform execute
     """.split()
 )
 # irregular inflected forms and their base form, written "base=form/form"
@@ -145,6 +149,30 @@ IRREGULAR: dict[str, str] = {
     for base, forms in [entry.split("=")]
     for form in forms.split("/")
 }
+# nouns of a motion that a light verb turns into a verb ("does a little jump", "takes a leap" -> "jumps", "leaps")
+MOTION_NOUNS: frozenset[str] = frozenset(
+    "jump hop leap bounce skip spin twirl whirl turn flip somersault cartwheel pirouette dive tumble roll "
+    "spring vault bound pivot".split()
+)
+# light verbs of those idioms ("does", "takes", "makes", "gives", "performs", "executes")
+LIGHT_VERBS: frozenset[str] = frozenset("do take make give perform execute".split())
+# words between a light verb and its motion noun ("does a quick little jump")
+IDIOM_FILLER: frozenset[str] = frozenset("a an one another its their his her little small quick short big large "
+                                         "tiny high great sudden brief single few couple of".split())  # fmt: skip
+# verbs whose passive ("is moved", "gets pushed") means the subject moves: read as the active verb
+PASSIVE_MOTION: frozenset[str] = frozenset(
+    "move push pull drag lift raise lower shift slide roll spin rotate turn flip throw toss carry blow knock "
+    "pick drop tilt twist swing bounce launch kick shove nudge".split()
+)
+# auxiliaries of a passive ("is moved", "gets pushed", "has been lifted")
+PASSIVE_AUX: frozenset[str] = frozenset("is are was were be been being get gets got getting".split())
+# quantity words that are no objects ("moves a bit to the left")
+AMOUNT_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
+    "a little bit, a tiny bit, a bit, a tad, a lot, a little way, a little, a short way, a long way, somewhat, "
+    "slightly, all the way"
+)
+# words that mark subjects acting together and name nothing ("A and B both jump", "the circles each spin")
+TOGETHER_WORDS: frozenset[str] = frozenset("both each all together".split())
 # Dynamic Shapes paraphrases as token tuples -> (canonical predicate, target); '{colour}' expanded
 SHAPES_PHRASES: dict[tuple[str, ...], tuple[str, str | None]] = {
     tuple(phrase.format(colour=colour).split()): (action.predicate, colour if "{colour}" in phrase else None)
