@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from dysen.dsg import (
     DynamicSceneGraph,
     Event,
+    Motion,
     SceneGraph,
     events_to_dsg,
     format_dsg,
@@ -18,6 +19,7 @@ from dysen.dsg import (
     parse_events,
     parse_graph,
 )
+from dysen.dsg.types import MOTION_DIRECTIONS, MOTION_KINDS
 from dysen.errors import DSGError
 
 
@@ -260,6 +262,14 @@ labels = (
 )
 
 
+motions = st.none() | st.builds(
+    lambda kind, direction, amount: Motion(kind=kind, direction=direction if kind == "move" else None, amount=amount),
+    st.sampled_from(MOTION_KINDS),
+    st.sampled_from(MOTION_DIRECTIONS),
+    st.none() | st.floats(0.0, 1.0, allow_nan=False),
+)
+
+
 @st.composite
 def events(draw: st.DrawFn) -> Event:
     start = draw(st.integers(0, 6))
@@ -269,6 +279,7 @@ def events(draw: st.DrawFn) -> Event:
         target=draw(st.none() | labels),
         start=start,
         end=start + draw(st.integers(1, 4)),
+        motion=draw(motions),
     )
 
 
