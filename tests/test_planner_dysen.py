@@ -17,6 +17,7 @@ from dysen.errors import DSGError, DysenError
 from dysen.planner.backends import PAPER_SAMPLING, Completion, OpenAIBackend
 from dysen.planner.cache import CachedBackend, ResponseCache
 from dysen.planner.dysen import DysenPlanner, PlanningError
+from dysen.planner.motion import with_motion
 from dysen.planner.prompts import FORMATS, PROMPT_VERSION, cache_namespace, load_template
 from dysen.planner.types import Demonstration, Planner
 from fake_llm_server import FakeLLMServer, Reply
@@ -105,7 +106,8 @@ def test_text_answers_give_the_polished_dsg_in_1_plus_m_plus_1_calls(fake_llm):
     planner = DysenPlanner(backend_for(fake_llm))
     assert isinstance(planner, Planner)
     dsg = planner.plan(PROMPT)
-    assert dsg.events == tuple(sorted(parse_events(PLAN), key=lambda e: (e.start, e.end)))
+    assert dsg.events == with_motion(events_to_dsg(parse_events(PLAN))).events  # the normaliser's motions too
+    assert all(e.motion is not None for e in dsg.events)
     assert dsg.graphs == expected_graphs()
     assert planner.stats.calls == len(fake_llm.requests) == CALLS
     assert (planner.stats.plans, planner.stats.repairs, planner.stats.fallbacks) == (1, 0, 0)
@@ -347,7 +349,7 @@ def test_steps_can_be_switched_off(fake_llm, imagination, polish, calls):
     dsg = planner.plan(PROMPT)
     assert planner.stats.calls == len(fake_llm.requests) == calls
     if not imagination and not polish:
-        assert dsg == events_to_dsg(parse_events(PLAN))
+        assert dsg == with_motion(events_to_dsg(parse_events(PLAN)))
 
 
 @pytest.mark.parametrize("options", [{"output": "yaml"}, {"shots": -1}, {"max_repairs": -1}, {"max_steps": 0}])
