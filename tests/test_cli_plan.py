@@ -68,7 +68,7 @@ def test_second_identical_openai_plan_makes_no_http_call(fake_llm, tmp_path, cap
     assert main(_openai_args(fake_llm, tmp_path)) == 0
     first = capsys.readouterr()
     assert len(fake_llm.requests) == len(ANSWERS)
-    assert "(lady, drinking, coffee, (0v, 1v))" in first.out and "(sky, blue)" in first.out
+    assert "(lady, drinking, coffee, (0v, 1v), [unknown])" in first.out and "(sky, blue)" in first.out
     assert main(_openai_args(fake_llm, tmp_path)) == 0
     second = capsys.readouterr()
     assert len(fake_llm.requests) == len(ANSWERS)  # all answered from the cache

@@ -38,6 +38,7 @@ from dysen.planner.build import PlannerOptions
 from dysen.planner.demos import DemoBank, RandomSelector, SimilaritySelector
 from dysen.planner.dysen import DysenPlanner
 from dysen.planner.embed import HashingEmbedder
+from dysen.planner.motion import with_motion
 from dysen.planner.rules import RulesPlanner
 from pipeline_fixtures import DSG_A, TINY, FixedPlanner, HashTextEncoder
 
@@ -87,7 +88,7 @@ def test_a_tiny_pipeline_runs_the_benchmark_and_its_saved_videos_score_again(tin
     by_id = {c.id: c for c in clips}
     assert all(r.gold == by_id[r.id].dsg and r.caption == by_id[r.id].caption for r in again)
     oracle = score_pipeline(tiny_pipe, clips[:1], VideoSampling(steps=1, plan="gold"), progress=False)
-    assert oracle[0].planned == clips[0].dsg
+    assert oracle[0].planned == with_motion(clips[0].dsg)  # the gold plan, with its canonical motions
 
 
 def test_a_folder_without_gold_is_scored_against_the_dsg_beside_each_video(tiny_pipe, tmp_path):

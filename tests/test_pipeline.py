@@ -28,6 +28,7 @@ from dysen.models.rgtrm import RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.pipeline import DysenVDMPipeline
+from dysen.planner.motion import with_motion
 from pipeline_fixtures import DSG_A, TINY, FixedPlanner, HashTextEncoder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -129,7 +130,7 @@ def test_presets_build_on_meta_with_the_documented_parameter_counts(name: str) -
 def test_tiny_pipeline_makes_a_video(pipe: DysenVDMPipeline) -> None:
     result = pipe(PROMPT, steps=2, progress=False)
     assert result.frames.shape == (8, 16, 16, 3) and result.frames.dtype == np.uint8
-    assert result.dsg == DSG_A and result.prompt == PROMPT and result.seed == 0
+    assert result.dsg == with_motion(DSG_A) and result.prompt == PROMPT and result.seed == 0  # motions filled in
     assert set(result.timings) == {"plan", "encode", "sample", "decode"}
     assert all(seconds >= 0 for seconds in result.timings.values())
 
@@ -147,7 +148,7 @@ def test_same_seed_same_video_other_seed_other_video(pipe: DysenVDMPipeline, sam
 def test_a_given_dsg_skips_the_planner() -> None:
     pipe = _tiny_pipeline(planner=NoPlanner())
     result = pipe(dsg=DSG_B, steps=2, progress=False)
-    assert result.dsg == DSG_B and result.prompt == "square jumps, then star spins"
+    assert result.dsg == with_motion(DSG_B) and result.prompt == "square jumps, then star spins"
     assert result.timings["plan"] < 0.01
 
 
@@ -263,7 +264,7 @@ def test_cli_generate_from_a_plan_file_and_a_model_folder(
     out = tmp_path / "v.gif"
     assert main(["generate", "--plan", str(plan), "--model", str(folder), "--out", str(out), "--steps", "2"]) == 0
     assert probe(out).num_frames == 8
-    assert DynamicSceneGraph.from_json((tmp_path / "v.dsg.json").read_text()) == DSG_B
+    assert DynamicSceneGraph.from_json((tmp_path / "v.dsg.json").read_text()) == with_motion(DSG_B)
 
 
 def test_cli_generate_plans_with_an_llm_planner_when_asked(tmp_path: Path, fake_llm) -> None:
