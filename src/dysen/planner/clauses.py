@@ -149,7 +149,15 @@ def _passive(tokens: list[str], i: int) -> tuple[str, int] | None:
     j = i
     while j < len(tokens) and tokens[j] in PASSIVE_AUX:
         j += 1
+    if i < j < len(tokens) and tokens[j] == "gone" and lemma(tokens[i]) and lemma(tokens[i])[0] == "be":
+        return "disappears", j + 1  # "is gone"
     verb = lemma(tokens[j]) if i < j < len(tokens) else None
+    after = tokens[j + 1] if j + 1 < len(tokens) else None
+    if verb is None and i < j < len(tokens) and _VERB_ENDING.match(tokens[j]) and tokens[j].endswith("ed") and (
+        after is None or after in _PREPOSITION_STARTS or after in LATE_PARTICLES
+    ):  # an unknown verb's passive before a direction: "is nudged left", "is hoisted up"
+        active = "moves" if after in ("left", "right", "up", "down") else third_person(_participle_base(tokens[j]))
+        return active, j + 1
     if verb is None or verb[1] != "past" or not tokens[j].endswith(("ed", "ade")):
         return None
     if verb[0] in PASSIVE_MOTION:
@@ -157,6 +165,16 @@ def _passive(tokens: list[str], i: int) -> tuple[str, int] | None:
     if verb[0] == "make" and tokens[j + 1 : j + 2] and tokens[j + 1].endswith("er"):
         return "gets", j + 1
     return None
+
+
+def _participle_base(token: str) -> str:
+    """A guess at the base form of an unknown "-ed" participle ("nudged" -> "nudge", "hoisted" -> "hoist")."""
+    stem = token[:-2]
+    if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "ls":
+        return stem[:-1]  # "flipped"
+    if stem.endswith(("v", "dg", "c", "z", "u")) or stem.endswith("s") and stem[-2:-1] in tuple("aeiou"):
+        return stem + "e"  # "shoved", "nudged", "placed", "raised"
+    return stem
 
 
 def _idiom(tokens: list[str], i: int, form: tuple[str, str] | None) -> int:

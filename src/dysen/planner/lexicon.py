@@ -128,7 +128,8 @@ VERBS: frozenset[str] = frozenset(
     drip splash dive jog sprint march hike wander stroll bite sniff lick chew fight hunt race dig plant
     water tell ask answer call listen hear smell taste feel think know want like love hate need
     glide drift head plunge descend ascend soar tumble dip emerge materialise materialize evaporate inflate
-    enlarge balloon whirl pivot flip somersault cartwheel pirouette perform execute
+    enlarge balloon whirl pivot flip somersault cartwheel pirouette perform execute nudge shove hoist tug yank
+    haul heave hurl fling scoot sidle shuffle scurry trot zoom zip dart dash
     """.split()
 )
 # irregular inflected forms and their base form, written "base=form/form"
@@ -166,10 +167,11 @@ PASSIVE_MOTION: frozenset[str] = frozenset(
 )
 # auxiliaries of a passive ("is moved", "gets pushed", "has been lifted")
 PASSIVE_AUX: frozenset[str] = frozenset("is are was were be been being get gets got getting".split())
-# quantity words that are no objects ("moves a bit to the left")
+# quantities and adverbial idioms that are no objects ("moves a bit to the left", "vanishes in a flash")
 AMOUNT_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
     "a little bit, a tiny bit, a bit, a tad, a lot, a little way, a little, a short way, a long way, somewhat, "
-    "slightly, all the way"
+    "slightly, all the way, in a flash, in an instant, in a moment, at once, all of a sudden, bit by bit, "
+    "little by little, step by step, in place, on the spot, once, twice, again and again, over and over"
 )
 # words that mark subjects acting together and name nothing ("A and B both jump", "the circles each spin")
 TOGETHER_WORDS: frozenset[str] = frozenset("both each all together".split())

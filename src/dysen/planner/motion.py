@@ -83,7 +83,6 @@ _DISAPPEAR_WORDS = _words("vanish disappear evaporate dissolve dematerialise dem
 _COLOUR_VERBS = _words("turn become change go get switch paint colour color recolour recolor flush blush shift "
                        "fade glow transform dye tint")  # fmt: skip
 _STILL_WORDS = _words("stay remain wait rest sit stand pause freeze idle linger hold")
-_STILLNESS = _words("still put motionless stationary nothing place")
 _NEGATIONS = _words("not never")
 # direction words, and words that name a side of the screen
 _DIRECTIONS: dict[str, str] = {
@@ -133,7 +132,8 @@ def _lemma(word: str) -> str:
 
 _KNOWN = (
     _MOVE_VERBS | _UP_VERBS | _DOWN_VERBS | _JUMP_WORDS | _ROTATE_WORDS | _GROW_WORDS | _SHRINK_WORDS
-    | _APPEAR_WORDS | _DISAPPEAR_WORDS | _COLOUR_VERBS | _STILL_WORDS | _words("come fade pop show make take do blink")
+    | _APPEAR_WORDS | _DISAPPEAR_WORDS | _COLOUR_VERBS | _STILL_WORDS
+    | _words("come fade pop show make take do blink scale")
 )  # fmt: skip
 
 LEXICON_SIZE = len(_KNOWN) + len(_DIRECTIONS) + len(_BIGGER) + len(_SMALLER)
@@ -157,10 +157,18 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
     """The motion the lexicon reads in ``words`` (see the module docstring), or None."""
     bag = set(lemmas)
     amount = _SMALL_AMOUNT if any(_has(words, *p) for p in _SMALL_AMOUNTS) else None
-    if bag & _NEGATIONS or bag & _STILL_WORDS and not bag & (_KNOWN - _STILL_WORDS) or bag & _STILLNESS and (
-        "still" in bag or _has(words, "stays", "put") or _has(lemmas, "do", "nothing") or _has(words, "in", "place")
-    ):
+    moving = bag & (_KNOWN - _STILL_WORDS - _words("do make take"))
+    resting = bag & _words("still motionless stationary immobile") or _has(words, "stays", "put") or _has(
+        lemmas, "do", "nothing"
+    ) or _has(words, "in", "place") or bag & _STILL_WORDS
+    if bag & _NEGATIONS or resting and not moving:
         return Motion(kind="still")
+    if "invisible" in bag:
+        return Motion(kind="disappear")
+    if "visible" in bag:
+        return Motion(kind="appear")
+    if "scale" in bag and bag & _words("up down"):
+        return Motion(kind="grow" if "up" in bag else "shrink", amount=amount)
     if (
         bag & _APPEAR_WORDS
         or _has(lemmas, "come", "into") or _has(lemmas, "come", "in", "view") or _has(lemmas, "fade", "in")
