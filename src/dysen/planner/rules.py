@@ -52,7 +52,14 @@ objects are all present at the same relative step, except colours and sizes (the
 and relations that contradict one already there (same pair, other predicate). ``imagination=False`` skips
 this step (the 'no imagination' ablation): the plan is Step II's raw graphs, the events alone.
 
-Known limits: no parse trees, so long-distance attachment, relative clauses, passives, questions,
+Idioms are read as the verb they mean before clauses are cut (``clauses.rewrite``), so no verb, adverb or
+quantity becomes an object: "does a little jump" / "takes a leap" -> "jumps" / "leaps", "makes its way" ->
+"moves", a passive of a verb of motion ("is moved to the right", "is made bigger", "is nudged left") -> the
+active verb, "is gone" -> "disappears", "smaller and smaller" -> "smaller", "both" (and "each" / "all" before
+a verb) dropped, so "A and B both jump" is two simultaneous events, and quantities or adverbial idioms after a
+verb ("a bit", "in a flash") dropped. Every event's canonical motion is set by ``dysen.planner.motion``.
+
+Known limits: no parse trees, so long-distance attachment, relative clauses, other passives, questions,
 conditionals and lists of more than one verb per clause are read shallowly; words the lexicons lack
 are guessed by their endings; "when" is always simultaneity; events never overlap partially.
 """
