@@ -148,6 +148,11 @@ def test_the_target_carries_the_colour_of_turns() -> None:
     assert canonical_motion("moves slightly left").amount == 0.5
 
 
+def test_a_move_without_a_direction_is_unknown_not_guessed() -> None:
+    assert canonical_motion("moves").action == "unknown"
+    assert canonical_motion("slides across the screen").action == "unknown"
+
+
 def test_the_threshold_follows_its_calibration_rule() -> None:
     """The least multiple of 0.05 at which the fallback accepts no wrong action on CALIBRATION."""
     rows = [(want, *nearest_example(phrase)) for phrase, want in CALIBRATION]

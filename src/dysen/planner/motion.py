@@ -15,7 +15,8 @@ never the raw predicate, so "the green square slides to the left" moves its box 
 5. turning ("spins", "turns around", "does a twirl") -> ``rotate``;
 6. jumping ("hops", "does a little jump", "takes a leap", "bounces up and down") -> ``jump``;
 7. moving: a direction word or phrase ("to the left side of the screen", "upwards", "toward the top")
-   with any verb, or a verb with its own direction ("rises", "sinks", "plunges").
+   with any verb, or a verb with its own direction ("rises", "sinks", "plunges"); a verb of motion with no
+   direction ("moves", "slides across") is ``unknown`` at once (the fallback would guess one).
 
 Idioms need no rules of their own: words are lemmatised and read as a bag, so "does a little jump" and
 "takes a leap" hold the noun "jump" / "leap", "makes its way to the left" a direction, and a passive
@@ -220,9 +221,12 @@ def canonical_motion(predicate: str, target: str | None = None) -> Motion:
     words = _TOKEN.findall(text.replace("n't", " not"))
     if not words:
         return Motion(kind="unknown")
-    lexical = _lexical(words, [_lemma(w) for w in words])
+    lemmas = [_lemma(w) for w in words]
+    lexical = _lexical(words, lemmas)
     if lexical is not None:
         return lexical
+    if set(lemmas) & _MOVE_VERBS:  # a move with no direction ("moves", "slides across"): no guess at one
+        return Motion(kind="unknown")
     return _nearest(" ".join(words))
 
 
