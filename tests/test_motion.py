@@ -270,3 +270,10 @@ def test_inverted_order_puts_the_after_clause_first() -> None:
     assert (jump.agent, jump.motion.action) == ("circle", "jump")
     assert (fall.agent, fall.motion.action) == ("square", "move_down")
     assert jump.end <= fall.start
+
+
+def test_the_rules_planners_scene_follows_the_canonical_motion() -> None:
+    dsg = RulesPlanner().plan("a blue square jumps, then a red star emerges, then the square gets smaller and smaller")
+    star = next(e for e in dsg.events if e.agent == "star")
+    assert all(("star" in g.objects) == (step >= star.start) for step, g in enumerate(dsg.graphs))
+    assert star.motion.action == "appear" and 0 < star.start

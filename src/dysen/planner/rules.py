@@ -94,7 +94,7 @@ from dysen.planner.lexicon import (
     is_plural,
     tokenise,
 )
-from dysen.planner.motion import with_motion
+from dysen.planner.motion import canonical_motion, with_motion
 from dysen.planner.types import Demonstration, DemoSelector
 from dysen.world.story import phase_spans
 
@@ -300,7 +300,8 @@ def _schedule(readings: list[list[_Reading]], num_steps: int) -> list[Event]:
         )
     spans = phase_spans(len(phases), max(num_steps, len(phases))) if phases else []
     return [
-        Event(agent=agent, predicate=predicate, target=target, start=start, end=end)
+        Event(agent=agent, predicate=predicate, target=target, start=start, end=end,
+              motion=canonical_motion(predicate, target))  # fmt: skip
         for (start, end), phase in zip(spans, phases, strict=True)
         for reading in phase
         for agent, predicate, target in reading.triplets
@@ -328,11 +329,12 @@ def _imagine(base: DynamicSceneGraph, discourse: _Discourse, demos: Sequence[Dem
 
 
 def _present(name: str, events: Sequence[Event], step: int, steps: int) -> bool:
-    """Absent before an "appears" event and after a "disappears" event of the object; present otherwise."""
+    """Absent before an appearing event and after a disappearing one of the object (by their canonical motion:
+    "emerges", "vanishes" too); present otherwise."""
     for event in events:
+        kind = event.motion.kind if event.motion is not None else None
         if event.agent == name and (
-            (event.predicate, step < event.start) == ("appears", True)
-            or (event.predicate, step >= event.end) == ("disappears", True)
+            (kind, step < event.start) == ("appear", True) or (kind, step >= event.end) == ("disappear", True)
         ):
             return False
     return True
@@ -344,9 +346,10 @@ def _attributes_at(entity: _Entity, events: Sequence[Event], step: int) -> list[
     for event in events:
         if event.agent != entity.name:
             continue
-        if event.predicate == "turns" and event.target in COLOUR_WORDS and step >= (event.start + event.end) // 2:
+        kind = event.motion.kind if event.motion is not None else None
+        if kind == "change_colour" and event.target in COLOUR_WORDS and step >= (event.start + event.end) // 2:
             attributes = [a for a in attributes if a not in COLOUR_WORDS] + [event.target]
-        size = {"grows": "large", "shrinks": "small"}.get(event.predicate)
+        size = {"grow": "large", "shrink": "small"}.get(kind or "")
         if size and step >= event.end:
             attributes = [a for a in attributes if a not in SIZE_NAMES] + [size]
     return attributes
