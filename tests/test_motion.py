@@ -255,6 +255,11 @@ def test_the_layout_moves_the_box_for_a_paraphrased_verb(prompt: str, axis: int,
         ("the star slowly moves a bit to the left", [("star", "move_left")]),
         ("the triangle gradually shrinks", [("triangle", "shrink")]),
         ("the square quickly does a spin", [("square", "rotate")]),
+        ("a small orange triangle glides over to the right side of the frame", [("triangle", "move_right")]),
+        ("the red star heads towards the top of the screen", [("star", "move_up")]),
+        ("the tiny yellow circle is pushed upwards", [("circle", "move_up")]),
+        ("the blue square is nudged to the left", [("square", "move_left")]),
+        ("the green star is gone in a flash", [("star", "disappear")]),
     ],
 )
 def test_no_objects_are_invented_from_verbs_or_adverbs(prompt: str, expected: list[tuple[str, str]]) -> None:
@@ -262,6 +267,11 @@ def test_no_objects_are_invented_from_verbs_or_adverbs(prompt: str, expected: li
     assert [(e.agent, e.motion.action) for e in dsg.events] == expected
     assert {n for g in dsg.graphs for n in g.objects} == {agent for agent, _ in expected}
     assert len({e.start for e in dsg.events}) == 1  # two subjects of one verb act together
+
+
+def test_a_colour_change_keeps_its_colour_as_target() -> None:
+    (event,) = RulesPlanner().plan("the blue circle changes its color to red").events
+    assert (event.agent, event.target, event.motion.action) == ("circle", "red", "change_colour")
 
 
 def test_inverted_order_puts_the_after_clause_first() -> None:

@@ -20,6 +20,7 @@ from dysen.planner.lexicon import (
     COLOUR_WORDS,
     CONNECTIVES,
     DETERMINERS,
+    DIRECTION_WORDS,
     DIRECTIONS,
     IDIOM_FILLER,
     LATE_PARTICLES,
@@ -35,6 +36,9 @@ from dysen.planner.lexicon import (
     PLAIN,
     POSSESSIVES,
     PREPOSITIONS,
+    SCREEN_NAMES,
+    SCREEN_PARTS,
+    SCREEN_PLACES,
     SEQ,
     SHAPES_PHRASES,
     SIZE_NAMES,
@@ -120,6 +124,18 @@ def rewrite(tokens: list[str]) -> list[str]:
             out[-1] = out[-1] if form and form[1] == "base" else third_person(out[-1])
             i += size
             continue
+        place = _screen_place(tokens, i) if out else None
+        if place is not None:
+            out.append(place[0])
+            i = place[1]
+            continue
+        if token in DIRECTION_WORDS:
+            out.append(DIRECTION_WORDS[token])
+            i += 1
+            continue
+        if token in ("its", "their") and out and lemma(out[-1]) and tokens[i + 1 : i + 2] in (["colour"], ["color"]):
+            i += 1  # "changes its colour to red" reads as "changes colour to red"
+            continue
         passive = _passive(tokens, i) if out else None
         if passive is not None:
             out.append(passive[0])
@@ -165,6 +181,28 @@ def _passive(tokens: list[str], i: int) -> tuple[str, int] | None:
     if verb[0] == "make" and tokens[j + 1 : j + 2] and tokens[j + 1].endswith("er"):
         return "gets", j + 1
     return None
+
+
+def _screen_place(tokens: list[str], i: int) -> tuple[str, int] | None:
+    """A place of the screen named as a direction at ``i`` ("to the top of the screen", "over to the left side",
+    "toward the bottom") as its direction word and the index after it, or None."""
+    leads = ("over", "to", "towards", "toward", "into", "onto", "up", "across")
+    if tokens[i] not in leads:
+        return None
+    j = i
+    while j < len(tokens) and tokens[j] in leads:
+        j += 1
+    if tokens[j : j + 1] != ["the"] or j + 1 >= len(tokens) or tokens[j + 1] not in SCREEN_PLACES:
+        return None
+    direction, j = SCREEN_PLACES[tokens[j + 1]], j + 2
+    named = False
+    if j < len(tokens) and tokens[j] in SCREEN_PARTS:
+        j, named = j + 1, True
+    if tokens[j : j + 1] in (["of"], ["on"]):
+        k = j + 1 + (tokens[j + 1 : j + 2] == ["the"])
+        if k < len(tokens) and tokens[k] in SCREEN_NAMES:
+            j, named = k + 1, True
+    return (direction, j) if named or direction in ("up", "down") else None
 
 
 def _participle_base(token: str) -> str:

@@ -129,7 +129,7 @@ VERBS: frozenset[str] = frozenset(
     water tell ask answer call listen hear smell taste feel think know want like love hate need
     glide drift head plunge descend ascend soar tumble dip emerge materialise materialize evaporate inflate
     enlarge balloon whirl pivot flip somersault cartwheel pirouette perform execute nudge shove hoist tug yank
-    haul heave hurl fling scoot sidle shuffle scurry trot zoom zip dart dash
+    haul heave hurl fling scoot sidle shuffle scurry trot zoom zip dart dash pop
     """.split()
 )
 # irregular inflected forms and their base form, written "base=form/form"
@@ -173,6 +173,19 @@ AMOUNT_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
     "slightly, all the way, in a flash, in an instant, in a moment, at once, all of a sudden, bit by bit, "
     "little by little, step by step, in place, on the spot, once, twice, again and again, over and over"
 )
+# direction words read as the particle they mean ("upwards" -> "upward", "leftwards" -> "left")
+DIRECTION_WORDS: dict[str, str] = {
+    **dict.fromkeys("upwards skyward skywards".split(), "upward"),
+    **dict.fromkeys("downwards".split(), "downward"),
+    **dict.fromkeys("leftward leftwards".split(), "left"),
+    **dict.fromkeys("rightward rightwards".split(), "right"),
+}
+# places of the screen a phrase may name as a direction ("to the top of the screen" -> "up")
+SCREEN_PLACES: dict[str, str] = {"left": "left", "right": "right", "top": "up", "bottom": "down", "ceiling": "up",
+                                 "floor": "down", "sky": "up", "ground": "down"}  # fmt: skip
+# parts of a side ("the left edge") and names of the screen ("of the frame")
+SCREEN_PARTS: frozenset[str] = frozenset("side edge corner part half end border area".split())
+SCREEN_NAMES: frozenset[str] = frozenset("screen frame canvas picture image scene view video window".split())
 # words that mark subjects acting together and name nothing ("A and B both jump", "the circles each spin")
 TOGETHER_WORDS: frozenset[str] = frozenset("both each all together".split())
 # Dynamic Shapes paraphrases as token tuples -> (canonical predicate, target); '{colour}' expanded
