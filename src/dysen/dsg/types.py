@@ -107,9 +107,17 @@ class Motion(_Frozen):
                              "still (no motion) or unknown (a predicate the normaliser could not read).")  # fmt: skip
     direction: MotionDirection | None = Field(default=None, description="For 'move': left, right, up or down.")
     amount: float | None = Field(
-        default=None, ge=0.0, le=1.0, allow_inf_nan=False,
-        description="Optional: how much, in (0, 1], e.g. 0.5 for 'a bit'; null: the usual amount.",
+        default=None, allow_inf_nan=False,
+        description="Optional: how much, in [0, 1], e.g. 0.5 for 'a bit'; null: the usual amount.",
     )  # fmt: skip
+
+    @field_validator("amount")
+    @classmethod
+    def _amount(cls, value: float | None) -> float | None:
+        """In [0, 1] (checked here, not as schema bounds, which strict structured output refuses)."""
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"a motion's amount is in [0, 1], got {value}")
+        return value
 
     @model_validator(mode="after")
     def _direction(self) -> Motion:

@@ -117,12 +117,14 @@ class JsonFormat:
     def __init__(self) -> None:
         graph = _strict(SceneGraph.model_json_schema())
         event = _strict(Event.model_json_schema())
+        del event["properties"]["motion"]  # the LLM writes predicates; the motion normaliser sets the motion
+        event["required"].remove("motion")
         self.events_schema = _root("ActionPlan", {"events": {"type": "array", "items": event}})
         self.graph_schema = {**graph, "title": "SceneGraph"}
         self.graphs_schema = _root("SceneGraphs", {"graphs": {"type": "array", "items": graph}})
 
     def write_events(self, events: Iterable[Event]) -> str:
-        return _dumps({"events": [e.model_dump(mode="json") for e in events]})
+        return _dumps({"events": [e.model_dump(mode="json", exclude={"motion"}) for e in events]})
 
     def write_graph(self, graph: SceneGraph) -> str:
         return _dumps(graph.model_dump(mode="json"))
