@@ -172,7 +172,11 @@ class DemoService:
         from dysen.dsg.render import save_timeline
 
         timeline = save_timeline(dsg, self._new_folder("plan") / "plan.png", title=title)
+        from dysen.planner.motion import motion_warnings, with_motion
+
         summary = f"{what}: {len(dsg.events)} events over {dsg.num_steps} time steps"
+        warnings = motion_warnings(with_motion(dsg))  # motions nobody will draw (an edited plan's too)
+        summary += "".join(f"; {line}" for line in warnings)
         return PlanResult(dsg, timeline, summary)
 
     def _new_folder(self, kind: str) -> Path:
