@@ -260,6 +260,12 @@ def test_the_layout_moves_the_box_for_a_paraphrased_verb(prompt: str, axis: int,
         ("the tiny yellow circle is pushed upwards", [("circle", "move_up")]),
         ("the blue square is nudged to the left", [("square", "move_left")]),
         ("the green star is gone in a flash", [("star", "disappear")]),
+        ("the purple triangle pops into view", [("triangle", "appear")]),
+        ("a red circle shows up on the screen", [("circle", "appear")]),
+        ("a square materializes in the middle", [("square", "appear")]),
+        ("the circle slips out of sight", [("circle", "disappear")]),
+        ("the star bobs up and down", [("star", "jump")]),
+        ("the blue square hurries toward the left edge", [("square", "move_left")]),
     ],
 )
 def test_no_objects_are_invented_from_verbs_or_adverbs(prompt: str, expected: list[tuple[str, str]]) -> None:
@@ -272,6 +278,8 @@ def test_no_objects_are_invented_from_verbs_or_adverbs(prompt: str, expected: li
 def test_a_colour_change_keeps_its_colour_as_target() -> None:
     (event,) = RulesPlanner().plan("the blue circle changes its color to red").events
     assert (event.agent, event.target, event.motion.action) == ("circle", "red", "change_colour")
+    (event,) = RulesPlanner().plan("the circle turns from red to green").events
+    assert (event.agent, event.target, event.motion.action) == ("circle", "green", "change_colour")
 
 
 def test_inverted_order_puts_the_after_clause_first() -> None:

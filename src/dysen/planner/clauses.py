@@ -45,6 +45,7 @@ from dysen.planner.lexicon import (
     STATIC_PHRASES,
     TOGETHER_WORDS,
     TRAILING_SIM,
+    VIEW_PHRASES,
     guess_base,
     is_plural,
     lemma,
@@ -125,9 +126,19 @@ def rewrite(tokens: list[str]) -> list[str]:
             i += size
             continue
         place = _screen_place(tokens, i) if out else None
-        if place is not None:
-            out.append(place[0])
+        if place is not None:  # "to the left" rather than "left", which could read as the verb "leave"
+            out += ["to", "the", place[0]] if place[0] in ("left", "right") else [place[0]]
             i = place[1]
+            continue
+        view = next((p for p in VIEW_PHRASES if tuple(tokens[i : i + len(p)]) == p), None)
+        if view and out and lemma(out[-1]):
+            out[-1] = VIEW_PHRASES[view] if lemma(out[-1])[1] == "base" else third_person(VIEW_PHRASES[view])
+            i += len(view)
+            continue
+        if token == "from" and tokens[i + 1 : i + 2] and tokens[i + 1] in COLOUR_WORDS and tokens[i + 2 : i + 3] == [
+            "to"
+        ]:
+            i += 3  # "turns from red to green" reads as "turns green"
             continue
         if token in DIRECTION_WORDS:
             out.append(DIRECTION_WORDS[token])

@@ -129,7 +129,8 @@ VERBS: frozenset[str] = frozenset(
     water tell ask answer call listen hear smell taste feel think know want like love hate need
     glide drift head plunge descend ascend soar tumble dip emerge materialise materialize evaporate inflate
     enlarge balloon whirl pivot flip somersault cartwheel pirouette perform execute nudge shove hoist tug yank
-    haul heave hurl fling scoot sidle shuffle scurry trot zoom zip dart dash pop
+    haul heave hurl fling scoot sidle shuffle scurry trot zoom zip dart dash pop slip bob hurtle plop slump lurch
+    wobble swoop waft hurry scurry
     """.split()
 )
 # irregular inflected forms and their base form, written "base=form/form"
@@ -171,8 +172,15 @@ PASSIVE_AUX: frozenset[str] = frozenset("is are was were be been being get gets 
 AMOUNT_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
     "a little bit, a tiny bit, a bit, a tad, a lot, a little way, a little, a short way, a long way, somewhat, "
     "slightly, all the way, in a flash, in an instant, in a moment, at once, all of a sudden, bit by bit, "
-    "little by little, step by step, in place, on the spot, once, twice, again and again, over and over"
+    "little by little, step by step, in place, on the spot, once, twice, again and again, over and over, "
+    "on the screen, on screen, onto the screen, in the middle, in the centre, in the center, out of nowhere, "
+    "from nowhere, in the scene, on the canvas, in the frame, across the screen, across the frame"
 )
+# phrases after a verb that make it an appearing or a disappearing ("pops into view", "slips out of sight")
+VIEW_PHRASES: dict[tuple[str, ...], str] = {
+    **dict.fromkeys(_phrases_of("into view, into sight, into existence, into being"), "appear"),
+    **dict.fromkeys(_phrases_of("out of view, out of sight, out of existence, from view, from sight"), "disappear"),
+}
 # direction words read as the particle they mean ("upwards" -> "upward", "leftwards" -> "left")
 DIRECTION_WORDS: dict[str, str] = {
     **dict.fromkeys("upwards skyward skywards".split(), "upward"),

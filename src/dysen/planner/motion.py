@@ -199,7 +199,7 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
         words
     ) or "turn" in bag and not _direction(words):
         return Motion(kind="rotate", amount=amount)
-    if bag & _JUMP_WORDS:
+    if bag & _JUMP_WORDS or {"up", "down"} <= bag:  # "bobs up and down"
         return Motion(kind="jump", amount=amount)
     if bag & _BIGGER and bag & _words("get become make turn scale blow"):
         return Motion(kind="grow", amount=amount)
