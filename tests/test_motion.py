@@ -266,6 +266,10 @@ def test_the_layout_moves_the_box_for_a_paraphrased_verb(prompt: str, axis: int,
         ("the circle slips out of sight", [("circle", "disappear")]),
         ("the star bobs up and down", [("star", "jump")]),
         ("the blue square hurries toward the left edge", [("square", "move_left")]),
+        ("the green star, after a moment, shrinks", [("star", "shrink")]),
+        ("the star slowly gets larger", [("star", "grow")]),
+        ("the circles become tinier and tinier", [("circles", "shrink")]),
+        ("the triangle drifts off the bottom of the screen", [("triangle", "move_down")]),
     ],
 )
 def test_no_objects_are_invented_from_verbs_or_adverbs(prompt: str, expected: list[tuple[str, str]]) -> None:

@@ -18,6 +18,7 @@ from dysen.planner.lexicon import (
     AUXILIARIES,
     CATENATIVES,
     COLOUR_WORDS,
+    COMPARATIVES,
     CONNECTIVES,
     DETERMINERS,
     DIRECTION_WORDS,
@@ -43,6 +44,7 @@ from dysen.planner.lexicon import (
     SHAPES_PHRASES,
     SIZE_NAMES,
     STATIC_PHRASES,
+    TIME_PHRASES,
     TOGETHER_WORDS,
     TRAILING_SIM,
     VIEW_PHRASES,
@@ -130,6 +132,16 @@ def rewrite(tokens: list[str]) -> list[str]:
             out += ["to", "the", place[0]] if place[0] in ("left", "right") else [place[0]]
             i = place[1]
             continue
+        timed = next((p for p in TIME_PHRASES if tuple(tokens[i : i + len(p)]) == p), ())
+        if timed:
+            i += len(timed)
+            continue
+        verb = lemma(out[-1]) if out else None
+        if token in COMPARATIVES and verb and verb[0] in ("get", "become", "grow", "turn"):
+            out[-1] = "get" if verb[1] == "base" else "gets"  # "becomes larger" reads as "gets bigger"
+            out.append(COMPARATIVES[token])
+            i += 1
+            continue
         view = next((p for p in VIEW_PHRASES if tuple(tokens[i : i + len(p)]) == p), None)
         if view and out and lemma(out[-1]):
             out[-1] = VIEW_PHRASES[view] if lemma(out[-1])[1] == "base" else third_person(VIEW_PHRASES[view])
@@ -197,7 +209,7 @@ def _passive(tokens: list[str], i: int) -> tuple[str, int] | None:
 def _screen_place(tokens: list[str], i: int) -> tuple[str, int] | None:
     """A place of the screen named as a direction at ``i`` ("to the top of the screen", "over to the left side",
     "toward the bottom") as its direction word and the index after it, or None."""
-    leads = ("over", "to", "towards", "toward", "into", "onto", "up", "across")
+    leads = ("over", "to", "towards", "toward", "into", "onto", "up", "across", "off", "at", "from", "in", "on")
     if tokens[i] not in leads:
         return None
     j = i

@@ -176,6 +176,16 @@ AMOUNT_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
     "on the screen, on screen, onto the screen, in the middle, in the centre, in the center, out of nowhere, "
     "from nowhere, in the scene, on the canvas, in the frame, across the screen, across the frame"
 )
+# comparatives of size read as the two the Dynamic Shapes phrases use ("gets larger" -> "gets bigger")
+COMPARATIVES: dict[str, str] = {
+    **dict.fromkeys("bigger larger taller wider greater huger".split(), "bigger"),
+    **dict.fromkeys("smaller tinier littler narrower thinner shorter".split(), "smaller"),
+}
+# time phrases read through wherever they stand ("the star, after a moment, shrinks")
+TIME_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
+    "after a moment, after a while, after a second, for a moment, for a while, for a second, a moment later, "
+    "in a moment, in a second, soon after"
+)
 # phrases after a verb that make it an appearing or a disappearing ("pops into view", "slips out of sight")
 VIEW_PHRASES: dict[tuple[str, ...], str] = {
     **dict.fromkeys(_phrases_of("into view, into sight, into existence, into being"), "appear"),
