@@ -111,11 +111,15 @@ _AFTER_AMOUNT = frozenset(".!?:;,") | {c[0] for c in CONNECTIVES} | _PREPOSITION
 
 
 def rewrite(tokens: list[str]) -> list[str]:
-    """Read idioms as the plain verb they mean, so no verb, adverb or quantity becomes an object:
-    "does a little jump" / "takes a leap" -> "jumps" / "leaps"; "makes its way" -> "moves"; a passive of a
-    verb of motion "is moved" -> "moves", "is made bigger" -> "gets bigger"; "smaller and smaller" ->
-    "smaller"; "both", and "each" / "all" before a verb, dropped ("A and B both jump"); a quantity after a
-    verb ("moves a bit to the left") dropped."""
+    """Read idioms as the plain words they mean, so no verb, adverb, quantity or place of the screen becomes an
+    object: "does a little jump" / "takes a leap" -> "jumps" / "leaps"; "makes its way" -> "moves"; a passive of a
+    verb of motion "is moved" -> "moves", "is made bigger" -> "gets bigger", "is nudged left" -> "moves left",
+    "is gone" -> "disappears"; "gets larger" / "becomes tinier" -> "gets bigger" / "gets smaller";
+    "smaller and smaller" -> "smaller"; "pops into view" / "slips out of sight" -> "appears" / "disappears";
+    "to the top of the screen", "over to the left side" -> "up", "to the left"; "upwards" -> "upward";
+    "changes its colour" -> "changes colour"; "from red to green" -> "green"; "both", and "each" / "all" before
+    a verb, dropped ("A and B both jump"); quantities and adverbials after a verb ("a bit", "in a flash", "on
+    the screen") and time phrases ("after a moment") dropped."""
     out: list[str] = []
     i = 0
     while i < len(tokens):
