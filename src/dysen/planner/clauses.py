@@ -8,7 +8,7 @@ phrases are resolved by ``dysen.planner.rules``); the grammar is described in th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from dysen.planner.lexicon import (
@@ -123,67 +123,119 @@ def rewrite(tokens: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        token, form = tokens[i], lemma(tokens[i])
-        size = _idiom(tokens, i, form)
-        if size:
-            noun = tokens[i + size - 1]
-            out.append("move" if noun == "way" else noun)
-            out[-1] = out[-1] if form and form[1] == "base" else third_person(out[-1])
-            i += size
-            continue
-        place = _screen_place(tokens, i) if out else None
-        if place is not None:  # "to the left" rather than "left", which could read as the verb "leave"
-            out += ["to", "the", place[0]] if place[0] in ("left", "right") else [place[0]]
-            i = place[1]
-            continue
-        timed = next((p for p in TIME_PHRASES if tuple(tokens[i : i + len(p)]) == p), ())
-        if timed:
-            i += len(timed)
-            continue
-        verb = lemma(out[-1]) if out else None
-        if token in COMPARATIVES and verb and verb[0] in ("get", "become", "grow", "turn"):
-            out[-1] = "get" if verb[1] == "base" else "gets"  # "becomes larger" reads as "gets bigger"
-            out.append(COMPARATIVES[token])
+        for rule in _RULES:
+            after = rule(tokens, i, out)
+            if after is not None:
+                i = after
+                break
+        else:
+            out.append(tokens[i])
             i += 1
-            continue
-        view = next((p for p in VIEW_PHRASES if tuple(tokens[i : i + len(p)]) == p), None)
-        if view and out and lemma(out[-1]):
-            out[-1] = VIEW_PHRASES[view] if lemma(out[-1])[1] == "base" else third_person(VIEW_PHRASES[view])
-            i += len(view)
-            continue
-        if token == "from" and tokens[i + 1 : i + 2] and tokens[i + 1] in COLOUR_WORDS and tokens[i + 2 : i + 3] == [
-            "to"
-        ]:
-            i += 3  # "turns from red to green" reads as "turns green"
-            continue
-        if token in DIRECTION_WORDS:
-            out.append(DIRECTION_WORDS[token])
-            i += 1
-            continue
-        if token in ("its", "their") and out and lemma(out[-1]) and tokens[i + 1 : i + 2] in (["colour"], ["color"]):
-            i += 1  # "changes its colour to red" reads as "changes colour to red"
-            continue
-        passive = _passive(tokens, i) if out else None
-        if passive is not None:
-            out.append(passive[0])
-            i = passive[1]
-            continue
-        amount = next((p for p in AMOUNT_PHRASES if tuple(tokens[i : i + len(p)]) == p), ())
-        after = tokens[i + len(amount)] if i + len(amount) < len(tokens) else None
-        if amount and out and (lemma(out[-1]) or out[-1] in _PREPOSITION_STARTS) and after in _AFTER_AMOUNT:
-            i += len(amount)
-            continue
-        if token.endswith("er") and tokens[i + 1 : i + 3] == ["and", token]:
-            out.append(token)
-            i += 3
-            continue
-        following = lemma(tokens[i + 1]) if i + 1 < len(tokens) else None
-        if token in TOGETHER_WORDS and (token == "both" or following is not None or i + 1 == len(tokens)):
-            i += 1
-            continue
-        out.append(token)
-        i += 1
     return out
+
+
+def _starting(phrases: Iterable[tuple[str, ...]], tokens: list[str], i: int) -> tuple[str, ...]:
+    """The first of ``phrases`` that ``tokens`` hold at ``i`` (empty if none)."""
+    return next((p for p in phrases if tuple(tokens[i : i + len(p)]) == p), ())
+
+
+def _idiom_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    form = lemma(tokens[i])
+    size = _idiom(tokens, i, form)
+    if not size:
+        return None
+    noun = tokens[i + size - 1]
+    verb = "move" if noun == "way" else noun
+    out.append(verb if form and form[1] == "base" else third_person(verb))
+    return i + size
+
+
+def _place_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    place = _screen_place(tokens, i) if out else None
+    if place is None:
+        return None
+    out += ["to", "the", place[0]] if place[0] in ("left", "right") else [place[0]]  # not "left", a verb "leave"
+    return place[1]
+
+
+def _time_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    timed = _starting(TIME_PHRASES, tokens, i)
+    return i + len(timed) if timed else None
+
+
+def _comparative_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    verb = lemma(out[-1]) if out else None
+    if tokens[i] not in COMPARATIVES or not verb or verb[0] not in ("get", "become", "grow", "turn"):
+        return None
+    out[-1] = "get" if verb[1] == "base" else "gets"  # "becomes larger" reads as "gets bigger"
+    out.append(COMPARATIVES[tokens[i]])
+    return i + 1
+
+
+def _view_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    view = _starting(VIEW_PHRASES, tokens, i)
+    verb = lemma(out[-1]) if out else None
+    if not view or not verb:
+        return None
+    out[-1] = VIEW_PHRASES[view] if verb[1] == "base" else third_person(VIEW_PHRASES[view])
+    return i + len(view)
+
+
+def _colour_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    """"from red to green" -> "green"; "changes its colour" -> "changes colour"."""
+    if tokens[i] == "from" and tokens[i + 1 : i + 2] and tokens[i + 1] in COLOUR_WORDS and tokens[i + 2 : i + 3] == [
+        "to"
+    ]:
+        return i + 3
+    if tokens[i] in ("its", "their") and out and lemma(out[-1]) and tokens[i + 1 : i + 2] in (["colour"], ["color"]):
+        return i + 1
+    return None
+
+
+def _direction_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    if tokens[i] not in DIRECTION_WORDS:
+        return None
+    out.append(DIRECTION_WORDS[tokens[i]])
+    return i + 1
+
+
+def _passive_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    passive = _passive(tokens, i) if out else None
+    if passive is None:
+        return None
+    out.append(passive[0])
+    return passive[1]
+
+
+def _amount_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    amount = _starting(AMOUNT_PHRASES, tokens, i)
+    after = tokens[i + len(amount)] if i + len(amount) < len(tokens) else None
+    if amount and out and (lemma(out[-1]) or out[-1] in _PREPOSITION_STARTS) and after in _AFTER_AMOUNT:
+        return i + len(amount)
+    return None
+
+
+def _repeat_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    """"smaller and smaller" -> "smaller"."""
+    if tokens[i].endswith("er") and tokens[i + 1 : i + 3] == ["and", tokens[i]]:
+        out.append(tokens[i])
+        return i + 3
+    return None
+
+
+def _together_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    following = lemma(tokens[i + 1]) if i + 1 < len(tokens) else None
+    if tokens[i] in TOGETHER_WORDS and (tokens[i] == "both" or following is not None or i + 1 == len(tokens)):
+        return i + 1
+    return None
+
+
+_RULES = (
+    _idiom_rule, _place_rule, _time_rule, _comparative_rule, _view_rule, _colour_rule, _direction_rule,
+    _passive_rule, _amount_rule, _repeat_rule, _together_rule,
+)  # fmt: skip
+"""The rules of ``rewrite``, first match wins: each reads ``tokens`` at ``i``, may extend ``out`` and returns the
+index after what it read, or None."""
 
 
 def _passive(tokens: list[str], i: int) -> tuple[str, int] | None:
