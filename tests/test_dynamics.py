@@ -257,3 +257,34 @@ def test_static_and_reversed_clips_score_lower(gold):
         assert accuracy < 0.5 and gold_accuracy - accuracy >= 0.4, (
             f"{name}: {accuracy:.3f} vs gold {gold_accuracy:.3f}"
         )
+
+
+def test_an_event_is_scored_by_its_canonical_motion(gold):
+    """A plan that keeps the verb as written ("glides to the left") is scored by its canonical motion, as the gold
+    wording is; without a motion, such a predicate is never detected."""
+    from dysen.planner.motion import canonical_motion
+
+    wording = {"moves left": "glides to the left", "moves up": "drifts upward", "jumps": "hops", "grows": "swells"}
+
+    def outcome(frames, dsg):
+        return [(r.frames, r.detected, r.onset, r.seen_at) for r in score_video(frames, dsg).events]
+
+    checked = 0
+    for clip, frames in gold[0]:
+        if not any(e.predicate in wording for e in clip.dsg.events):
+            continue
+        said = [wording.get(e.predicate) for e in clip.dsg.events]
+        events = tuple(
+            e.model_copy(update={"predicate": p, "motion": canonical_motion(p)}) if p else e
+            for e, p in zip(clip.dsg.events, said, strict=True)
+        )
+        paraphrased = clip.dsg.model_copy(update={"events": events})
+        assert outcome(frames, paraphrased) == outcome(frames, clip.dsg)
+        bare = tuple(e.model_copy(update={"motion": None}) for e in events)
+        unread = paraphrased.model_copy(update={"events": bare})
+        results = score_video(frames, unread).events
+        assert not any(r.detected for r, p in zip(results, said, strict=True) if p)
+        checked += 1
+        if checked == 5:
+            break
+    assert checked == 5

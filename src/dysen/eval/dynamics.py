@@ -368,7 +368,7 @@ def _shape_of(name: str) -> str | None:
 
 def _score_event(tracks: dict[str, ShapeTrack], event: Event, frames: tuple[int, int]) -> EventResult:
     """Detect one event in its window and find where its action happens (unknown agents/predicates: never)."""
-    shape, action = _shape_of(event.agent), vocab.ACTIONS_BY_PREDICATE.get(event.predicate)
+    shape, action = _shape_of(event.agent), _action_of(event)
     track = tracks.get(shape) if shape else None
     if track is None or action is None:
         return EventResult(event, frames, False, None, None)
@@ -376,6 +376,14 @@ def _score_event(tracks: dict[str, ShapeTrack], event: Event, frames: tuple[int,
     everywhere = sorted(range(-len(track.visible), len(track.visible) + 1), key=lambda d: (abs(d), d))
     seen_at = _first_onset(track, action.name, event.target, frames, everywhere)
     return EventResult(event, frames, onset is not None, onset, seen_at)
+
+
+def _action_of(event: Event) -> vocab.Action | None:
+    """The world's action an event shows: its canonical motion's ("slides to the left" -> move_left), else the one
+    its predicate names in the gold wording ("moves left"); None for what the world cannot show."""
+    if event.motion is not None and event.motion.action in vocab.ACTIONS_BY_NAME:
+        return vocab.ACTIONS_BY_NAME[event.motion.action]
+    return vocab.ACTIONS_BY_PREDICATE.get(event.predicate)
 
 
 def _order_accuracy(results: tuple[EventResult, ...]) -> float | None:
