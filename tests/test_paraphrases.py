@@ -267,10 +267,10 @@ def test_paraphrase_event_accuracy(split: str, floor: float) -> None:
     assert accuracy >= floor, f"{split} event accuracy {accuracy:.3f} < {floor}\n{report}"
 
 
-KNOWN_INVENTED = 32
-"""Plans that still make an object of a place, a measure or a sequence word (measured when the set was merged:
-3 dev, 29 hidden — "into the air", "in size", "the scene", "the same shape", "next it"). The target is 0; this bound
-only keeps the count from growing (issue 23 continues)."""
+KNOWN_INVENTED = 27
+"""Plans that still make an object of a place or a measure, all in the hidden split ("into the air", "in size",
+"the scene", "colour"): 32 when the set was merged, 27 after "next it", "at last" and "the same shape" (dev) were
+fixed. The target is 0; this bound only keeps the count from growing (issue 23 continues)."""
 
 
 def test_paraphrase_plans_invent_no_more_objects_than_known() -> None:

@@ -107,6 +107,15 @@ def test_connectives(prompt, expected):
             ],
         ),
         ("a car drives down the road", [("car", "drives down", "road", 0, 8)]),
+        (  # "next" and "at last" as sequence words, not names ("next it")
+            "First the brown box climbs up, next it twirls, and at last it drops back down.",
+            [("box", "climbs up", None, 0, 3), ("box", "rotates", None, 3, 6), ("box", "drops back down", None, 6, 8)],
+        ),
+        (  # "the same shape" is one named before, not a new object
+            "The yellow triangle climbs up, then the same shape shrinks.",
+            [("triangle", "climbs up", None, 0, 4), ("triangle", "shrinks", None, 4, 8)],
+        ),
+        ("the cat sits next to the dog", [("cat", "sits next to", "dog", 0, 8)]),  # "next to" stays a preposition
         ("two people shake hands", [("people", "shakes", "hands", 0, 8)]),
         ("A man picks the ball up.", [("man", "picks up", "ball", 0, 8)]),
         ("She is walking in the rain.", [("woman", "walks in", "rain", 0, 8)]),

@@ -319,13 +319,18 @@ def _sentences(tokens: list[str]) -> list[list[str]]:
     return [s for s in sentences if s]
 
 
+_AFTER_NEXT = [[","], ["it"], ["he"], ["she"], ["they"], ["the"], ["a"], ["an"]]
+"""What may follow "next" as a connective (a sequence word, not "next to")."""
+
+
 def _connective(tokens: list[str], i: int, at_start: bool) -> tuple[str, ...] | None:
-    """The longest connective phrase at ``tokens[i]`` ("first" only at a start, "next" only before a comma)."""
+    """The longest connective phrase at ``tokens[i]`` ("first" only at a start; "next" only before a comma, a
+    pronoun or an article: "next, it …", "next it …", not "next to")."""
     for length in range(min(LONGEST_CONNECTIVE, len(tokens) - i), 0, -1):
         phrase = tuple(tokens[i : i + length])
         if phrase not in CONNECTIVES:
             continue
-        if phrase == ("first",) and not at_start or phrase == ("next",) and tokens[i + 1 : i + 2] != [","]:
+        if phrase == ("first",) and not at_start or phrase == ("next",) and tokens[i + 1 : i + 2] not in _AFTER_NEXT:
             continue
         return phrase
     return None

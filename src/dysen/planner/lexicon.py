@@ -25,7 +25,7 @@ CONNECTIVES: dict[tuple[str, ...], str] = {
     **dict.fromkeys(
         _phrases_of(
             "then, and then, after that, after this, afterwards, afterward, next, first, finally, and finally, "
-            "later, and later, eventually, subsequently"
+            "later, and later, eventually, subsequently, at last, and at last, lastly, and lastly, in the end"
         ),
         SEQ,
     ),

@@ -136,6 +136,8 @@ class _Discourse:
         """The entity ``mention`` refers to (see the module docstring), registering its facts."""
         if mention.head in PRONOUNS and mention.name == mention.head:
             entity = self._pronoun(mention.head, exclude)
+        elif mention.name.split()[0] == "same" and self.recent:  # "the same shape": one named before
+            entity = self._same(mention.head, exclude)
         else:
             entity = self._noun(mention)
         self.recent = [e for e in self.recent if e is not entity] + [entity]
@@ -155,6 +157,11 @@ class _Discourse:
                 if entity.name != exclude:
                     return entity
         return self._new(default, default, kinds[0], [])
+
+    def _same(self, head: str, exclude: str | None) -> _Entity:
+        """The latest entity with this head noun ("the same square"), else the latest one ("the same shape")."""
+        earlier = [e for e in reversed(self.recent) if e.name != exclude] or list(reversed(self.recent))
+        return next((e for e in earlier if e.head == head), earlier[0])
 
     def _noun(self, mention: Mention) -> _Entity:
         same = [e for e in reversed(self.recent) if e.head == mention.head and e.name.endswith(mention.name)]
