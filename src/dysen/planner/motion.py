@@ -38,6 +38,7 @@ import threading
 from typing import Any
 
 from dysen.dsg.types import DynamicSceneGraph, Event, Motion
+from dysen.planner.colours import with_world_colours
 from dysen.planner.lexicon import COLOUR_WORDS, lemma
 
 __all__ = ["CALIBRATION", "EXAMPLES", "SIMILARITY_THRESHOLD", "canonical_motion", "motion_warnings", "with_motion"]
@@ -314,7 +315,11 @@ def nearest_example(text: str) -> tuple[str, float]:
 
 
 def with_motion(dsg: DynamicSceneGraph) -> DynamicSceneGraph:
-    """``dsg`` with every event's ``motion`` set (events that carry one keep it); a warning per unknown motion."""
+    """``dsg`` with every event's ``motion`` set (events that carry one keep it); a warning per unknown motion.
+
+    Colours the world lacks are first replaced by the nearest world colour, with a warning
+    (``dysen.planner.colours.with_world_colours``), so that "turns navy" reads as a colour change to blue."""
+    dsg = with_world_colours(dsg)
     if all(event.motion is not None for event in dsg.events):
         _warn(dsg)
         return dsg

@@ -119,8 +119,11 @@ class DemoService:
     ) -> PlanResult:
         """Plan ``prompt`` with the chosen planner and draw the plan."""
         text = check_prompt(prompt, self.limits)
-        dsg = self.planner(backend, base_url, model).plan(text)  # type: ignore[arg-type]
-        return self._drawn(dsg, text, f"planned with {backend}")
+        from dysen.planner.colours import collected_warnings
+
+        with collected_warnings() as said:  # colours the world lacks, replaced while planning
+            dsg = self.planner(backend, base_url, model).plan(text)  # type: ignore[arg-type]
+        return self._drawn(dsg, text, f"planned with {backend}", said)
 
     def check(self, plan_text: str | None, prompt: str | None = None) -> PlanResult:
         """Validate an edited plan and draw it; ``DemoInputError`` says what is wrong."""
@@ -168,14 +171,18 @@ class DemoService:
         summary = f"{frames} frames, {width}x{height} at {fps} fps, seed {result.seed}; seconds: {seconds}"
         return Generated(result.dsg, mp4, gif, dsg_json, timeline, summary)
 
-    def _drawn(self, dsg: DynamicSceneGraph, title: str | None, what: str) -> PlanResult:
+    def _drawn(
+        self, dsg: DynamicSceneGraph, title: str | None, what: str, said: list[str] | None = None
+    ) -> PlanResult:
         from dysen.dsg.render import save_timeline
 
         timeline = save_timeline(dsg, self._new_folder("plan") / "plan.png", title=title)
+        from dysen.planner.colours import colour_warnings
         from dysen.planner.motion import motion_warnings, with_motion
 
         summary = f"{what}: {len(dsg.events)} events over {dsg.num_steps} time steps"
-        warnings = motion_warnings(with_motion(dsg))  # motions nobody will draw (an edited plan's too)
+        warnings = [*(said or []), *colour_warnings(dsg)]  # colours the world lacks (an edited plan's too)
+        warnings += motion_warnings(with_motion(dsg))  # motions nobody will draw (an edited plan's too)
         summary += "".join(f"; {line}" for line in warnings)
         return PlanResult(dsg, timeline, summary)
 

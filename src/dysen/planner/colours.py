@@ -1,0 +1,154 @@
+"""Colours the world lacks -> the nearest world colour, with a warning (issue 23).
+
+Every plan passes ``dysen.planner.motion.with_motion`` (rules and LLM planners, a replay, ``generate --plan``,
+the demo's edited plan), and ``with_motion`` first calls ``with_world_colours``: each colour word that the
+Dynamic Shapes world does not paint (``dysen.world.colours.COLOUR_NAMES``, e.g. white, pink, navy) is replaced
+by its nearest world colour (CIE76 Delta E, ``dysen.world.colours``) wherever the DSG names an object's colour:
+
+- an attribute ``(star, white)`` of any step -> ``(star, yellow)``;
+- the target of a colour change ``(square, turns, pink)`` -> ``red``, and the colour node ``pink`` the scene
+  graphs list as an object -> ``red`` (a one-word name is renamed only when it is such a target);
+- a colour word in front of a noun in an object's name ("cyan circle" -> "green circle"), in events, relations,
+  attributes and boxes alike; a predicate ending in a colour ("becomes white") likewise. An event whose
+  target or predicate changed loses its motion, so ``with_motion`` reads it again ("turns navy" had no
+  colour the lexicon knows, so it read as a turn; as "turns blue" it is a colour change).
+
+The DSG then says what will be drawn: the layout imagination, the RGTrm (which reads the labels through its
+text encoder) and the scorer all see a world colour, and the plan a user edits shows it. The word as written is
+not kept in the DSG; it is in the warning, logged once per replacement (``dysen plan`` / ``dysen generate``
+print it to stderr) and listed by ``colour_warnings(dsg)`` for a DSG not yet mapped (the demo's status line,
+which also collects the warnings logged while planning: ``collected_warnings``). A plan that names world
+colours only is returned unchanged (the same object), so it plans, imagines and generates exactly as before.
+Words that name no colour ("shiny", "happy") are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from dysen.dsg.types import DynamicSceneGraph
+from dysen.world import vocab
+from dysen.world.colours import WORLD_COLOUR_OF
+
+__all__ = ["collected_warnings", "colour_replacements", "colour_warnings", "with_world_colours"]
+
+log = logging.getLogger(__name__)
+
+
+def _targets(dsg: DynamicSceneGraph) -> set[str]:
+    return {e.target for e in dsg.events if e.target and e.target in WORLD_COLOUR_OF}
+
+
+def _renamer(dsg: DynamicSceneGraph) -> tuple[dict[tuple[str, str], tuple[str, float]], object]:
+    """The replacements ``{(what, word): (world colour, Delta E)}`` a DSG needs, and a function mapping a name."""
+    targets = _targets(dsg)
+    found: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def name(text: str, whole: bool = False) -> str:
+        words = text.split()
+        if len(words) == 1:
+            if words[0] in WORLD_COLOUR_OF and (whole or words[0] in targets):
+                found.setdefault(("", words[0]), WORLD_COLOUR_OF[words[0]])
+                return WORLD_COLOUR_OF[words[0]][0]
+            return text
+        out = []
+        for i, word in enumerate(words):
+            if word in WORLD_COLOUR_OF and i < len(words) - 1:  # a colour in front of a noun
+                found.setdefault((" ".join(words[i + 1 :]), word), WORLD_COLOUR_OF[word])
+                word = WORLD_COLOUR_OF[word][0]
+            out.append(word)
+        return " ".join(out)
+
+    return found, name
+
+
+def _mapped(dsg: DynamicSceneGraph) -> tuple[DynamicSceneGraph, dict[tuple[str, str], tuple[str, float]]]:
+    found, name = _renamer(dsg)
+
+    def predicate(text: str) -> str:
+        words = text.split()
+        if len(words) > 1 and words[-1] in WORLD_COLOUR_OF:  # "becomes white"
+            found.setdefault(("", words[-1]), WORLD_COLOUR_OF[words[-1]])
+            return " ".join([*words[:-1], WORLD_COLOUR_OF[words[-1]][0]])
+        return text
+
+    events = []
+    for e in dsg.events:
+        target = e.target
+        if target in WORLD_COLOUR_OF:
+            found.setdefault((name(e.agent), target), WORLD_COLOUR_OF[target])
+            target = WORLD_COLOUR_OF[target][0]
+        elif target is not None:
+            target = name(target)
+        update = {"agent": name(e.agent), "target": target, "predicate": predicate(e.predicate)}
+        if (update["target"], update["predicate"]) != (e.target, e.predicate):
+            update["motion"] = None  # read again with the world colour ("turns navy" is a change to blue)
+        events.append(e.model_copy(update=update))
+    graphs = []
+    for g in dsg.graphs:
+        attributes = []
+        for a in g.attributes:
+            value = a.attribute
+            if value in WORLD_COLOUR_OF:
+                found.setdefault((name(a.object), value), WORLD_COLOUR_OF[value])
+                value = WORLD_COLOUR_OF[value][0]
+            attributes.append(a.model_copy(update={"object": name(a.object), "attribute": value}))
+        relations = [r.model_copy(update={"subject": name(r.subject), "object": name(r.object)}) for r in g.relations]
+        objects = tuple(dict.fromkeys(name(o) for o in g.objects))
+        graphs.append(g.model_copy(update={"objects": objects, "attributes": tuple(attributes),
+                                           "relations": tuple(relations)}))  # fmt: skip
+    boxes = dsg.boxes
+    if boxes is not None:
+        boxes = tuple(tuple(b.model_copy(update={"object": name(b.object)}) for b in step) for step in boxes)
+    if not found:
+        return dsg, found
+    return dsg.model_copy(update={"events": tuple(events), "graphs": tuple(graphs), "boxes": boxes}), found
+
+
+def colour_replacements(dsg: DynamicSceneGraph) -> list[tuple[str, str, str, float]]:
+    """``(object or '', colour word, world colour, Delta E)`` for each colour the world lacks, in DSG order."""
+    return [(what, word, world, distance) for (what, word), (world, distance) in _mapped(dsg)[1].items()]
+
+
+def _line(what: str, word: str, world: str, distance: float) -> str:
+    subject = f"the {what}" if what else f"'{word}'"
+    return (f"the Dynamic Shapes world has no colour '{word}' (its colours: {', '.join(vocab.COLOURS)}); "
+            f"{subject} is drawn {world}, the nearest (CIELAB Delta E {distance:.0f})")  # fmt: skip
+
+
+def colour_warnings(dsg: DynamicSceneGraph) -> list[str]:
+    """One line per colour word of a (not yet mapped) DSG that the world lacks, naming its replacement."""
+    found = colour_replacements(dsg)
+    named = {word for what, word, _, _ in found if what}
+    lines = (_line(*r) for r in found if r[0] or r[1] not in named)  # a 'turns' colour node: said with its object
+    return list(dict.fromkeys(lines))
+
+
+def with_world_colours(dsg: DynamicSceneGraph) -> DynamicSceneGraph:
+    """``dsg`` with every colour the world lacks replaced by its nearest world colour; a warning for each."""
+    for line in colour_warnings(dsg):
+        log.warning(line)
+    return _mapped(dsg)[0]
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """The colour warnings logged while the block runs (e.g. while a planner plans), in order."""
+    lines: list[str] = []
+    handler = _Collect(lines)
+    log.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        log.removeHandler(handler)
