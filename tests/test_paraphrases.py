@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from dysen.world.colours import WORLD_COLOUR_OF
+
 DATA = Path(__file__).parent / "data" / "paraphrases.jsonl"
 
 ACTIONS: tuple[str, ...] = (
@@ -281,6 +283,7 @@ def test_paraphrase_plans_invent_no_more_objects_than_known() -> None:
     for r in RECORDS:
         allowed = set().union(*(names_for(e) for e in r["events"]))
         colours = {_colour(c) for e in r["events"] for c in (e["colour"], e["target"]) if c}
+        colours |= {WORLD_COLOUR_OF[c][0] for c in colours if c in WORLD_COLOUR_OF}  # drawn as (dysen.world.colours)
         bad = [
             o
             for o in planned_objects(r["prompt"])
