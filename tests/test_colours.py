@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,20 @@ def test_the_demo_collects_the_warnings_logged_while_planning(planner: RulesPlan
     with collected_warnings() as said:
         planner.plan("a brown circle jumps")
     assert len(said) == 1 and "'brown'" in said[0]
+
+
+def test_the_demo_status_line_names_the_colour_for_a_prompt_and_an_edited_plan(tmp_path: Path) -> None:
+    from dysen.dsg import format_dsg
+    from web_fixtures import tiny_service
+
+    service = tiny_service(tmp_path)
+    world = WORLD_COLOUR_OF["white"][0]
+    planned = service.plan("a white triangle disappears")
+    assert "'white'" in planned.summary and f"triangle is drawn {world}" in planned.summary
+    edited = DynamicSceneGraph.from_events([Event(agent="square", predicate="turns", target="pink", start=0, end=2)])
+    checked = service.check(format_dsg(edited))
+    assert "'pink'" in checked.summary and f"drawn {WORLD_COLOUR_OF['pink'][0]}" in checked.summary
+    assert "colour" not in service.plan("a red circle jumps").summary
 
 
 # -- the shipped model ------------------------------------------------------------------------------
