@@ -108,6 +108,8 @@ def test_world_colours_give_no_warning_and_the_plan_is_unchanged(
 def test_adjectives_that_name_no_colour_are_left_alone(planner: RulesPlanner) -> None:
     dsg = planner.plan("a shiny square jumps")
     assert "shiny" in {a.attribute for g in dsg.graphs for a in g.attributes} and colour_warnings(dsg) == []
+    sky = DynamicSceneGraph.from_events([Event(agent="circle", predicate="flies into", target="sky", start=0, end=2)])
+    assert with_world_colours(sky) is sky  # a noun that is also a colour word is only a colour after a colour verb
 
 
 def test_dysen_plan_warns_and_prints_the_mapped_plan(caplog: pytest.LogCaptureFixture) -> None:

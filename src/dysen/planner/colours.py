@@ -6,8 +6,9 @@ Dynamic Shapes world does not paint (``dysen.world.colours.COLOUR_NAMES``, e.g. 
 by its nearest world colour (CIE76 Delta E, ``dysen.world.colours``) wherever the DSG names an object's colour:
 
 - an attribute ``(star, white)`` of any step -> ``(star, yellow)``;
-- the target of a colour change ``(square, turns, pink)`` -> ``red``, and the colour node ``pink`` the scene
-  graphs list as an object -> ``red`` (a one-word name is renamed only when it is such a target);
+- the target of a colour change (a verb such as turn, become, paint) ``(square, turns, pink)`` -> ``red``,
+  and the colour node ``pink`` the scene graphs list as an object -> ``red`` (a one-word name is renamed only
+  when it is such a target: "flies into the sky" keeps its sky);
 - a colour word in front of a noun in an object's name ("cyan circle" -> "green circle"), in events, relations,
   attributes and boxes alike; a predicate ending in a colour ("becomes white") likewise. An event whose
   target or predicate changed loses its motion, so ``with_motion`` reads it again ("turns navy" had no
@@ -28,7 +29,8 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from dysen.dsg.types import DynamicSceneGraph
+from dysen.dsg.types import DynamicSceneGraph, Event
+from dysen.planner.lexicon import lemma
 from dysen.world import vocab
 from dysen.world.colours import WORLD_COLOUR_OF
 
@@ -37,8 +39,19 @@ __all__ = ["collected_warnings", "colour_replacements", "colour_warnings", "with
 log = logging.getLogger(__name__)
 
 
+# verbs (base forms) of a colour change: only their target is read as a colour ("flies into the sky" is no colour)
+_COLOUR_VERBS = frozenset("turn become change go get switch paint colour color recolour recolor flush blush shift "
+                          "fade glow transform dye tint".split())  # fmt: skip
+
+
+def _changes_colour(event: Event) -> bool:
+    if event.motion is not None and event.motion.kind == "change_colour":
+        return True
+    return any((lemma(w) or (w,))[0] in _COLOUR_VERBS for w in event.predicate.lower().split())
+
+
 def _targets(dsg: DynamicSceneGraph) -> set[str]:
-    return {e.target for e in dsg.events if e.target and e.target in WORLD_COLOUR_OF}
+    return {e.target for e in dsg.events if e.target in WORLD_COLOUR_OF and _changes_colour(e)}
 
 
 def _renamer(dsg: DynamicSceneGraph) -> tuple[dict[tuple[str, str], tuple[str, float]], object]:
@@ -77,7 +90,7 @@ def _mapped(dsg: DynamicSceneGraph) -> tuple[DynamicSceneGraph, dict[tuple[str, 
     events = []
     for e in dsg.events:
         target = e.target
-        if target in WORLD_COLOUR_OF:
+        if target in WORLD_COLOUR_OF and _changes_colour(e):
             found.setdefault((name(e.agent), target), WORLD_COLOUR_OF[target])
             target = WORLD_COLOUR_OF[target][0]
         elif target is not None:
