@@ -47,7 +47,7 @@ def test_a_long_plan_is_summarised_not_drawn_in_full():
     assert len(labels) == 24 and labels[-1] == "… and 7 more events"
     assert len(top.get_xticklabels()) <= 17
     assert "steps 0–11 of 30" in bottom.get_title(loc="left")
-    assert figure.get_size_inches()[0] <= (0.15 + 40 * 0.52 * 8 / 72) * 12
+    assert figure.get_size_inches()[0] <= (0.15 + 40 * 0.56 * 8 / 72) * 12
     assert len(figure._suptitle.get_text()) == 120
 
 

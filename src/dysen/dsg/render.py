@@ -24,8 +24,8 @@ _LINE_CHARS = 40
 """Longest line of a step's column (about 2.5 inches at 8 pt), or of an event's label; longer ones end in '…'."""
 _COLUMN_FONT = 8
 """Font size of the steps' columns (points); the figure is only as wide as their longest line needs."""
-_CHAR_INCHES = 0.52 * _COLUMN_FONT / 72
-"""Width of one character of a column, with some room (DejaVu Sans averages about 0.5 em)."""
+_CHAR_INCHES = 0.56 * _COLUMN_FONT / 72
+"""Width of one character of a column, with some room (DejaVu Sans averages about 0.52 em)."""
 _MAX_BARS = 24
 """Event bars drawn at most; a longer plan shows its first ones and says how many more there are."""
 _MAX_COLUMNS = 12
@@ -139,7 +139,7 @@ _MAX_PANELS = 12
 _PANEL_COLUMNS = 3
 """Panels per row of the boxes picture: at the demo page's half width a label stays about 12 px high."""
 _PANEL_INCHES = 1.9
-"""Side of one keyframe panel; with the caps the boxes picture is at most 855 x 1,200 pixels at ``_DPI``."""
+"""Side of one keyframe panel; with the caps the boxes picture is at most 855 x 1,220 pixels at ``_DPI``."""
 _CANVAS = "#181818"
 """The panels' background: the Dynamic Shapes canvas, so a white or yellow shape shows as in the video."""
 
@@ -170,11 +170,12 @@ def boxes_figure(dsg: DynamicSceneGraph, title: str | None = None) -> Figure | N
         before = {box.object: box for box in keyframes[index - 1]} if index else {}
         label = f"step {index}" if index < dsg.num_steps else "last frame"
         _draw_keyframe(axes, keyframes[index], before, graph, names, label)
-    more = f" (first {count} of {len(dsg.boxes)} keyframes)" if count < len(dsg.boxes) else ""
-    heading = f"boxes over time{more}"
     if title:
-        heading = f"{_short(' '.join(title.split()), _TITLE_CHARS // 2)}\n{heading}"
-    figure.suptitle(heading, fontsize=9)
+        figure.suptitle(_short(" ".join(title.split()), _TITLE_CHARS // 2), fontsize=9)
+    else:  # a band at the top, where the demo page lays its label over the picture
+        figure.get_layout_engine().set(rect=(0, 0, 1, 1 - 0.25 / figure.get_size_inches()[1]))
+    more = f"the first {count} of {len(dsg.boxes)} keyframes; " if count < len(dsg.boxes) else ""
+    figure.supxlabel(f"{more}dashed: the box at the keyframe before; arrow: the move", fontsize=8)
     return figure
 
 
@@ -225,8 +226,9 @@ def _draw_keyframe(axes, boxes, before: dict, graph: SceneGraph, names: list[str
                           rotation_point="center", facecolor=colour, alpha=0.45, edgecolor=colour)
             )  # fmt: skip
             text += f" {math.degrees(box.angle):.0f}°"
-        axes.text(box.x0, max(box.y0 - 0.015, 0.0), _short(text, 18), color="white", fontsize=8, va="bottom",
-                  ha="left", clip_on=True)  # fmt: skip
+        above = box.y0 >= 0.1  # else the label goes below the box, inside the panel
+        axes.text(box.x0, box.y0 - 0.015 if above else box.y1 + 0.015, _short(text, 18), color="white", fontsize=8,
+                  va="bottom" if above else "top", ha="left", clip_on=True)  # fmt: skip
 
 
 def save_boxes(dsg: DynamicSceneGraph, path: str | os.PathLike, title: str | None = None) -> Path | None:

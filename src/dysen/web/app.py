@@ -69,10 +69,8 @@ def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Block
                 check_button = gr.Button("Check plan", elem_id="check-button")
                 plan_status = gr.Markdown(elem_id="plan-status")
             with gr.Column(scale=1):
-                boxes = gr.Image(
-                    label="The boxes over time (the plan's own, else imagined with the seed below)", type="filepath",
-                    interactive=False, elem_id="boxes",
-                )  # fmt: skip
+                boxes = gr.Image(label="Boxes over time", type="filepath", interactive=False, elem_id="boxes")
+                gr.Markdown("The boxes the video follows: the plan's own, else imagined with the **Seed** below.")
         timeline = gr.Image(label="The plan over time", type="filepath", interactive=False, elem_id="timeline")
         with gr.Row():
             steps = gr.Slider(1, limits.max_steps, value=min(start.steps, limits.max_steps), step=1, label="Steps")

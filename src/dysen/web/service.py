@@ -168,7 +168,7 @@ class DemoService:
         dsg_json = folder / "video.dsg.json"
         write_text_atomic(dsg_json, result.dsg.to_json(indent=2) + "\n")
         timeline = save_timeline(result.dsg, folder / "video.dsg.png", title=result.prompt)
-        boxes = save_boxes(_with_boxes(result.dsg, settings.seed), folder / "video.boxes.png", title=result.prompt)
+        boxes = save_boxes(_with_boxes(result.dsg, settings.seed), folder / "video.boxes.png")
         frames, height, width = result.frames.shape[:3]
         seconds = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
         summary = f"{frames} frames, {width}x{height} at {fps} fps, seed {result.seed}; seconds: {seconds}"
@@ -180,7 +180,7 @@ class DemoService:
 
         folder = self._new_folder("plan")
         timeline = save_timeline(dsg, folder / "plan.png", title=title)
-        boxes = save_boxes(_with_boxes(with_motion(dsg), seed), folder / "plan.boxes.png", title=title)
+        boxes = save_boxes(_with_boxes(with_motion(dsg), seed), folder / "plan.boxes.png")  # the page labels it
 
         summary = f"{what}: {len(dsg.events)} events over {dsg.num_steps} time steps"
         warnings = motion_warnings(with_motion(dsg))  # motions nobody will draw (an edited plan's too)
