@@ -136,6 +136,8 @@ def _save(figure: Figure, out: Path) -> Path:
 
 _MAX_PANELS = 12
 """Keyframe panels of the boxes picture at most (a longer plan shows its first ones and says so)."""
+_MAX_BOXES = 16
+"""Boxes drawn per panel at most (the others are counted in the panel's corner)."""
 _PANEL_COLUMNS = 3
 """Panels per row of the boxes picture: at the demo page's half width a label stays about 12 px high."""
 _PANEL_INCHES = 1.9
@@ -202,7 +204,9 @@ def _draw_keyframe(axes, boxes, before: dict, graph: SceneGraph, names: list[str
     axes.set_yticks([])
     axes.set_aspect("equal")
     axes.set_title(label, fontsize=8, loc="left", pad=2)
-    for box in boxes:
+    if len(boxes) > _MAX_BOXES:
+        axes.text(0.98, 0.98, f"+{len(boxes) - _MAX_BOXES} more", color="#dddddd", fontsize=7, ha="right", va="bottom")
+    for box in boxes[:_MAX_BOXES]:
         colour = _colour_of(box.object, graph, names)
         width, height = box.x1 - box.x0, box.y1 - box.y0
         centre = ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
