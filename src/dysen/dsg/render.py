@@ -182,11 +182,16 @@ def boxes_figure(dsg: DynamicSceneGraph, title: str | None = None) -> Figure | N
 
 
 def _colour_of(name: str, graph: SceneGraph, names: list[str]) -> str:
-    """The object's colour attribute at this step if matplotlib knows it, else its palette colour."""
+    """The object's colour attribute at this step, as Dynamic Shapes paints it (else as matplotlib names it), or
+    its palette colour."""
     from matplotlib.colors import is_color_like
+
+    from dysen.world.vocab import COLOURS  # plain data: no torch
 
     for attribute in graph.attributes:
         word = attribute.attribute.strip().lower()
+        if attribute.object == name and word in COLOURS:
+            return "#{:02x}{:02x}{:02x}".format(*COLOURS[word])
         if attribute.object == name and len(word) > 2 and word.isalpha() and is_color_like(word):
             return word
     return _BAR_COLOURS[names.index(name) % len(_BAR_COLOURS)]
@@ -217,7 +222,7 @@ def _draw_keyframe(axes, boxes, before: dict, graph: SceneGraph, names: list[str
                           linestyle="--", linewidth=0.8, alpha=0.6)
             )  # fmt: skip
             start = ((old.x0 + old.x1) / 2, (old.y0 + old.y1) / 2)
-            if math.dist(start, centre) > 0.01:
+            if math.dist(start, centre) > 0.03:  # a move, not a turning shape's box breathing
                 axes.add_patch(FancyArrowPatch(start, centre, arrowstyle="-|>", mutation_scale=9, color="#dddddd",
                                                linewidth=1.0))  # fmt: skip
         axes.add_patch(Rectangle((box.x0, box.y0), width, height, fill=False, edgecolor=colour, linewidth=1.6))
@@ -231,8 +236,10 @@ def _draw_keyframe(axes, boxes, before: dict, graph: SceneGraph, names: list[str
             )  # fmt: skip
             text += f" {math.degrees(box.angle):.0f}°"
         above = box.y0 >= 0.1  # else the label goes below the box, inside the panel
-        axes.text(box.x0, box.y0 - 0.015 if above else box.y1 + 0.015, _short(text, 18), color="white", fontsize=8,
-                  va="bottom" if above else "top", ha="left", clip_on=True)  # fmt: skip
+        left = box.x0 < 0.45  # else it ends at the box's right edge, inside the panel
+        axes.text(box.x0 if left else box.x1, box.y0 - 0.015 if above else box.y1 + 0.015, _short(text, 18),
+                  color="white", fontsize=8, va="bottom" if above else "top", ha="left" if left else "right",
+                  clip_on=True)  # fmt: skip
 
 
 def save_boxes(dsg: DynamicSceneGraph, path: str | os.PathLike, title: str | None = None) -> Path | None:
