@@ -164,3 +164,18 @@ def test_demo_command_serves_on_loopback_by_default(monkeypatch, tmp_path: Path)
     assert launched["service"].policy == tmp_path / "model-policy"  # the model's own RL selector by default
     assert main(["demo", "--workdir", str(tmp_path), "--demos", "shapes"]) == 0  # similarity instead
     assert (launched["service"].demos, launched["service"].policy) == ("shapes", None)
+
+
+def test_a_plan_with_its_own_boxes_shows_them_not_imagined_ones(service: DemoService) -> None:
+    from dysen.web.checks import show_plan
+
+    planned = service.plan(PROMPT)
+    dsg = DynamicSceneGraph.from_json(show_plan(planned.dsg))
+    corner = {"x0": 0.05, "y0": 0.05, "x1": 0.25, "y1": 0.25, "angle": 0.5}
+    given = [{"object": name, **corner} for name in ("circle", "square")]
+    plan = json.loads(show_plan(dsg))
+    plan["boxes"] = [given] * dsg.num_steps
+    checked = service.check(json.dumps(plan), PROMPT, seed=0)
+    assert checked.boxes is not None and checked.boxes.read_bytes() != planned.boxes.read_bytes()
+    assert service.check(json.dumps(plan), PROMPT, seed=7).boxes.read_bytes() == checked.boxes.read_bytes()  # given
+    assert service.plan(PROMPT, seed=7).boxes.read_bytes() != planned.boxes.read_bytes()  # imagined with the seed
