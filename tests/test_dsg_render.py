@@ -140,3 +140,11 @@ def test_a_plan_without_boxes_draws_no_boxes_picture(tmp_path):
 
     assert boxes_figure(DSG) is None
     assert save_boxes(DSG, tmp_path / "boxes.png") is None and not list(tmp_path.iterdir())
+
+
+def test_the_boxes_colours_are_dynamic_shapes_own():
+    from dysen.dsg.render import _SHAPE_COLOURS
+    from dysen.world.vocab import COLOURS
+
+    for name, hex_colour in _SHAPE_COLOURS.items():
+        assert hex_colour == "#{:02x}{:02x}{:02x}".format(*COLOURS[name])

@@ -142,6 +142,12 @@ _PANEL_COLUMNS = 3
 """Panels per row of the boxes picture: at the demo page's half width a label stays about 12 px high."""
 _PANEL_INCHES = 1.9
 """Side of one keyframe panel; with the caps the boxes picture is at most 855 x 1,220 pixels at ``_DPI``."""
+_SHAPE_COLOURS = {
+    "red": "#dc2828", "orange": "#f58c14", "yellow": "#ebd71e", "green": "#28af3c", "blue": "#285aeb",
+    "purple": "#963cd2",
+}  # fmt: skip
+"""Dynamic Shapes' paints (``dysen.world.vocab.COLOURS``; ``dsg`` may not import ``world``); other colour words are
+drawn as matplotlib names them."""
 _CANVAS = "#181818"
 """The panels' background: the Dynamic Shapes canvas, so a white or yellow shape shows as in the video."""
 
@@ -186,12 +192,10 @@ def _colour_of(name: str, graph: SceneGraph, names: list[str]) -> str:
     its palette colour."""
     from matplotlib.colors import is_color_like
 
-    from dysen.world.vocab import COLOURS  # plain data: no torch
-
     for attribute in graph.attributes:
         word = attribute.attribute.strip().lower()
-        if attribute.object == name and word in COLOURS:
-            return "#{:02x}{:02x}{:02x}".format(*COLOURS[word])
+        if attribute.object == name and word in _SHAPE_COLOURS:
+            return _SHAPE_COLOURS[word]
         if attribute.object == name and len(word) > 2 and word.isalpha() and is_color_like(word):
             return word
     return _BAR_COLOURS[names.index(name) % len(_BAR_COLOURS)]
