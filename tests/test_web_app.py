@@ -46,26 +46,29 @@ def _path(value: object) -> Path:
 
 
 def test_plan_then_check_an_edit(client: Client) -> None:
-    plan, timeline, status = client.predict(PROMPT, *PLANNER, api_name="/plan")
+    plan, timeline, boxes, status = client.predict(PROMPT, *PLANNER, 0, api_name="/plan")
     dsg = DynamicSceneGraph.from_json(plan)
     assert [e.predicate for e in dsg.events] == ["moves right", "jumps"]
     assert status.startswith("**OK**: planned with rules: 2 events") and _path(timeline).suffix == ".png"
-    edited = plan.replace("moves right", "moves left")
-    _, status = client.predict(edited, PROMPT, api_name="/check")
+    assert _path(boxes).name == "plan.boxes.png"
+    edited = plan.replace("moves right", "moves left").replace('"direction": "right"', '"direction": "left"')
+    _, edited_boxes, status = client.predict(edited, PROMPT, 0, api_name="/check")
     assert status.startswith("**OK**: the plan is valid")
-    _, status = client.predict(plan.replace('"end": 4', '"end": 99'), PROMPT, api_name="/check")
+    assert _path(edited_boxes).read_bytes() != _path(boxes).read_bytes()  # the circle now moves the other way
+    _, _, status = client.predict(plan.replace('"end": 4', '"end": 99'), PROMPT, 0, api_name="/check")
     assert status.startswith("**Error**: the plan cannot be used") and "ends at 99v" in status
 
 
 def test_generate_follows_the_edited_plan_and_offers_three_downloads(client: Client) -> None:
-    plan = client.predict(PROMPT, *PLANNER, api_name="/plan")[0].replace("moves right", "moves left")
-    video, used, mp4, gif, dsg_json, status = _generate(client, plan, seed=1)
+    plan = client.predict(PROMPT, *PLANNER, 0, api_name="/plan")[0].replace("moves right", "moves left")
+    video, used, mp4, gif, dsg_json, status, boxes = _generate(client, plan, seed=1)
     assert DynamicSceneGraph.from_json(used) == DynamicSceneGraph.from_json(plan)
     for path in (_path(video), _path(mp4), _path(gif), _path(dsg_json)):
         assert path.is_file(), path
     assert probe(_path(mp4)).num_frames == 8 and probe(_path(gif)).num_frames == 8
     assert DynamicSceneGraph.from_json(_path(dsg_json).read_text()) == DynamicSceneGraph.from_json(plan)
     assert "8 frames, 16x16" in status and "seed 1" in status
+    assert _path(boxes).name == "video.boxes.png"
 
 
 def test_generate_with_an_empty_plan_plans_the_prompt(client: Client) -> None:
@@ -89,7 +92,7 @@ def test_requests_beyond_the_limits_fail_with_the_reason(client: Client, steps, 
 
 @pytest.mark.slow
 def test_ten_concurrent_generates_all_complete(client: Client) -> None:
-    plan = client.predict(PROMPT, *PLANNER, api_name="/plan")[0]
+    plan = client.predict(PROMPT, *PLANNER, 0, api_name="/plan")[0]
     with ThreadPoolExecutor(10) as pool:
         results = list(pool.map(lambda seed: _generate(client, plan, seed), range(10)))
     assert len(results) == 10
@@ -161,3 +164,18 @@ def test_demo_command_serves_on_loopback_by_default(monkeypatch, tmp_path: Path)
     assert launched["service"].policy == tmp_path / "model-policy"  # the model's own RL selector by default
     assert main(["demo", "--workdir", str(tmp_path), "--demos", "shapes"]) == 0  # similarity instead
     assert (launched["service"].demos, launched["service"].policy) == ("shapes", None)
+
+
+def test_a_plan_with_its_own_boxes_shows_them_not_imagined_ones(service: DemoService) -> None:
+    from dysen.web.checks import show_plan
+
+    planned = service.plan(PROMPT)
+    dsg = DynamicSceneGraph.from_json(show_plan(planned.dsg))
+    corner = {"x0": 0.05, "y0": 0.05, "x1": 0.25, "y1": 0.25, "angle": 0.5}
+    given = [{"object": name, **corner} for name in ("circle", "square")]
+    plan = json.loads(show_plan(dsg))
+    plan["boxes"] = [given] * dsg.num_steps
+    checked = service.check(json.dumps(plan), PROMPT, seed=0)
+    assert checked.boxes is not None and checked.boxes.read_bytes() != planned.boxes.read_bytes()
+    assert service.check(json.dumps(plan), PROMPT, seed=7).boxes.read_bytes() == checked.boxes.read_bytes()  # given
+    assert service.plan(PROMPT, seed=7).boxes.read_bytes() != planned.boxes.read_bytes()  # imagined with the seed

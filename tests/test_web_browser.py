@@ -62,6 +62,12 @@ def test_prompt_plan_edit_generate_in_chromium(page: sync_api.Page, url: str) ->
     expect(plan).to_have_value(re.compile('"predicate": "moves right"'), timeout=30_000)
     expect(page.locator("#plan-status")).to_contain_text("planned with rules: 2 events")
     expect(page.locator("#timeline img")).to_be_visible()
+    expect(page.locator("#boxes img")).to_be_visible()
+    boxes = _picture(page, "#boxes img")
+    assert boxes["natural"][0] >= 600 and boxes["shown"][0] >= 400, boxes  # nine keyframe panels, not a thumbnail
+    timeline = _picture(page, "#timeline img")
+    assert _text_px(timeline) >= 9, timeline  # its 8 pt columns as the page shows them
+    assert _text_px(boxes) >= 9, boxes  # the boxes' labels (8 pt) too
 
     planned = plan.input_value()
     plan.fill(planned.replace('"end": 8', '"end": 80'))
@@ -69,9 +75,11 @@ def test_prompt_plan_edit_generate_in_chromium(page: sync_api.Page, url: str) ->
     expect(page.locator("#plan-status")).to_contain_text("the plan cannot be used", timeout=30_000)
     expect(page.locator("#plan-status")).to_contain_text("ends at 80v but there are only 8 time steps")
 
-    plan.fill(planned.replace("moves right", "moves left"))
+    plan.fill(planned.replace("moves right", "moves left").replace('"direction": "right"', '"direction": "left"'))
     page.locator("#check-button").click()
     expect(page.locator("#plan-status")).to_contain_text("the plan is valid", timeout=30_000)
+    boxes_now = page.locator("#boxes img")
+    expect(boxes_now).not_to_have_attribute("src", boxes["src"], timeout=30_000)  # the edit moved the circle left
 
     page.locator("#generate-button").click()
     video = page.locator("#video video")
@@ -85,6 +93,22 @@ def test_prompt_plan_edit_generate_in_chromium(page: sync_api.Page, url: str) ->
     expect(page.locator("#dsg-used")).to_contain_text("moves left")
     for name in ("mp4", "gif", "json"):
         expect(page.locator(f"#download-{name}")).to_be_enabled()
+    expect(page.locator("#boxes img")).to_be_visible()
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT, full_page=True)
     assert outside == [], f"the page loaded from outside 127.0.0.1: {outside}"
+
+
+def _picture(page: sync_api.Page, selector: str) -> dict:
+    """An <img>'s source, natural size and size on the page (CSS pixels), once it has loaded."""
+    page.wait_for_function(f"() => {{ const i = document.querySelector('{selector}'); return i && i.complete "
+                           "&& i.naturalWidth > 0; }", timeout=30_000)  # fmt: skip
+    return page.locator(selector).evaluate(
+        "i => ({src: i.getAttribute('src'), natural: [i.naturalWidth, i.naturalHeight],"
+        " shown: [i.getBoundingClientRect().width, i.getBoundingClientRect().height]})"
+    )
+
+
+def _text_px(picture: dict) -> float:
+    """How tall 8 pt text of a 150 dpi picture is on the page, in CSS pixels (about 12 reads comfortably)."""
+    return 8 * 150 / 72 * min(picture["shown"][0] / picture["natural"][0], 1.0)

@@ -61,15 +61,17 @@ def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Block
             )
             model = gr.Textbox(value=page.planner_model or "", label="Model served by the endpoint")
         with gr.Row():
-            with gr.Column(scale=2):
+            with gr.Column(scale=1):
                 plan_text = gr.Textbox(
                     label="Plan: the DSG as JSON (or the paper's tuple text); edit it, then Check or Generate",
                     lines=12, max_lines=20, elem_id="plan", max_length=limits.max_plan_chars,
                 )  # fmt: skip
                 check_button = gr.Button("Check plan", elem_id="check-button")
                 plan_status = gr.Markdown(elem_id="plan-status")
-            with gr.Column(scale=3):
-                timeline = gr.Image(label="The plan over time", type="filepath", interactive=False, elem_id="timeline")
+            with gr.Column(scale=1):
+                boxes = gr.Image(label="Boxes over time", type="filepath", interactive=False, elem_id="boxes")
+                gr.Markdown("The boxes the video follows: the plan's own, else imagined with the **Seed** below.")
+        timeline = gr.Image(label="The plan over time", type="filepath", interactive=False, elem_id="timeline")
         with gr.Row():
             steps = gr.Slider(1, limits.max_steps, value=min(start.steps, limits.max_steps), step=1, label="Steps")
             guidance = gr.Slider(0, limits.max_guidance, value=start.guidance, step=0.5, label="Text guidance")
@@ -92,17 +94,18 @@ def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Block
             used = gr.Code(label="The DSG used", language="json", elem_id="dsg-used", interactive=False, max_lines=22)
 
         planner_inputs = [backend, base_url, model]
-        plan_outputs = [plan_text, timeline, plan_status]
+        plan_outputs = [plan_text, timeline, boxes, plan_status]
         plan_event: dict[str, Any] = dict(concurrency_limit=page.concurrency, concurrency_id="plan")
-        plan_button.click(handlers.plan, [prompt, *planner_inputs], plan_outputs, api_name="plan", **plan_event)
-        prompt.submit(handlers.plan, [prompt, *planner_inputs], plan_outputs, **plan_event)
+        plan_inputs = [prompt, *planner_inputs, seed]
+        plan_button.click(handlers.plan, plan_inputs, plan_outputs, api_name="plan", **plan_event)
+        prompt.submit(handlers.plan, plan_inputs, plan_outputs, **plan_event)
         check_button.click(
-            handlers.check, [plan_text, prompt], [timeline, plan_status], api_name="check", **plan_event
+            handlers.check, [plan_text, prompt, seed], [timeline, boxes, plan_status], api_name="check", **plan_event
         )
         generate_button.click(
             handlers.generate,
             [prompt, plan_text, steps, guidance, dsg_guidance, frames, seed, *planner_inputs],
-            [video, used, *downloads, video_status],
+            [video, used, *downloads, video_status, boxes],
             api_name="generate", concurrency_limit=page.concurrency, concurrency_id="generate",
         )  # fmt: skip
     return app.queue(max_size=page.queue_size, default_concurrency_limit=page.concurrency)
@@ -114,21 +117,23 @@ class _Handlers:
     def __init__(self, service: DemoService) -> None:
         self.service = service
 
-    def plan(self, prompt: str, backend: str, url: str, model: str) -> tuple[Any, Any, str]:
-        """Plan the prompt: the plan to edit, its timeline and a status line (an error keeps the old plan)."""
+    def plan(self, prompt: str, backend: str, url: str, model: str, seed: float = 0) -> tuple[Any, Any, Any, str]:
+        """Plan the prompt: the plan to edit, its timeline, its boxes and a status line (an error keeps the old
+        plan)."""
         try:
-            result = self.service.plan(prompt, backend, url, model)
+            result = self.service.plan(prompt, backend, url, model, seed=_layout_seed(seed))
+        except DysenError as err:
+            return gr.skip(), gr.skip(), gr.skip(), _error(err)
+        return show_plan(result.dsg), str(result.timeline), _path(result.boxes), _ok(result.summary)
+
+    def check(self, plan: str, prompt: str, seed: float = 0) -> tuple[Any, Any, str]:
+        """Validate an edited plan: its new timeline and boxes and a status line that says what is wrong, if
+        anything."""
+        try:
+            result = self.service.check(plan, prompt, seed=_layout_seed(seed))
         except DysenError as err:
             return gr.skip(), gr.skip(), _error(err)
-        return show_plan(result.dsg), str(result.timeline), _ok(result.summary)
-
-    def check(self, plan: str, prompt: str) -> tuple[Any, str]:
-        """Validate an edited plan: its new timeline and a status line that says what is wrong, if anything."""
-        try:
-            result = self.service.check(plan, prompt)
-        except DysenError as err:
-            return gr.skip(), _error(err)
-        return str(result.timeline), _ok(result.summary)
+        return str(result.timeline), _path(result.boxes), _ok(result.summary)
 
     def generate(
         self, prompt: str, plan: str, steps: float, guidance: float, dsg_guidance: float, frames: float, seed: float,
@@ -145,7 +150,20 @@ class _Handlers:
         except DysenError as err:
             raise gr.Error(str(err), print_exception=False) from None
         files = [gr.DownloadButton(value=str(path), interactive=True) for path in (out.mp4, out.gif, out.dsg_json)]
-        return (str(out.mp4), show_plan(out.dsg), *files, _ok(out.summary))
+        return (str(out.mp4), show_plan(out.dsg), *files, _ok(out.summary), _path(out.boxes))
+
+
+def _layout_seed(seed: float | None) -> int:
+    """The page's seed as the layout's (0 when the field holds no whole number in range: Generate says why)."""
+    try:
+        value = int(seed)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return value if 0 <= value < 2**32 and value == seed else 0
+
+
+def _path(path: Any) -> str | None:
+    return None if path is None else str(path)
 
 
 def _ok(text: str) -> str:

@@ -39,11 +39,13 @@ from dysen.web.checks import (
 
 @dataclass(frozen=True)
 class PlanResult:
-    """A plan to show: the DSG, its timeline picture and a one-line summary."""
+    """A plan to show: the DSG, its timeline picture, its boxes over time and a one-line summary."""
 
     dsg: DynamicSceneGraph
     timeline: Path
     summary: str
+    boxes: Path | None = None
+    """The boxes the generate step uses (the plan's own, else imagined with the page's seed); None if none fit."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Generated:
     dsg_json: Path
     timeline: Path
     summary: str
+    boxes: Path | None = None
+    """The boxes over time the video followed (imagined with its seed when the plan had none)."""
 
 
 def uses_random_weights(model: str | os.PathLike[str] | None, config: str) -> bool:
@@ -115,22 +119,23 @@ class DemoService:
             return self._planners[key]
 
     def plan(
-        self, prompt: str | None, backend: str = "rules", base_url: str | None = None, model: str | None = None
+        self, prompt: str | None, backend: str = "rules", base_url: str | None = None, model: str | None = None,
+        seed: int = 0,
     ) -> PlanResult:
-        """Plan ``prompt`` with the chosen planner and draw the plan."""
+        """Plan ``prompt`` with the chosen planner and draw the plan (its boxes imagined with ``seed``)."""
         text = check_prompt(prompt, self.limits)
         from dysen.planner.colours import collected_warnings
 
         with collected_warnings() as said:  # colours the world lacks, replaced while planning
             dsg = self.planner(backend, base_url, model).plan(text)  # type: ignore[arg-type]
-        return self._drawn(dsg, text, f"planned with {backend}", said)
+        return self._drawn(dsg, text, f"planned with {backend}", seed, said)
 
-    def check(self, plan_text: str | None, prompt: str | None = None) -> PlanResult:
+    def check(self, plan_text: str | None, prompt: str | None = None, seed: int = 0) -> PlanResult:
         """Validate an edited plan and draw it; ``DemoInputError`` says what is wrong."""
         dsg = read_plan(plan_text, self.limits)
         if dsg is None:
             raise DemoInputError("the plan is empty: press Plan to plan the prompt, or paste a DSG")
-        return self._drawn(dsg, check_prompt(prompt, self.limits, required=False), "the plan is valid")
+        return self._drawn(dsg, check_prompt(prompt, self.limits, required=False), "the plan is valid", seed)
 
     def generate(
         self,
@@ -146,7 +151,7 @@ class DemoService:
         """Render a video from the (edited) plan, or from the prompt planned now when the plan is empty."""
         from dysen.atomic import write_text_atomic
         from dysen.data.video import write_video
-        from dysen.dsg.render import save_timeline
+        from dysen.dsg.render import save_boxes, save_timeline
 
         text = check_prompt(prompt, self.limits, required=False)
         dsg = read_plan(plan_text, self.limits)
@@ -166,25 +171,28 @@ class DemoService:
         dsg_json = folder / "video.dsg.json"
         write_text_atomic(dsg_json, result.dsg.to_json(indent=2) + "\n")
         timeline = save_timeline(result.dsg, folder / "video.dsg.png", title=result.prompt)
+        boxes = save_boxes(_with_boxes(result.dsg, settings.seed), folder / "video.boxes.png")
         frames, height, width = result.frames.shape[:3]
         seconds = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
         summary = f"{frames} frames, {width}x{height} at {fps} fps, seed {result.seed}; seconds: {seconds}"
-        return Generated(result.dsg, mp4, gif, dsg_json, timeline, summary)
+        return Generated(result.dsg, mp4, gif, dsg_json, timeline, summary, boxes)
 
     def _drawn(
-        self, dsg: DynamicSceneGraph, title: str | None, what: str, said: list[str] | None = None
+        self, dsg: DynamicSceneGraph, title: str | None, what: str, seed: int = 0, said: list[str] | None = None
     ) -> PlanResult:
-        from dysen.dsg.render import save_timeline
-
-        timeline = save_timeline(dsg, self._new_folder("plan") / "plan.png", title=title)
+        from dysen.dsg.render import save_boxes, save_timeline
         from dysen.planner.colours import colour_warnings
         from dysen.planner.motion import motion_warnings, with_motion
+
+        folder = self._new_folder("plan")
+        timeline = save_timeline(dsg, folder / "plan.png", title=title)
+        boxes = save_boxes(_with_boxes(with_motion(dsg), seed), folder / "plan.boxes.png")  # the page labels it
 
         summary = f"{what}: {len(dsg.events)} events over {dsg.num_steps} time steps"
         warnings = [*(said or []), *colour_warnings(dsg)]  # colours the world lacks (an edited plan's too)
         warnings += motion_warnings(with_motion(dsg))  # motions nobody will draw (an edited plan's too)
         summary += "".join(f"; {line}" for line in warnings)
-        return PlanResult(dsg, timeline, summary)
+        return PlanResult(dsg, timeline, summary, boxes)
 
     def _new_folder(self, kind: str) -> Path:
         """A fresh folder for one request's files, after removing those older than ``keep_s``."""
@@ -198,6 +206,13 @@ class DemoService:
         folder = self.workdir / f"{kind}-{uuid.uuid4().hex}"
         folder.mkdir()
         return folder
+
+
+def _with_boxes(dsg: DynamicSceneGraph, seed: int) -> DynamicSceneGraph:
+    """``dsg`` with the boxes generation uses: its own, else imagined with ``seed`` as the pipeline does."""
+    from dysen.planner.layout import imagine_layout
+
+    return imagine_layout(dsg, seed=seed)
 
 
 def _allowed(trusted_url: str | None, extra: Sequence[str]) -> tuple[str, ...]:
