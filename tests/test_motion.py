@@ -179,10 +179,15 @@ def test_an_unknown_motion_is_warned_about_and_stays_still(caplog: pytest.LogCap
     assert boxes is not None and boxes[0][0].x0 == boxes[-1][0].x0 and boxes[0][0].y0 == boxes[-1][0].y0
 
 
-def test_events_that_carry_a_motion_keep_it() -> None:
+def test_events_that_carry_a_motion_keep_it_and_a_mismatch_with_the_words_is_warned_about() -> None:
     given = Motion(kind="jump")
     dsg = DynamicSceneGraph.from_events([Event(agent="square", predicate="moves left", start=0, end=2, motion=given)])
     assert with_motion(dsg).events[0].motion == given
+    (line,) = motion_warnings(with_motion(dsg))  # e.g. a predicate edited on the demo page, its old motion kept
+    assert "(square, moves left) is jump but its words say move_left; jump is drawn" in line
+    agreeing = DynamicSceneGraph.from_events([Event(agent="square", predicate="hops", start=0, end=2, motion=given)])
+    unread = DynamicSceneGraph.from_events([Event(agent="square", predicate="sings", start=0, end=2, motion=given)])
+    assert motion_warnings(agreeing) == [] and motion_warnings(unread) == []  # words that say nothing: no clash
 
 
 # -- every plan passes the normaliser -------------------------------------------------------------

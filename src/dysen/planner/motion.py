@@ -341,13 +341,27 @@ def with_event_motion(event: Event) -> Event:
 
 
 def motion_warnings(dsg: DynamicSceneGraph) -> list[str]:
-    """One line per event whose motion is unknown: the plan's warnings about motions nobody will draw."""
-    return [
-        f"the motion of ({e.agent}, {e.predicate}{', ' + e.target if e.target else ''}) is unknown; "
-        f"the {e.agent} stays still (say e.g. 'moves left', 'jumps', 'grows', 'spins', 'disappears')"
-        for e in dsg.events
-        if e.motion is not None and e.motion.kind == "unknown"
-    ]
+    """The plan's warnings about its motions: one line per event whose motion is unknown (nobody will draw it),
+    and one per event whose motion says another action than its words (an edited predicate, say, whose old motion
+    was left in place: the motion is what is drawn)."""
+    lines = []
+    for e in dsg.events:
+        if e.motion is None:
+            continue
+        said = f"({e.agent}, {e.predicate}{', ' + e.target if e.target else ''})"
+        if e.motion.kind == "unknown":
+            lines.append(
+                f"the motion of {said} is unknown; the {e.agent} stays still "
+                "(say e.g. 'moves left', 'jumps', 'grows', 'spins', 'disappears')"
+            )
+            continue
+        words = canonical_motion(e.predicate, e.target)
+        if words.kind != "unknown" and words.action != e.motion.action:
+            lines.append(
+                f"the motion of {said} is {e.motion.action} but its words say {words.action}; {e.motion.action} "
+                "is drawn (change or delete the event's motion to follow the words)"
+            )
+    return lines
 
 
 def _warn(dsg: DynamicSceneGraph) -> None:
