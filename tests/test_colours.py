@@ -110,6 +110,11 @@ def test_adjectives_that_name_no_colour_are_left_alone(planner: RulesPlanner) ->
     assert "shiny" in {a.attribute for g in dsg.graphs for a in g.attributes} and colour_warnings(dsg) == []
     sky = DynamicSceneGraph.from_events([Event(agent="circle", predicate="flies into", target="sky", start=0, end=2)])
     assert with_world_colours(sky) is sky  # a noun that is also a colour word is only a colour after a colour verb
+    for predicate, place in (("goes up to", "sky"), ("turns toward", "rose")):  # a colour verb, but a place
+        event = Event(agent="circle", predicate=predicate, target=place, start=0, end=2)
+        placed = DynamicSceneGraph.from_events([event])
+        assert with_world_colours(placed) is placed
+        assert with_motion(placed).events[0].motion.kind != "change_colour"
 
 
 def test_dysen_plan_warns_and_prints_the_mapped_plan(caplog: pytest.LogCaptureFixture) -> None:

@@ -142,16 +142,21 @@ def denoise(
     extra = dict(step_kwargs or {})
     latents = noise * scheduler.init_noise_sigma  # x_T [1, C, T, h, w]
     shape = latents.shape[1:]
+    finite = []  # per step, kept on the device: reading each one would sync a GPU every step
     for index, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
         model_input = scheduler.scale_model_input(latents, t).expand(len(passes), *shape)  # [P, C, T, h, w]
         prediction = model_fn(model_input, t.to(latents.device), conditions)  # [P, C, T, h, w]
         guided = combine(prediction.split(1), passes)  # [1, C, T, h, w], CFG (Ho & Salimans 2022, eq. 6)
         latents = scheduler.step(guided, t, latents, **extra).prev_sample  # x_{t-1} [1, C, T, h, w]
-        if not bool(torch.isfinite(latents).all()):
-            raise NonFiniteLatentsError(
-                f"the latents are not finite after denoising step {index + 1} of {len(scheduler.timesteps)} "
-                f"(t = {int(t)}): the model's weights hold NaN/inf or the guidance scales are too large"
-            )
+        finite.append(torch.isfinite(latents).all())
         if callback is not None:
             callback(DenoisingStep(index, t, latents, guided))
+    bad = (~torch.stack(finite)).nonzero() if finite else ()  # [K, 1] indices of non-finite steps
+    if len(bad):
+        index = int(bad[0])
+        raise NonFiniteLatentsError(
+            f"the latents are not finite after denoising step {index + 1} of {len(scheduler.timesteps)} "
+            f"(t = {int(scheduler.timesteps[index])}): the model's weights hold NaN/inf or the guidance scales are "
+            "too large"
+        )
     return latents

@@ -66,7 +66,7 @@ class DiffusionConfig:
             "train_latents": self.train_latents in ("sample", "mean"),
             "sampler": self.sampler in ("ddim", "dpmpp", "euler"),
             "eta": 0.0 <= self.eta <= 1.0,
-            "steps": self.steps >= 1,
+            "steps": 1 <= self.steps <= self.num_train_timesteps,  # no scheduler spaces more steps than levels
             "guidance": 0.0 <= self.guidance < math.inf,  # also refuses NaN
             "dsg_guidance": self.dsg_guidance is None or 0.0 <= self.dsg_guidance < math.inf,
         }

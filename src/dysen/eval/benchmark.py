@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from dysen.config import VideoSpec
     from dysen.diffusion.schedules import DiffusionConfig
     from dysen.models.vae import VideoAutoencoder
-from dysen.pipeline import DysenVDMPipeline
+    from dysen.pipeline import DysenVDMPipeline
 
 BENCHMARK_SPLIT = "test"
 """The Dynamic Shapes split the benchmark draws its captions and gold DSGs from."""

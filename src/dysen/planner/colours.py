@@ -30,7 +30,7 @@ import logging
 from collections.abc import Iterator
 
 from dysen.dsg.types import DynamicSceneGraph, Event
-from dysen.planner.lexicon import lemma
+from dysen.planner.lexicon import COLOUR_VERBS, DIRECTION_OF, lemma
 from dysen.world import vocab
 from dysen.world.colours import WORLD_COLOUR_OF
 
@@ -39,15 +39,18 @@ __all__ = ["collected_warnings", "colour_replacements", "colour_warnings", "with
 log = logging.getLogger(__name__)
 
 
-# verbs (base forms) of a colour change: only their target is read as a colour ("flies into the sky" is no colour)
-_COLOUR_VERBS = frozenset("turn become change go get switch paint colour color recolour recolor flush blush shift "
-                          "fade glow transform dye tint".split())  # fmt: skip
+_PLACE_PREPOSITIONS = frozenset("into onto toward towards across through over".split())
 
 
 def _changes_colour(event: Event) -> bool:
+    """Whether the event's target is a colour it takes: its motion says so, or a colour verb with no direction or
+    place ("turns navy", not "goes up to the sky", "turns toward the rose", "flies into the sky")."""
     if event.motion is not None and event.motion.kind == "change_colour":
         return True
-    return any((lemma(w) or (w,))[0] in _COLOUR_VERBS for w in event.predicate.lower().split())
+    words = event.predicate.lower().split()
+    if any(w in DIRECTION_OF or w in _PLACE_PREPOSITIONS for w in words):
+        return False
+    return any((lemma(w) or (w,))[0] in COLOUR_VERBS for w in words)
 
 
 def _targets(dsg: DynamicSceneGraph) -> set[str]:

@@ -294,3 +294,20 @@ def is_plural(subject: list[str]) -> bool:
         or last in ("they", "we", "you", "i", "people", "children", "men", "women", "kids")
         or (last.endswith("s") and not last.endswith(("ss", "us", "is")))
     )
+
+
+# verbs (base forms) of a colour change ("turns blue", "is painted green"): shared by the motion reader and the
+# colour mapping, which reads a target as a colour only after one of them
+COLOUR_VERBS: frozenset[str] = frozenset(
+    "turn become change go get switch paint colour color recolour recolor flush blush shift fade glow transform dye "
+    "tint".split()
+)
+# direction words, and words that name a side of the screen, with the direction they give
+DIRECTION_OF: dict[str, str] = {
+    **dict.fromkeys("left leftward leftwards west westward westwards".split(), "left"),
+    **dict.fromkeys("right rightward rightwards east eastward eastwards".split(), "right"),
+    **dict.fromkeys("up upward upwards top ceiling sky skyward skywards uphill higher above overhead aloft "
+                    "north heaven heavens".split(), "up"),  # fmt: skip
+    **dict.fromkeys("down downward downwards bottom floor ground downhill lower below beneath south earth "
+                    "underneath".split(), "down"),  # fmt: skip
+}

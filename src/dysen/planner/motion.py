@@ -39,7 +39,9 @@ from typing import Any
 
 from dysen.dsg.types import DynamicSceneGraph, Event, Motion
 from dysen.planner.colours import with_world_colours
+from dysen.planner.lexicon import COLOUR_VERBS as _COLOUR_VERBS
 from dysen.planner.lexicon import COLOUR_WORDS, lemma
+from dysen.planner.lexicon import DIRECTION_OF as _DIRECTIONS
 
 __all__ = ["CALIBRATION", "EXAMPLES", "SIMILARITY_THRESHOLD", "canonical_motion", "motion_warnings", "with_motion"]
 
@@ -82,19 +84,8 @@ _BIGGER = _words("bigger larger taller wider huge large big giant greater fatter
 _SMALLER = _words("smaller tinier littler narrower thinner small tiny shorter")
 _APPEAR_WORDS = _words("appear emerge materialise materialize arrive manifest reappear spawn enter")
 _DISAPPEAR_WORDS = _words("vanish disappear evaporate dissolve dematerialise dematerialize perish")
-_COLOUR_VERBS = _words("turn become change go get switch paint colour color recolour recolor flush blush shift "
-                       "fade glow transform dye tint")  # fmt: skip
 _STILL_WORDS = _words("stay remain wait rest sit stand pause freeze idle linger hold")
 _NEGATIONS = _words("not never")
-# direction words, and words that name a side of the screen
-_DIRECTIONS: dict[str, str] = {
-    **dict.fromkeys("left leftward leftwards west westward westwards".split(), "left"),
-    **dict.fromkeys("right rightward rightwards east eastward eastwards".split(), "right"),
-    **dict.fromkeys("up upward upwards top ceiling sky skyward skywards uphill higher above overhead aloft "
-                    "north heaven heavens".split(), "up"),  # fmt: skip
-    **dict.fromkeys("down downward downwards bottom floor ground downhill lower below beneath south earth "
-                    "underneath".split(), "down"),  # fmt: skip
-}
 _SMALL_AMOUNTS = (("a", "bit"), ("a", "little", "bit"), ("slightly",), ("a", "tad"), ("somewhat",), ("a", "touch"))
 _SMALL_AMOUNT = 0.5
 """``Motion.amount`` of "a bit", "slightly"."""
