@@ -209,17 +209,22 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
 
 def canonical_motion(predicate: str, target: str | None = None) -> Motion:
     """The canonical motion of an event whose predicate (and target) are these words (module docstring)."""
-    text = f"{predicate} {target or ''}".lower().replace("-", " ")
-    words = _TOKEN.findall(text.replace("n't", " not"))
+    words, lemmas, lexical = _read(predicate, target)
     if not words:
         return Motion(kind="unknown")
-    lemmas = [_lemma(w) for w in words]
-    lexical = _lexical(words, lemmas)
     if lexical is not None:
         return lexical
     if set(lemmas) & _MOVE_VERBS:  # a move with no direction ("moves", "slides across"): no guess at one
         return Motion(kind="unknown")
     return _nearest(" ".join(words))
+
+
+def _read(predicate: str, target: str | None) -> tuple[list[str], list[str], Motion | None]:
+    """The words, their lemmas and the lexicon's motion (None: the lexicon cannot read them)."""
+    text = f"{predicate} {target or ''}".lower().replace("-", " ")
+    words = _TOKEN.findall(text.replace("n't", " not"))
+    lemmas = [_lemma(w) for w in words]
+    return words, lemmas, _lexical(words, lemmas) if words else None
 
 
 # -- the MiniLM fallback --------------------------------------------------------------------------
@@ -306,21 +311,19 @@ def nearest_example(text: str) -> tuple[str, float]:
 
 
 def with_motion(dsg: DynamicSceneGraph) -> DynamicSceneGraph:
-    """``dsg`` with every event's ``motion`` set (events that carry one keep it); a warning per unknown motion.
+    """``dsg`` with every event's ``motion`` set (events that carry one keep it). Logged once, on the pass that
+    sees them first: a warning per motion filled in as unknown, and per given motion that clashes with its words.
 
     Colours the world lacks are first replaced by the nearest world colour, with a warning
     (``dysen.planner.colours.with_world_colours``), so that "turns navy" reads as a colour change to blue."""
     dsg = with_world_colours(dsg)
-    if all(event.motion is not None for event in dsg.events):
-        _warn(dsg)
-        return dsg
-    events = tuple(
-        event if event.motion is not None else event.model_copy(
-            update={"motion": canonical_motion(event.predicate, event.target)})
-        for event in dsg.events
-    )  # fmt: skip
-    dsg = dsg.model_copy(update={"events": events})
-    _warn(dsg)
+    given = [event.motion is not None for event in dsg.events]
+    if not all(given):
+        dsg = dsg.model_copy(update={"events": tuple(with_event_motion(event) for event in dsg.events)})
+    for event, was_given in zip(dsg.events, given, strict=True):
+        line = _clash(event) if was_given else _unknown(event)
+        if line:
+            log.warning(line)
     return dsg
 
 
@@ -335,26 +338,27 @@ def motion_warnings(dsg: DynamicSceneGraph) -> list[str]:
     """The plan's warnings about its motions: one line per event whose motion is unknown (nobody will draw it),
     and one per event whose motion says another action than its words (an edited predicate, say, whose old motion
     was left in place: the motion is what is drawn)."""
-    lines = []
-    for e in dsg.events:
-        if e.motion is None:
-            continue
-        said = f"({e.agent}, {e.predicate}{', ' + e.target if e.target else ''})"
-        if e.motion.kind == "unknown":
-            lines.append(
-                f"the motion of {said} is unknown; the {e.agent} stays still "
-                "(say e.g. 'moves left', 'jumps', 'grows', 'spins', 'disappears')"
-            )
-            continue
-        words = canonical_motion(e.predicate, e.target)
-        if words.kind != "unknown" and words.action != e.motion.action:
-            lines.append(
-                f"the motion of {said} is {e.motion.action} but its words say {words.action}; {e.motion.action} "
-                "is drawn (change or delete the event's motion to follow the words)"
-            )
-    return lines
+    return [line for e in dsg.events if e.motion is not None for line in (_unknown(e) or _clash(e),) if line]
 
 
-def _warn(dsg: DynamicSceneGraph) -> None:
-    for line in motion_warnings(dsg):
-        log.warning(line)
+def _said(e: Event) -> str:
+    return f"({e.agent}, {e.predicate}{', ' + e.target if e.target else ''})"
+
+
+def _unknown(e: Event) -> str | None:
+    if e.motion is None or e.motion.kind != "unknown":
+        return None
+    return (f"the motion of {_said(e)} is unknown; the {e.agent} stays still "
+            "(say e.g. 'moves left', 'jumps', 'grows', 'spins', 'disappears')")  # fmt: skip
+
+
+def _clash(e: Event) -> str | None:
+    """A given motion that the lexicon reads otherwise from the words (never the MiniLM fallback: a warning must
+    not load a network)."""
+    if e.motion is None or e.motion.kind == "unknown":
+        return _unknown(e)
+    words = _read(e.predicate, e.target)[2]
+    if words is None or words.kind == "unknown" or words.action == e.motion.action:
+        return None
+    return (f"the motion of {_said(e)} is {e.motion.action} but its words say {words.action}; {e.motion.action} "
+            "is drawn (change or delete the event's motion to follow the words)")  # fmt: skip

@@ -186,11 +186,12 @@ class DemoService:
 
         folder = self._new_folder("plan")
         timeline = save_timeline(dsg, folder / "plan.png", title=title)
-        boxes = save_boxes(_with_boxes(with_motion(dsg), seed), folder / "plan.boxes.png")  # the page labels it
+        moving = with_motion(dsg)
+        boxes = save_boxes(_with_boxes(moving, seed), folder / "plan.boxes.png")  # the page labels it
 
         summary = f"{what}: {len(dsg.events)} events over {dsg.num_steps} time steps"
         warnings = [*(said or []), *colour_warnings(dsg)]  # colours the world lacks (an edited plan's too)
-        warnings += motion_warnings(with_motion(dsg))  # motions nobody will draw (an edited plan's too)
+        warnings += motion_warnings(moving)  # motions nobody will draw (an edited plan's too)
         summary += "".join(f"; {line}" for line in warnings)
         return PlanResult(dsg, timeline, summary, boxes)
 
