@@ -6,19 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dysen.cli.argtypes import output_file, seed
+from dysen.cli.argtypes import output_file, positive_int, seed
 from dysen.errors import DysenError
-
-
-def _frame_count(text: str) -> int:
-    """A ``--frames`` value: a whole number >= 1 (the model's own bound is checked by the pipeline)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
 
 
 def configure_generate(p: argparse.ArgumentParser) -> None:
@@ -38,7 +27,7 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--frames",
-        type=_frame_count,
+        type=positive_int,
         metavar="N",
         help="number of frames (default: the model's; bounded by a multiple of it and by free memory)",
     )

@@ -125,7 +125,11 @@ def _mapped(dsg: DynamicSceneGraph) -> tuple[DynamicSceneGraph, dict[tuple[str, 
 
 def colour_replacements(dsg: DynamicSceneGraph) -> list[tuple[str, str, str, float]]:
     """``(object or '', colour word, world colour, Delta E)`` for each colour the world lacks, in DSG order."""
-    return [(what, word, world, distance) for (what, word), (world, distance) in _mapped(dsg)[1].items()]
+    return _replacements(_mapped(dsg)[1])
+
+
+def _replacements(found: dict[tuple[str, str], tuple[str, float]]) -> list[tuple[str, str, str, float]]:
+    return [(what, word, world, distance) for (what, word), (world, distance) in found.items()]
 
 
 def _line(what: str, word: str, world: str, distance: float) -> str:
@@ -136,7 +140,10 @@ def _line(what: str, word: str, world: str, distance: float) -> str:
 
 def colour_warnings(dsg: DynamicSceneGraph) -> list[str]:
     """One line per colour word of a (not yet mapped) DSG that the world lacks, naming its replacement."""
-    found = colour_replacements(dsg)
+    return _warning_lines(colour_replacements(dsg))
+
+
+def _warning_lines(found: list[tuple[str, str, str, float]]) -> list[str]:
     named = {word for what, word, _, _ in found if what}
     lines = (_line(*r) for r in found if r[0] or r[1] not in named)  # a 'turns' colour node: said with its object
     return list(dict.fromkeys(lines))
@@ -144,9 +151,10 @@ def colour_warnings(dsg: DynamicSceneGraph) -> list[str]:
 
 def with_world_colours(dsg: DynamicSceneGraph) -> DynamicSceneGraph:
     """``dsg`` with every colour the world lacks replaced by its nearest world colour; a warning for each."""
-    for line in colour_warnings(dsg):
+    mapped, found = _mapped(dsg)
+    for line in _warning_lines(_replacements(found)):
         log.warning(line)
-    return _mapped(dsg)[0]
+    return mapped
 
 
 class _Collect(logging.Handler):
