@@ -62,11 +62,15 @@ def test_plan_then_check_an_edit(client: Client) -> None:
 def test_generate_follows_the_edited_plan_and_offers_three_downloads(client: Client) -> None:
     plan = client.predict(PROMPT, *PLANNER, 0, api_name="/plan")[0].replace("moves right", "moves left")
     video, used, mp4, gif, dsg_json, status, boxes = _generate(client, plan, seed=1)
-    assert DynamicSceneGraph.from_json(used) == DynamicSceneGraph.from_json(plan)
+    followed, edited = DynamicSceneGraph.from_json(used), DynamicSceneGraph.from_json(plan)
+    assert followed.events == edited.events  # the edit, as written
+    assert followed.boxes is not None  # the layout model followed boxes imagined for it (with their sizes)
+    for imagined, given in zip(followed.graphs, edited.graphs, strict=True):
+        assert set(given.attributes) <= set(imagined.attributes) and set(given.relations) <= set(imagined.relations)
     for path in (_path(video), _path(mp4), _path(gif), _path(dsg_json)):
         assert path.is_file(), path
     assert probe(_path(mp4)).num_frames == 8 and probe(_path(gif)).num_frames == 8
-    assert DynamicSceneGraph.from_json(_path(dsg_json).read_text()) == DynamicSceneGraph.from_json(plan)
+    assert DynamicSceneGraph.from_json(_path(dsg_json).read_text()) == followed
     assert "8 frames, 16x16" in status and "seed 1" in status
     assert _path(boxes).name == "video.boxes.png"
 
@@ -179,3 +183,17 @@ def test_a_plan_with_its_own_boxes_shows_them_not_imagined_ones(service: DemoSer
     assert checked.boxes is not None and checked.boxes.read_bytes() != planned.boxes.read_bytes()
     assert service.check(json.dumps(plan), PROMPT, seed=7).boxes.read_bytes() == checked.boxes.read_bytes()  # given
     assert service.plan(PROMPT, seed=7).boxes.read_bytes() != planned.boxes.read_bytes()  # imagined with the seed
+
+
+def test_a_model_that_follows_no_boxes_shows_none(tmp_path: Path) -> None:
+    """A text-only model (no layout maps) ignores boxes, so the page draws none and says why."""
+    from dysen.web.checks import Settings
+    from pipeline_fixtures import TINY
+
+    service = tiny_service(tmp_path, config=TINY)
+    planned = service.plan(PROMPT)
+    assert planned.boxes is None and "follows no boxes" in planned.summary
+    assert not list(tmp_path.rglob("*.boxes.png"))
+    settings = Settings(steps=1, frames=8, seed=0, guidance=3.0, dsg_guidance=3.0)
+    generated = service.generate(PROMPT, None, settings, progress=False)
+    assert generated.boxes is None and generated.mp4.exists()

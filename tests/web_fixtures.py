@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dysen.config import DysenVDMConfig
 from dysen.pipeline import DysenVDMPipeline
 from dysen.planner.rules import RulesPlanner
 from dysen.web.options import DemoLimits
@@ -17,11 +19,15 @@ from pipeline_fixtures import TINY, HashTextEncoder  # the tiny model of the pip
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 LIMITS = DemoLimits(max_prompt_chars=200, max_steps=8, max_frames=16)
+TINY_LAYOUT = dataclasses.replace(
+    TINY, unet=dataclasses.replace(TINY.unet, layout=True), rgtrm=dataclasses.replace(TINY.rgtrm, layout=True)
+)
+"""The tiny model grounded in boxes (layout maps), as ``shapes-tiny`` is: the page draws the boxes it follows."""
 
 
-def tiny_service(workdir: Path, **kwargs: object) -> DemoService:
-    """A ``DemoService`` over a random tiny pipeline; the page's planners are the real ones."""
-    pipe = DysenVDMPipeline.from_config(TINY, planner=RulesPlanner(), text_encoder=HashTextEncoder())
+def tiny_service(workdir: Path, config: DysenVDMConfig = TINY_LAYOUT, **kwargs: object) -> DemoService:
+    """A ``DemoService`` over a random tiny pipeline (``TINY`` follows no boxes); the planners are the real ones."""
+    pipe = DysenVDMPipeline.from_config(config, planner=RulesPlanner(), text_encoder=HashTextEncoder())
     return DemoService(pipe, workdir, limits=LIMITS, **kwargs)  # type: ignore[arg-type]
 
 

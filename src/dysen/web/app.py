@@ -70,7 +70,10 @@ def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Block
                 plan_status = gr.Markdown(elem_id="plan-status")
             with gr.Column(scale=1):
                 boxes = gr.Image(label="Boxes over time", type="filepath", interactive=False, elem_id="boxes")
-                gr.Markdown("The boxes the video follows: the plan's own, else imagined with the **Seed** below.")
+                gr.Markdown(
+                    "The boxes the video follows: the plan's own, else imagined with the **Seed** below "
+                    "(none for a model without layout maps, which follows no boxes)."
+                )
         timeline = gr.Image(label="The plan over time", type="filepath", interactive=False, elem_id="timeline")
         with gr.Row():
             steps = gr.Slider(1, limits.max_steps, value=min(start.steps, limits.max_steps), step=1, label="Steps")

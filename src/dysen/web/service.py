@@ -45,7 +45,8 @@ class PlanResult:
     timeline: Path
     summary: str
     boxes: Path | None = None
-    """The boxes the generate step uses (the plan's own, else imagined with the page's seed); None if none fit."""
+    """The boxes the generate step uses (the plan's own, else imagined with the page's seed); None when the model
+    follows no boxes (a model without layout maps, such as a text-only ablation) or none fit."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Generated:
     timeline: Path
     summary: str
     boxes: Path | None = None
-    """The boxes over time the video followed (imagined with its seed when the plan had none)."""
+    """The boxes over time the video followed (imagined with its seed when the plan had none); None when the model
+    follows no boxes."""
 
 
 def uses_random_weights(model: str | os.PathLike[str] | None, config: str) -> bool:
@@ -92,6 +94,11 @@ class DemoService:
         self.frame_multiple = _frame_multiple(pipe)
         self._model_lock, self._planners_lock = threading.Lock(), threading.Lock()
         self._planners: dict[tuple[str, str | None, str | None], Planner] = {}
+
+    @property
+    def follows_boxes(self) -> bool:
+        """Whether the model is grounded in the plan's boxes (layout maps); a text-only model ignores them."""
+        return bool(self.pipe.unet.config.layout)
 
     @property
     def default_frames(self) -> int:
@@ -151,7 +158,7 @@ class DemoService:
         """Render a video from the (edited) plan, or from the prompt planned now when the plan is empty."""
         from dysen.atomic import write_text_atomic
         from dysen.data.video import write_video
-        from dysen.dsg.render import save_boxes, save_timeline
+        from dysen.dsg.render import save_timeline
 
         text = check_prompt(prompt, self.limits, required=False)
         dsg = read_plan(plan_text, self.limits)
@@ -171,7 +178,7 @@ class DemoService:
         dsg_json = folder / "video.dsg.json"
         write_text_atomic(dsg_json, result.dsg.to_json(indent=2) + "\n")
         timeline = save_timeline(result.dsg, folder / "video.dsg.png", title=result.prompt)
-        boxes = save_boxes(_with_boxes(result.dsg, settings.seed), folder / "video.boxes.png")
+        boxes = self._boxes_picture(result.dsg, settings.seed, folder / "video.boxes.png")
         frames, height, width = result.frames.shape[:3]
         seconds = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
         summary = f"{frames} frames, {width}x{height} at {fps} fps, seed {result.seed}; seconds: {seconds}"
@@ -180,20 +187,29 @@ class DemoService:
     def _drawn(
         self, dsg: DynamicSceneGraph, title: str | None, what: str, seed: int = 0, said: list[str] | None = None
     ) -> PlanResult:
-        from dysen.dsg.render import save_boxes, save_timeline
+        from dysen.dsg.render import save_timeline
         from dysen.planner.colours import colour_warnings
         from dysen.planner.motion import motion_warnings, with_motion
 
         folder = self._new_folder("plan")
         timeline = save_timeline(dsg, folder / "plan.png", title=title)
         moving = with_motion(dsg)
-        boxes = save_boxes(_with_boxes(moving, seed), folder / "plan.boxes.png")  # the page labels it
+        boxes = self._boxes_picture(moving, seed, folder / "plan.boxes.png")  # the page labels it
 
         summary = f"{what}: {len(dsg.events)} events over {dsg.num_steps} time steps"
+        if not self.follows_boxes:
+            summary += "; this model follows no boxes (it has no layout maps), so none are drawn"
         warnings = [*(said or []), *colour_warnings(dsg)]  # colours the world lacks (an edited plan's too)
         warnings += motion_warnings(moving)  # motions nobody will draw (an edited plan's too)
         summary += "".join(f"; {line}" for line in warnings)
         return PlanResult(dsg, timeline, summary, boxes)
+
+    def _boxes_picture(self, dsg: DynamicSceneGraph, seed: int, path: Path) -> Path | None:
+        """The boxes over time the model follows (the plan's own, else imagined with ``seed``), or None if it
+        follows none."""
+        from dysen.dsg.render import save_boxes
+
+        return save_boxes(_with_boxes(dsg, seed), path) if self.follows_boxes else None
 
     def _new_folder(self, kind: str) -> Path:
         """A fresh folder for one request's files, after removing those older than ``keep_s``."""
