@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -86,16 +86,13 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-MOTION_KINDS: tuple[str, ...] = (
-    "move", "jump", "grow", "shrink", "rotate", "appear", "disappear", "change_colour", "still", "unknown",
-)
-"""The canonical motion kinds (``Motion.kind``): the Dynamic Shapes actions, plus 'still' and 'unknown'."""
-MOTION_DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
-"""The directions of a 'move' (``Motion.direction``)."""
-
 MotionKind = Literal["move", "jump", "grow", "shrink", "rotate", "appear", "disappear", "change_colour", "still",
                      "unknown"]  # fmt: skip
 MotionDirection = Literal["left", "right", "up", "down"]
+MOTION_KINDS: tuple[str, ...] = get_args(MotionKind)
+"""The canonical motion kinds (``Motion.kind``): the Dynamic Shapes actions, plus 'still' and 'unknown'."""
+MOTION_DIRECTIONS: tuple[str, ...] = get_args(MotionDirection)
+"""The directions of a 'move' (``Motion.direction``)."""
 
 
 class Motion(_Frozen):
