@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dysen.atomic import staged_dir, write_text_atomic
+from dysen.atomic import staged_dir, staged_file, write_text_atomic
 
 
 def test_success_replaces_the_folder_and_failure_leaves_it_untouched(tmp_path):
@@ -43,3 +43,16 @@ def test_what_is_written_gets_the_permissions_of_a_plain_open_not_tempfiles_priv
     assert mode("plan.json") == mode("plain.txt") == 0o666 & ~umask
     assert mode("model") == mode("model/unet") == mode("plain") == 0o777 & ~umask
     assert mode("model/unet/model.safetensors") == 0o666 & ~umask
+
+
+def test_a_staged_file_keeps_the_suffix_and_a_failed_write_leaves_the_old_file(tmp_path):
+    target = tmp_path / "plan.png"
+    target.write_bytes(b"old")
+    with staged_file(target) as temp:
+        assert temp.suffix == ".png" and temp.parent == tmp_path  # writers that read the format from the name
+        temp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    with pytest.raises(RuntimeError), staged_file(target) as temp:
+        temp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["plan.png"]

@@ -2,9 +2,9 @@
 
 ``staged_dir(target)`` hands out an empty staging folder beside ``target``; when the ``with`` block ends
 without error the staging folder takes ``target``'s place (an existing ``target`` is first renamed aside,
-then removed), otherwise it is deleted and ``target`` is untouched. Single files use ``write_text_atomic``
-(temporary file + ``os.replace``). Every file and folder is fsynced before the rename and the parent after it,
-so a power cut leaves the old or the new version, never an empty file under the final name.
+then removed), otherwise it is deleted and ``target`` is untouched. Single files use ``staged_file`` (a temporary
+file + ``os.replace``; ``write_text_atomic`` for text). Every file and folder is fsynced before the rename and
+the parent after it, so a power cut leaves the old or the new version, never an empty file under the final name.
 
 ``tempfile`` makes its files and folders private (0600 / 0700), and so does safetensors' ``save_file``;
 ``publish`` gives what takes the target's place the permissions a plain ``open`` or ``mkdir`` would (0666 / 0777
@@ -78,18 +78,19 @@ def fsync(path: str | os.PathLike[str]) -> None:
         os.close(handle)
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
+@contextmanager
+def staged_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (with its suffix, so writers that read the format from the name
+    work) to write the file to; on success it is fsynced and replaces ``path``, otherwise it is removed. The folder
+    must exist."""
     path = Path(path)
     if path.is_dir():  # os.replace would name the temporary file in its error
         raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file to write", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
+        yield Path(temp)
+        fsync(temp)
         publish(temp)
         os.replace(temp, path)
         fsync(path.parent)
@@ -97,3 +98,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` (its folder made if missing) via ``staged_file``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with staged_file(path) as temp:
+        temp.write_text(text, encoding="utf-8")

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dysen.atomic import staged_file
 from dysen.dsg.types import DynamicSceneGraph, SceneGraph
 from dysen.errors import DysenError
 
@@ -124,12 +125,10 @@ def save_timeline(dsg: DynamicSceneGraph, path: str | os.PathLike, title: str | 
 def _save(figure: Figure, out: Path) -> Path:
     if out.suffix.lower() not in _PICTURE_SUFFIXES:
         raise DysenError(f"cannot draw a DSG to {out}: use one of {', '.join(_PICTURE_SUFFIXES)}")
-    temporary = out.with_name(f".{out.name}.tmp{out.suffix}")
     try:
-        figure.savefig(temporary, dpi=min(_DPI, _MAX_PIXELS / max(figure.get_size_inches())))
-        os.replace(temporary, out)
+        with staged_file(out) as temporary:
+            figure.savefig(temporary, dpi=min(_DPI, _MAX_PIXELS / max(figure.get_size_inches())))
     except OSError as err:
-        temporary.unlink(missing_ok=True)
         raise DysenError(f"cannot write the DSG picture {out}: {err}") from None
     return out
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from dysen.atomic import publish
+from dysen.atomic import staged_file
 from dysen.encoders.minilm import EncoderLoadError, load_minilm
 from dysen.errors import DysenError
 
@@ -197,19 +196,12 @@ def _read_cache(path: Path, model: str) -> dict[str, torch.Tensor]:
 
 
 def _write_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Save ``tensors`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    """Save ``tensors`` to ``path`` all at once (``dysen.atomic.staged_file``)."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with staged_file(path) as temp:
         save_file(tensors, temp, metadata=metadata)
-        publish(temp)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
 
 
 class HashingEmbedder:
