@@ -197,3 +197,11 @@ def test_demo_flags_default_to_the_demo_settings() -> None:
         assert fields <= set(flags), cls.__name__
         for field in fields:
             assert flags[field].default == _fields(cls)[field], f"demo {flags[field].option_strings[0]}"
+
+
+def test_the_plan_budget_flag_reaches_the_planner_settings() -> None:
+    from dysen.cli.options import own_planner
+
+    args = build_parser().parse_args(["plan", "a red circle moves right", "--plan-budget", "12.5"])
+    assert own_planner(args).plan_budget_s == 12.5
+    assert own_planner(build_parser().parse_args(["plan", "x"])).plan_budget_s == PlannerOptions().plan_budget_s

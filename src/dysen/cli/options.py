@@ -59,6 +59,7 @@ PLANNER_FLAGS: dict[str, str] = {
     "base_url": "base_url",
     "api_key_env": "api_key_env",
     "timeout": "timeout_s",
+    "plan_budget": "plan_budget_s",
     "answer_format": "answer_format",
     "replay": "replay",
     "no_cache": "cache",
@@ -77,6 +78,8 @@ _PLANNER_HELP: dict[str, tuple[dict[str, Any], str]] = {
     "base_url": ({"metavar": "URL"}, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama)"),
     "api_key_env": ({"metavar": "VAR"}, "environment variable holding the endpoint's API key"),
     "timeout": ({"type": positive_float, "metavar": "SECONDS"}, "seconds per LLM request"),
+    "plan_budget": ({"type": positive_float, "metavar": "SECONDS"}, "seconds one plan may spend on LLM requests in "
+                    "all (retries and repairs included); then it falls back or fails"),
     "answer_format": ({"choices": ("text", "json")}, "what the LLM is asked for: tuple text or schema-held JSON"),
     "replay": ({"type": Path, "metavar": "FILE"}, "recorded answers (JSONL) of the replay planner"),
     "no_cache": ({}, "do not answer repeated LLM requests from the cache"),
