@@ -34,7 +34,7 @@ def add_world_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--world-colours",
         type=colour_list,
-        default=_DEFAULT.colours,
+        default=",".join(_DEFAULT.colours),  # a string default goes through colour_list too
         metavar="C1,C2,...",
         help=f"palette the clips draw from, in order, of: {', '.join(vocab.PAINTS)} "
         f"(default: {','.join(_DEFAULT.colours)}; e.g. add ',pink,cyan')",
