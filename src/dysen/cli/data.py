@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dysen.cli.argtypes import int_range, nonnegative_int, positive_float, positive_int, seed
+from dysen.cli.world import add_world_flags, world_settings
 from dysen.errors import DysenError
 
 MAX_SHAPES_SIZE = 1024
@@ -35,12 +36,13 @@ def configure_data_shapes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int_range(1, MAX_SHAPES_FRAMES), default=16, help="frames per clip (default: 16)")
     p.add_argument("--fps", type=positive_int, default=8, help="frames per second of the written mp4 (default: 8)")
     p.add_argument("--workers", type=positive_int, default=None, help="rendering processes (default: all cores)")
+    add_world_flags(p)
 
 
 def run_data_shapes(args: argparse.Namespace) -> int:
     from dysen.data.shapes import ShapesConfig, write_dataset
 
-    config = ShapesConfig(size=args.size, num_frames=args.frames, fps=args.fps)
+    config = ShapesConfig(size=args.size, num_frames=args.frames, fps=args.fps, **world_settings(args))
     manifest = write_dataset(
         args.out, num=args.num, split=args.split, seed=args.seed, config=config, workers=args.workers
     )

@@ -1,9 +1,10 @@
 """``dysen train-vae``, ``train-vdm`` and ``finetune``: stages 1, 2 and 4 over the one loop (``dysen.train``).
 
 Each fills a run folder: ``config.yaml`` (the resolved model config), ``train_config.json``, for train-vae
-``vae_loss.json`` (the loss flags), ``metrics.jsonl``, ``checkpoints/step-*``, ``samples/step-*`` (with
-``--sample-every``) and, at the end, ``model/``: the autoencoder for ``train-vae``
-(latent scale fitted), a whole pipeline for ``train-vdm``/``finetune`` (``dysen generate --model RUN/model``).
+``vae_loss.json`` (the loss flags), ``world.json`` (the Dynamic Shapes world flags), ``metrics.jsonl``,
+``checkpoints/step-*``, ``samples/step-*`` (with ``--sample-every``) and, at the end, ``model/``: the autoencoder
+for ``train-vae`` (latent scale fitted), a whole pipeline for ``train-vdm``/``finetune`` (``dysen generate --model
+RUN/model``).
 Several processes: ``accelerate launch --num_processes N [--cpu] -m dysen.cli train-vdm …``.
 """
 
@@ -25,6 +26,7 @@ from dysen.cli.argtypes import (
     positive_int,
     seed,
 )
+from dysen.cli.world import WORLD_FILE, add_world_flags, world_settings
 from dysen.data.datasets import DATASETS
 from dysen.errors import DysenError
 
@@ -168,6 +170,7 @@ def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
         "--sample-every", type=nonnegative_int, default=0, help="sample videos into RUN/samples every N steps (0: off)"
     )
     p.add_argument("--sample-count", type=positive_int, default=2, help="clips per sample batch")
+    add_world_flags(p)
 
 
 def run_train_vae(args: argparse.Namespace) -> int:
@@ -213,6 +216,20 @@ def _save_loss_settings(args: argparse.Namespace) -> None:
         raise TrainError(f"cannot resume {args.out} with other loss settings for {changed}: saved {saved}")
     if _is_main_process():
         write_settings(args.out / LOSS_FILE, settings)
+
+
+def _save_world_settings(args: argparse.Namespace) -> None:
+    """The Dynamic Shapes world flags as ``RUN/world.json`` (what on-the-fly clips draw); a resumed run must use the
+    saved ones."""
+    from dysen.run_folder import as_saved, resume_changes, write_settings
+    from dysen.train.loop import TrainError
+
+    settings = as_saved(world_settings(args))
+    changed, saved = resume_changes(args.out / WORLD_FILE, settings, bool(args.resume))
+    if changed:
+        raise TrainError(f"cannot resume {args.out} with other world settings for {changed}: saved {saved}")
+    if _is_main_process():
+        write_settings(args.out / WORLD_FILE, settings)
 
 
 def _lpips(args: argparse.Namespace) -> Any:
@@ -320,8 +337,10 @@ def _start_run(
 
     saved = args.out / CONFIG_FILE
     if args.resume and saved.is_file():
+        _save_world_settings(args)
         return load_config(saved)
     refuse_existing_run(args.out)
+    _save_world_settings(args)
     config = load_config(preset) if preset is not None else None
     config = adjust(config) if adjust is not None else config
     if _is_main_process():
@@ -355,7 +374,7 @@ def _dataset(args: argparse.Namespace, config: DysenVDMConfig) -> tuple[Dataset,
         from dysen.data.shapes import ShapesConfig
         from dysen.data.shapes.dataset import ShapesDataset, collate
 
-        shapes = ShapesConfig(size=video.height, num_frames=video.num_frames, fps=video.fps)
+        shapes = ShapesConfig(size=video.height, num_frames=video.num_frames, fps=video.fps, **world_settings(args))
         return ShapesDataset(args.num_clips, "train", args.seed, shapes), collate
     if args.root is None:
         raise DysenError(f"--data {args.data} needs --root, the folder that holds the dataset")

@@ -31,6 +31,7 @@ from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError, VideoError
 from dysen.eval.dynamics import DynamicsScore, score_video
 from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
+from dysen.eval.tracking import DEFAULT_PALETTE
 from dysen.world import ShapesClip, ShapesConfig, sample_clip, vocab
 
 if TYPE_CHECKING:
@@ -133,9 +134,11 @@ def score_clip(
     fps: float,
     planned: DynamicSceneGraph | None = None,
     seconds: float = 0.0,
+    colours: tuple[str, ...] = DEFAULT_PALETTE,
 ) -> ClipResult:
-    """Score uint8 ``[T, H, W, 3]`` frames against ``gold`` (actions, objects, order) and measure their motion."""
-    score = score_video(frames, gold)
+    """Score uint8 ``[T, H, W, 3]`` frames against ``gold`` (actions, objects, order) and measure their motion;
+    ``colours``: the world's palette."""
+    score = score_video(frames, gold, colours)
     size = (int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2]))
     return ClipResult(clip_id, caption, gold, score, dynamic_degree(frames, fps), planned, seconds, size)
 
@@ -156,7 +159,8 @@ def score_renders(clips: Sequence[ShapesClip], config: ShapesConfig, *, progress
     """Score the ground-truth renders of ``clips``: the ceiling of what the scorer can confirm."""
     results = []
     for clip in tqdm(clips, desc="ground truth", unit="clip", disable=not progress):
-        results.append(score_clip(clip.id, clip.caption, render_clip(clip, config), clip.dsg, fps=config.fps))
+        frames = render_clip(clip, config)
+        results.append(score_clip(clip.id, clip.caption, frames, clip.dsg, fps=config.fps, colours=config.colours))
     return results
 
 
@@ -183,7 +187,7 @@ def score_reconstructions(
             decoded = vae.decode(vae.encode(videos.to(device)))  # [b, 3, T, H, W]
         for clip, video in zip(batch, decoded, strict=True):
             frames = model_to_frames(video).numpy()  # uint8 [T, H, W, 3]
-            results.append(score_clip(clip.id, clip.caption, frames, clip.dsg, fps=config.fps))
+            results.append(score_clip(clip.id, clip.caption, frames, clip.dsg, fps=config.fps, colours=config.colours))
     return results
 
 

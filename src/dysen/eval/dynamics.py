@@ -25,6 +25,7 @@ import numpy as np
 from dysen.dsg.convert import FrameAlignment
 from dysen.dsg.types import DynamicSceneGraph, Event
 from dysen.eval.tracking import (
+    DEFAULT_PALETTE,
     FAINT,
     SYMMETRY,
     ShapeTrack,
@@ -311,13 +312,15 @@ def _colour_changes(track: ShapeTrack) -> list[DetectedAction]:
     return found
 
 
-def detect_actions(frames: np.ndarray | torch.Tensor) -> list[DetectedAction]:
-    """Every action seen in uint8 ``[T, H, W, 3]`` frames, by onset.
+def detect_actions(
+    frames: np.ndarray | torch.Tensor, colours: tuple[str, ...] = DEFAULT_PALETTE
+) -> list[DetectedAction]:
+    """Every action seen in uint8 ``[T, H, W, 3]`` frames, by onset; colours read among ``colours``.
 
     Runs of change per signal; back-to-back actions on one signal merge (e.g. 'moves up' then 'jumps' reads
     as one jump), which is why ``score_video`` does not rely on this for its metrics.
     """
-    return _detect(track_shapes(frames))
+    return _detect(track_shapes(frames, colours))
 
 
 def _detect(tracks: dict[str, ShapeTrack]) -> list[DetectedAction]:
@@ -397,7 +400,9 @@ def _order_accuracy(results: tuple[EventResult, ...]) -> float | None:
     return float(np.mean(credit)) if credit else None
 
 
-def _object_fidelity(tracks: dict[str, ShapeTrack], dsg: DynamicSceneGraph, alignment: FrameAlignment) -> float | None:
+def _object_fidelity(
+    tracks: dict[str, ShapeTrack], dsg: DynamicSceneGraph, alignment: FrameAlignment, colours: tuple[str, ...]
+) -> float | None:
     """Share of shape objects seen, showing at every step where they are seen the colour gold gives them there."""
     num_frames = len(alignment.steps_of_frame)
     faithful = []
@@ -408,20 +413,23 @@ def _object_fidelity(tracks: dict[str, ShapeTrack], dsg: DynamicSceneGraph, alig
             first, end = alignment.frames_of_step[step]
             near = range(max(first - TOLERANCE_FRAMES, 0), min(end + TOLERANCE_FRAMES, num_frames))
             seen = {track.colour[t] for t in near if track.visible[t]} if ok else set()
-            gold = {a.attribute for a in graph.attributes if a.object == name and a.attribute in vocab.COLOURS}
+            gold = {a.attribute for a in graph.attributes if a.object == name and a.attribute in colours}
             ok = ok and (not seen or gold <= seen)
         faithful.append(ok)
     return float(np.mean(faithful)) if faithful else None
 
 
-def score_video(frames: np.ndarray | torch.Tensor, dsg: DynamicSceneGraph) -> DynamicsScore:
-    """Score uint8 ``[T, H, W, 3]`` frames (numpy or torch) against ``dsg``: objects, actions, order."""
+def score_video(
+    frames: np.ndarray | torch.Tensor, dsg: DynamicSceneGraph, colours: tuple[str, ...] = DEFAULT_PALETTE
+) -> DynamicsScore:
+    """Score uint8 ``[T, H, W, 3]`` frames (numpy or torch) against ``dsg``: objects, actions, order; ``colours``:
+    the world's palette (``ShapesConfig.colours``; default the default world's six)."""
     video = as_frames(frames)
-    tracks = track_shapes(video)
+    tracks = track_shapes(video, colours)
     alignment = dsg.align(video.shape[0])
     results = tuple(_score_event(tracks, e, alignment.event_frames(e)) for e in dsg.events)
     return DynamicsScore(
-        object_fidelity=_object_fidelity(tracks, dsg, alignment),
+        object_fidelity=_object_fidelity(tracks, dsg, alignment, tuple(colours)),
         action_accuracy=float(np.mean([r.detected for r in results])) if results else None,
         order_accuracy=_order_accuracy(results),
         events=results,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,11 +71,27 @@ through 1/(n+1) .. n/(n+1) (n: frames of the event window); the opacity estimate
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as in libx264's yuv420p
 _CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32)  # Cb, Cr rows
 _BACKGROUND = np.array(vocab.BACKGROUND, dtype=np.float32)
-_COLOUR_NAMES = tuple(vocab.COLOURS)
-_COLOUR_OFFSETS = np.array(list(vocab.COLOURS.values()), dtype=np.float32) - _BACKGROUND  # [C, 3]
-_COLOUR_LUMA = _COLOUR_OFFSETS @ _LUMA  # [C]
-_COLOUR_CHROMA = _COLOUR_OFFSETS @ _CHROMA.T  # [C, 2]
-_COLOUR_DIRECTION = _COLOUR_CHROMA / np.linalg.norm(_COLOUR_CHROMA, axis=1, keepdims=True)  # [C, 2] unit hue
+DEFAULT_PALETTE: tuple[str, ...] = tuple(vocab.COLOURS)
+"""The colours the scorer reads unless told the world's palette (``ShapesConfig.colours``): the default world's."""
+
+
+@dataclass(frozen=True)
+class Palette:
+    """The colours a clip may show, as the tracker compares them: names, luma and unit chroma hue per colour."""
+
+    names: tuple[str, ...]
+    luma: np.ndarray  # [C] luma offset from the background
+    direction: np.ndarray  # [C, 2] unit chroma hue
+
+
+@lru_cache(maxsize=8)
+def palette(colours: tuple[str, ...] = DEFAULT_PALETTE) -> Palette:
+    """The ``Palette`` of colour names of ``vocab.PAINTS`` (default: the default world's six)."""
+    offsets = np.array([vocab.PAINTS[c] for c in colours], dtype=np.float32) - _BACKGROUND  # [C, 3]
+    chroma = offsets @ _CHROMA.T  # [C, 2]
+    return Palette(tuple(colours), offsets @ _LUMA, chroma / np.linalg.norm(chroma, axis=1, keepdims=True))
+
+
 _POLYGONS = ("triangle", "square", "star")
 SYMMETRY = {"triangle": 3, "square": 4, "star": 5}  # k of the first non-zero angular moment
 _IDEAL_MOMENT = np.array([0.6590, 0.4286, 0.8840])  # |moment k| of the exact polygons (2048^2 grid)
@@ -120,7 +137,7 @@ class Blobs:
     """Measurements of every blob of a clip, one entry per blob. Lengths in pixels."""
 
     frame: np.ndarray  # [B] int
-    colour: np.ndarray  # [B] int, index into vocab.COLOURS
+    colour: np.ndarray  # [B] int, index into the palette's names
     mass: np.ndarray  # [B] opacity-weighted area
     x: np.ndarray  # [B] centroid, pixel centres at +0.5
     y: np.ndarray  # [B]
@@ -129,16 +146,18 @@ class Blobs:
     moments: np.ndarray  # [B, 3] complex: sum a z^k / sum a |z|^k for k = 3, 4, 5
 
 
-def _nearest_colour(chroma: np.ndarray) -> np.ndarray:
-    """Index of the palette colour whose hue is nearest that of each chroma vector ``[N, 2]``."""
-    return (chroma @ _COLOUR_DIRECTION.T).argmax(axis=1)  # [N]: largest cosine, as |chroma| is common
+def _nearest_colour(chroma: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Index of the palette colour (unit hues ``direction`` ``[C, 2]``) nearest in hue to each chroma ``[N, 2]``."""
+    return (chroma @ direction.T).argmax(axis=1)  # [N]: largest cosine, as |chroma| is common
 
 
-def _colour_blobs(component: np.ndarray, luma: np.ndarray, chroma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _colour_blobs(
+    component: np.ndarray, luma: np.ndarray, chroma: np.ndarray, paints: Palette
+) -> tuple[np.ndarray, np.ndarray]:
     """Blob of each foreground pixel ``[N]`` (-1: no palette colour) and the colour of each blob ``[B]``."""
-    num_colours = len(_COLOUR_NAMES)
+    num_colours = len(paints.names)
     _, component = np.unique(component, return_inverse=True)  # [N] compact ids
-    pixel_colour = _nearest_colour(chroma)  # [N]
+    pixel_colour = _nearest_colour(chroma, paints.direction)  # [N]
     count = int(component.max(initial=-1)) + 1
     mass = np.bincount(component * num_colours + pixel_colour, weights=luma, minlength=count * num_colours)
     mass = mass.reshape(count, num_colours)  # [K, C] luma of each colour in each component
@@ -147,22 +166,23 @@ def _colour_blobs(component: np.ndarray, luma: np.ndarray, chroma: np.ndarray) -
     own = np.where(major[component, pixel_colour], pixel_colour, dominant[component])  # [N] minor colours fold in
     _, blob = np.unique(component * num_colours + own, return_inverse=True)  # [N]
     summed = np.stack([np.bincount(blob, weights=chroma[:, i]) for i in range(2)], axis=1)  # [B, 2]
-    colour = _nearest_colour(summed)  # [B]
-    cosine = np.sum(summed * _COLOUR_DIRECTION[colour], axis=1) / np.maximum(np.linalg.norm(summed, axis=1), 1e-9)
+    colour = _nearest_colour(summed, paints.direction)  # [B]
+    cosine = np.sum(summed * paints.direction[colour], axis=1) / np.maximum(np.linalg.norm(summed, axis=1), 1e-9)
     colour = np.where(cosine >= math.cos(math.radians(HUE_TOLERANCE_DEG)), colour, -1)
     return np.where(colour[blob] >= 0, blob, -1), colour
 
 
-def find_blobs(frames: np.ndarray) -> Blobs:
-    """Segment uint8 ``[T, H, W, 3]`` frames into coloured blobs (module docstring, steps 1-4)."""
+def find_blobs(frames: np.ndarray, colours: tuple[str, ...] = DEFAULT_PALETTE) -> Blobs:
+    """Segment uint8 ``[T, H, W, 3]`` frames into blobs of the ``colours`` palette (module docstring, steps 1-4)."""
+    paints = palette(tuple(colours))
     offsets = frames.astype(np.float32) - _BACKGROUND  # [T, H, W, 3]
     luma = offsets @ _LUMA  # [T, H, W]
     t, y, x = np.nonzero(luma > FOREGROUND_LUMA)  # [N] each
     component = _components(t, y, x, luma.shape)  # [N]
-    blob, colour = _colour_blobs(component, luma[t, y, x], offsets[t, y, x] @ _CHROMA.T)
+    blob, colour = _colour_blobs(component, luma[t, y, x], offsets[t, y, x] @ _CHROMA.T, paints)
     keep = blob >= 0
     t, y, x, blob = t[keep], y[keep], x[keep], blob[keep]
-    opacity = luma[t, y, x] / _COLOUR_LUMA[colour[blob]]  # [N]
+    opacity = luma[t, y, x] / paints.luma[colour[blob]]  # [N]
     return _measure(blob, t, y + 0.5, x + 0.5, opacity, colour, frames.shape[1] * frames.shape[2])
 
 
@@ -219,11 +239,14 @@ class ShapeTrack:
     colour: tuple[str | None, ...]  # [T] colour name; None where not visible
 
 
-def track_shapes(frames: np.ndarray | torch.Tensor) -> dict[str, ShapeTrack]:
-    """The track of every shape seen in uint8 ``[T, H, W, 3]`` frames (numpy or torch), by shape noun."""
+def track_shapes(
+    frames: np.ndarray | torch.Tensor, colours: tuple[str, ...] = DEFAULT_PALETTE
+) -> dict[str, ShapeTrack]:
+    """The track of every shape seen in uint8 ``[T, H, W, 3]`` frames (numpy or torch), by shape noun; colours are
+    read among ``colours`` (the world's palette, ``ShapesConfig.colours``)."""
     video = as_frames(frames)
     num_frames, height, width, _ = video.shape
-    blobs = find_blobs(video)
+    blobs = find_blobs(video, colours)
     shapes = classify_shapes(blobs.moments)  # [B]
     tracks = {}
     for shape in vocab.SHAPES:
@@ -232,11 +255,13 @@ def track_shapes(frames: np.ndarray | torch.Tensor) -> dict[str, ShapeTrack]:
         for b in mine[np.argsort(blobs.mass[mine])]:
             chosen[blobs.frame[b]] = b  # by ascending mass: the largest blob of a frame is written last
         if (chosen >= 0).any():
-            tracks[shape] = _track(shape, blobs, chosen, width, height)
+            tracks[shape] = _track(shape, blobs, chosen, width, height, tuple(colours))
     return tracks
 
 
-def _track(shape: str, blobs: Blobs, chosen: np.ndarray, width: int, height: int) -> ShapeTrack:
+def _track(
+    shape: str, blobs: Blobs, chosen: np.ndarray, width: int, height: int, colours: tuple[str, ...]
+) -> ShapeTrack:
     """The signals of one shape from the blob chosen at each frame ``[T]`` (-1: not visible)."""
     visible = chosen >= 0  # [T]
     pick = np.where(visible, chosen, 0)
@@ -259,7 +284,7 @@ def _track(shape: str, blobs: Blobs, chosen: np.ndarray, width: int, height: int
         radius=np.sqrt(per_frame(blobs.spread, opaque) / _UNIT_SPREAD[shape]) / width,
         angle=angle,
         opacity=np.where(visible, blobs.opacity[pick], 0.0),
-        colour=tuple(_COLOUR_NAMES[c] if v else None for c, v in zip(blobs.colour[pick], visible, strict=True)),
+        colour=tuple(colours[c] if v else None for c, v in zip(blobs.colour[pick], visible, strict=True)),
     )
 
 

@@ -2,7 +2,8 @@
 
 Grammar (so that a careful reader, or a rule-based parser, recovers the gold events exactly):
 
-* a clause is ``<noun phrase> <verb phrase>``; the verb phrase is one of ``vocab.ACTION_PHRASES``;
+* a clause is ``<noun phrase> <verb phrase>``; the verb phrase is one of ``vocab.ACTION_PHRASES`` (with
+  ``ShapesConfig.phrasing`` 'everyday', also of ``vocab.EVERYDAY_PHRASES``);
 * a shape's first mention is "a <size> <colour> <shape>" with its initial size and colour; later
   mentions are "the <shape>" or "the <colour now> <shape>" (shapes in a clip are distinct);
 * simultaneous events (one phase) are joined by ``GROUPS`` ("while", "as", "at the same time",
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dysen.world import vocab
+from dysen.world.config import Phrasing
 from dysen.world.story import Shape, Story, StoryEvent
 
 GROUPS: dict[int, tuple[str, ...]] = {
@@ -85,14 +87,23 @@ CONTEXT: tuple[tuple[str, str], ...] = (
 )
 
 
-def compose_caption(story: Story, rng: np.random.Generator) -> str:
-    """The caption of ``story``: a randomly chosen paraphrase of exactly its events and shapes."""
+def verb_phrases(action: str, phrasing: Phrasing = "templates") -> tuple[str, ...]:
+    """The verb phrases a caption may use for ``action``: ``vocab.ACTION_PHRASES``, and with 'everyday' phrasing
+    ``vocab.EVERYDAY_PHRASES`` after them (so the template phrases are drawn by the same numbers in both)."""
+    if phrasing == "everyday":
+        return vocab.ACTION_PHRASES[action] + vocab.EVERYDAY_PHRASES[action]
+    return vocab.ACTION_PHRASES[action]
+
+
+def compose_caption(story: Story, rng: np.random.Generator, phrasing: Phrasing = "templates") -> str:
+    """The caption of ``story``: a randomly chosen paraphrase of exactly its events and shapes, its verb phrases
+    from ``verb_phrases(action, phrasing)``."""
     orders = [o for o in ORDERS[len(story.phases)] if _fits(o, story)]
     order = orders[int(rng.integers(len(orders)))]
     mentioned: set[int] = set()
     texts: dict[int, str] = {}
     for index in _placeholders(order.template):  # textual order, which decides first mentions
-        texts[index] = _phase_text(story, story.phases[index], mentioned, rng)
+        texts[index] = _phase_text(story, story.phases[index], mentioned, rng, phrasing)
     main = _capitalise(order.template.format(*(texts[i] for i in range(len(story.phases)))))
     idle = [shape for agent, shape in enumerate(story.shapes) if not story.events_of(agent)]
     return _with_context(main, idle, rng) if idle else main
@@ -111,14 +122,16 @@ def _placeholders(template: str) -> list[int]:
     return [int(i) for i in re.findall(r"\{(\d)\}", template)]
 
 
-def _phase_text(story: Story, phase: tuple[StoryEvent, ...], mentioned: set[int], rng: np.random.Generator) -> str:
+def _phase_text(
+    story: Story, phase: tuple[StoryEvent, ...], mentioned: set[int], rng: np.random.Generator, phrasing: Phrasing
+) -> str:
     """The clauses of one phase joined by a simultaneity template."""
     templates = GROUPS[len(phase)]
-    clauses = [_clause(story, event, mentioned, rng) for event in phase]
+    clauses = [_clause(story, event, mentioned, rng, phrasing) for event in phase]
     return templates[int(rng.integers(len(templates)))].format(*clauses)
 
 
-def _clause(story: Story, event: StoryEvent, mentioned: set[int], rng: np.random.Generator) -> str:
+def _clause(story: Story, event: StoryEvent, mentioned: set[int], rng: np.random.Generator, phrasing: Phrasing) -> str:
     """'<noun phrase> <verb phrase>' for one event; the noun phrase depends on whether the shape was named."""
     shape = story.shapes[event.agent]
     if event.agent in mentioned:
@@ -126,7 +139,7 @@ def _clause(story: Story, event: StoryEvent, mentioned: set[int], rng: np.random
     else:
         subject = _first_mention(shape, rng)
         mentioned.add(event.agent)
-    verb = _pick(rng, vocab.ACTION_PHRASES[event.action]).format(colour=event.target)
+    verb = _pick(rng, verb_phrases(event.action, phrasing)).format(colour=event.target)
     return f"{subject} {verb}"
 
 

@@ -67,7 +67,7 @@ def sample_clip(index: int, split: str = "train", seed: int = 0, config: ShapesC
         split=split,
         seed=seed,
         index=index,
-        caption=compose_caption(story, np.random.default_rng(caption_stream)),
+        caption=compose_caption(story, np.random.default_rng(caption_stream), config.phrasing),
         dsg=gold_dsg(story, tracks, boxes, config),
         frame_boxes=boxes,
         story=story,

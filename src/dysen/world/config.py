@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from numbers import Integral, Real
+from typing import Literal
 
 from dysen.errors import DysenError
+from dysen.world import vocab
+
+Phrasing = Literal["templates", "everyday"]
+PHRASINGS: tuple[str, ...] = ("templates", "everyday")
+"""'templates': verb phrases of ``vocab.ACTION_PHRASES`` only (the default world); 'everyday': those and
+``vocab.EVERYDAY_PHRASES``."""
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "compositional")
 """train/val/test differ only by seed stream; 'compositional' shows held-out (colour, shape, action) triples."""
@@ -47,9 +54,19 @@ class ShapesConfig:
     a half-integer ends in the pose most unlike the start."""
     relation_margin: float = 0.1
     """'left of' / 'above' need the centres to differ by more than this along that axis."""
+    colours: tuple[str, ...] = tuple(vocab.COLOURS)
+    """The palette stories draw from, in draw order (names of ``vocab.PAINTS``); the default six keep every split
+    as it was; e.g. add 'pink' and 'cyan' to train on eight."""
+    phrasing: Phrasing = "templates"
+    """How captions say actions: 'templates' (the default world) or 'everyday' (``PHRASINGS``)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "colours", require_palette(self.colours))
+        if self.phrasing not in PHRASINGS:
+            raise DysenError(f"ShapesConfig.phrasing must be one of {', '.join(PHRASINGS)}, got {self.phrasing!r}")
         for field in fields(self):
+            if field.name in ("colours", "phrasing"):
+                continue
             value = getattr(self, field.name)
             expected = Integral if field.type == "int" else Real
             if isinstance(value, bool) or not isinstance(value, expected):
@@ -78,6 +95,20 @@ def require_int(name: str, value: object, minimum: int, maximum: int | None = No
         bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise DysenError(f"{name} must be {bound}, got {value}")
     return int(value)
+
+
+def require_palette(colours: object) -> tuple[str, ...]:
+    """``colours`` as a tuple of distinct ``vocab.PAINTS`` names (at least 4: a clip has up to 4 shapes of distinct
+    colours); otherwise a ``DysenError`` naming the colours the world can paint."""
+    if isinstance(colours, str) or not isinstance(colours, (tuple, list)):
+        raise DysenError(f"ShapesConfig.colours must be a tuple of colour names, got {colours!r}")
+    unknown = [c for c in colours if c not in vocab.PAINTS]
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise DysenError(f"the Dynamic Shapes world cannot paint {names}; its colours: {', '.join(vocab.PAINTS)}")
+    if len(set(colours)) != len(colours) or len(colours) < 4:
+        raise DysenError(f"ShapesConfig.colours needs at least 4 distinct colours, got {', '.join(colours)}")
+    return tuple(colours)
 
 
 def require_split(split: object) -> str:

@@ -12,7 +12,8 @@ absent before) and 'disappears' its last (absent after); 'turns' picks a colour 
 of the clip ever wears, so colours tell shapes apart at every frame; a shape never repeats its previous
 action (two jumps in a row would merge into one long hop, two moves into one long slide). Outside the 'compositional'
 split the (colour, shape, action) triples of ``vocab.HELD_OUT_TRIPLES`` are never drawn; a
-compositional story is redrawn until it shows at least one of them.
+compositional story is redrawn until it shows at least one of them. Colours come from
+``ShapesConfig.colours`` (default: the six of ``vocab.COLOURS``, in their order, so the default world is unchanged).
 """
 
 from __future__ import annotations
@@ -119,24 +120,25 @@ def _draw(rng: np.random.Generator, config: ShapesConfig, allow_held_out: bool) 
     layout = layouts[int(rng.integers(len(layouts)))]
     num_shapes = int(rng.integers(max(layout), config.max_objects + 1))
     names = rng.choice(len(vocab.SHAPES), size=num_shapes, replace=False)
-    colours = rng.choice(len(vocab.COLOURS), size=num_shapes, replace=False)
+    colours = rng.choice(len(config.colours), size=num_shapes, replace=False)
     sizes = rng.integers(len(vocab.SIZES), size=num_shapes)
     shapes = tuple(
-        Shape(vocab.SHAPES[n], list(vocab.COLOURS)[c], list(vocab.SIZES)[s])
+        Shape(vocab.SHAPES[n], config.colours[c], list(vocab.SIZES)[s])
         for n, c, s in zip(names, colours, sizes, strict=True)
     )
     agents = [[int(a) for a in rng.choice(num_shapes, size=count, replace=False)] for count in layout]
-    return Story(shapes, _assign_actions(rng, shapes, agents, config.num_steps, allow_held_out))
+    return Story(shapes, _assign_actions(rng, shapes, agents, config, allow_held_out))
 
 
 def _assign_actions(
     rng: np.random.Generator,
     shapes: tuple[Shape, ...],
     agents: list[list[int]],
-    num_steps: int,
+    config: ShapesConfig,
     allow_held_out: bool,
 ) -> tuple[tuple[StoryEvent, ...], ...]:
-    """Pick every event's action in time order, tracking each shape's colour and size as they change."""
+    """Pick every event's action in time order, tracking each shape's colour and size as they change; a new colour
+    comes from the config's palette."""
     colour = [s.colour for s in shapes]
     size = [s.size for s in shapes]
     worn = set(colour)
@@ -144,7 +146,7 @@ def _assign_actions(
     done = [0] * len(shapes)
     previous: list[str | None] = [None] * len(shapes)
     phases = []
-    for (start, end), phase_agents in zip(phase_spans(len(agents), num_steps), agents, strict=True):
+    for (start, end), phase_agents in zip(phase_spans(len(agents), config.num_steps), agents, strict=True):
         phase = []
         for agent in phase_agents:
             first, last = done[agent] == 0, done[agent] == total[agent] - 1
@@ -152,13 +154,13 @@ def _assign_actions(
                 name
                 for name in vocab.ACTIONS_BY_NAME
                 if name != previous[agent]
-                and _possible(name, shapes[agent].shape, size[agent], first, last, worn)
+                and _possible(name, shapes[agent].shape, size[agent], first, last, len(worn) < len(config.colours))
                 and (allow_held_out or (colour[agent], shapes[agent].shape, name) not in vocab.HELD_OUT_TRIPLES)
             ]
             action = options[int(rng.integers(len(options)))]
             target = None
             if action == "change_colour":
-                free = [c for c in vocab.COLOURS if c not in worn]
+                free = [c for c in config.colours if c not in worn]
                 target = free[int(rng.integers(len(free)))]
                 worn.add(target)
             phase.append(StoryEvent(agent, action, start, end, colour[agent], target))
@@ -170,8 +172,9 @@ def _assign_actions(
     return tuple(phases)
 
 
-def _possible(action: str, shape: str, size: str, first: bool, last: bool, worn: set[str]) -> bool:
-    """Whether ``action`` would be visible for a shape in this state (see the module docstring)."""
+def _possible(action: str, shape: str, size: str, first: bool, last: bool, colour_free: bool) -> bool:
+    """Whether ``action`` would be visible for a shape in this state (see the module docstring); ``colour_free``:
+    whether a palette colour is left that no shape of the clip wears."""
     if action in vocab.INVISIBLE_ACTIONS.get(shape, ()):
         return False
     rules = {
@@ -179,6 +182,6 @@ def _possible(action: str, shape: str, size: str, first: bool, last: bool, worn:
         "shrink": size == "large",
         "appear": first,
         "disappear": last,
-        "change_colour": len(worn) < len(vocab.COLOURS),
+        "change_colour": colour_free,
     }
     return rules.get(action, True)

@@ -21,6 +21,17 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (150, 60, 210),
 }
 
+EXTRA_COLOURS: dict[str, tuple[int, int, int]] = {
+    # name: RGB of the opt-in colours (``ShapesConfig.colours``); measured by benchmarks/colour_separation.py as the
+    # only candidates whose hue stays distinct from the six after H.264 (white/grey have none, brown is dark orange)
+    "pink": (255, 130, 190),
+    "cyan": (30, 210, 220),
+}
+
+PAINTS: dict[str, tuple[int, int, int]] = {**COLOURS, **EXTRA_COLOURS}
+"""Every colour the renderer can paint and the scorer can read: the default palette (``COLOURS``, what the default
+world draws and the default scorer reads) and the opt-in ones."""
+
 BACKGROUND: tuple[int, int, int] = (24, 24, 24)
 """A flat near-black canvas: every non-background pixel belongs to a shape."""
 
@@ -89,12 +100,40 @@ ACTION_PHRASES: dict[str, tuple[str, ...]] = {
     "change_colour": ("turns {colour}", "becomes {colour}", "changes colour to {colour}", "changes to {colour}"),
 }
 
+EVERYDAY_PHRASES: dict[str, tuple[str, ...]] = {
+    # action name: extra everyday verb phrases, drawn beside ACTION_PHRASES only with ShapesConfig.phrasing
+    # 'everyday' (so default captions keep their random stream). Each one is read exactly by the rules planner
+    # (tests/test_world_options.py; a phrase it read as another predicate was dropped), and none is taken from the
+    # 'hidden' split of tests/data/paraphrases.jsonl.
+    "move_left": ("slides left across the screen", "moves to the left side", "travels left across the frame",
+                  "goes left a little", "moves left a bit"),
+    "move_right": ("slides right across the screen", "moves to the right side", "travels right across the frame",
+                   "goes right a little", "moves right a bit"),
+    "move_up": ("rises to the top", "floats up toward the top", "moves up the screen", "rises upward",
+                "moves up a bit", "rises slowly"),
+    "move_down": ("sinks to the bottom", "drops down to the bottom", "moves down the screen", "sinks slowly",
+                  "sinks downward", "moves down a bit"),
+    "jump": ("does a little jump", "hops up and down", "jumps into the air", "bounces up and down", "does a jump",
+             "leaps up"),
+    "grow": ("gets bigger and bigger", "grows bigger", "swells up", "expands in size"),
+    "shrink": ("gets smaller and smaller", "shrinks down", "shrinks in size"),
+    "rotate": ("spins in place", "spins around once", "rotates on the spot", "twirls in place", "does a spin",
+               "spins in a circle"),
+    "appear": ("pops into view", "fades into view", "comes into sight", "appears out of nowhere",
+               "shows up in the frame"),
+    "disappear": ("vanishes from view", "fades from view", "disappears from view", "fades out of view",
+                  "vanishes from sight"),
+    "change_colour": ("changes its colour to {colour}", "turns {colour} all over", "turns completely {colour}",
+                      "becomes {colour} in colour", "turns a bright {colour}"),
+}  # fmt: skip
+
 HELD_OUT_TRIPLES: frozenset[tuple[str, str, str]] = frozenset(
     # (colour, shape, action) triples that no train/val/test clip ever shows and every 'compositional' clip
     # shows at least once; the colour is the agent's colour when the event starts. Chosen once by the rule
     # (colour index + 3 * shape index + 7 * action index) % 10 == 0 over the orders above, minus invisible
     # actions: 26 of 258 valid triples, every action 2-3 times, and every (colour, shape), (colour, action)
-    # and (shape, action) pair still occurs in train.
+    # and (shape, action) pair still occurs in train. The opt-in colours (EXTRA_COLOURS) have no held-out
+    # triple: an extended palette adds train/test clips with pink and cyan, the compositional split stays the same.
     {
         ("red", "circle", "move_left"),
         ("red", "circle", "change_colour"),

@@ -40,8 +40,14 @@ class ShapesDataset(Dataset):
 
     @property
     def source(self) -> dict[str, Any]:
-        """What the clips are (split, seed, generator settings): a latent cache of other clips is refused."""
-        return {"dataset": "shapes", "split": self.split, "seed": self.seed, "config": dataclasses.asdict(self.config)}
+        """What the clips are (split, seed, generator settings): a latent cache of other clips is refused. JSON-shaped
+        (the palette as a list); the default world's settings as before the world options (its caches stay valid)."""
+        config = dataclasses.asdict(self.config)
+        for name, default in (("colours", DEFAULT_CONFIG.colours), ("phrasing", DEFAULT_CONFIG.phrasing)):
+            value = config.pop(name)
+            if value != default:
+                config[name] = list(value) if isinstance(value, tuple) else value
+        return {"dataset": "shapes", "split": self.split, "seed": self.seed, "config": config}
 
     def gold_dsg(self, index: int) -> DynamicSceneGraph:
         """Clip ``index``'s gold DSG, drawn without rendering (``dysen.data.oversample``)."""

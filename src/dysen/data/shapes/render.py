@@ -1,7 +1,7 @@
 """How a Dynamic Shapes clip looks: flat shapes on a flat canvas, anti-aliased, in pure numpy.
 
 Each shape is sampled ``supersample``² times per pixel inside its own bounding square only, the samples
-are averaged (a box filter) into a coverage in [0, 1], and the shape's ``vocab.COLOURS`` RGB is blended
+are averaged (a box filter) into a coverage in [0, 1], and the shape's ``vocab.PAINTS`` RGB is blended
 over the ``vocab.BACKGROUND`` canvas with weight coverage · opacity. Shapes never overlap (see
 ``motion``), so every non-background pixel belongs to exactly one shape. A shape whose state has not
 changed since the previous frame reuses that frame's coverage.
@@ -46,7 +46,7 @@ def render_tracks(tracks: tuple[Track, ...], config: ShapesConfig) -> np.ndarray
             (top, left), weights = coverage
             patch = frames[t, top : top + weights.shape[0], left : left + weights.shape[1]]  # [h, w, 3] view
             weights = weights[: patch.shape[0], : patch.shape[1]]  # a shape touching the far edge is cut there
-            colour = np.asarray(vocab.COLOURS[track.colour[t]], dtype=np.float32)  # [3]
+            colour = np.asarray(vocab.PAINTS[track.colour[t]], dtype=np.float32)  # [3]
             patch += (track.alpha[t] * weights)[..., None] * (colour - patch)
     return np.rint(frames).astype(np.uint8)
 
