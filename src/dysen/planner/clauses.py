@@ -19,6 +19,7 @@ from dysen.planner.lexicon import (
     CATENATIVES,
     COLOUR_WORDS,
     COMPARATIVES,
+    COMPLEMENT_NOUNS,
     CONNECTIVES,
     DETERMINERS,
     DIRECTION_WORDS,
@@ -34,6 +35,7 @@ from dysen.planner.lexicon import (
     NUMBERS,
     PASSIVE_AUX,
     PASSIVE_MOTION,
+    PASSIVE_RESULTS,
     PLAIN,
     POSSESSIVES,
     PREPOSITIONS,
@@ -43,6 +45,7 @@ from dysen.planner.lexicon import (
     SEQ,
     SHAPES_PHRASES,
     SIZE_NAMES,
+    STATE_ADJECTIVES,
     STATIC_PHRASES,
     TIME_PHRASES,
     TOGETHER_WORDS,
@@ -257,6 +260,8 @@ def _passive(tokens: list[str], i: int) -> tuple[str, int] | None:
         return None
     if verb[0] in PASSIVE_MOTION:
         return third_person(verb[0]), j + 1
+    if verb[0] in PASSIVE_RESULTS:
+        return PASSIVE_RESULTS[verb[0]], j + 1
     if verb[0] == "make" and tokens[j + 1 : j + 2] and tokens[j + 1].endswith("er"):
         return "gets", j + 1
     return None
@@ -287,7 +292,7 @@ def _screen_place(tokens: list[str], i: int) -> tuple[str, int] | None:
 def _participle_base(token: str) -> str:
     """A guess at the base form of an unknown "-ed" participle ("nudged" -> "nudge", "hoisted" -> "hoist")."""
     stem = token[:-2]
-    if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "ls":
+    if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "ls":
         return stem[:-1]  # "flipped"
     if stem.endswith(("v", "dg", "c", "z", "u")) or stem.endswith("s") and stem[-2:-1] in tuple("aeiou"):
         return stem + "e"  # "shoved", "nudged", "placed", "raised"
@@ -440,9 +445,10 @@ def _clause(piece: _Piece) -> Clause:
         return Clause(**link, subjects=_noun_phrases(tokens))
     if tokens[0] == "there" and verb == 1:
         return Clause(**link, subjects=_noun_phrases(tokens[2:]))
-    subjects = _noun_phrases(tokens[:verb])
+    subjects, carried = _owners_as_subjects(_noun_phrases(tokens[:verb]))
     known = lemma(tokens[verb])
     base, negated, rest = _main_verb(known[0] if known else guess_base(tokens[verb]), tokens[verb + 1 :])
+    rest = [*carried, *rest]
     if base == "be" or base == "have" and rest:
         return _static_clause(link, subjects, base, rest)
     words = (third_person(base), *rest)
@@ -456,6 +462,15 @@ def _clause(piece: _Piece) -> Clause:
                 **link, subjects=subjects, predicate=predicate, targets=targets, places=_phrases(list(words[length:]))
             )
     return _event_clause(link, subjects, words[0], list(rest))
+
+
+def _owners_as_subjects(subjects: tuple[Mention, ...]) -> tuple[tuple[Mention, ...], list[str]]:
+    """A subject that is a measure of its owner stands for the owner: "the square's colour changes to red" ->
+    the square, with "colour" to read after the verb ("changes colour to red")."""
+    owned = [m for m in subjects if m.owner is not None and m.head in COMPLEMENT_NOUNS and m.name == m.head]
+    if not owned or len(owned) != len(subjects):
+        return subjects, []
+    return tuple(m.owner for m in owned if m.owner is not None), [owned[0].head]
 
 
 def _main_verb(base: str, rest: list[str]) -> tuple[str, bool, list[str]]:
@@ -495,9 +510,54 @@ def _event_clause(link: dict, subjects: tuple[Mention, ...], verb: str, rest: li
     objects, rest = rest[:end], rest[end:]
     if objects and len(rest) == 1 and rest[0] in LATE_PARTICLES | DIRECTIONS:
         predicate, rest = predicate + rest, []
-    return Clause(
-        **link, subjects=subjects, predicate=" ".join(predicate), targets=_noun_phrases(objects), places=_phrases(rest)
-    )
+    if _is_complement(objects):
+        predicate, objects = predicate + objects, []
+    kept: list[str] = []
+    for segment in _segments(rest):
+        prep = _preposition(segment, 0) or ()
+        if prep and _is_complement(segment[len(prep) :]):
+            predicate += segment
+        else:
+            kept += segment
+    colour = _colour_target(predicate, kept)
+    targets = (colour,) if colour and not objects else _noun_phrases(objects)
+    return Clause(**link, subjects=subjects, predicate=" ".join(predicate), targets=targets, places=_phrases(kept))
+
+
+def _is_complement(tokens: list[str]) -> bool:
+    """Whether a noun phrase after a verb names no object but a measure, a place of the screen, a state or the
+    motion itself ("in size", "into the air", "to twice its size", "invisible", "a full turn"; ``COMPLEMENT_NOUNS``
+    and ``STATE_ADJECTIVES``): it stays part of the predicate. "the edge of the cliff" names an object."""
+    mention = _mention(tokens) if tokens else None
+    if mention is None:
+        return False
+    bare = [w for w in tokens if w not in DETERMINERS and w not in POSSESSIVES and w not in COLOUR_WORDS]
+    if bare and all(w in STATE_ADJECTIVES or w in SIZE_NAMES for w in bare):
+        return mention.determiner is None  # "goes invisible", "becomes tiny" (not "the big dog")
+    if bare and set(bare) <= COMPLEMENT_NOUNS:
+        return True  # "colour cyan" of "the star's colour shifts to cyan"
+    places = [part.split()[-1] for part in mention.name.split(" of ")]  # "the top of the screen", not "… of the cliff"
+    return mention.head in COMPLEMENT_NOUNS and all(p in COMPLEMENT_NOUNS or p in SCREEN_NAMES for p in places)
+
+
+def _segments(tokens: list[str]) -> list[list[str]]:
+    """``tokens`` cut before each preposition that starts a phrase (as ``_phrases`` reads them)."""
+    segments: list[list[str]] = [[]]
+    for i, token in enumerate(tokens):
+        if i and _preposition(tokens, i) and token != "of" and not _preposition(tokens[i - 1 : i + 1], 0):
+            segments.append([])
+        segments[-1].append(token)
+    return [s for s in segments if s]
+
+
+def _colour_target(predicate: list[str], kept: list[str]) -> str | None:
+    """The colour a colour noun of the predicate goes to: "takes on a blue colour" -> "blue", "switches colour to
+    white" -> "white" (``kept``: the phrases after it); None without a colour noun."""
+    if not {"colour", "color", "hue", "shade"} & set(predicate):
+        return None
+    tail = kept[1:] if kept[:1] in (["to"], ["into"]) else []
+    colours = [w for w in (*predicate, *tail) if w in COLOUR_WORDS]
+    return colours[-1] if colours else None
 
 
 def _phrases(tokens: list[str]) -> tuple[tuple[str, Mention], ...]:
@@ -531,7 +591,7 @@ def _mention(tokens: list[str]) -> Mention | None:
     owner = None
     if "'s" in core:
         at = len(core) - 1 - core[::-1].index("'s")
-        owner = Mention(core[at - 1], core[at - 1]) if at and core[at - 1] != "'s" else None
+        owner = _mention(core[:at]) if at and core[at - 1] != "'s" else None
         core = core[at + 1 :]
     determiner = core[0] if core and (core[0] in DETERMINERS or core[0] in POSSESSIVES and len(core) > 1) else None
     if determiner is not None:
