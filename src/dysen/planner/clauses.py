@@ -458,9 +458,8 @@ def _clause(piece: _Piece) -> Clause:
         if words[:length] in SHAPES_PHRASES:
             predicate, colour = SHAPES_PHRASES[words[:length]]
             targets = (colour,) if colour else ()
-            return Clause(
-                **link, subjects=subjects, predicate=predicate, targets=targets, places=_phrases(list(words[length:]))
-            )
+            places = _phrases(_without_complements(list(words[length:]))[1])  # "grows in size": no place "size"
+            return Clause(**link, subjects=subjects, predicate=predicate, targets=targets, places=places)
     return _event_clause(link, subjects, words[0], list(rest))
 
 
@@ -512,13 +511,8 @@ def _event_clause(link: dict, subjects: tuple[Mention, ...], verb: str, rest: li
         predicate, rest = predicate + rest, []
     if _is_complement(objects):
         predicate, objects = predicate + objects, []
-    kept: list[str] = []
-    for segment in _segments(rest):
-        prep = _preposition(segment, 0) or ()
-        if prep and _is_complement(segment[len(prep) :]):
-            predicate += segment
-        else:
-            kept += segment
+    complements, kept = _without_complements(rest)
+    predicate += complements
     colour = _colour_target(predicate, kept)
     targets = (colour,) if colour and not objects else _noun_phrases(objects)
     return Clause(**link, subjects=subjects, predicate=" ".join(predicate), targets=targets, places=_phrases(kept))
@@ -538,6 +532,17 @@ def _is_complement(tokens: list[str]) -> bool:
         return True  # "colour cyan" of "the star's colour shifts to cyan"
     places = [part.split()[-1] for part in mention.name.split(" of ")]  # "the top of the screen", not "… of the cliff"
     return mention.head in COMPLEMENT_NOUNS and all(p in COMPLEMENT_NOUNS or p in SCREEN_NAMES for p in places)
+
+
+def _without_complements(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """The prepositional phrases of ``tokens`` whose noun phrase is a complement ("in size", "into the air"), and
+    the other tokens."""
+    complements: list[str] = []
+    kept: list[str] = []
+    for segment in _segments(tokens):
+        prep = _preposition(segment, 0) or ()
+        (complements if prep and _is_complement(segment[len(prep) :]) else kept).extend(segment)
+    return complements, kept
 
 
 def _segments(tokens: list[str]) -> list[list[str]]:

@@ -187,9 +187,11 @@ AMOUNT_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
 )
 # nouns after a verb that name no object of the scene but a measure, a place of the screen, a state or the motion
 # itself ("grows in size", "springs into the air", "enters the scene", "blinks into existence", "spins in place",
-# "moves a few inches", "makes a complete rotation"): such a noun phrase stays part of the predicate
+# "moves a few inches", "makes a complete rotation"), and the place adverbs "there" and "here" ("sits there"): such a
+# noun phrase stays part of the predicate
 COMPLEMENT_NOUNS: frozenset[str] = frozenset(
     """
+    there here
     size colour color hue shade air scene screen frame canvas picture image view sight existence being place spot
     middle centre center top bottom left right side edge corner half end border area distance way direction
     bit inch inches foot feet step steps pixel pixels metre metres meter meters centimetre centimetres

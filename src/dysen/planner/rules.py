@@ -131,11 +131,15 @@ class _Discourse:
     entities: list[_Entity] = field(default_factory=list)
     recent: list[_Entity] = field(default_factory=list)
     relations: list[tuple[str, str, str]] = field(default_factory=list)
+    groups: set[str] = field(default_factory=set)
+    """Plural entities whose members were named one by one ("two squares: the blue one …, the red one …")."""
 
     def resolve(self, mention: Mention, exclude: str | None = None) -> _Entity:
         """The entity ``mention`` refers to (see the module docstring), registering its facts."""
         if mention.head in PRONOUNS and mention.name == mention.head:
             entity = self._pronoun(mention.head, exclude)
+        elif mention.name == "one":  # "the blue one": an object of the noun named last
+            entity = self._one(mention, exclude)
         elif mention.name.split()[0] == "same" and self.recent:  # "the same shape": one named before
             entity = self._same(mention.head, exclude)
         else:
@@ -157,6 +161,24 @@ class _Discourse:
                 if entity.name != exclude:
                     return entity
         return self._new(default, default, kinds[0], [])
+
+    def _one(self, mention: Mention, exclude: str | None) -> _Entity:
+        """What "the blue one" / "a red one" names: an object of the latest noun (singular), a new one where its
+        adjectives differ from the last one's ("a red circle and a blue one" are two circles); "object" when no noun
+        came before."""
+        earlier = next((e for e in reversed(self.recent) if e.name != exclude and e.head not in PRONOUNS), None)
+        if earlier is None:
+            return self._noun(Mention("object", "object", mention.adjectives, mention.determiner))
+        if earlier.kind == "plural":
+            self.groups.add(earlier.name)
+        head = _singular(earlier.head)
+        determiner = "a" if mention.adjectives else mention.determiner
+        return self._noun(Mention(head, head, mention.adjectives, determiner))
+
+    def without_unused_groups(self, events: Sequence[Event]) -> None:
+        """Drop the groups whose members were named one by one when nothing else is said of the group itself."""
+        used = {e.agent for e in events} | {e.target for e in events} | {n for r in self.relations for n in r[::2]}
+        self.entities = [e for e in self.entities if e.name not in self.groups - used]
 
     def _same(self, head: str, exclude: str | None) -> _Entity:
         """The latest entity with this head noun ("the same square"), else the latest one ("the same shape")."""
@@ -191,6 +213,17 @@ def _kind_of(head: str) -> str:
         if head in nouns:
             return kind
     return "plural" if is_plural([head]) else "thing"
+
+
+def _singular(noun: str) -> str:
+    """The singular of a plural noun ("squares" -> "square", "boxes" -> "box", "berries" -> "berry"); else the noun."""
+    if not is_plural([noun]):
+        return noun
+    if noun.endswith("ies"):
+        return noun[:-3] + "y"
+    if noun.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return noun[:-2]
+    return noun[:-1]
 
 
 def _not_colour(adjective: str) -> bool:
@@ -416,6 +449,7 @@ class RulesPlanner:
         sentences = parse(_checked_tokens(prompt))
         discourse = _Discourse()
         events = _schedule(_read(sentences, discourse), self.num_steps)
+        discourse.without_unused_groups(events)
         if not discourse.entities:
             raise RulesPlanError(
                 f"found no clause or noun phrase in the prompt {prompt[:80]!r}; describe who does what, "
