@@ -24,6 +24,8 @@ from dysen.planner.lexicon import (
     DETERMINERS,
     DIRECTION_WORDS,
     DIRECTIONS,
+    DURATION_COUNTS,
+    DURATION_LEADS,
     IDIOM_FILLER,
     LATE_PARTICLES,
     LIGHT_VERBS,
@@ -48,6 +50,7 @@ from dysen.planner.lexicon import (
     STATE_ADJECTIVES,
     STATIC_PHRASES,
     TIME_PHRASES,
+    TIME_UNITS,
     TOGETHER_WORDS,
     TRAILING_SIM,
     VIEW_PHRASES,
@@ -111,6 +114,8 @@ def parse(tokens: list[str]) -> list[list[Clause]]:
 # words after which a quantity ("a bit") is no noun phrase: punctuation, connectives and prepositions
 _PREPOSITION_STARTS = frozenset(p[0] for p in PREPOSITIONS)
 _AFTER_AMOUNT = frozenset(".!?:;,") | {c[0] for c in CONNECTIVES} | _PREPOSITION_STARTS | {"more", None}
+# words of connectives, and the commas and adverbs between them ("…, and finally")
+_CONNECTIVE_WORDS = frozenset(w for c in CONNECTIVES for w in c) | MEDIAL
 
 
 def rewrite(tokens: list[str]) -> list[str]:
@@ -162,8 +167,16 @@ def _place_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
 
 
 def _time_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    """Time phrases ("after a moment") and spans of time ("over a few seconds", "for 2 seconds") are dropped."""
     timed = _starting(TIME_PHRASES, tokens, i)
-    return i + len(timed) if timed else None
+    if timed:
+        return i + len(timed)
+    if tokens[i] not in DURATION_LEADS:
+        return None
+    j = i + 1
+    while j < len(tokens) and (tokens[j] in DURATION_COUNTS or tokens[j] in NUMBERS or tokens[j].isdigit()):
+        j += 1
+    return j + 1 if j < len(tokens) and tokens[j] in TIME_UNITS else None
 
 
 def _comparative_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
@@ -196,18 +209,34 @@ def _colour_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
 
 
 def _direction_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    """A direction word as its particle: "upwards" -> "upward", "leftward" -> "to the left" (not "left": "leave")."""
     if tokens[i] not in DIRECTION_WORDS:
         return None
-    out.append(DIRECTION_WORDS[tokens[i]])
+    direction = DIRECTION_WORDS[tokens[i]]
+    out += ["to", "the", direction] if direction in ("left", "right") else [direction]
     return i + 1
 
 
 def _passive_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
     passive = _passive(tokens, i) if out else None
     if passive is None:
+        passive = _elided_passive(tokens, i, out)
+    if passive is None:
         return None
     out.append(passive[0])
     return passive[1]
+
+
+def _elided_passive(tokens: list[str], i: int, out: list[str]) -> tuple[str, int] | None:
+    """A participle of ``PASSIVE_RESULTS`` alone after a connective, its auxiliary said before ("is painted orange,
+    then dragged right, and finally erased" -> "… disappears"), as its meaning and the index after it, or None."""
+    verb = lemma(tokens[i])
+    after = tokens[i + 1] if i + 1 < len(tokens) else None
+    if not out or out[-1] not in _CONNECTIVE_WORDS or verb is None or verb[0] not in PASSIVE_RESULTS:
+        return None
+    if verb[1] != "past" or after not in (None, *".!?;,"):
+        return None
+    return PASSIVE_RESULTS[verb[0]], i + 1
 
 
 def _amount_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
@@ -445,7 +474,7 @@ def _clause(piece: _Piece) -> Clause:
         return Clause(**link, subjects=_noun_phrases(tokens))
     if tokens[0] == "there" and verb == 1:
         return Clause(**link, subjects=_noun_phrases(tokens[2:]))
-    subjects, carried = _owners_as_subjects(_noun_phrases(tokens[:verb]))
+    subjects, carried = _owners_as_subjects(_noun_phrases(_listed(piece.tokens, tokens[:verb])))
     known = lemma(tokens[verb])
     base, negated, rest = _main_verb(known[0] if known else guess_base(tokens[verb]), tokens[verb + 1 :])
     rest = [*carried, *rest]
@@ -461,6 +490,25 @@ def _clause(piece: _Piece) -> Clause:
             places = _phrases(_without_complements(list(words[length:]))[1])  # "grows in size": no place "size"
             return Clause(**link, subjects=subjects, predicate=predicate, targets=targets, places=places)
     return _event_clause(link, subjects, words[0], list(rest))
+
+
+def _listed(written: list[str], subject: list[str]) -> list[str]:
+    """``subject`` with the commas it had as ``written``, when it is a list ("the star, the triangle and the square");
+    else as it is (commas are no separators elsewhere: "the star, quickly, jumps")."""
+    if not {"and", "or"} & set(subject):
+        return subject
+    out: list[str] = []
+    words = iter(subject)
+    want = next(words, None)
+    for token in written:
+        if want is None:
+            break
+        if token == want:
+            out.append(token)
+            want = next(words, None)
+        elif token == "," and out:
+            out.append(token)
+    return out if want is None else subject
 
 
 def _owners_as_subjects(subjects: tuple[Mention, ...]) -> tuple[tuple[Mention, ...], list[str]]:
@@ -514,6 +562,8 @@ def _event_clause(link: dict, subjects: tuple[Mention, ...], verb: str, rest: li
     complements, kept = _without_complements(rest)
     predicate += complements
     colour = _colour_target(predicate, kept)
+    if colour and not objects:  # "takes on a blue colour" -> "takes on a colour", blue
+        predicate = [w for w in predicate if w != colour]
     targets = (colour,) if colour and not objects else _noun_phrases(objects)
     return Clause(**link, subjects=subjects, predicate=" ".join(predicate), targets=targets, places=_phrases(kept))
 

@@ -135,7 +135,7 @@ VERBS: frozenset[str] = frozenset(
     glide drift head plunge descend ascend soar tumble dip emerge materialise materialize evaporate inflate
     enlarge balloon whirl pivot flip somersault cartwheel pirouette perform execute nudge shove hoist tug yank
     haul heave hurl fling scoot sidle shuffle scurry trot zoom zip dart dash pop slip bob hurtle plop slump lurch
-    wobble swoop waft hurry scurry erase delete remove add dye
+    wobble swoop waft hurry scurry erase delete remove add dye scale
     """.split()
 )
 # irregular inflected forms and their base form, written "base=form/form"
@@ -209,6 +209,13 @@ COMPARATIVES: dict[str, str] = {
 TIME_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
     "after a moment, after a while, after a second, for a moment, for a while, for a second, a moment later, "
     "in a moment, in a second, soon after"
+)
+# a span of time ("over a few seconds", "for two seconds", "within a couple of moments"): its preposition, the
+# words that may count the unit, and the unit; such a phrase is read through like ``TIME_PHRASES``
+DURATION_LEADS: frozenset[str] = frozenset("over for in within during across".split())
+DURATION_COUNTS: frozenset[str] = frozenset("a an the few several couple of next some many".split())
+TIME_UNITS: frozenset[str] = frozenset(
+    "second seconds moment moments minute minutes instant instants beat beats".split()
 )
 # phrases after a verb that make it an appearing or a disappearing ("pops into view", "slips out of sight")
 VIEW_PHRASES: dict[tuple[str, ...], str] = {
