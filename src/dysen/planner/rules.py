@@ -35,7 +35,9 @@ with that head; an indefinite one with new adjectives or "another" makes a new e
 "<adjective> <noun>". "he/him" refer to the latest male or unspecified person, "she/her" to the latest
 female or unspecified person, "it" to the latest non-person other than the clause's agent, "they/them"
 to the latest plural entity; with no antecedent they name "man", "woman", "object", "people", and a
-verb with no subject at all gets the agent "person".
+verb with no subject at all gets the agent "person". "the blue one" / "a red one" name an object of the latest
+noun, a new one where the adjectives differ ("two squares: the blue one jumps and the red one spins" -> "square"
+and "red square"); a group named one by one that way is dropped when nothing else is said of it.
 
 Timing: the phases split ``num_steps`` evenly, earlier phases taking the extra steps
 (``dysen.world.story.phase_spans``); events of one phase share its span; more phases than
@@ -57,7 +59,10 @@ quantity becomes an object: "does a little jump" / "takes a leap" -> "jumps" / "
 "moves", a passive of a verb of motion ("is moved to the right", "is made bigger", "is nudged left") -> the
 active verb, "is gone" -> "disappears", "smaller and smaller" -> "smaller", "both" (and "each" / "all" before
 a verb) dropped, so "A and B both jump" is two simultaneous events, and quantities or adverbial idioms after a
-verb ("a bit", "in a flash") dropped. Every event's canonical motion is set by ``dysen.planner.motion``.
+verb ("a bit", "in a flash") dropped. A noun phrase after a verb that names a measure, a place of the screen, a
+state or the motion itself ("grows in size", "springs into the air", "enters the scene", "goes invisible", "makes a
+complete rotation"; ``lexicon.COMPLEMENT_NOUNS``) stays in the predicate and is no object; "the square's colour
+changes" is the square's event. Every event's canonical motion is set by ``dysen.planner.motion``.
 
 Known limits: no parse trees, so long-distance attachment, relative clauses, other passives, questions,
 conditionals and lists of more than one verb per clause are read shallowly; words the lexicons lack
