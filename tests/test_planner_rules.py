@@ -151,7 +151,6 @@ def test_distinct_objects_with_the_same_noun_get_distinct_names():
     ]
 
 
-
 @pytest.mark.parametrize(
     ("prompt", "expected", "colours"),
     [
@@ -200,6 +199,10 @@ def test_one_names_an_object_of_the_noun_before(prompt, expected, colours):
         ("The red square's colour changes to yellow.", [("square", "turns", "yellow", 0, 8)]),
         ("The green ball switches colour to red.", [("ball", "switches colour", "red", 0, 8)]),
         ("A man walks to the edge of the cliff.", [("man", "walks to", "edge of cliff", 0, 8)]),
+        (
+            "A square moves halfway across the screen to the right.",
+            [("square", "moves across the screen to the right", None, 0, 8)],
+        ),
     ],
 )
 def test_measures_places_and_states_after_a_verb_are_no_objects(prompt, expected):
@@ -209,6 +212,29 @@ def test_measures_places_and_states_after_a_verb_are_no_objects(prompt, expected
     dsg = RulesPlanner().plan(prompt)
     nouns = {e[0] for e in expected} | {e[2] for e in expected if e[2]}
     assert set(dsg.graphs[0].objects) <= nouns
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        (
+            "The orange star, the purple triangle and the white square all rotate at once.",
+            [("star", "rotates", None, 0, 8), ("triangle", "rotates", None, 0, 8), ("square", "rotates", None, 0, 8)],
+        ),
+        (
+            "The blue square is painted orange, then dragged to the right, and finally erased.",
+            [
+                ("square", "paints", "orange", 0, 3),
+                ("square", "drags to right", None, 3, 6),
+                ("square", "disappears", None, 6, 8),
+            ],
+        ),
+        ("Over a few seconds, the red circle turns blue.", [("circle", "turns", "blue", 0, 8)]),
+        ("An orange star coasts leftward.", [("star", "coasts to left", None, 0, 8)]),
+    ],
+)
+def test_subject_lists_elided_passives_spans_of_time_and_direction_words(prompt, expected):
+    assert events(prompt, imagination=False) == expected
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,8 @@ ADJECTIVES: frozenset[str] = frozenset(
 )
 # adverbs read through and dropped (plus any word ending in "-ly" that is not in NOT_ADVERBS)
 ADVERBS: frozenset[str] = frozenset(
-    "very also just again slowly quickly together gently now suddenly steadily smoothly gradually calmly".split()
+    "very also just again slowly quickly together gently now suddenly steadily smoothly gradually calmly halfway "
+    "partway midway".split()
 )
 # words ending in "-ly" that are not adverbs
 NOT_ADVERBS: frozenset[str] = frozenset("fly family lily belly jelly bully ally rally only holy".split())
@@ -194,7 +195,8 @@ COMPLEMENT_NOUNS: frozenset[str] = frozenset(
     there here
     size colour color hue shade air scene screen frame canvas picture image view sight existence being place spot
     middle centre center top bottom left right side edge corner half end border area distance way direction
-    bit inch inches foot feet step steps pixel pixels metre metres meter meters centimetre centimetres
+    bit length width height inch inches foot feet step steps pixel pixels metre metres meter meters
+    centimetre centimetres
     rotation rotations revolution revolutions turn turns spin spins loop loops
     """.split()
 )
