@@ -152,6 +152,92 @@ def test_distinct_objects_with_the_same_noun_get_distinct_names():
 
 
 @pytest.mark.parametrize(
+    ("prompt", "expected", "colours"),
+    [
+        (
+            "Two squares: the blue one jumps and the red one spins.",
+            [("square", "jumps", None, 0, 4), ("red square", "rotates", None, 4, 8)],
+            {"square": "blue", "red square": "red"},
+        ),
+        (
+            "A red circle and a blue one appear.",
+            [("circle", "appears", None, 0, 8), ("blue circle", "appears", None, 0, 8)],
+            {"circle": "red", "blue circle": "blue"},
+        ),
+        (
+            "A big circle and a small circle sit there. The big one grows.",
+            [
+                ("circle", "sits there", None, 0, 4),
+                ("small circle", "sits there", None, 0, 4),
+                ("circle", "grows", None, 4, 8),
+            ],
+            {},
+        ),
+        ("The big one grows.", [("object", "grows", None, 0, 8)], {}),
+    ],
+)
+def test_one_names_an_object_of_the_noun_before(prompt, expected, colours):
+    """A "one" ("the blue one" of "two squares") is an object of the noun before, never an object named "one"; the
+    group whose members are named one by one is dropped."""
+    dsg = RulesPlanner().plan(prompt)
+    assert events(prompt) == expected
+    assert "one" not in dsg.graphs[0].objects and "squares" not in dsg.graphs[0].objects
+    assert {(name, colour) for name, colour in colours.items()} <= facts(dsg, 0)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("The tiny red star grows in size.", [("star", "grows", None, 0, 8)]),
+        ("The tiny red star doubles in size.", [("star", "doubles in size", None, 0, 8)]),
+        ("A pink circle springs into the air.", [("circle", "springs into the air", None, 0, 8)]),
+        ("A yellow square enters the scene.", [("square", "enters the scene", None, 0, 8)]),
+        ("The grey star goes invisible.", [("star", "goes invisible", None, 0, 8)]),
+        ("The green square revolves in place.", [("square", "revolves in place", None, 0, 8)]),
+        ("The red square makes a complete rotation.", [("square", "makes a complete rotation", None, 0, 8)]),
+        ("The red ball balloons to twice its size.", [("ball", "balloons to twice its size", None, 0, 8)]),
+        ("The red square's colour changes to yellow.", [("square", "turns", "yellow", 0, 8)]),
+        ("The green ball switches colour to red.", [("ball", "switches colour", "red", 0, 8)]),
+        ("A man walks to the edge of the cliff.", [("man", "walks to", "edge of cliff", 0, 8)]),
+        (
+            "A square moves halfway across the screen to the right.",
+            [("square", "moves across the screen to the right", None, 0, 8)],
+        ),
+    ],
+)
+def test_measures_places_and_states_after_a_verb_are_no_objects(prompt, expected):
+    """A noun phrase that names a measure, a place of the screen, a state or the motion stays in the predicate
+    (issue 23); a place with an object of its own ("the edge of the cliff") is still an object."""
+    assert events(prompt, imagination=False) == expected
+    dsg = RulesPlanner().plan(prompt)
+    nouns = {e[0] for e in expected} | {e[2] for e in expected if e[2]}
+    assert set(dsg.graphs[0].objects) <= nouns
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        (
+            "The orange star, the purple triangle and the white square all rotate at once.",
+            [("star", "rotates", None, 0, 8), ("triangle", "rotates", None, 0, 8), ("square", "rotates", None, 0, 8)],
+        ),
+        (
+            "The blue square is painted orange, then dragged to the right, and finally erased.",
+            [
+                ("square", "paints", "orange", 0, 3),
+                ("square", "drags to right", None, 3, 6),
+                ("square", "disappears", None, 6, 8),
+            ],
+        ),
+        ("Over a few seconds, the red circle turns blue.", [("circle", "turns", "blue", 0, 8)]),
+        ("An orange star coasts leftward.", [("star", "coasts to left", None, 0, 8)]),
+    ],
+)
+def test_subject_lists_elided_passives_spans_of_time_and_direction_words(prompt, expected):
+    assert events(prompt, imagination=False) == expected
+
+
+@pytest.mark.parametrize(
     ("prompt", "expected"),
     [
         ("a red apple on a table", {("apple", "on", "table"), ("apple", "red")}),

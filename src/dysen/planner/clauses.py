@@ -19,10 +19,13 @@ from dysen.planner.lexicon import (
     CATENATIVES,
     COLOUR_WORDS,
     COMPARATIVES,
+    COMPLEMENT_NOUNS,
     CONNECTIVES,
     DETERMINERS,
     DIRECTION_WORDS,
     DIRECTIONS,
+    DURATION_COUNTS,
+    DURATION_LEADS,
     IDIOM_FILLER,
     LATE_PARTICLES,
     LIGHT_VERBS,
@@ -34,6 +37,7 @@ from dysen.planner.lexicon import (
     NUMBERS,
     PASSIVE_AUX,
     PASSIVE_MOTION,
+    PASSIVE_RESULTS,
     PLAIN,
     POSSESSIVES,
     PREPOSITIONS,
@@ -43,8 +47,10 @@ from dysen.planner.lexicon import (
     SEQ,
     SHAPES_PHRASES,
     SIZE_NAMES,
+    STATE_ADJECTIVES,
     STATIC_PHRASES,
     TIME_PHRASES,
+    TIME_UNITS,
     TOGETHER_WORDS,
     TRAILING_SIM,
     VIEW_PHRASES,
@@ -108,6 +114,8 @@ def parse(tokens: list[str]) -> list[list[Clause]]:
 # words after which a quantity ("a bit") is no noun phrase: punctuation, connectives and prepositions
 _PREPOSITION_STARTS = frozenset(p[0] for p in PREPOSITIONS)
 _AFTER_AMOUNT = frozenset(".!?:;,") | {c[0] for c in CONNECTIVES} | _PREPOSITION_STARTS | {"more", None}
+# words of connectives, and the commas and adverbs between them ("…, and finally")
+_CONNECTIVE_WORDS = frozenset(w for c in CONNECTIVES for w in c) | MEDIAL
 
 
 def rewrite(tokens: list[str]) -> list[str]:
@@ -159,8 +167,16 @@ def _place_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
 
 
 def _time_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    """Time phrases ("after a moment") and spans of time ("over a few seconds", "for 2 seconds") are dropped."""
     timed = _starting(TIME_PHRASES, tokens, i)
-    return i + len(timed) if timed else None
+    if timed:
+        return i + len(timed)
+    if tokens[i] not in DURATION_LEADS:
+        return None
+    j = i + 1
+    while j < len(tokens) and (tokens[j] in DURATION_COUNTS or tokens[j] in NUMBERS or tokens[j].isdigit()):
+        j += 1
+    return j + 1 if j < len(tokens) and tokens[j] in TIME_UNITS else None
 
 
 def _comparative_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
@@ -193,18 +209,34 @@ def _colour_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
 
 
 def _direction_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
+    """A direction word as its particle: "upwards" -> "upward", "leftward" -> "to the left" (not "left": "leave")."""
     if tokens[i] not in DIRECTION_WORDS:
         return None
-    out.append(DIRECTION_WORDS[tokens[i]])
+    direction = DIRECTION_WORDS[tokens[i]]
+    out += ["to", "the", direction] if direction in ("left", "right") else [direction]
     return i + 1
 
 
 def _passive_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
     passive = _passive(tokens, i) if out else None
     if passive is None:
+        passive = _elided_passive(tokens, i, out)
+    if passive is None:
         return None
     out.append(passive[0])
     return passive[1]
+
+
+def _elided_passive(tokens: list[str], i: int, out: list[str]) -> tuple[str, int] | None:
+    """A participle of ``PASSIVE_RESULTS`` alone after a connective, its auxiliary said before ("is painted orange,
+    then dragged right, and finally erased" -> "… disappears"), as its meaning and the index after it, or None."""
+    verb = lemma(tokens[i])
+    after = tokens[i + 1] if i + 1 < len(tokens) else None
+    if not out or out[-1] not in _CONNECTIVE_WORDS or verb is None or verb[0] not in PASSIVE_RESULTS:
+        return None
+    if verb[1] != "past" or after not in (None, *".!?;,"):
+        return None
+    return PASSIVE_RESULTS[verb[0]], i + 1
 
 
 def _amount_rule(tokens: list[str], i: int, out: list[str]) -> int | None:
@@ -257,6 +289,8 @@ def _passive(tokens: list[str], i: int) -> tuple[str, int] | None:
         return None
     if verb[0] in PASSIVE_MOTION:
         return third_person(verb[0]), j + 1
+    if verb[0] in PASSIVE_RESULTS:
+        return PASSIVE_RESULTS[verb[0]], j + 1
     if verb[0] == "make" and tokens[j + 1 : j + 2] and tokens[j + 1].endswith("er"):
         return "gets", j + 1
     return None
@@ -287,7 +321,7 @@ def _screen_place(tokens: list[str], i: int) -> tuple[str, int] | None:
 def _participle_base(token: str) -> str:
     """A guess at the base form of an unknown "-ed" participle ("nudged" -> "nudge", "hoisted" -> "hoist")."""
     stem = token[:-2]
-    if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "ls":
+    if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "ls":
         return stem[:-1]  # "flipped"
     if stem.endswith(("v", "dg", "c", "z", "u")) or stem.endswith("s") and stem[-2:-1] in tuple("aeiou"):
         return stem + "e"  # "shoved", "nudged", "placed", "raised"
@@ -440,9 +474,10 @@ def _clause(piece: _Piece) -> Clause:
         return Clause(**link, subjects=_noun_phrases(tokens))
     if tokens[0] == "there" and verb == 1:
         return Clause(**link, subjects=_noun_phrases(tokens[2:]))
-    subjects = _noun_phrases(tokens[:verb])
+    subjects, carried = _owners_as_subjects(_noun_phrases(_listed(piece.tokens, tokens[:verb])))
     known = lemma(tokens[verb])
     base, negated, rest = _main_verb(known[0] if known else guess_base(tokens[verb]), tokens[verb + 1 :])
+    rest = [*carried, *rest]
     if base == "be" or base == "have" and rest:
         return _static_clause(link, subjects, base, rest)
     words = (third_person(base), *rest)
@@ -452,10 +487,37 @@ def _clause(piece: _Piece) -> Clause:
         if words[:length] in SHAPES_PHRASES:
             predicate, colour = SHAPES_PHRASES[words[:length]]
             targets = (colour,) if colour else ()
-            return Clause(
-                **link, subjects=subjects, predicate=predicate, targets=targets, places=_phrases(list(words[length:]))
-            )
+            places = _phrases(_without_complements(list(words[length:]))[1])  # "grows in size": no place "size"
+            return Clause(**link, subjects=subjects, predicate=predicate, targets=targets, places=places)
     return _event_clause(link, subjects, words[0], list(rest))
+
+
+def _listed(written: list[str], subject: list[str]) -> list[str]:
+    """``subject`` with the commas it had as ``written``, when it is a list ("the star, the triangle and the square");
+    else as it is (commas are no separators elsewhere: "the star, quickly, jumps")."""
+    if not {"and", "or"} & set(subject):
+        return subject
+    out: list[str] = []
+    words = iter(subject)
+    want = next(words, None)
+    for token in written:
+        if want is None:
+            break
+        if token == want:
+            out.append(token)
+            want = next(words, None)
+        elif token == "," and out:
+            out.append(token)
+    return out if want is None else subject
+
+
+def _owners_as_subjects(subjects: tuple[Mention, ...]) -> tuple[tuple[Mention, ...], list[str]]:
+    """A subject that is a measure of its owner stands for the owner: "the square's colour changes to red" ->
+    the square, with "colour" to read after the verb ("changes colour to red")."""
+    owned = [m for m in subjects if m.owner is not None and m.head in COMPLEMENT_NOUNS and m.name == m.head]
+    if not owned or len(owned) != len(subjects):
+        return subjects, []
+    return tuple(m.owner for m in owned if m.owner is not None), [owned[0].head]
 
 
 def _main_verb(base: str, rest: list[str]) -> tuple[str, bool, list[str]]:
@@ -495,9 +557,62 @@ def _event_clause(link: dict, subjects: tuple[Mention, ...], verb: str, rest: li
     objects, rest = rest[:end], rest[end:]
     if objects and len(rest) == 1 and rest[0] in LATE_PARTICLES | DIRECTIONS:
         predicate, rest = predicate + rest, []
-    return Clause(
-        **link, subjects=subjects, predicate=" ".join(predicate), targets=_noun_phrases(objects), places=_phrases(rest)
-    )
+    if _is_complement(objects):
+        predicate, objects = predicate + objects, []
+    complements, kept = _without_complements(rest)
+    predicate += complements
+    colour = _colour_target(predicate, kept)
+    if colour and not objects:  # "takes on a blue colour" -> "takes on a colour", blue
+        predicate = [w for w in predicate if w != colour]
+    targets = (colour,) if colour and not objects else _noun_phrases(objects)
+    return Clause(**link, subjects=subjects, predicate=" ".join(predicate), targets=targets, places=_phrases(kept))
+
+
+def _is_complement(tokens: list[str]) -> bool:
+    """Whether a noun phrase after a verb names no object but a measure, a place of the screen, a state or the
+    motion itself ("in size", "into the air", "to twice its size", "invisible", "a full turn"; ``COMPLEMENT_NOUNS``
+    and ``STATE_ADJECTIVES``): it stays part of the predicate. "the edge of the cliff" names an object."""
+    mention = _mention(tokens) if tokens else None
+    if mention is None:
+        return False
+    bare = [w for w in tokens if w not in DETERMINERS and w not in POSSESSIVES and w not in COLOUR_WORDS]
+    if bare and all(w in STATE_ADJECTIVES or w in SIZE_NAMES for w in bare):
+        return mention.determiner is None  # "goes invisible", "becomes tiny" (not "the big dog")
+    if bare and set(bare) <= COMPLEMENT_NOUNS:
+        return True  # "colour cyan" of "the star's colour shifts to cyan"
+    places = [part.split()[-1] for part in mention.name.split(" of ")]  # "the top of the screen", not "… of the cliff"
+    return mention.head in COMPLEMENT_NOUNS and all(p in COMPLEMENT_NOUNS or p in SCREEN_NAMES for p in places)
+
+
+def _without_complements(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """The prepositional phrases of ``tokens`` whose noun phrase is a complement ("in size", "into the air"), and
+    the other tokens."""
+    complements: list[str] = []
+    kept: list[str] = []
+    for segment in _segments(tokens):
+        prep = _preposition(segment, 0) or ()
+        (complements if prep and _is_complement(segment[len(prep) :]) else kept).extend(segment)
+    return complements, kept
+
+
+def _segments(tokens: list[str]) -> list[list[str]]:
+    """``tokens`` cut before each preposition that starts a phrase (as ``_phrases`` reads them)."""
+    segments: list[list[str]] = [[]]
+    for i, token in enumerate(tokens):
+        if i and _preposition(tokens, i) and token != "of" and not _preposition(tokens[i - 1 : i + 1], 0):
+            segments.append([])
+        segments[-1].append(token)
+    return [s for s in segments if s]
+
+
+def _colour_target(predicate: list[str], kept: list[str]) -> str | None:
+    """The colour a colour noun of the predicate goes to: "takes on a blue colour" -> "blue", "switches colour to
+    white" -> "white" (``kept``: the phrases after it); None without a colour noun."""
+    if not {"colour", "color", "hue", "shade"} & set(predicate):
+        return None
+    tail = kept[1:] if kept[:1] in (["to"], ["into"]) else []
+    colours = [w for w in (*predicate, *tail) if w in COLOUR_WORDS]
+    return colours[-1] if colours else None
 
 
 def _phrases(tokens: list[str]) -> tuple[tuple[str, Mention], ...]:
@@ -531,7 +646,7 @@ def _mention(tokens: list[str]) -> Mention | None:
     owner = None
     if "'s" in core:
         at = len(core) - 1 - core[::-1].index("'s")
-        owner = Mention(core[at - 1], core[at - 1]) if at and core[at - 1] != "'s" else None
+        owner = _mention(core[:at]) if at and core[at - 1] != "'s" else None
         core = core[at + 1 :]
     determiner = core[0] if core and (core[0] in DETERMINERS or core[0] in POSSESSIVES and len(core) > 1) else None
     if determiner is not None:

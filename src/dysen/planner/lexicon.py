@@ -25,13 +25,14 @@ CONNECTIVES: dict[tuple[str, ...], str] = {
     **dict.fromkeys(
         _phrases_of(
             "then, and then, after that, after this, afterwards, afterward, next, first, finally, and finally, "
-            "later, and later, eventually, subsequently, at last, and at last, lastly, and lastly, in the end"
+            "later, and later, eventually, subsequently, at last, and at last, lastly, and lastly, in the end, "
+            "followed by, and followed by"
         ),
         SEQ,
     ),
     **dict.fromkeys(
         _phrases_of(
-            "while, whilst, as, when, meanwhile, and meanwhile, simultaneously, and simultaneously, "
+            "while, whilst, as, as soon as, when, meanwhile, and meanwhile, simultaneously, and simultaneously, "
             "at the same time, and at the same time"
         ),
         SIM,
@@ -67,8 +68,12 @@ PERSON_NOUNS: frozenset[str] = frozenset(
     "person child kid baby player chef doctor teacher student worker friend dancer singer driver rider athlete "
     "soldier officer farmer someone".split()
 )
-# colour adjectives (the renderer's colours plus common ones)
-COLOUR_WORDS: frozenset[str] = frozenset(vocab.COLOURS) | {"white", "black", "pink", "brown", "grey", "gray"}
+# colour adjectives (the renderer's colours plus common ones that name nothing else; dysen.planner.colours maps
+# those the world lacks to its nearest colour)
+COLOUR_WORDS: frozenset[str] = frozenset(vocab.COLOURS) | frozenset(
+    "white black pink brown grey gray cyan magenta violet indigo turquoise teal navy crimson scarlet maroon beige "
+    "lavender".split()
+)
 # size adjectives and the size name they mean
 SIZE_NAMES: dict[str, str] = {
     **{word: size for size, words in vocab.SIZE_WORDS.items() for word in words},
@@ -81,7 +86,8 @@ ADJECTIVES: frozenset[str] = frozenset(
 )
 # adverbs read through and dropped (plus any word ending in "-ly" that is not in NOT_ADVERBS)
 ADVERBS: frozenset[str] = frozenset(
-    "very also just again slowly quickly together gently now suddenly steadily smoothly gradually calmly".split()
+    "very also just again slowly quickly together gently now suddenly steadily smoothly gradually calmly halfway "
+    "partway midway".split()
 )
 # words ending in "-ly" that are not adverbs
 NOT_ADVERBS: frozenset[str] = frozenset("fly family lily belly jelly bully ally rally only holy".split())
@@ -130,7 +136,7 @@ VERBS: frozenset[str] = frozenset(
     glide drift head plunge descend ascend soar tumble dip emerge materialise materialize evaporate inflate
     enlarge balloon whirl pivot flip somersault cartwheel pirouette perform execute nudge shove hoist tug yank
     haul heave hurl fling scoot sidle shuffle scurry trot zoom zip dart dash pop slip bob hurtle plop slump lurch
-    wobble swoop waft hurry scurry
+    wobble swoop waft hurry scurry erase delete remove add dye scale
     """.split()
 )
 # irregular inflected forms and their base form, written "base=form/form"
@@ -159,13 +165,17 @@ MOTION_NOUNS: frozenset[str] = frozenset(
 # light verbs of those idioms ("does", "takes", "makes", "gives", "performs", "executes")
 LIGHT_VERBS: frozenset[str] = frozenset("do take make give perform execute".split())
 # words between a light verb and its motion noun ("does a quick little jump")
-IDIOM_FILLER: frozenset[str] = frozenset("a an one another its their his her little small quick short big large "
-                                         "tiny high great sudden brief single few couple of".split())  # fmt: skip
+IDIOM_FILLER: frozenset[str] = frozenset(
+    "a an one another its their his her little small quick short big large tiny high great sudden brief single few "
+    "couple of full complete whole".split()
+)
 # verbs whose passive ("is moved", "gets pushed") means the subject moves: read as the active verb
 PASSIVE_MOTION: frozenset[str] = frozenset(
     "move push pull drag lift raise lower shift slide roll spin rotate turn flip throw toss carry blow knock "
     "pick drop tilt twist swing bounce launch kick shove nudge".split()
 )
+# verbs whose passive says that the subject comes or goes ("is added to the scene", "is erased"), and what it means
+PASSIVE_RESULTS: dict[str, str] = {"add": "appears", **dict.fromkeys("erase delete remove".split(), "disappears")}
 # auxiliaries of a passive ("is moved", "gets pushed", "has been lifted")
 PASSIVE_AUX: frozenset[str] = frozenset("is are was were be been being get gets got getting".split())
 # quantities and adverbial idioms that are no objects ("moves a bit to the left", "vanishes in a flash")
@@ -176,6 +186,22 @@ AMOUNT_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
     "on the screen, on screen, onto the screen, in the middle, in the centre, in the center, out of nowhere, "
     "from nowhere, in the scene, on the canvas, in the frame, across the screen, across the frame"
 )
+# nouns after a verb that name no object of the scene but a measure, a place of the screen, a state or the motion
+# itself ("grows in size", "springs into the air", "enters the scene", "blinks into existence", "spins in place",
+# "moves a few inches", "makes a complete rotation"), and the place adverbs "there" and "here" ("sits there"): such a
+# noun phrase stays part of the predicate
+COMPLEMENT_NOUNS: frozenset[str] = frozenset(
+    """
+    there here
+    size colour color hue shade air scene screen frame canvas picture image view sight existence being place spot
+    middle centre center top bottom left right side edge corner half end border area distance way direction
+    bit length width height inch inches foot feet step steps pixel pixels metre metres meter meters
+    centimetre centimetres
+    rotation rotations revolution revolutions turn turns spin spins loop loops
+    """.split()
+)
+# adjectives of a state a verb reaches ("goes invisible", "becomes tiny"): a bare one after a verb names no object
+STATE_ADJECTIVES: frozenset[str] = frozenset("visible invisible hidden transparent".split())
 # comparatives of size read as the two the Dynamic Shapes phrases use ("gets larger" -> "gets bigger")
 COMPARATIVES: dict[str, str] = {
     **dict.fromkeys("bigger larger taller wider greater huger".split(), "bigger"),
@@ -185,6 +211,13 @@ COMPARATIVES: dict[str, str] = {
 TIME_PHRASES: tuple[tuple[str, ...], ...] = _phrases_of(
     "after a moment, after a while, after a second, for a moment, for a while, for a second, a moment later, "
     "in a moment, in a second, soon after"
+)
+# a span of time ("over a few seconds", "for two seconds", "within a couple of moments"): its preposition, the
+# words that may count the unit, and the unit; such a phrase is read through like ``TIME_PHRASES``
+DURATION_LEADS: frozenset[str] = frozenset("over for in within during across".split())
+DURATION_COUNTS: frozenset[str] = frozenset("a an the few several couple of next some many".split())
+TIME_UNITS: frozenset[str] = frozenset(
+    "second seconds moment moments minute minutes instant instants beat beats".split()
 )
 # phrases after a verb that make it an appearing or a disappearing ("pops into view", "slips out of sight")
 VIEW_PHRASES: dict[tuple[str, ...], str] = {

@@ -74,16 +74,18 @@ _ROTATE_WORDS = _words(
 )
 _GROW_WORDS = _words(
     "grow swell expand inflate enlarge balloon widen increase magnify broaden lengthen puff bulge mushroom "
-    "bloat dilate amplify scale_up"
+    "bloat dilate amplify scale_up double triple"
 )
 _SHRINK_WORDS = _words(
     "shrink contract dwindle deflate diminish decrease compress shrivel condense narrow reduce wither dwindle "
-    "minimise minimize"
+    "minimise minimize halve"
 )
 _BIGGER = _words("bigger larger taller wider huge large big giant greater fatter")
 _SMALLER = _words("smaller tinier littler narrower thinner small tiny shorter")
 _APPEAR_WORDS = _words("appear emerge materialise materialize arrive manifest reappear spawn enter")
 _DISAPPEAR_WORDS = _words("vanish disappear evaporate dissolve dematerialise dematerialize perish")
+_SCREEN_WORDS = _words("screen scene frame canvas picture")
+"""Names of the screen: "onto the screen" is an appearing, "off the screen" a disappearing."""
 _STILL_WORDS = _words("stay remain wait rest sit stand pause freeze idle linger hold")
 _NEGATIONS = _words("not never")
 _SMALL_AMOUNTS = (("a", "bit"), ("a", "little", "bit"), ("slightly",), ("a", "tad"), ("somewhat",), ("a", "touch"))
@@ -168,6 +170,7 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
         or _has(lemmas, "pop", "up") or _has(lemmas, "show", "up") or _has(lemmas, "turn", "up")
         or _has(words, "into", "view") or _has(words, "into", "sight") or _has(words, "into", "existence")
         or _has(words, "into", "being") or _has(lemmas, "pop", "in") or _has(lemmas, "pop", "into")
+        or bag & _SCREEN_WORDS and bag & _words("onto into")
     ):  # fmt: skip
         return Motion(kind="appear")
     if (
@@ -177,6 +180,7 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
         or _has(words, "out", "of", "existence") or _has(lemmas, "go", "away") or _has(lemmas, "blink", "out")
         or _has(lemmas, "pop", "out") or _has(lemmas, "melt", "away") or _has(lemmas, "die", "out")
         or "gone" in words or _has(words, "no", "longer")
+        or bag & _SCREEN_WORDS and ("off" in bag or _has(words, "out", "of"))
     ):  # fmt: skip
         return Motion(kind="disappear")
     if bag & COLOUR_WORDS and (bag & _COLOUR_VERBS or len(bag) == 1) or bag & _words("colour color hue shade") and (

@@ -35,7 +35,9 @@ with that head; an indefinite one with new adjectives or "another" makes a new e
 "<adjective> <noun>". "he/him" refer to the latest male or unspecified person, "she/her" to the latest
 female or unspecified person, "it" to the latest non-person other than the clause's agent, "they/them"
 to the latest plural entity; with no antecedent they name "man", "woman", "object", "people", and a
-verb with no subject at all gets the agent "person".
+verb with no subject at all gets the agent "person". "the blue one" / "a red one" name an object of the latest
+noun, a new one where the adjectives differ ("two squares: the blue one jumps and the red one spins" -> "square"
+and "red square"); a group named one by one that way is dropped when nothing else is said of it.
 
 Timing: the phases split ``num_steps`` evenly, earlier phases taking the extra steps
 (``dysen.world.story.phase_spans``); events of one phase share its span; more phases than
@@ -57,7 +59,10 @@ quantity becomes an object: "does a little jump" / "takes a leap" -> "jumps" / "
 "moves", a passive of a verb of motion ("is moved to the right", "is made bigger", "is nudged left") -> the
 active verb, "is gone" -> "disappears", "smaller and smaller" -> "smaller", "both" (and "each" / "all" before
 a verb) dropped, so "A and B both jump" is two simultaneous events, and quantities or adverbial idioms after a
-verb ("a bit", "in a flash") dropped. Every event's canonical motion is set by ``dysen.planner.motion``.
+verb ("a bit", "in a flash") dropped. A noun phrase after a verb that names a measure, a place of the screen, a
+state or the motion itself ("grows in size", "springs into the air", "enters the scene", "goes invisible", "makes a
+complete rotation"; ``lexicon.COMPLEMENT_NOUNS``) stays in the predicate and is no object; "the square's colour
+changes" is the square's event. Every event's canonical motion is set by ``dysen.planner.motion``.
 
 Known limits: no parse trees, so long-distance attachment, relative clauses, other passives, questions,
 conditionals and lists of more than one verb per clause are read shallowly; words the lexicons lack
@@ -131,11 +136,15 @@ class _Discourse:
     entities: list[_Entity] = field(default_factory=list)
     recent: list[_Entity] = field(default_factory=list)
     relations: list[tuple[str, str, str]] = field(default_factory=list)
+    groups: set[str] = field(default_factory=set)
+    """Plural entities whose members were named one by one ("two squares: the blue one …, the red one …")."""
 
     def resolve(self, mention: Mention, exclude: str | None = None) -> _Entity:
         """The entity ``mention`` refers to (see the module docstring), registering its facts."""
         if mention.head in PRONOUNS and mention.name == mention.head:
             entity = self._pronoun(mention.head, exclude)
+        elif mention.name == "one":  # "the blue one": an object of the noun named last
+            entity = self._one(mention, exclude)
         elif mention.name.split()[0] == "same" and self.recent:  # "the same shape": one named before
             entity = self._same(mention.head, exclude)
         else:
@@ -157,6 +166,24 @@ class _Discourse:
                 if entity.name != exclude:
                     return entity
         return self._new(default, default, kinds[0], [])
+
+    def _one(self, mention: Mention, exclude: str | None) -> _Entity:
+        """What "the blue one" / "a red one" names: an object of the latest noun (singular), a new one where its
+        adjectives differ from the last one's ("a red circle and a blue one" are two circles); "object" when no noun
+        came before."""
+        earlier = next((e for e in reversed(self.recent) if e.name != exclude and e.head not in PRONOUNS), None)
+        if earlier is None:
+            return self._noun(Mention("object", "object", mention.adjectives, mention.determiner))
+        if earlier.kind == "plural":
+            self.groups.add(earlier.name)
+        head = _singular(earlier.head)
+        determiner = "a" if mention.adjectives else mention.determiner
+        return self._noun(Mention(head, head, mention.adjectives, determiner))
+
+    def without_unused_groups(self, events: Sequence[Event]) -> None:
+        """Drop the groups whose members were named one by one when nothing else is said of the group itself."""
+        used = {e.agent for e in events} | {e.target for e in events} | {n for r in self.relations for n in r[::2]}
+        self.entities = [e for e in self.entities if e.name not in self.groups - used]
 
     def _same(self, head: str, exclude: str | None) -> _Entity:
         """The latest entity with this head noun ("the same square"), else the latest one ("the same shape")."""
@@ -191,6 +218,17 @@ def _kind_of(head: str) -> str:
         if head in nouns:
             return kind
     return "plural" if is_plural([head]) else "thing"
+
+
+def _singular(noun: str) -> str:
+    """The singular of a plural noun ("squares" -> "square", "boxes" -> "box", "berries" -> "berry"); else the noun."""
+    if not is_plural([noun]):
+        return noun
+    if noun.endswith("ies"):
+        return noun[:-3] + "y"
+    if noun.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return noun[:-2]
+    return noun[:-1]
 
 
 def _not_colour(adjective: str) -> bool:
@@ -416,6 +454,7 @@ class RulesPlanner:
         sentences = parse(_checked_tokens(prompt))
         discourse = _Discourse()
         events = _schedule(_read(sentences, discourse), self.num_steps)
+        discourse.without_unused_groups(events)
         if not discourse.entities:
             raise RulesPlanError(
                 f"found no clause or noun phrase in the prompt {prompt[:80]!r}; describe who does what, "
