@@ -11,6 +11,7 @@ import pytest
 
 from dysen.cli import main
 from dysen.dsg import DynamicSceneGraph, Event
+from dysen.errors import DysenError
 from dysen.planner.colours import collected_warnings, colour_warnings, with_world_colours
 from dysen.planner.layout import imagine_layout
 from dysen.planner.motion import with_motion
@@ -161,3 +162,38 @@ def test_the_shipped_model_draws_a_white_star_in_its_mapped_colour() -> None:
     assert score.object_fidelity == 1.0
     seen = [c for c in track_shapes(video.frames)["star"].colour if c is not None]
     assert seen and max(set(seen), key=seen.count) == world
+
+
+EIGHT = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "cyan")
+"""The palette of a model trained on the extended world (``--world-colours``)."""
+
+
+def test_a_wider_palette_keeps_its_own_colours_and_maps_their_cousins_to_them() -> None:
+    from dysen.world.colours import colour_map
+
+    nearest = colour_map(EIGHT)
+    assert "pink" not in nearest and "cyan" not in nearest  # drawn as themselves
+    assert nearest["hotpink"][0] == "pink" and nearest["aqua"][0] == "cyan"
+    assert WORLD_COLOUR_OF["hotpink"][0] != "pink"  # the default world has no pink
+    assert nearest_world_colour("pink", EIGHT) == ("pink", 0.0)
+    with pytest.raises(ValueError, match="palette"):
+        colour_map(("red", "teal"))
+
+
+def test_a_planner_for_a_wider_palette_plans_pink_as_pink_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from dysen.planner.build import PlannerOptions, build_planner
+
+    caplog.set_level(logging.WARNING)
+    plan = build_planner(PlannerOptions(colours=EIGHT)).plan("a pink circle moves right, then turns cyan")
+    facts = {(a.object, a.attribute) for g in plan.graphs for a in g.attributes}
+    assert ("circle", "pink") in facts and plan.events[-1].target == "cyan"
+    assert "no colour" not in caplog.text
+    default = RulesPlanner().plan("a pink circle moves right")  # the default world: pink is drawn as the nearest
+    assert ("circle", WORLD_COLOUR_OF["pink"][0]) in {(a.object, a.attribute) for a in default.graphs[0].attributes}
+
+
+def test_a_palette_the_world_cannot_paint_is_refused() -> None:
+    from dysen.planner.build import PlannerOptions
+
+    with pytest.raises(DysenError, match="PlannerOptions.colours"):
+        PlannerOptions(colours=("red", "teal"))

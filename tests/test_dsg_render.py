@@ -144,7 +144,8 @@ def test_a_plan_without_boxes_draws_no_boxes_picture(tmp_path):
 
 def test_the_boxes_colours_are_dynamic_shapes_own():
     from dysen.dsg.render import _SHAPE_COLOURS
-    from dysen.world.vocab import COLOURS
+    from dysen.world.vocab import PAINTS
 
+    assert set(_SHAPE_COLOURS) == set(PAINTS)
     for name, hex_colour in _SHAPE_COLOURS.items():
-        assert hex_colour == "#{:02x}{:02x}{:02x}".format(*COLOURS[name])
+        assert hex_colour == "#{:02x}{:02x}{:02x}".format(*PAINTS[name])

@@ -202,7 +202,7 @@ class DysenVDMPipeline:
         planned = dsg is None
         dsg = self.planner.plan(prompt) if planned else dsg  # type: ignore[arg-type]
         if not planned or any(event.motion is None for event in dsg.events):  # dysen's planners have set them
-            dsg = with_motion(dsg)  # a given plan (--plan, the demo's edit) gets its canonical motions too
+            dsg = with_motion(dsg, self.config.planner.colours)  # a given plan (--plan, the demo's edit) too
         if self.unet.config.layout:
             dsg = imagine_layout(dsg, seed=seed)  # boxes for a layout-grounded UNet (kept if the DSG has them)
         prompt = prompt if prompt is not None else describe(dsg)

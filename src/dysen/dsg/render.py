@@ -143,9 +143,9 @@ _PANEL_INCHES = 1.9
 """Side of one keyframe panel; with the caps the boxes picture is at most 855 x 1,220 pixels at ``_DPI``."""
 _SHAPE_COLOURS = {
     "red": "#dc2828", "orange": "#f58c14", "yellow": "#ebd71e", "green": "#28af3c", "blue": "#285aeb",
-    "purple": "#963cd2",
+    "purple": "#963cd2", "pink": "#ff82be", "cyan": "#1ed2dc",
 }  # fmt: skip
-"""Dynamic Shapes' paints (``dysen.world.vocab.COLOURS``; ``dsg`` may not import ``world``); other colour words are
+"""Dynamic Shapes' paints (``dysen.world.vocab.PAINTS``; ``dsg`` may not import ``world``); other colour words are
 drawn as matplotlib names them."""
 _CANVAS = "#181818"
 """The panels' background: the Dynamic Shapes canvas, so a white or yellow shape shows as in the video."""

@@ -202,6 +202,8 @@ def score_pipeline(
 ) -> list[ClipResult]:
     """Generate a video of each clip's caption with ``pipe`` (seed ``sampling.seed + i``) and score it.
 
+    The scorer reads the colours the model can draw (``PlannerOptions.colours``, its world's palette) besides the
+    default world's, so a model that knows pink is caught painting a red shape pink.
     With ``save_dir``, each video is written as ``<id>.mp4`` with the DSG it followed (``<id>.dsg.json``),
     plus ``gold.jsonl``, so the folder can be scored again with ``score_folder``.
     """
@@ -210,6 +212,7 @@ def score_pipeline(
     from dysen.dsg.io import write_jsonl_atomic
 
     fps = pipe.config.video.fps
+    colours = tuple(dict.fromkeys((*DEFAULT_PALETTE, *pipe.config.planner.colours)))
     results = []
     for index, clip in enumerate(tqdm(clips, desc=desc, unit="clip", disable=not progress)):
         clock = time.perf_counter()
@@ -220,7 +223,10 @@ def score_pipeline(
         )  # fmt: skip
         seconds = time.perf_counter() - clock
         results.append(
-            score_clip(clip.id, clip.caption, video.frames, clip.dsg, fps=fps, planned=video.dsg, seconds=seconds)
+            score_clip(
+                clip.id, clip.caption, video.frames, clip.dsg, fps=fps, planned=video.dsg, seconds=seconds,
+                colours=colours,
+            )  # fmt: skip
         )
         if save_dir is not None:
             write_video(save_dir / f"{clip.id}.mp4", video.frames, fps)

@@ -22,6 +22,7 @@ from dysen.planner.backends.base import ChatBackend
 from dysen.planner.cache import CachedBackend, ResponseCache
 from dysen.planner.dysen import PLAN_BUDGET_S, DysenPlanner
 from dysen.planner.types import DemoSelector, Planner
+from dysen.world.colours import DEFAULT_PALETTE, colour_map
 
 if TYPE_CHECKING:
     from dysen.planner.embed import Embedder
@@ -69,6 +70,15 @@ class PlannerOptions:
     """Fall back to the rules planner when the LLM gives no usable answer."""
     device: str = "cpu"
     """Device of the 'hf' backend's model."""
+    colours: tuple[str, ...] = DEFAULT_PALETTE
+    """The colours the model draws (the palette of the Dynamic Shapes world it was trained on, ``--world-colours``);
+    a colour word outside it is planned as the nearest of them, with a warning."""
+
+    def __post_init__(self) -> None:
+        try:
+            colour_map(tuple(self.colours))
+        except (TypeError, ValueError) as err:
+            raise DysenError(f"PlannerOptions.colours: {err}") from None
 
 
 def changed_options(options: PlannerOptions, changes: Mapping[str, Any]) -> PlannerOptions:
@@ -86,7 +96,7 @@ def build_planner(options: PlannerOptions) -> Planner:
     if options.backend not in BACKENDS:
         raise DysenError(f"unknown planner backend {options.backend!r}; choose one of {', '.join(BACKENDS)}")
     if options.backend == "rules":
-        return RulesPlanner(selector=build_selector(options))
+        return RulesPlanner(selector=build_selector(options), palette=options.colours)
     backend: ChatBackend = _chat_backend(options)
     if options.cache:
         from dysen.planner.prompts import cache_namespace
@@ -97,8 +107,9 @@ def build_planner(options: PlannerOptions) -> Planner:
         selector=build_selector(options),
         shots=options.shots,
         output=options.answer_format,
-        fallback=RulesPlanner() if options.fallback else None,
+        fallback=RulesPlanner(palette=options.colours) if options.fallback else None,
         budget_s=options.plan_budget_s,
+        palette=options.colours,
     )
 
 

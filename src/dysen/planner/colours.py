@@ -3,7 +3,9 @@
 Every plan passes ``dysen.planner.motion.with_motion`` (rules and LLM planners, a replay, ``generate --plan``,
 the demo's edited plan), and ``with_motion`` first calls ``with_world_colours``: each colour word that the
 Dynamic Shapes world does not paint (``dysen.world.colours.COLOUR_NAMES``, e.g. white, pink, navy) is replaced
-by its nearest world colour (CIE76 Delta E, ``dysen.world.colours``) wherever the DSG names an object's colour:
+by its nearest world colour (CIE76 Delta E, ``dysen.world.colours``) wherever the DSG names an object's colour.
+The world's colours are the model's palette (``PlannerOptions.colours``): the default world's six, or the wider
+palette a model was trained on (``--world-colours``; with pink and cyan, "pink" stays pink, "hotpink" maps to it):
 
 - an attribute ``(star, white)`` of any step -> ``(star, yellow)``;
 - the target of a colour change (a verb such as turn, become, paint) ``(square, turns, pink)`` -> ``red``,
@@ -31,8 +33,7 @@ from collections.abc import Iterator
 
 from dysen.dsg.types import DynamicSceneGraph, Event
 from dysen.planner.lexicon import COLOUR_VERBS, DIRECTION_OF, lemma
-from dysen.world import vocab
-from dysen.world.colours import WORLD_COLOUR_OF
+from dysen.world.colours import DEFAULT_PALETTE, colour_map
 
 __all__ = ["collected_warnings", "colour_replacements", "colour_warnings", "with_world_colours"]
 
@@ -53,49 +54,55 @@ def _changes_colour(event: Event) -> bool:
     return any((lemma(w) or (w,))[0] in COLOUR_VERBS for w in words)
 
 
-def _targets(dsg: DynamicSceneGraph) -> set[str]:
-    return {e.target for e in dsg.events if e.target in WORLD_COLOUR_OF and _changes_colour(e)}
+def _targets(dsg: DynamicSceneGraph, nearest: dict[str, tuple[str, float]]) -> set[str]:
+    return {e.target for e in dsg.events if e.target in nearest and _changes_colour(e)}
 
 
-def _renamer(dsg: DynamicSceneGraph) -> tuple[dict[tuple[str, str], tuple[str, float]], object]:
-    """The replacements ``{(what, word): (world colour, Delta E)}`` a DSG needs, and a function mapping a name."""
-    targets = _targets(dsg)
+def _renamer(
+    dsg: DynamicSceneGraph, nearest: dict[str, tuple[str, float]]
+) -> tuple[dict[tuple[str, str], tuple[str, float]], object]:
+    """The replacements ``{(what, word): (world colour, Delta E)}`` a DSG needs, and a function mapping a name;
+    ``nearest``: the palette's ``colour_map``."""
+    targets = _targets(dsg, nearest)
     found: dict[tuple[str, str], tuple[str, float]] = {}
 
     def name(text: str, whole: bool = False) -> str:
         words = text.split()
         if len(words) == 1:
-            if words[0] in WORLD_COLOUR_OF and (whole or words[0] in targets):
-                found.setdefault(("", words[0]), WORLD_COLOUR_OF[words[0]])
-                return WORLD_COLOUR_OF[words[0]][0]
+            if words[0] in nearest and (whole or words[0] in targets):
+                found.setdefault(("", words[0]), nearest[words[0]])
+                return nearest[words[0]][0]
             return text
         out = []
         for i, word in enumerate(words):
-            if word in WORLD_COLOUR_OF and i < len(words) - 1:  # a colour in front of a noun
-                found.setdefault((" ".join(words[i + 1 :]), word), WORLD_COLOUR_OF[word])
-                word = WORLD_COLOUR_OF[word][0]
+            if word in nearest and i < len(words) - 1:  # a colour in front of a noun
+                found.setdefault((" ".join(words[i + 1 :]), word), nearest[word])
+                word = nearest[word][0]
             out.append(word)
         return " ".join(out)
 
     return found, name
 
 
-def _mapped(dsg: DynamicSceneGraph) -> tuple[DynamicSceneGraph, dict[tuple[str, str], tuple[str, float]]]:
-    found, name = _renamer(dsg)
+def _mapped(
+    dsg: DynamicSceneGraph, palette: tuple[str, ...]
+) -> tuple[DynamicSceneGraph, dict[tuple[str, str], tuple[str, float]]]:
+    nearest = colour_map(tuple(palette))
+    found, name = _renamer(dsg, nearest)
 
     def predicate(text: str) -> str:
         words = text.split()
-        if len(words) > 1 and words[-1] in WORLD_COLOUR_OF:  # "becomes white"
-            found.setdefault(("", words[-1]), WORLD_COLOUR_OF[words[-1]])
-            return " ".join([*words[:-1], WORLD_COLOUR_OF[words[-1]][0]])
+        if len(words) > 1 and words[-1] in nearest:  # "becomes white"
+            found.setdefault(("", words[-1]), nearest[words[-1]])
+            return " ".join([*words[:-1], nearest[words[-1]][0]])
         return text
 
     events = []
     for e in dsg.events:
         target = e.target
-        if target in WORLD_COLOUR_OF and _changes_colour(e):
-            found.setdefault((name(e.agent), target), WORLD_COLOUR_OF[target])
-            target = WORLD_COLOUR_OF[target][0]
+        if target in nearest and _changes_colour(e):
+            found.setdefault((name(e.agent), target), nearest[target])
+            target = nearest[target][0]
         elif target is not None:
             target = name(target)
         update = {"agent": name(e.agent), "target": target, "predicate": predicate(e.predicate)}
@@ -107,9 +114,9 @@ def _mapped(dsg: DynamicSceneGraph) -> tuple[DynamicSceneGraph, dict[tuple[str, 
         attributes = []
         for a in g.attributes:
             value = a.attribute
-            if value in WORLD_COLOUR_OF:
-                found.setdefault((name(a.object), value), WORLD_COLOUR_OF[value])
-                value = WORLD_COLOUR_OF[value][0]
+            if value in nearest:
+                found.setdefault((name(a.object), value), nearest[value])
+                value = nearest[value][0]
             attributes.append(a.model_copy(update={"object": name(a.object), "attribute": value}))
         relations = [r.model_copy(update={"subject": name(r.subject), "object": name(r.object)}) for r in g.relations]
         objects = tuple(dict.fromkeys(name(o) for o in g.objects))
@@ -123,36 +130,39 @@ def _mapped(dsg: DynamicSceneGraph) -> tuple[DynamicSceneGraph, dict[tuple[str, 
     return dsg.model_copy(update={"events": tuple(events), "graphs": tuple(graphs), "boxes": boxes}), found
 
 
-def colour_replacements(dsg: DynamicSceneGraph) -> list[tuple[str, str, str, float]]:
-    """``(object or '', colour word, world colour, Delta E)`` for each colour the world lacks, in DSG order."""
-    return _replacements(_mapped(dsg)[1])
+def colour_replacements(
+    dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE
+) -> list[tuple[str, str, str, float]]:
+    """``(object or '', colour word, world colour, Delta E)`` for each colour ``palette`` lacks, in DSG order."""
+    return _replacements(_mapped(dsg, palette)[1])
 
 
 def _replacements(found: dict[tuple[str, str], tuple[str, float]]) -> list[tuple[str, str, str, float]]:
     return [(what, word, world, distance) for (what, word), (world, distance) in found.items()]
 
 
-def _line(what: str, word: str, world: str, distance: float) -> str:
+def _line(what: str, word: str, world: str, distance: float, palette: tuple[str, ...]) -> str:
     subject = f"the {what}" if what else f"'{word}'"
-    return (f"the Dynamic Shapes world has no colour '{word}' (its colours: {', '.join(vocab.COLOURS)}); "
+    return (f"the Dynamic Shapes world has no colour '{word}' (its colours: {', '.join(palette)}); "
             f"{subject} is drawn {world}, the nearest (CIELAB Delta E {distance:.0f})")  # fmt: skip
 
 
-def colour_warnings(dsg: DynamicSceneGraph) -> list[str]:
-    """One line per colour word of a (not yet mapped) DSG that the world lacks, naming its replacement."""
-    return _warning_lines(colour_replacements(dsg))
+def colour_warnings(dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE) -> list[str]:
+    """One line per colour word of a (not yet mapped) DSG that ``palette`` lacks, naming its replacement."""
+    return _warning_lines(colour_replacements(dsg, palette), palette)
 
 
-def _warning_lines(found: list[tuple[str, str, str, float]]) -> list[str]:
+def _warning_lines(found: list[tuple[str, str, str, float]], palette: tuple[str, ...]) -> list[str]:
     named = {word for what, word, _, _ in found if what}
-    lines = (_line(*r) for r in found if r[0] or r[1] not in named)  # a 'turns' colour node: said with its object
+    lines = (_line(*r, palette) for r in found if r[0] or r[1] not in named)  # a 'turns' colour node: with its object
     return list(dict.fromkeys(lines))
 
 
-def with_world_colours(dsg: DynamicSceneGraph) -> DynamicSceneGraph:
-    """``dsg`` with every colour the world lacks replaced by its nearest world colour; a warning for each."""
-    mapped, found = _mapped(dsg)
-    for line in _warning_lines(_replacements(found)):
+def with_world_colours(dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE) -> DynamicSceneGraph:
+    """``dsg`` with every colour ``palette`` (the model's world colours) lacks replaced by the nearest of them;
+    a warning for each."""
+    mapped, found = _mapped(dsg, palette)
+    for line in _warning_lines(_replacements(found), palette):
         log.warning(line)
     return mapped
 

@@ -49,6 +49,7 @@ from dysen.planner.cache import CachedBackend
 from dysen.planner.motion import with_motion
 from dysen.planner.prompts.formats import FORMATS, AnswerFormat, Schema
 from dysen.planner.types import Demonstration, DemoSelector, Planner
+from dysen.world.colours import DEFAULT_PALETTE
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class DysenPlanner:
         polish: bool = True,
         max_steps: int = 32,
         budget_s: float = PLAN_BUDGET_S,
+        palette: tuple[str, ...] = DEFAULT_PALETTE,
     ) -> None:
         if not isinstance(backend, ChatBackend):
             raise DysenError(f"backend must be a ChatBackend (name, model, complete()), got {type(backend).__name__}")
@@ -148,6 +150,8 @@ class DysenPlanner:
             max_steps=max_steps,
             budget_s=budget_s,
         )
+        self.palette = tuple(palette)
+        """The colours the model draws; other colour words are planned as the nearest (``with_motion``)."""
         self._format: AnswerFormat = FORMATS[output]
         self._lock = threading.Lock()
         self._stats = PlannerStats()
@@ -195,7 +199,7 @@ class DysenPlanner:
         if self.settings.polish:
             graphs = self._polish(caption, raw.graphs, graphs, demos)
         dsg = DynamicSceneGraph.from_dict({"events": raw.events, "graphs": graphs})  # DSGError past DSGLimits
-        return with_motion(dsg)  # every event's canonical motion (dysen.planner.motion)
+        return with_motion(dsg, self.palette)  # every event's canonical motion (dysen.planner.motion)
 
     def _plan_actions(self, caption: str, demos: list[Demonstration]) -> tuple[Event, ...]:
         """Step I: the events of ``caption``."""

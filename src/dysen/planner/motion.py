@@ -42,6 +42,7 @@ from dysen.planner.colours import with_world_colours
 from dysen.planner.lexicon import COLOUR_VERBS as _COLOUR_VERBS
 from dysen.planner.lexicon import COLOUR_WORDS, lemma
 from dysen.planner.lexicon import DIRECTION_OF as _DIRECTIONS
+from dysen.world.colours import DEFAULT_PALETTE
 
 __all__ = ["CALIBRATION", "EXAMPLES", "SIMILARITY_THRESHOLD", "canonical_motion", "motion_warnings", "with_motion"]
 
@@ -314,13 +315,13 @@ def nearest_example(text: str) -> tuple[str, float]:
 # -- the seam every plan passes -------------------------------------------------------------------
 
 
-def with_motion(dsg: DynamicSceneGraph) -> DynamicSceneGraph:
+def with_motion(dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE) -> DynamicSceneGraph:
     """``dsg`` with every event's ``motion`` set (events that carry one keep it). Logged once, on the pass that
     sees them first: a warning per motion filled in as unknown, and per given motion that clashes with its words.
 
-    Colours the world lacks are first replaced by the nearest world colour, with a warning
+    Colours ``palette`` (the model's world colours) lacks are first replaced by the nearest of them, with a warning
     (``dysen.planner.colours.with_world_colours``), so that "turns navy" reads as a colour change to blue."""
-    dsg = with_world_colours(dsg)
+    dsg = with_world_colours(dsg, palette)
     given = [event.motion is not None for event in dsg.events]
     if not all(given):
         dsg = dsg.model_copy(update={"events": tuple(with_event_motion(event) for event in dsg.events)})

@@ -101,6 +101,7 @@ from dysen.planner.lexicon import (
 )
 from dysen.planner.motion import canonical_motion, with_motion
 from dysen.planner.types import Demonstration, DemoSelector
+from dysen.world.colours import DEFAULT_PALETTE
 from dysen.world.story import phase_spans
 
 __all__ = ["CONNECTIVES", "DEMO_SHOTS", "MAX_PROMPT_CHARS", "PREPOSITIONS", "RulesPlanError", "RulesPlanner"]
@@ -432,21 +433,27 @@ def _demo_facts(graph: SceneGraph, demos: Sequence[Demonstration], step: int, st
 class RulesPlanner:
     """Dysen's three steps by rules (module docstring): any prompt -> a ``DynamicSceneGraph`` or ``RulesPlanError``."""
 
-    def __init__(self, num_steps: int = 8, selector: DemoSelector | None = None, *, imagination: bool = True) -> None:
+    def __init__(
+        self, num_steps: int = 8, selector: DemoSelector | None = None, *, imagination: bool = True,
+        palette: tuple[str, ...] = DEFAULT_PALETTE,
+    ) -> None:  # fmt: skip
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= MAX_STEPS:
             raise RulesPlanError(f"num_steps must be an integer in [1, {MAX_STEPS}], got {num_steps!r}")
         self.num_steps = num_steps
         self.selector = selector
         self.imagination = imagination
         """False: stop after Step II (the raw per-step graphs of the events; the 'no imagination' ablation)."""
+        self.palette = tuple(palette)
+        """The colours the model draws; other colour words are planned as the nearest (``with_motion``)."""
 
     def __repr__(self) -> str:
-        return f"RulesPlanner(num_steps={self.num_steps}, selector={self.selector!r}, imagination={self.imagination})"
+        return (f"RulesPlanner(num_steps={self.num_steps}, selector={self.selector!r}, imagination={self.imagination}"
+                + ("" if self.palette == DEFAULT_PALETTE else f", palette={self.palette!r}") + ")")  # fmt: skip
 
     def plan(self, prompt: str, demonstrations: Sequence[Demonstration] | None = None) -> DynamicSceneGraph:
         """Plan ``prompt``; ``demonstrations`` (else the selector's, else none) only add imagined facts."""
         try:
-            return with_motion(self._plan(prompt, demonstrations))
+            return with_motion(self._plan(prompt, demonstrations), self.palette)
         except ValidationError as err:  # a name or a count of the prompt over dysen.dsg.DSGLimits
             raise RulesPlanError(f"the prompt's plan is too large: {describe_error(err)}") from None
 

@@ -193,13 +193,14 @@ class DemoService:
 
         folder = self._new_folder("plan")
         timeline = save_timeline(dsg, folder / "plan.png", title=title)
-        moving = with_motion(dsg)
+        palette = self.pipe.config.planner.colours
+        moving = with_motion(dsg, palette)
         boxes = self._boxes_picture(moving, seed, folder / "plan.boxes.png")  # the page labels it
 
         summary = f"{what}: {len(dsg.events)} events over {dsg.num_steps} time steps"
         if not self.follows_boxes:
             summary += "; this model follows no boxes (it has no layout maps), so none are drawn"
-        warnings = [*(said or []), *colour_warnings(dsg)]  # colours the world lacks (an edited plan's too)
+        warnings = [*(said or []), *colour_warnings(dsg, palette)]  # colours the model lacks (edited plans too)
         warnings += motion_warnings(moving)  # motions nobody will draw (an edited plan's too)
         summary += "".join(f"; {line}" for line in warnings)
         return PlanResult(dsg, timeline, summary, boxes)

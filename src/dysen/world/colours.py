@@ -15,10 +15,17 @@ normaliser), with a warning naming both words. Which candidate colours a retrain
 from __future__ import annotations
 
 import math
+from functools import cache
 
 from dysen.world import vocab
 
-__all__ = ["COLOUR_NAMES", "WORLD_COLOUR_OF", "delta_e", "lab", "nearest_world_colour"]
+__all__ = [
+    "COLOUR_NAMES", "DEFAULT_PALETTE", "WORLD_COLOUR_OF", "colour_map", "delta_e", "lab", "nearest_world_colour",
+]  # fmt: skip
+
+DEFAULT_PALETTE: tuple[str, ...] = tuple(vocab.COLOURS)
+"""The default world's six colours; a model trained on a wider palette (``ShapesConfig.colours``) names its own
+(``PlannerOptions.colours``)."""
 
 COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
     # colour word: a typical RGB (CSS / X11 named colours; a few everyday words given their CSS cousin's value)
@@ -91,18 +98,28 @@ def delta_e(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
     return math.dist(lab(a), lab(b))
 
 
-def _nearest(rgb: tuple[int, int, int]) -> tuple[str, float]:
-    return min(((world, delta_e(rgb, paint)) for world, paint in vocab.COLOURS.items()), key=lambda p: p[1])
+def _nearest(rgb: tuple[int, int, int], palette: tuple[str, ...]) -> tuple[str, float]:
+    return min(((world, delta_e(rgb, vocab.PAINTS[world])) for world in palette), key=lambda p: p[1])
 
 
-WORLD_COLOUR_OF: dict[str, tuple[str, float]] = {word: _nearest(rgb) for word, rgb in COLOUR_NAMES.items()}
-"""Colour word -> (nearest world colour, its CIE76 Delta E); the world's own colours are not listed."""
+@cache
+def colour_map(palette: tuple[str, ...] = DEFAULT_PALETTE) -> dict[str, tuple[str, float]]:
+    """Colour word -> (nearest colour of ``palette``, its CIE76 Delta E), for each word of ``COLOUR_NAMES`` the
+    palette lacks. ``palette``: names of ``vocab.PAINTS`` (a world's ``ShapesConfig.colours``)."""
+    unknown = [colour for colour in palette if colour not in vocab.PAINTS]
+    if unknown or not palette:
+        raise ValueError(f"a palette names colours the world paints ({', '.join(vocab.PAINTS)}); got {palette!r}")
+    return {word: _nearest(rgb, palette) for word, rgb in COLOUR_NAMES.items() if word not in palette}
 
 
-def nearest_world_colour(word: str) -> tuple[str, float] | None:
-    """The world colour a colour word is drawn as and its Delta E (0.0 for a world colour); None if the word
-    names no colour we know (``COLOUR_NAMES``)."""
+WORLD_COLOUR_OF: dict[str, tuple[str, float]] = colour_map(DEFAULT_PALETTE)
+"""Colour word -> (nearest world colour, its CIE76 Delta E) in the default world; its own colours are not listed."""
+
+
+def nearest_world_colour(word: str, palette: tuple[str, ...] = DEFAULT_PALETTE) -> tuple[str, float] | None:
+    """The colour of ``palette`` a colour word is drawn as and its Delta E (0.0 for a palette colour); None if the
+    word names no colour we know (``COLOUR_NAMES``)."""
     word = word.lower().strip()
-    if word in vocab.COLOURS:
+    if word in palette:
         return word, 0.0
-    return WORLD_COLOUR_OF.get(word)
+    return colour_map(palette).get(word)
