@@ -121,3 +121,24 @@ def test_scorer_reads_pink_and_cyan_after_h264(tmp_path) -> None:
             assert shape.colour in seen, (shape, seen)
     score = score_video(frames, clip.dsg, config.colours)
     assert score.object_fidelity == 1.0
+
+
+def test_a_model_trained_on_pink_and_cyan_plans_them(tmp_path) -> None:
+    """train-vdm on the extended world saves a planner palette with pink and cyan; a fine-tune keeps it."""
+    from dysen.cli import main
+    from dysen.config import save_config
+    from dysen.pipeline import read_pipeline_config
+    from pipeline_fixtures import TINY
+    from test_train_latents import _wide
+
+    args = ["--batch-size", "2", "--num-clips", "4", "--save-every", "100", "--steps", "1"]
+    vae = ["train-vae", "--config", str(save_config(TINY, tmp_path / "t.yaml")), *args, "--out", str(tmp_path / "vae")]
+    assert main(vae) == 0
+    config = save_config(_wide(TINY), tmp_path / "text.yaml")  # the CLI builds the real text encoder
+    world = ["--world-colours", ",".join(EXTENDED)]
+    vdm = ["train-vdm", "--config", str(config), *args, "--vae", str(tmp_path / "vae"), *world]
+    assert main([*vdm, "--out", str(tmp_path / "vdm")]) == 0
+    assert read_pipeline_config(tmp_path / "vdm" / "model").planner.colours == EXTENDED
+    fine = ["finetune", "--init", str(tmp_path / "vdm" / "model"), *args, "--out", str(tmp_path / "fine")]
+    assert main(fine) == 0  # the default world's clips: the model still knows pink and cyan
+    assert read_pipeline_config(tmp_path / "fine" / "model").planner.colours == EXTENDED

@@ -263,7 +263,8 @@ def run_train_vdm(args: argparse.Namespace) -> int:
     from dysen.pipeline import build_text_encoder
 
     vae = _load_vae(args.vae)
-    config = _start_run(args, args.config, lambda c: dataclasses.replace(c, vae=VAESpec(kind="kl3d", kl3d=vae.config)))
+    kl3d = VAESpec(kind="kl3d", kl3d=vae.config)
+    config = _start_run(args, args.config, lambda c: _with_world_palette(args, dataclasses.replace(c, vae=kl3d)))
     unet, rgtrm = _seeded(args.seed, lambda: (UNet3D(config.unet), RGTrm(config.rgtrm)))
     return _train_vdm(args, config, unet, rgtrm, vae, build_text_encoder(config.text_encoder))
 
@@ -273,8 +274,17 @@ def run_finetune(args: argparse.Namespace) -> int:
     from dysen.pipeline import DysenVDMPipeline
 
     pipe = DysenVDMPipeline.from_pretrained(args.init)
-    config = _start_run(args, None, lambda _: pipe.config)
+    config = _start_run(args, None, lambda _: _with_world_palette(args, pipe.config))
     return _train_vdm(args, config, pipe.unet, pipe.rgtrm, pipe.vae, pipe.text_encoder)
+
+
+def _with_world_palette(args: argparse.Namespace, config: DysenVDMConfig) -> DysenVDMConfig:
+    """``config`` whose planner knows every colour the training clips draw (``--world-colours`` on Dynamic Shapes
+    drawn on the fly), so the trained model plans "pink" as pink: its colours, then the world's new ones."""
+    if args.data != "shapes" or args.root is not None or getattr(args, "shards", None) is not None:
+        return config
+    colours = tuple(dict.fromkeys((*config.planner.colours, *world_settings(args)["colours"])))
+    return dataclasses.replace(config, planner=dataclasses.replace(config.planner, colours=colours))
 
 
 def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtrm: Any, vae: Any, encoder: Any) -> int:
