@@ -338,3 +338,24 @@ def test_unet3d_matches_diffusers_text_to_video_pipeline(unet3d_folder: Path, un
     steps = []
     unet3d(PROMPT, seed=3, callback=steps.append, **SMALL)
     torch.testing.assert_close(steps[-1].latents, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_wan22_second_expert_and_per_token_timesteps(wan_folder: Path, wan: BackbonePipeline, tmp_path: Path) -> None:
+    """Wan 2.2 A14B: ``transformer_2`` denoises below boundary_ratio · 1000; TI2V: one timestep per token gives
+    the same video as one per sample."""
+    folder = copy_folder(wan_folder, tmp_path)
+    shutil.copytree(folder / "transformer", folder / "transformer_2")
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(transformer_2=["diffusers", "WanTransformer3DModel"], boundary_ratio=0.5, expand_timesteps=True)
+    (folder / "model_index.json").write_text(json.dumps(index))
+    pipe = BackbonePipeline.from_folder(folder, BackboneOptions(device="cpu"))
+    calls: list[tuple[str, float]] = []
+    for name in ("transformer", "transformer_2"):
+        module = getattr(pipe.backbone, name)
+        module.register_forward_pre_hook(
+            lambda m, a, kw, name=name: calls.append((name, float(kw["timestep"].flatten()[0]))), with_kwargs=True
+        )
+    frames = pipe(PROMPT, seed=4, **SMALL).frames
+    assert [name for name, _ in calls] == ["transformer", "transformer", "transformer_2"]
+    assert all((t >= 500) == (name == "transformer") for name, t in calls)
+    assert np.abs(frames.astype(int) - wan(PROMPT, seed=4, **SMALL).frames.astype(int)).max() <= 1  # same weights
