@@ -10,9 +10,9 @@ nothing of its own layer's other packages or above::
     world, encoders                                Dynamic Shapes world model (numpy only); pretrained text encoders
     planner                                        Dysen: prompt -> DSG
     models, diffusion                              networks; schedules, losses, guidance, the sampler
-    backbones                                      pretrained denoisers (next issue)
+    backbones                                      pretrained denoisers from local diffusers folders
     config                                         composes the model, diffusion and planner configs
-    pipeline                                       inference: plan -> encode -> sample -> decode
+    pipeline, backbone_pipeline                    inference: plan -> encode -> sample -> decode (a backbone's too)
     data                                           video I/O, Dynamic Shapes generator, datasets, shards
     annotate, train, eval                          gold DSG tools; training; evaluation (all read data)
     web                                            the Gradio demo
@@ -50,7 +50,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"models", "diffusion"},
         {"backbones"},
         {"config"},
-        {"pipeline"},
+        {"pipeline", "backbone_pipeline"},
         {"data"},
         {"annotate", "train", "eval"},
         {"web"},

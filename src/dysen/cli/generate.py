@@ -1,12 +1,14 @@
-"""``dysen generate``: text (or a DSG) to video with ``DysenVDMPipeline``."""
+"""``dysen generate``: text (or a DSG) to video with ``DysenVDMPipeline``, or with a pretrained backbone
+(``--backbone DIR``: ``BackbonePipeline``, no plan yet)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from dysen.cli.argtypes import output_file, positive_int, seed
+from dysen.cli.argtypes import device, output_file, positive_int, seed
 from dysen.errors import DysenError
 
 
@@ -32,21 +34,54 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
         help="number of frames (default: the model's; bounded by a multiple of it and by free memory)",
     )
     add_sampling_flags(p)
+    add_backbone_flags(p)
     add_planner_flags(p, own=False)
+
+
+BACKBONE_ONLY = ("height", "width", "dtype", "offload", "device", "negative_prompt")
+"""Flags that apply to --backbone only (the project's own models have a fixed size and place)."""
+
+
+def add_backbone_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("pretrained backbone (preview: loading and uncontrolled sampling, no plan yet)")
+    group.add_argument(
+        "--backbone",
+        type=Path,
+        metavar="DIR",
+        help="a local diffusers folder (model_index.json) of a WanPipeline (Wan 2.1/2.2) or TextToVideoSDPipeline "
+        "(ModelScope, ZeroScope) to sample from instead of a Dysen-VDM model",
+    )
+    group.add_argument("--height", type=positive_int, help="video height in pixels (default: the backbone's)")
+    group.add_argument("--width", type=positive_int, help="video width in pixels (default: the backbone's)")
+    group.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"), help="weights of the denoiser and text encoder "
+        "(default: float32; the VAE stays float32)",
+    )  # fmt: skip
+    group.add_argument(
+        "--offload", action="store_true", default=None,
+        help="sequential CPU offload (accelerate): weights stay in CPU memory, each layer runs on the GPU",
+    )  # fmt: skip
+    group.add_argument("--device", type=device, help="where to sample (default: cuda when available, else cpu)")
+    group.add_argument("--negative-prompt", metavar="TEXT", help="the text guidance steers away from (default: '')")
 
 
 def run_generate(args: argparse.Namespace) -> int:
     from dysen.atomic import write_text_atomic
     from dysen.cli.options import planner_fields
-    from dysen.data.video import write_video
     from dysen.dsg.io import read_dsgs
     from dysen.dsg.render import save_timeline
     from dysen.pipeline import load_pipeline
 
-    if args.prompt is None and args.plan is None:
-        raise DysenError("give a PROMPT, or a DSG with --plan FILE")
     if args.out.suffix.lower() not in (".mp4", ".gif"):
         raise DysenError(f"--out {args.out} must end in .mp4 or .gif")
+    if args.backbone is not None:
+        return run_backbone(args)
+    given = [name for name in BACKBONE_ONLY if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise DysenError(f"{flags}: only with --backbone DIR (a Dysen-VDM model has its own size and device)")
+    if args.prompt is None and args.plan is None:
+        raise DysenError("give a PROMPT, or a DSG with --plan FILE")
     dsg = None
     if args.plan is not None:
         plans = list(read_dsgs(args.plan))
@@ -60,9 +95,7 @@ def run_generate(args: argparse.Namespace) -> int:
         seed=args.seed, num_frames=args.frames, sampler=args.sampler, eta=args.eta,
     )  # fmt: skip
     fps = pipe.config.video.fps
-    written = [write_video(args.out, result.frames, fps)]
-    if args.gif and args.out.suffix.lower() != ".gif":
-        written.append(write_video(args.out.with_suffix(".gif"), result.frames, fps))
+    written = write_videos(args, result.frames, fps)
     plan_json, plan_png = args.out.with_suffix(".dsg.json"), args.out.with_suffix(".dsg.png")
     write_text_atomic(plan_json, result.dsg.to_json(indent=2) + "\n")
     written += [plan_json, save_timeline(result.dsg, plan_png, title=result.prompt)]
@@ -70,3 +103,50 @@ def run_generate(args: argparse.Namespace) -> int:
     print(f"wrote {written[0]} ({frames} frames, {width}x{height}, {fps} fps) and " + ", ".join(map(str, written[1:])))
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()), file=sys.stderr)
     return 0
+
+
+def run_backbone(args: argparse.Namespace) -> int:
+    """``dysen generate PROMPT --backbone DIR``: uncontrolled sampling from a pretrained backbone."""
+    from dysen.backbone_pipeline import BackbonePipeline
+    from dysen.backbones.base import BackboneOptions
+    from dysen.backbones.folder import read_geometry
+    from dysen.backbones.placement import resolve_device
+    from dysen.cli.options import planner_fields
+
+    if args.prompt is None:
+        raise DysenError("give a PROMPT: --backbone samples from text (it follows no plan yet)")
+    refused = {
+        "--plan": args.plan is not None, "--model": args.model is not None, "--sampler": args.sampler is not None,
+        "--dsg-guidance": args.dsg_guidance is not None, "planner flags": bool(planner_fields(args)),
+    }  # fmt: skip
+    if any(refused.values()):
+        flags = ", ".join(name for name, bad in refused.items() if bad)
+        raise DysenError(
+            f"{flags} do not apply with --backbone: it samples from the prompt alone with its own scheduler "
+            "(DSG control of backbones comes later)"
+        )
+    options = BackboneOptions(dtype=args.dtype or "float32", device=args.device, offload=bool(args.offload))
+    resolve_device(options)  # an impossible device/offload/dtype is refused before anything loads
+    geometry = read_geometry(args.backbone)  # frames and size checked from the configs, before the weights load
+    geometry.latent_shape(*geometry.video_size(args.frames, args.height, args.width))
+    pipe = BackbonePipeline.from_folder(args.backbone, options)
+    result = pipe(
+        args.prompt, negative_prompt=args.negative_prompt or "", steps=args.steps, guidance=args.guidance,
+        eta=args.eta, seed=args.seed, num_frames=args.frames, height=args.height, width=args.width,
+    )  # fmt: skip
+    written = write_videos(args, result.frames, result.fps)
+    frames, height, width = result.frames.shape[:3]
+    also = "".join(f" and {path}" for path in written[1:])
+    print(f"wrote {written[0]} ({frames} frames, {width}x{height}, {result.fps} fps){also}")
+    print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()), file=sys.stderr)
+    return 0
+
+
+def write_videos(args: argparse.Namespace, frames: Any, fps: int) -> list[Path]:
+    """Write ``frames`` (uint8 [T, H, W, 3]) to ``--out``, and with ``--gif`` a GIF beside it."""
+    from dysen.data.video import write_video
+
+    written = [write_video(args.out, frames, fps)]
+    if args.gif and args.out.suffix.lower() != ".gif":
+        written.append(write_video(args.out.with_suffix(".gif"), frames, fps))
+    return written

@@ -91,7 +91,13 @@ def stack_passes(passes: Sequence[GuidancePass], text: Text, null_text: Text, gr
     condition dropout trains (``dysen.diffusion.loss.condition_dropout``). It is used even when no pass sees
     the DSG, rather than no graph condition at all, so that ε(text, ∅) means the same in every call.
     """
+    drop = torch.tensor([not p.sees_graph for p in passes])  # [P]
+    return stack_text(passes, text, null_text), graph_cond.expand(len(passes)).dropped(drop)
+
+
+def stack_text(passes: Sequence[GuidancePass], text: Text, null_text: Text) -> Text:
+    """The text of ``passes`` stacked along the batch: the prompt's, or the null prompt's for (∅, ·); batches of
+    one in, tokens [P, L, Dt] and mask [P, L] out."""
     tokens = torch.cat([text[0] if p.sees_text else null_text[0] for p in passes])  # [P, L, Dt]
     mask = torch.cat([text[1] if p.sees_text else null_text[1] for p in passes])  # [P, L]
-    drop = torch.tensor([not p.sees_graph for p in passes])  # [P]
-    return (tokens, mask), graph_cond.expand(len(passes)).dropped(drop)
+    return tokens, mask

@@ -140,11 +140,11 @@ def denoise(
     tqdm bar. Latents that stop being finite raise ``NonFiniteLatentsError`` naming the step.
     """
     extra = dict(step_kwargs or {})
-    latents = noise * scheduler.init_noise_sigma  # x_T [1, C, T, h, w]
+    latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # x_T [1, C, T, h, w]; flow matching: x_1 = ε
     shape = latents.shape[1:]
     finite = []  # per step, kept on the device: reading each one would sync a GPU every step
     for index, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
-        model_input = scheduler.scale_model_input(latents, t).expand(len(passes), *shape)  # [P, C, T, h, w]
+        model_input = scale_model_input(scheduler, latents, t).expand(len(passes), *shape)  # [P, C, T, h, w]
         prediction = model_fn(model_input, t.to(latents.device), conditions)  # [P, C, T, h, w]
         guided = combine(prediction.split(1), passes)  # [1, C, T, h, w], CFG (Ho & Salimans 2022, eq. 6)
         latents = scheduler.step(guided, t, latents, **extra).prev_sample  # x_{t-1} [1, C, T, h, w]
@@ -160,3 +160,10 @@ def denoise(
             "too large"
         )
     return latents
+
+
+def scale_model_input(scheduler: Any, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The scheduler's model input at ``t`` (σ-scaled for Euler); flow-matching schedulers
+    (``FlowMatchEulerDiscreteScheduler``) have no ``scale_model_input``: their input is x_t itself."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return latents if scale is None else scale(latents, t)

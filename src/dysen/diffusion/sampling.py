@@ -12,6 +12,7 @@ scheduler with ``step_kwargs``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -46,11 +47,12 @@ def make_scheduler(config: DiffusionConfig, sampler: SamplerName | None = None) 
 
 
 def step_kwargs(scheduler: Any, eta: float, generator: torch.Generator | None) -> dict[str, Any]:
-    """Extra keyword arguments of ``scheduler.step``: η (DDIM only) and the generator of its noise."""
+    """Extra keyword arguments of ``scheduler.step``: η (DDIM only) and the generator of its noise, for a scheduler
+    whose ``step`` takes one (UniPC's, deterministic, does not)."""
     from diffusers import DDIMScheduler
 
     if isinstance(scheduler, DDIMScheduler):
         return {"eta": eta, "generator": generator}
     if eta != 0.0:
         raise DiffusionConfigError(f"eta={eta} applies only to the ddim sampler; use eta=0 with {type(scheduler)}")
-    return {"generator": generator}
+    return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}

@@ -1,0 +1,42 @@
+"""Load a backbone from a local diffusers folder: its pipeline ``_class_name`` picks the implementation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dysen.backbones.base import Backbone, BackboneGeometry, BackboneOptions
+from dysen.backbones.components import INDEX_NAME, BackboneFolderError, FolderIndex, read_index
+from dysen.backbones.unet3d import UNet3DBackbone
+from dysen.backbones.wan import WanBackbone
+
+BACKBONES: dict[str, type[Backbone]] = {
+    "WanPipeline": WanBackbone,  # Wan 2.1 / 2.2 text-to-video
+    "TextToVideoSDPipeline": UNet3DBackbone,  # ModelScope T2V, ZeroScope
+}
+"""Pipeline class of ``model_index.json`` -> the backbone that loads it."""
+
+
+def backbone_class(folder: str | Path) -> tuple[type[Backbone], FolderIndex]:
+    """The backbone implementation of the local diffusers folder ``folder`` (never a hub id) and its index."""
+    index = read_index(folder)
+    cls = BACKBONES.get(index.pipeline_class)
+    if cls is None:
+        raise BackboneFolderError(
+            f"{index.folder / INDEX_NAME} describes a {index.pipeline_class} (components: "
+            f"{', '.join(f'{k}={v}' for k, v in sorted(index.components.items())) or 'none'}); dysen loads "
+            f"{' and '.join(BACKBONES)} folders as backbones"
+        )
+    return cls, index
+
+
+def read_geometry(folder: str | Path) -> BackboneGeometry:
+    """The latent and token geometry of the backbone in ``folder``, from its configs (no weights are read): check
+    a request's frames and size with it before loading."""
+    cls, index = backbone_class(folder)
+    return cls.read_geometry(index)
+
+
+def load_backbone(folder: str | Path, options: BackboneOptions | None = None) -> Backbone:
+    """The backbone in the local diffusers folder ``folder`` (never a hub id), loaded with ``options``."""
+    cls, index = backbone_class(folder)
+    return cls(index, options or BackboneOptions())

@@ -1,0 +1,92 @@
+"""ModelScope T2V / ZeroScope (Wang et al. 2023) as a backbone: ``UNet3DConditionModel`` + a per-frame SD
+``AutoencoderKL`` + CLIP text + its DDIM scheduler, from a ``TextToVideoSDPipeline`` folder.
+
+The UNet predicts ε (or v, per its scheduler) at [B, C, T, h, w], the project's own layout. Text: the CLIP text
+model's last hidden states of ``tokenizer.model_max_length`` (77) tokens, as ``TextToVideoSDPipeline`` encodes
+them. Latents: each frame's SD-VAE posterior times ``scaling_factor`` (0.18215); T frames -> T latent frames.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dysen.backbones.base import Backbone, BackboneDefaults, BackboneGeometry, BackboneOptions, Text
+from dysen.backbones.components import BackboneFolderError, FolderIndex, load_component, read_config
+from dysen.backbones.placement import place, resolve_device
+from dysen.models.frames import frames_to_model, model_to_frames
+
+UNET3D_SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler")
+CLIP_TOKENIZERS = ("CLIPTokenizer", "CLIPTokenizerFast", "AutoTokenizer")
+FRAMES_PER_CHUNK = 16  # frames the per-frame VAE decodes at once (bounds its memory)
+
+
+class UNet3DBackbone(Backbone):
+    """A loaded ModelScope-style model: 3D UNet, per-frame VAE, CLIP text model and tokenizer, scheduler."""
+
+    name = "unet3d"
+
+    def __init__(self, index: FolderIndex, options: BackboneOptions) -> None:
+        self.device = resolve_device(options)
+        self.dtype = options.torch_dtype
+        scheduler_class = load_component(index, "scheduler", UNET3D_SCHEDULERS)
+        super().__init__(scheduler_class, read_config(index, "scheduler", "scheduler_config.json"))
+        self.folder = index.folder
+        self.unet = load_component(index, "unet", ("UNet3DConditionModel",), self.dtype)
+        self.vae = load_component(index, "vae", ("AutoencoderKL",), torch.float32)
+        self.text_encoder = load_component(index, "text_encoder", ("CLIPTextModel",), self.dtype)
+        self.tokenizer = load_component(index, "tokenizer", CLIP_TOKENIZERS)
+        self.max_text_tokens = options.max_text_tokens or int(self.tokenizer.model_max_length)
+
+        self.geometry = self.read_geometry(index)
+        self.scaling_factor = float(self.vae.config.scaling_factor)
+        place([self.unet, self.text_encoder, self.vae], self.device, options.offload)
+
+    @classmethod
+    def read_geometry(cls, index: FolderIndex) -> BackboneGeometry:
+        """Latent channels from ``unet/config.json``; the VAE's 2^(levels − 1) spatial factor from its config."""
+        index.class_of("vae", ("AutoencoderKL",))
+        index.class_of("unet", ("UNet3DConditionModel",))
+        vae, unet = read_config(index, "vae"), read_config(index, "unet")
+        try:
+            spatial = 2 ** (len(vae.get("block_out_channels", (64,))) - 1)
+            size = int(unet.get("sample_size") or 32) * spatial  # ModelScope: 32 x 8 = 256
+            return BackboneGeometry(
+                name=cls.name,
+                latent_channels=int(unet.get("in_channels", 4)),
+                spatial_factor=spatial,
+                temporal_factor=1,
+                patch=(1, 1),
+                defaults=BackboneDefaults(height=size, width=size, num_frames=16, fps=8, steps=50, guidance=9.0),
+            )
+        except (TypeError, ValueError) as err:
+            raise BackboneFolderError(f"the UNet3D configs in {index.folder} are malformed: {err}") from None
+
+    def encode_prompt(self, texts: list[str]) -> Text:
+        """CLIP states [B, L, D] of ``texts`` (L = ``max_text_tokens``) and the mask [B, L] of their tokens; the
+        UNet attends to every position (padding included), as ModelScope was trained."""
+        tokens = self.tokenizer(
+            texts, padding="max_length", max_length=self.max_text_tokens, truncation=True, return_tensors="pt"
+        )
+        ids, mask = tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)  # [B, L]
+        use_mask = getattr(self.text_encoder.config, "use_attention_mask", False)
+        states = self.text_encoder(ids, attention_mask=mask if use_mask else None)[0]  # [B, L, D]
+        return states.to(self.dtype), mask.bool()
+
+    def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
+        """ε (or v) [P, C, T, h, w] at x_t [P, C, T, h, w]."""
+        out = self.unet(x.to(self.dtype), t, encoder_hidden_states=conditions[0], return_dict=False)[0]
+        return out.float()  # [P, C, T, h, w]
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [T, H, W, 3] -> scaling_factor · μ per frame [1, C, T, h, w]."""
+        self.latent_shape(frames.shape[0], frames.shape[1], frames.shape[2])
+        images = frames_to_model(frames).transpose(0, 1).to(self.device)  # [T, 3, H, W] in [-1, 1]
+        means = [self.vae.encode(chunk).latent_dist.mode() for chunk in images.split(FRAMES_PER_CHUNK)]
+        z = torch.cat(means).float() * self.scaling_factor  # [T, C, h, w]
+        return z.transpose(0, 1)[None]  # [1, C, T, h, w]
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """[1, C, T, h, w] -> uint8 [T, H, W, 3], frame by frame."""
+        z = latents[0].transpose(0, 1).float() / self.scaling_factor  # [T, C, h, w]
+        images = torch.cat([self.vae.decode(chunk).sample for chunk in z.split(FRAMES_PER_CHUNK)])  # [T, 3, H, W]
+        return model_to_frames(images.transpose(0, 1))
