@@ -1,6 +1,39 @@
 """Why shapes-tiny's turns writhe and its sequences overlap (issue 23), on Dynamic Shapes validation captions.
 
-FINDINGS_PLACEHOLDER
+Findings (val seed 0, clips 0-599: 88 rotations in 86 clips, 242 clips of 2-3 phases; the shipped model, 25 steps,
+guidance 4.0, seed = clip index; 2-core VM, 1 thread, 11 min beside other jobs). Rotation detected, per size s / l::
+
+    variant                                     all    square s/l   triangle s/l   star s/l
+    gold render                                 1.00   1.00/1.00    1.00/1.00      1.00/1.00
+    through the shipped AE (4x, 16x16 latents)  0.83   1.00/1.00    1.00/1.00      0.00/0.93
+    area to 16x16, bicubic back                 0.42   0.00/1.00    0.08/0.92      0.00/0.47
+    area to 32x32, bilinear / bicubic back      0.98 / 1.00 (worst: small star 0.86 / 1.00)
+    model, planned (imagined layout), 30 caps   0.13   square 0.30, triangle 0.12, star 0.00
+    model, gold DSG (gold boxes and angles)     0.07   square 0.10, triangle 0.12, star 0.00
+
+1. AE ceiling: only small stars are lost (0/14 turns; tracked on 0.15 of their window frames, 0.45 of all their
+   shown frames); every other shape and size keeps >= 0.93 of its turns.
+2. Resolution: a plain 16x16 grid holds no small polygon (bicubic: small square 0.00, triangle 0.08, star 0.00), a
+   32x32 grid holds all. The learned AE beats resampling except on the small star (circumradius 5.8 px = 1.4 latent
+   cells, its points sub-cell): 4x is too coarse for it, 2x (32x32 latents) would carry it.
+3. Layout angle: the imagined layout equals the gold DSG on all 88 rotating agents (steps, events, angles, progress);
+   radians, clockwise, positive, 1.5 periods (1.57-3.14 rad), as training saw; the UNet's layout maps get it at
+   every frame (GraphBatch.layout_angle; also checked by hooking LayoutMaps while sampling). One offset, shared with
+   training so no mismatch: keyframes sit at step starts, so the layout starts a turn (or a move) one frame before
+   the render (51 of 88 agents). No angle bug.
+4. UNet: gold boxes and angles turn no more shapes (0.07) than imagined ones (0.13), so the plan is not the cause.
+   Static test (a large shape held at half a symmetry period, gold DSG, no event, 3 seeds x 3 shapes): found on
+   1.00 of frames upright but 0.12 (0-0.38) turned; where found, triangles and stars come out upright (within 0.14
+   period), squares as diamonds. The UNet cannot draw a turned polygon, still or moving: that is the writhing.
+5. Order: gold 1.00, AE 0.879, model 0.787 (36 captions; AE on the same 0.861). Every lost pair has an event never
+   seen anywhere: 0 reversed, 0 tied, 0 early or overlapping; over pairs with both events seen, order is 1.00 for
+   all three. The AE's lost pairs are small stars' events (44 of 49: the tracker loses the shape), the model's
+   rotations (9 of 13). The order metric counts an unseen event as out of order, so it repeats action misses.
+   Progress: planned layouts give all 395 agents of the 242 captions exactly the gold per-frame progress.
+
+For a retrain: teach turned shapes (random start angles for polygons, or still turned shapes, so turns are in
+every clip, not only the rotating ones); a 2x AE (32x32 latents) or one weighted to small stars; keep the layout
+signal; report order over pairs whose events are both seen beside the current order metric.
 
     python benchmarks/rotation_order.py [--num 600] [--generate 24] [--order-videos 30] [--out result.json]
 """
