@@ -520,7 +520,8 @@ def main() -> None:
     parser.add_argument("--generate", type=int, default=30, help="rotation captions generated twice (default: 30)")
     parser.add_argument("--order-videos", type=int, default=36, help="sequential captions generated (default: 36)")
     parser.add_argument("--static-seeds", type=int, default=3, help="seeds per shape of the static test (default: 3)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rotation_order.json")
+    default_out = Path(__file__).parent / "results" / "rotation_order.json"
+    parser.add_argument("--out", type=Path, default=default_out, help="JSON written here (default: %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from dysen.pipeline import load_pipeline
