@@ -154,9 +154,11 @@ def test_a_jump_is_not_a_move_and_order_counts():
     rises_then_falls = _moving("star", np.concatenate([np.linspace(0.75, 0.35, 8), np.linspace(0.35, 0.75, 8)[1:]]))
     late_first = score_video(rises_then_falls, _dsg(("star", "moves down", 0, 1), ("star", "moves up", 1, 2)))
     assert [r.detected for r in late_first.events] == [False, False]
-    assert late_first.order_accuracy == 0.0  # both happen, in the other order
+    assert late_first.order_accuracy == 0.0 and late_first.order_when_seen == 0.0  # both happen, in the other order
     in_order = score_video(rises_then_falls, _dsg(("star", "moves up", 0, 1), ("star", "moves down", 1, 2)))
-    assert in_order.action_accuracy == 1.0 and in_order.order_accuracy == 1.0
+    assert in_order.action_accuracy == 1.0 and in_order.order_accuracy == 1.0 and in_order.order_when_seen == 1.0
+    never = score_video(rises_then_falls, _dsg(("star", "moves up", 0, 1), ("star", "grows", 1, 2)))
+    assert never.order_accuracy == 0.0 and never.order_when_seen is None  # an action never drawn: no pair to order
 
 
 def test_a_jump_survives_a_frame_the_tracker_missed_but_needs_its_ends():

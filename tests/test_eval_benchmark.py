@@ -211,7 +211,7 @@ def test_the_report_states_counts_frames_resolution_and_skipped_rows(tmp_path):
     ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written[2:])
     markdown = (tmp_path / "report.md").read_text()
-    assert "| ground truth | 3 | 16x64x64 | 1.000 | 1.000 |" in markdown
+    assert "| ground truth | 3 | 16x64x64 | 1.000 ± 0.000 | 1.000 ± 0.000 |" in markdown
     assert "not run: no text-only model given" in markdown and "3 videos of 16 frames at 64x64" in markdown
     assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["skipped"] == "no text-only model given"
 
@@ -260,3 +260,16 @@ def test_unset_guidance_and_steps_are_the_models_and_the_record_says_which() -> 
     assert (given.guidance, given.dsg_guidance) == (7.5, 0.0)  # what the user asked for wins
     steps = VideoSampling().for_model(DiffusionConfig(steps=25)).steps, VideoSampling(steps=4).for_model(model).steps
     assert steps == (25, 4)
+
+
+def test_pooled_standard_error_treats_clips_as_the_units() -> None:
+    from dysen.eval.benchmark import pooled_standard_error
+
+    assert pooled_standard_error([[True, False]]) is None  # one clip: no spread to measure
+    assert pooled_standard_error([[True], [True], [True]]) == 0.0
+    one_event_each = [[True], [False], [True], [False]]
+    share = 0.5
+    binomial_over_clips = (share * (1 - share) / (len(one_event_each) - 1)) ** 0.5  # one event a clip: the clip SE
+    assert abs(pooled_standard_error(one_event_each) - binomial_over_clips) < 1e-12
+    # the same verdicts packed two to a clip are less informative than four independent clips
+    assert pooled_standard_error([[True, True], [False, False]]) > pooled_standard_error(one_event_each)

@@ -114,6 +114,7 @@ class ClipResult:
             "object_fidelity": self.score.object_fidelity,
             "action_accuracy": self.score.action_accuracy,
             "order_accuracy": self.score.order_accuracy,
+            "order_when_seen": self.score.order_when_seen,
             "dynamic": self.degree.dynamic,
             "flow": round(self.degree.flow, 4),
             "events": events,
@@ -325,14 +326,37 @@ def _action_name(predicate: str) -> str:
     return action.name if action is not None else predicate
 
 
+def _standard_error(values: Iterable[float | None]) -> float | None:
+    """Standard error of the mean over clips (sample standard deviation / sqrt(n)); None under two values."""
+    present = [v for v in values if v is not None]
+    return float(np.std(present, ddof=1) / np.sqrt(len(present))) if len(present) > 1 else None
+
+
+def pooled_standard_error(hits_per_clip: Sequence[Sequence[bool]]) -> float | None:
+    """Standard error of a share pooled over the events of many clips, with the clips as the sampled units (the
+    ratio estimator's: events of one clip share its seed and its plan, so they are not independent draws)."""
+    groups = [(sum(h), len(h)) for h in hits_per_clip if len(h)]
+    if len(groups) < 2:
+        return None
+    hits, counts = np.array(groups, dtype=float).T  # [N], [N]
+    share = hits.sum() / counts.sum()
+    n = len(groups)
+    return float(np.sqrt(np.sum((hits - share * counts) ** 2) / (n * (n - 1))) / counts.mean())
+
+
 def _group_summary(results: Sequence[ClipResult]) -> dict[str, Any]:
-    detected = [r.detected for clip in results for r in clip.score.events]
+    per_clip = [[r.detected for r in clip.score.events] for clip in results]
+    detected = [hit for hits in per_clip for hit in hits]
     summary = {
         "clips": len(results),
         "events": len(detected),
         "action_accuracy": float(np.mean(detected)) if detected else None,
+        "action_accuracy_se": pooled_standard_error(per_clip),
         "object_fidelity": _mean(c.score.object_fidelity for c in results),
+        "object_fidelity_se": _standard_error(c.score.object_fidelity for c in results),
         "order_accuracy": _mean(c.score.order_accuracy for c in results),
+        "order_accuracy_se": _standard_error(c.score.order_accuracy for c in results),
+        "order_when_seen": _mean(c.score.order_when_seen for c in results),
         "dynamic_degree": dynamic_share([c.degree for c in results]),
         "mean_flow": _mean(c.degree.flow for c in results),
     }
@@ -348,18 +372,25 @@ def summarise(results: Sequence[ClipResult]) -> dict[str, Any]:
     """Overall scores, action accuracy per action type, and every score per number of gold events."""
     if not results:
         raise DysenError("nothing to summarise: no video was scored")
-    per_action: dict[str, list[bool]] = defaultdict(list)
+    per_action: dict[str, list[list[bool]]] = defaultdict(list)  # action -> per clip, its events' verdicts
     for clip in results:
+        verdicts: dict[str, list[bool]] = defaultdict(list)
         for r in clip.score.events:
-            per_action[_action_name(r.event.predicate)].append(r.detected)
+            verdicts[_action_name(r.event.predicate)].append(r.detected)
+        for name, hits in verdicts.items():
+            per_action[name].append(hits)
     by_count: dict[int, list[ClipResult]] = defaultdict(list)
     for clip in results:
         by_count[len(clip.gold.events)].append(clip)
     return {
         "overall": _group_summary(results),
         "per_action": {
-            name: {"events": len(hits), "action_accuracy": float(np.mean(hits))}
-            for name, hits in sorted(per_action.items())
+            name: {
+                "events": sum(len(h) for h in clips),
+                "action_accuracy": float(np.mean([hit for h in clips for hit in h])),
+                "action_accuracy_se": pooled_standard_error(clips),
+            }
+            for name, clips in sorted(per_action.items())
         },
         "per_num_events": {str(k): _group_summary(v) for k, v in sorted(by_count.items())},
     }

@@ -358,6 +358,9 @@ class DynamicsScore:
     order_accuracy: float | None
     """Over the pairs of events with disjoint gold windows: share whose actions happen (``seen_at``) in the gold
     order; a tie counts half, an action that never happens counts as out of order."""
+    order_when_seen: float | None
+    """The same over the pairs whose actions both happen somewhere (None if no such pair): whether what is drawn
+    comes in the right order, apart from what is not drawn at all (which ``order_accuracy`` also counts)."""
     events: tuple[EventResult, ...]
     detections: tuple[DetectedAction, ...]
     """Everything ``detect_actions`` sees, for reports."""
@@ -389,14 +392,19 @@ def _action_of(event: Event) -> vocab.Action | None:
     return vocab.ACTIONS_BY_PREDICATE.get(event.predicate)
 
 
-def _order_accuracy(results: tuple[EventResult, ...]) -> float | None:
-    """Agreement of ``seen_at`` with the gold order over the pairs of events with disjoint gold windows."""
+def _order_accuracy(results: tuple[EventResult, ...], *, seen_only: bool = False) -> float | None:
+    """Agreement of ``seen_at`` with the gold order over the pairs of events with disjoint gold windows (with
+    ``seen_only``, over those whose actions both happen)."""
     credit = []
     for first in results:
         for second in results:
             if first.event.end <= second.event.start:
                 a, b = first.seen_at, second.seen_at
-                credit.append(0.0 if a is None or b is None else 1.0 if a < b else 0.5 if a == b else 0.0)
+                if a is None or b is None:
+                    if not seen_only:
+                        credit.append(0.0)
+                    continue
+                credit.append(1.0 if a < b else 0.5 if a == b else 0.0)
     return float(np.mean(credit)) if credit else None
 
 
@@ -432,6 +440,7 @@ def score_video(
         object_fidelity=_object_fidelity(tracks, dsg, alignment, tuple(colours)),
         action_accuracy=float(np.mean([r.detected for r in results])) if results else None,
         order_accuracy=_order_accuracy(results),
+        order_when_seen=_order_accuracy(results, seen_only=True),
         events=results,
         detections=tuple(_detect(tracks)),
     )

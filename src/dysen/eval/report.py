@@ -25,6 +25,7 @@ SHAPES_COLUMNS = (
     ("action_accuracy", "action acc."),
     ("object_fidelity", "object fid."),
     ("order_accuracy", "order acc."),
+    ("order_when_seen", "order, both seen"),
     ("dynamic_degree", "dynamic degree"),
     ("mean_flow", "mean flow (px)"),
     ("plan_reliability", "plan APR"),
@@ -88,6 +89,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+def _with_se(summary: dict[str, Any], key: str) -> Any:
+    """``summary[key]``, as 'value ± standard error' where the summary has one (``key + '_se'``)."""
+    value, error = summary.get(key), summary.get(f"{key}_se")
+    return f"{value:.3f} ± {error:.3f}" if isinstance(value, float) and isinstance(error, float) else value
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -187,7 +194,7 @@ def shapes_markdown(report: dict[str, Any], plots: Sequence[str]) -> str:
             continue
         overall = row["summary"]["overall"]
         size = f"{row['frames']}x{row['resolution'][0]}x{row['resolution'][1]}"
-        table.append([row["name"], row["num_samples"], size, *[overall.get(k) for k, _ in SHAPES_COLUMNS]])
+        table.append([row["name"], row["num_samples"], size, *[_with_se(overall, k) for k, _ in SHAPES_COLUMNS]])
     lines += _table(["variant", "videos", "T×H×W", *[h for _, h in SHAPES_COLUMNS]], table) + [""]
     lines += [f"![{name}]({name})" for name in plots] + [""]
     if run:
