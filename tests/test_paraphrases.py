@@ -20,32 +20,21 @@ from typing import Any
 
 import pytest
 
+from dysen.eval.expected import (
+    ACTIONS,
+    SHAPES,
+    ExpectedEvent,
+    PlannedEvent,
+    colour_word,
+    event_matches,
+    names_for,
+    words_of,
+)
+from dysen.eval.expected import planned_events as plan_events
 from dysen.world.colours import WORLD_COLOUR_OF
 
 DATA = Path(__file__).parent / "data" / "paraphrases.jsonl"
 
-ACTIONS: tuple[str, ...] = (
-    "move_left",
-    "move_right",
-    "move_up",
-    "move_down",
-    "jump",
-    "grow",
-    "shrink",
-    "rotate",
-    "appear",
-    "disappear",
-    "change_colour",
-)
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
-SHAPE_SYNONYMS: dict[str, tuple[str, ...]] = {
-    # shape: nouns a planner may keep in an agent or object name for it ("the ball" -> agent "ball")
-    "circle": ("circle", "ball", "dot", "disc", "disk", "orb", "sphere", "ring"),
-    "square": ("square", "box", "block", "rectangle", "tile", "cube"),
-    "triangle": ("triangle", "wedge", "pyramid"),
-    "star": ("star",),
-}
-COLOUR_ALIASES: dict[str, str] = {"gray": "grey"}
 ALLOW_COLOUR_NODES = True
 """Whether a plan object named only by colour words of the record ("pink" as the node of "turns pink") is tolerated:
 the planner may keep a change_colour target as a graph node; that is no object invented from a verb or an adverb."""
@@ -80,44 +69,14 @@ def load_records() -> list[dict[str, Any]]:
 RECORDS = load_records()
 
 
-def _words(name: str) -> set[str]:
-    """Lower-case words of an agent or object name, singular and as written ("red boxes" -> red, boxes, box)."""
-    words = set(re.findall(r"[a-z]+", name.lower()))
-    for w in list(words):
-        if w.endswith("es"):
-            words.add(w[:-2])
-        if w.endswith("s"):
-            words.add(w[:-1])
-    return words
-
-
-def names_for(expected: dict[str, Any]) -> set[str]:
-    """Nouns that may name the object of one expected event: its shape, the shape's synonyms, its noun as written."""
-    names = set(SHAPE_SYNONYMS.get(expected["shape"], (expected["shape"],)))
-    if expected.get("noun"):
-        names.add(expected["noun"].lower())
-    return names
-
-
 def _colour_only(name: str, colours: set[str | None]) -> bool:
     """Whether an object name is made of colour words of the record only ("pink", "light blue" is not)."""
     words = re.findall(r"[a-z]+", name.lower())
-    return bool(words) and all(_colour(w) in colours for w in words)
+    return bool(words) and all(colour_word(w) in colours for w in words)
 
 
-def _colour(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    return COLOUR_ALIASES.get(text, text)
-
-
-def planned_events(prompt: str) -> list[dict[str, Any]]:
-    """The rules planner's events for a prompt, in time order, as plain dicts (agent, predicate, action, targets).
-
-    Events are sorted by (start, position in ``dsg.events``). ``action`` is ``event.motion.action`` (None when the
-    event has no motion); ``targets`` holds the motion's target and the event's target, whichever exist.
-    """
+def planned_events(prompt: str) -> list[PlannedEvent]:
+    """The rules planner's events for a prompt, in time order (``dysen.eval.expected.planned_events``)."""
     return _plan(prompt)[0]
 
 
@@ -127,61 +86,36 @@ def planned_objects(prompt: str) -> list[str]:
 
 
 @cache
-def _plan(prompt: str) -> tuple[list[dict[str, Any]], list[str]]:
+def _plan(prompt: str) -> tuple[list[PlannedEvent], list[str]]:
     from dysen.planner.rules import RulesPlanner
 
     dsg = RulesPlanner().plan(prompt)
-    order = sorted(range(len(dsg.events)), key=lambda i: (dsg.events[i].start, i))
-    events = []
-    for i in order:
-        ev = dsg.events[i]
-        motion = getattr(ev, "motion", None)
-        action = getattr(motion, "action", None) if motion is not None else None
-        targets = {_colour(getattr(motion, "target", None)), _colour(ev.target)} - {None}
-        events.append(
-            {"agent": ev.agent, "predicate": ev.predicate, "start": ev.start, "action": action, "targets": targets}
-        )
     objects: list[str] = []
     for graph in dsg.graphs:
         objects.extend(o for o in graph.objects if o not in objects)
     objects.extend(ev.agent for ev in dsg.events if ev.agent not in objects)
-    return events, objects
-
-
-def event_matches(expected: dict[str, Any], planned: dict[str, Any] | None) -> bool:
-    """Whether one planned event realises one expected event.
-
-    It does when (1) the planned agent's name contains, as a word, the expected shape, one of its synonyms
-    (``SHAPE_SYNONYMS``) or the record's ``noun`` as written ("ball"); (2) the planned motion's action equals the
-    expected action; and (3) for ``change_colour``, the planned target (the motion's or the event's) equals the
-    expected target colour ("gray" and "grey" count as one). The agent's colour is not checked.
-    """
-    if planned is None:
-        return False
-    if not names_for(expected) & _words(planned["agent"]):
-        return False
-    if planned["action"] != expected["action"]:
-        return False
-    if expected["action"] == "change_colour":
-        return _colour(expected["target"]) in planned["targets"]
-    return True
+    return plan_events(dsg), objects
 
 
 def match_record(record: dict[str, Any]) -> list[bool]:
-    """Per expected event of a record, whether it is correct: the i-th expected event against the i-th planned one.
+    """Per expected event of a record, whether the plan realises it (``dysen.eval.expected.event_matches``, the
+    agent's colour not checked): the i-th expected event against the i-th planned one in time order.
 
-    The plan's events are taken in time order (start, then position in ``dsg.events``), so simultaneous events are
-    compared in the order the prompt mentions them. Missing planned events count as wrong; extra planned events make
-    no expected event wrong on their own but are counted by ``split_report`` as a wrong number of events.
+    Missing planned events count as wrong; extra planned events make no expected event wrong on their own but are
+    counted by ``split_report`` as a wrong number of events.
     """
     planned = planned_events(record["prompt"])
-    return [event_matches(exp, planned[i] if i < len(planned) else None) for i, exp in enumerate(record["events"])]
+    expected = [ExpectedEvent.from_dict(e) for e in record["events"]]
+    return [
+        event_matches(exp, planned[i] if i < len(planned) else None, check_colour=False)
+        for i, exp in enumerate(expected)
+    ]
 
 
 def _describe_plan(prompt: str) -> str:
     return "; ".join(
-        f"t{e['start']} {e['agent']!r} {e['predicate']!r} -> {e['action']}"
-        + (f" ({'/'.join(sorted(e['targets']))})" if e["targets"] else "")
+        f"t{e.start} {e.agent!r} {e.predicate!r} -> {e.action}"
+        + (f" ({'/'.join(sorted(e.targets))})" if e.targets else "")
         for e in planned_events(prompt)
     )
 
@@ -281,13 +215,13 @@ def test_paraphrase_plans_invent_no_more_objects_than_known() -> None:
     when more than ``KNOWN_INVENTED`` plans fail this."""
     invented = []
     for r in RECORDS:
-        allowed = set().union(*(names_for(e) for e in r["events"]))
-        colours = {_colour(c) for e in r["events"] for c in (e["colour"], e["target"]) if c}
+        allowed = set().union(*(names_for(ExpectedEvent.from_dict(e)) for e in r["events"]))
+        colours = {colour_word(c) for e in r["events"] for c in (e["colour"], e["target"]) if c}
         colours |= {WORLD_COLOUR_OF[c][0] for c in colours if c in WORLD_COLOUR_OF}  # drawn as (dysen.world.colours)
         bad = [
             o
             for o in planned_objects(r["prompt"])
-            if not allowed & _words(o) and not (ALLOW_COLOUR_NODES and _colour_only(o, colours))
+            if not allowed & words_of(o) and not (ALLOW_COLOUR_NODES and _colour_only(o, colours))
         ]
         if bad:
             invented.append(f"  {r['id']}: {r['prompt']!r} -> objects {bad}")

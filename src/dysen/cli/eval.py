@@ -71,8 +71,17 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         "<config>-text-only)",
     )
     what.add_argument("--gold", type=Path, help="shapes --videos: JSONL of {id, dsg} to score against")
+    what.add_argument(
+        "--prompts",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="a prompt set with expected events ({id, split, prompt, events}; see the README): each prompt planned, "
+        "generated (seed SEED + i) and scored against its plan; an event counts if planned right and drawn",
+    )
     sample = p.add_argument_group("sampling")
-    sample.add_argument("--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990)")
+    sample.add_argument(
+        "--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990; --prompts: all)"
+    )
     add_sampling_flags(sample, ("steps", "guidance", "dsg_guidance"), note=" of each model")
     sample.add_argument("--seed", type=seed, default=0, help="video i uses seed SEED + i; also the clip/caption seed")
     sample.add_argument(
@@ -189,6 +198,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from dysen.eval.report import new_report, write_report
 
     _check(args)
+    if args.prompts is not None:
+        return _run_prompts(args)
     variants = _variants(args)
     progress = not args.no_progress
     save_dir = args.out / "videos" if args.save_videos else None
@@ -223,12 +234,66 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_prompts(args: argparse.Namespace) -> None:
+    """--prompts evaluates one model (--model DIR, else the shipped one) with its own plans, nothing else."""
+    clashes = {
+        "--protocol ucf101/msrvtt": args.protocol != "shapes", "--videos": bool(args.videos), "--real": args.real,
+        "--autoencoder-ceiling": args.autoencoder_ceiling, "--ablation": args.ablation,
+        "--text-only": args.text_only is not None, "--gold": args.gold is not None, "--plan gold": args.plan == "gold",
+        "more than one --model": len(args.model) > 1,
+    }  # fmt: skip
+    given = [flag for flag, on in clashes.items() if on]
+    if given:
+        raise DysenError(f"--prompts runs one model with its own plans; it does not go with {', '.join(given)}")
+
+
+def _run_prompts(args: argparse.Namespace) -> int:
+    """``dysen eval --prompts FILE``: a prompt set with expected events, end to end (``dysen.eval.prompt_set``)."""
+    from dysen.eval.benchmark import VideoSampling
+    from dysen.eval.prompt_set import read_prompt_set
+    from dysen.eval.report import new_report, write_report
+    from dysen.eval.variants import Variant, run_prompt_variant
+
+    _check_prompts(args)
+    records = read_prompt_set(args.prompts)[: args.num]
+    sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed)
+    name, folder = args.model[0] if args.model else (args.config, None)
+    variant = Variant(
+        name, model=folder, config=args.config, planner=_planner_options(args), planner_changes=_planner_changes(args),
+        sampling=sampling,
+    )  # fmt: skip
+    settings = {"prompts": str(args.prompts), "num": len(records), "seed": args.seed, "config": args.config}
+    report = new_report("prompts", _command(args), settings, args.device)
+    clock = time.perf_counter()
+    save_dir = args.out / "videos" if args.save_videos else None
+    report["rows"].append(
+        run_prompt_variant(variant, records, device=args.device, save_dir=save_dir, progress=not args.no_progress)
+    )
+    report["wall_s"] = round(time.perf_counter() - clock, 2)
+    written = write_report(args.out, report)
+    print("wrote " + ", ".join(str(p) for p in written))
+    _print_prompt_summary(report["rows"][0])
+    return 0
+
+
+def _print_prompt_summary(row: dict[str, Any]) -> None:
+    """Overall, per split and per action scores with their standard errors, one line each."""
+    from dysen.eval.prompt_summary import METRICS, Estimate
+
+    summary = row["summary"]
+    for name, group in {"overall": summary["overall"], **summary["per_split"]}.items():
+        cells = ", ".join(f"{key} {Estimate(**group[key]).text()}" for key in METRICS)
+        print(f"{row['name']} [{name}, {group['prompts']} prompts]: {cells}")
+    for action, a in summary["per_action"].items():
+        print(f"  {action}: action_accuracy {Estimate(**a['action_accuracy']).text()}")
+
+
 def _command(args: argparse.Namespace) -> list[str]:
     """The command line that reproduces this run, from the parsed options (defaults left out)."""
     parser = argparse.ArgumentParser()
     configure_eval(parser)
     defaults = vars(parser.parse_args(["--out", "."]))
-    words = ["dysen", "eval", "--protocol", args.protocol]
+    words = ["dysen", "eval"] + ([] if args.prompts is not None else ["--protocol", args.protocol])
     for key, value in vars(args).items():
         flag = "--" + key.replace("_", "-")
         if key not in defaults or key == "protocol" or (value == defaults[key] and key != "out"):
