@@ -290,3 +290,11 @@ def test_an_event_is_scored_by_its_canonical_motion(gold):
         if checked == 5:
             break
     assert checked == 5
+
+
+def test_a_plan_that_names_a_shape_by_a_synonym_is_scored_on_that_shape():
+    rises = _moving("circle", np.linspace(0.75, 0.35, 12))
+    for agent in ("ball", "red ball", "dot", "circle"):
+        assert score_video(rises, _dsg((agent, "moves up", 0, 1))).action_accuracy == 1.0, agent
+    assert score_video(rises, _dsg(("box", "moves up", 0, 1))).action_accuracy == 0.0  # a box is a square
+    assert score_video(rises, _dsg(("dog", "moves up", 0, 1))).action_accuracy == 0.0  # no shape of this world

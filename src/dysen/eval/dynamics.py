@@ -367,9 +367,10 @@ class DynamicsScore:
 
 
 def _shape_of(name: str) -> str | None:
-    """The shape noun of an object name ('circle', 'red circle'), or None (e.g. a colour object of 'turns')."""
-    nouns = [word for word in name.lower().split() if word in vocab.SHAPES]
-    return nouns[-1] if nouns else None
+    """The shape an object name names ('circle', 'red circle', 'ball': ``vocab.SHAPE_OF_NOUN``), or None (e.g. a
+    colour object of 'turns')."""
+    shapes = [vocab.SHAPE_OF_NOUN[word] for word in name.lower().split() if word in vocab.SHAPE_OF_NOUN]
+    return shapes[-1] if shapes else None
 
 
 def _score_event(tracks: dict[str, ShapeTrack], event: Event, frames: tuple[int, int]) -> EventResult:

@@ -24,6 +24,7 @@ from typing import Any
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.world import vocab
 from dysen.world.colours import nearest_world_colour
+from dysen.world.vocab import SHAPE_SYNONYMS
 
 __all__ = [
     "ACTIONS",
@@ -44,13 +45,6 @@ __all__ = [
 ACTIONS: tuple[str, ...] = tuple(a.name for a in vocab.ACTIONS)
 """The canonical actions an expected event may name (the Dynamic Shapes world's)."""
 SHAPES: tuple[str, ...] = vocab.SHAPES
-SHAPE_SYNONYMS: dict[str, tuple[str, ...]] = {
-    # shape: nouns a planner may keep in an agent or object name for it ("the ball" -> agent "ball")
-    "circle": ("circle", "ball", "dot", "disc", "disk", "orb", "sphere", "ring"),
-    "square": ("square", "box", "block", "rectangle", "tile", "cube"),
-    "triangle": ("triangle", "wedge", "pyramid"),
-    "star": ("star",),
-}
 COLOUR_ALIASES: dict[str, str] = {"gray": "grey"}
 
 

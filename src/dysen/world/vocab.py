@@ -11,6 +11,16 @@ from dataclasses import dataclass
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
 
+SHAPE_SYNONYMS: dict[str, tuple[str, ...]] = {
+    # shape: the nouns a prompt (and so a plan) may use for it, the shape's own name first ("the ball" is a circle)
+    "circle": ("circle", "ball", "dot", "disc", "disk", "orb", "sphere", "ring"),
+    "square": ("square", "box", "block", "rectangle", "tile", "cube"),
+    "triangle": ("triangle", "wedge", "pyramid"),
+    "star": ("star",),
+}
+SHAPE_OF_NOUN: dict[str, str] = {noun: shape for shape, nouns in SHAPE_SYNONYMS.items() for noun in nouns}
+"""Noun -> the shape it names in this world (the scorer finds a plan's 'ball' among the circles)."""
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     # name: RGB painted by the renderer; hues are >= 25 degrees apart so H.264 chroma keeps them apart
     "red": (220, 40, 40),
