@@ -26,7 +26,7 @@ from dysen.cli.argtypes import (
     positive_int,
     seed,
 )
-from dysen.cli.world import WORLD_FILE, add_world_flags, world_settings
+from dysen.cli.world import WORLD_FILE, add_world_flags, saved_with_defaults, world_settings
 from dysen.data.datasets import DATASETS
 from dysen.errors import DysenError
 
@@ -221,11 +221,13 @@ def _save_loss_settings(args: argparse.Namespace) -> None:
 def _save_world_settings(args: argparse.Namespace) -> None:
     """The Dynamic Shapes world flags as ``RUN/world.json`` (what on-the-fly clips draw); a resumed run must use the
     saved ones."""
-    from dysen.run_folder import as_saved, resume_changes, write_settings
+    from dysen.run_folder import as_saved, changed_settings, read_settings, write_settings
     from dysen.train.loop import TrainError
 
     settings = as_saved(world_settings(args))
-    changed, saved = resume_changes(args.out / WORLD_FILE, settings, bool(args.resume))
+    saved = read_settings(args.out / WORLD_FILE) if args.resume else None
+    saved = {} if saved is None else saved_with_defaults(saved)
+    changed = changed_settings(saved, settings) if saved else []
     if changed:
         raise TrainError(f"cannot resume {args.out} with other world settings for {changed}: saved {saved}")
     if _is_main_process():

@@ -2,7 +2,9 @@
 
 Clip ``index`` of ``split`` under ``seed`` is the same in every run and process: its random stream is
 ``numpy.random.SeedSequence((seed, split number in SPLITS, index))``, split into one child stream for
-the story and layout and one for the caption wording. Drawing is cheap (no pixels); the generator's
+the story and layout and one for the caption wording, and a third child for the start angles of
+``ShapesConfig.start_angle='random'`` (spawning it changes neither of the others, so the default world
+draws exactly as before). Drawing is cheap (no pixels); the generator's
 ``dysen.data.shapes.render.render_clip`` paints the frames.
 """
 
@@ -17,7 +19,7 @@ from dysen.errors import DysenError
 from dysen.world.captions import compose_caption
 from dysen.world.config import DEFAULT_CONFIG, SPLITS, ShapesConfig, require_config, require_int, require_split
 from dysen.world.gold import frame_boxes, gold_dsg
-from dysen.world.motion import Track, place
+from dysen.world.motion import Track, place, start_turns, turned
 from dysen.world.story import Story, sample_story
 
 _STORY_TRIES = 1000
@@ -49,7 +51,7 @@ def sample_clip(index: int, split: str = "train", seed: int = 0, config: ShapesC
     seed = require_int("seed", seed, 0)
     split = require_split(split)
     config = require_config(config)
-    story_stream, caption_stream = np.random.SeedSequence((seed, SPLITS.index(split), index)).spawn(2)
+    story_stream, caption_stream, angle_stream = np.random.SeedSequence((seed, SPLITS.index(split), index)).spawn(3)
     rng = np.random.default_rng(story_stream)
     for _ in range(_STORY_TRIES):
         story = sample_story(rng, config, compositional=split == "compositional")
@@ -61,6 +63,8 @@ def sample_clip(index: int, split: str = "train", seed: int = 0, config: ShapesC
             f"could not lay out clip {index} of {split!r} in {_STORY_TRIES} tries: shapes and motions do not fit "
             "the frame; lower ShapesConfig.move_distance, jump_height, margin or gap, or max_objects"
         )
+    if config.start_angle == "random":
+        tracks = turned(tracks, start_turns(tracks, np.random.default_rng(angle_stream)))
     boxes = frame_boxes(tracks, config.num_frames)
     return ShapesClip(
         id=f"{split}-{seed}-{index:06d}",

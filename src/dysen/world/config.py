@@ -18,6 +18,11 @@ PHRASINGS: tuple[str, ...] = ("templates", "everyday")
 """'templates': verb phrases of ``vocab.ACTION_PHRASES`` only (the default world); 'everyday': those and
 ``vocab.EVERYDAY_PHRASES``."""
 
+StartAngle = Literal["upright", "random"]
+START_ANGLES: tuple[str, ...] = ("upright", "random")
+"""'upright': every shape starts in its pose of ``dysen.world.geometry`` (the default world); 'random': every polygon
+starts turned by an angle uniform in [0, its symmetry period), drawn from its own stream (``dysen.world.clip``)."""
+
 SPLITS: tuple[str, ...] = ("train", "val", "test", "compositional")
 """train/val/test differ only by seed stream; 'compositional' shows held-out (colour, shape, action) triples."""
 
@@ -59,13 +64,19 @@ class ShapesConfig:
     as it was; e.g. add 'pink' and 'cyan' to train on eight."""
     phrasing: Phrasing = "templates"
     """How captions say actions: 'templates' (the default world) or 'everyday' (``PHRASINGS``)."""
+    start_angle: StartAngle = "upright"
+    """Polygons' pose at the first frame: 'upright' (the default world) or 'random' turns (``START_ANGLES``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "colours", require_palette(self.colours))
         if self.phrasing not in PHRASINGS:
             raise DysenError(f"ShapesConfig.phrasing must be one of {', '.join(PHRASINGS)}, got {self.phrasing!r}")
+        if self.start_angle not in START_ANGLES:
+            raise DysenError(
+                f"ShapesConfig.start_angle must be one of {', '.join(START_ANGLES)}, got {self.start_angle!r}"
+            )
         for field in fields(self):
-            if field.name in ("colours", "phrasing"):
+            if field.name in ("colours", "phrasing", "start_angle"):
                 continue
             value = getattr(self, field.name)
             expected = Integral if field.type == "int" else Real

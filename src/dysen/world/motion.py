@@ -17,11 +17,15 @@ Layout: the motion fixes each shape's offsets from its start; the start is drawn
 positions that keep the circumscribed circle ``margin`` inside the frame at every visible frame, then
 redrawn until every two visible shapes keep ``gap`` between their circumscribed circles at every frame,
 so no shape ever hides another.
+
+Start pose (``ShapesConfig.start_angle``): upright, or with 'random' each polygon turned by an angle uniform in
+[0, its symmetry period) at every frame (``start_turns``, ``turned``); a 'rotates' turns on from there. A turn
+never changes the circumscribed circle, so the layout holds either way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -191,4 +195,18 @@ def _track(name: str, motion: _Motion, start: tuple[float, float]) -> Track:
         alpha=tuple(float(v) for v in motion.alpha),
         colour=tuple(motion.colour),
         size=tuple(motion.size),
+    )
+
+
+def start_turns(tracks: tuple[Track, ...], rng: np.random.Generator) -> tuple[float, ...]:
+    """A start angle per track for ``start_angle='random'``: uniform in [0, the symmetry period) for a polygon,
+    drawn in track order; 0 for a circle (it draws no number)."""
+    return tuple(float(rng.uniform(0.0, SYMMETRY[t.name])) if t.name in SYMMETRY else 0.0 for t in tracks)
+
+
+def turned(tracks: tuple[Track, ...], starts: tuple[float, ...]) -> tuple[Track, ...]:
+    """``tracks`` with each shape's angle at every frame raised by its start angle (a turn keeps the layout)."""
+    return tuple(
+        replace(track, angle=tuple(start + a for a in track.angle)) if start else track
+        for track, start in zip(tracks, starts, strict=True)
     )

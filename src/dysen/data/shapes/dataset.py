@@ -43,8 +43,8 @@ class ShapesDataset(Dataset):
         """What the clips are (split, seed, generator settings): a latent cache of other clips is refused. JSON-shaped
         (the palette as a list); the default world's settings as before the world options (its caches stay valid)."""
         config = dataclasses.asdict(self.config)
-        for name, default in (("colours", DEFAULT_CONFIG.colours), ("phrasing", DEFAULT_CONFIG.phrasing)):
-            value = config.pop(name)
+        for name in ("colours", "phrasing", "start_angle"):
+            value, default = config.pop(name), getattr(DEFAULT_CONFIG, name)
             if value != default:
                 config[name] = list(value) if isinstance(value, tuple) else value
         return {"dataset": "shapes", "split": self.split, "seed": self.seed, "config": config}
