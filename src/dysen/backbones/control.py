@@ -62,7 +62,7 @@ class ControlSettings:
 
     def active_steps(self, total: int) -> int:
         """How many of ``total`` denoising steps are steered (the first ones)."""
-        return min(total, math.ceil(self.steps * total)) if self.enabled else 0
+        return min(total, math.ceil(self.steps * total - 1e-9)) if self.enabled else 0  # 0.4 · 5 is 2.0000000000000004
 
 
 def phrase_values(schedule: ControlSchedule, phrased: PhrasedPrompt, text_tokens: int) -> tuple[torch.Tensor, ...]:
