@@ -358,6 +358,8 @@ def test_cli_generate_follows_a_plan_from_dysen_plan_layout(
     assert "b.dsg.json" in capsys.readouterr().out
     assert main([*base, PROMPT, "--plan", str(plan), "--out", str(tmp_path / "c.gif")]) != 0
     assert "only under DSG control; give --control-strength S > 0" in capsys.readouterr().err
+    assert main([*base, PROMPT, "--control-steps", "0.5", "--out", str(tmp_path / "c.gif")]) != 0
+    assert "--control-steps: a backbone follows a plan only under DSG control" in capsys.readouterr().err
     assert main(["generate", PROMPT, "--control-strength", "1", "--out", str(tmp_path / "d.gif")]) != 0
     assert "--control-strength: only with --backbone" in capsys.readouterr().err
 

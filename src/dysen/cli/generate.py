@@ -131,7 +131,10 @@ def run_backbone(args: argparse.Namespace) -> int:
     if any(refused.values()):
         flags = ", ".join(name for name, bad in refused.items() if bad)
         raise DysenError(f"{flags} do not apply with --backbone: it samples with its own weights and scheduler")
-    planning = {"--plan": args.plan is not None, "planner flags": bool(planner_fields(args))}
+    planning = {
+        "--plan": args.plan is not None, "planner flags": bool(planner_fields(args)),
+        "--control-steps": args.control_steps is not None,
+    }  # fmt: skip
     if not control.enabled and any(planning.values()):
         flags = ", ".join(name for name, given in planning.items() if given)
         raise DysenError(
