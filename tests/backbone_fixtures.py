@@ -75,16 +75,16 @@ def save_wan(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def unet3d_components(folder: Path, seed: int = 0) -> dict:
-    """The components of a tiny ModelScope-style model (per-frame 2x VAE, CLIP text, DDIM)."""
+def unet3d_components(folder: Path, seed: int = 0, text_tokens: int = 8) -> dict:
+    """The components of a tiny ModelScope-style model (per-frame 2x VAE, CLIP text of ``text_tokens``, DDIM)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    tokenizer = clip_tokenizer(folder / "_tokenizer_files")
+    tokenizer = clip_tokenizer(folder / "_tokenizer_files", text_tokens)
     torch.manual_seed(seed)
     text_config = CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-        max_position_embeddings=8, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        max_position_embeddings=text_tokens, bos_token_id=0, eos_token_id=1, pad_token_id=1,
     )  # fmt: skip
     vae = AutoencoderKL(
         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
@@ -107,10 +107,10 @@ def unet3d_components(folder: Path, seed: int = 0) -> dict:
     }
 
 
-def save_unet3d(folder: Path, seed: int = 0) -> Path:
+def save_unet3d(folder: Path, seed: int = 0, text_tokens: int = 8) -> Path:
     """A tiny ModelScope-style folder in the format ``TextToVideoSDPipeline.save_pretrained`` writes (that pipeline
     is deprecated in diffusers, so the index is written here: the same keys, ``[library, class]`` per component)."""
-    components = unet3d_components(folder, seed)
+    components = unet3d_components(folder, seed, text_tokens)
     index = {"_class_name": "TextToVideoSDPipeline", "_diffusers_version": "0.42.1"}
     for name, component in components.items():
         component.save_pretrained(folder / name)

@@ -1,9 +1,15 @@
-"""``BackbonePipeline``: prompt -> video with a pretrained backbone (Wan, ModelScope), no plan yet. Inference only.
+"""``BackbonePipeline``: prompt (or plan) -> video with a pretrained backbone (Wan, ModelScope). Inference only.
 
 prompt (+ the negative prompt, "" by default) -> the backbone's text states -> seeded unit noise -> the one
 sampler (``dysen.diffusion.sampler.denoise``) with the backbone's own scheduler and classifier-free guidance
 (Ho & Salimans 2022, eq. 6, as the passes of ``dysen.diffusion.guidance``) -> the backbone's VAE -> uint8 frames.
-The DSG control of the backbone (attention processors, layouts) attaches here later.
+
+With DSG control on (``ControlSettings.strength`` > 0): the prompt is planned (Dysen's planner, or a given DSG),
+its boxes imagined where it has none (``imagine_layout``, seeded by the video's seed), mapped onto the latent
+frames and token grid (``dysen.backbones.schedule``), one phrase per object and event appended to the prompt
+(``dysen.backbones.phrases``), and the backbone's cross-attention biased for the first steps
+(``dysen.backbones.control``); the processors are removed after the run. Strength 0 is the uncontrolled backbone,
+bit for bit.
 """
 
 from __future__ import annotations
@@ -18,11 +24,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dysen.backbones.base import Backbone, BackboneError, BackboneOptions
+from dysen.backbones.base import Backbone, BackboneError, BackboneOptions, Text
+from dysen.backbones.control import ControlSettings, ControlState, controlled, phrase_values
 from dysen.backbones.folder import load_backbone
-from dysen.diffusion.guidance import guidance_passes, stack_text
+from dysen.backbones.phrases import PhrasedPrompt, adjectives, event_phrase, object_phrase, phrase_prompt
+from dysen.backbones.schedule import ControlError, ControlSchedule, build_schedule
+from dysen.diffusion.guidance import GuidancePass, guidance_passes, stack_text
 from dysen.diffusion.sampler import DenoisingStep, denoise
 from dysen.diffusion.sampling import step_kwargs
+from dysen.dsg.types import DynamicSceneGraph
+from dysen.planner.layout import imagine_layout
+from dysen.planner.motion import with_motion
+from dysen.planner.types import Planner
 
 
 @dataclass(frozen=True)
@@ -70,19 +83,67 @@ class BackboneVideo:
     prompt: str
     seed: int  # of the initial noise (and of a stochastic scheduler's noise)
     fps: int  # the backbone's frame rate
-    timings: dict[str, float]  # seconds spent in "encode", "sample", "decode"
+    timings: dict[str, float]  # seconds spent in "plan" (with control), "encode", "sample", "decode"
+    dsg: DynamicSceneGraph | None = None  # the plan it followed, with its boxes (None: uncontrolled)
+    text: str | None = None  # what the text encoder read: the prompt and its phrases (None: the prompt)
+
+
+@dataclass(frozen=True, eq=False)
+class ControlPlan:
+    """Everything a controlled run needs besides the noise: the plan, its schedule and the phrased prompt."""
+
+    dsg: DynamicSceneGraph
+    schedule: ControlSchedule
+    phrased: PhrasedPrompt
 
 
 class BackbonePipeline:
-    """A backbone and the one sampler: ``pipe(prompt, seed=…)`` -> ``BackboneVideo``."""
+    """A backbone and the one sampler: ``pipe(prompt, seed=…)`` -> ``BackboneVideo``; ``planner`` plans prompts
+    for DSG control (None: Dysen's rules planner, built when first needed)."""
 
-    def __init__(self, backbone: Backbone) -> None:
+    def __init__(self, backbone: Backbone, planner: Planner | None = None) -> None:
         self.backbone = backbone
+        self._planner = planner
 
     @classmethod
-    def from_folder(cls, folder: str | Path, options: BackboneOptions | None = None) -> BackbonePipeline:
+    def from_folder(
+        cls, folder: str | Path, options: BackboneOptions | None = None, planner: Planner | None = None
+    ) -> BackbonePipeline:
         """Load the backbone in the local diffusers folder ``folder`` (``dysen.backbones.folder``)."""
-        return cls(load_backbone(folder, options))
+        return cls(load_backbone(folder, options), planner)
+
+    @property
+    def planner(self) -> Planner:
+        """The planner of controlled runs."""
+        if self._planner is None:
+            from dysen.planner.build import PlannerOptions, build_planner
+
+            self._planner = build_planner(PlannerOptions())
+        return self._planner
+
+    def plan_control(
+        self, prompt: str | None, dsg: DynamicSceneGraph | None, seed: int, num_frames: int, height: int, width: int
+    ) -> ControlPlan:
+        """The plan of ``prompt`` (or ``dsg``) with boxes, its schedule on this backbone, and the phrased prompt;
+        ``ControlError`` for a plan without boxes or phrases the text encoder cannot read."""
+        backbone = self.backbone
+        if dsg is None:
+            dsg = self.planner.plan(prompt)  # type: ignore[arg-type]
+        if any(event.motion is None for event in dsg.events):  # dysen's planners have set them; a given plan may not
+            dsg = with_motion(dsg)
+        dsg = imagine_layout(dsg, seed=seed)  # kept as it is when it has boxes
+        if dsg.boxes is None:
+            raise ControlError(
+                "no layout keeps all of the plan's objects in frame and apart, so there is nothing to steer towards: "
+                "give a plan with boxes (dysen plan --layout SEED, edited), another --seed, or --control-strength 0"
+            )
+        schedule = build_schedule(dsg, backbone.geometry, num_frames, height, width)
+        text = backbone.clean_prompt(prompt if prompt is not None else _describe(dsg))
+        phrased = phrase_prompt(
+            text, [item.name for item in schedule.objects], [(item.index, item.event) for item in schedule.events],
+            backbone.tokenizer, backbone.max_text_tokens, adjectives(dsg),
+        )  # fmt: skip
+        return ControlPlan(dsg, schedule, phrased)
 
     @torch.inference_mode()
     def __call__(
@@ -99,17 +160,32 @@ class BackbonePipeline:
         width: int | None = None,
         callback: Callable[[DenoisingStep], None] | None = None,
         progress: bool = True,
+        dsg: DynamicSceneGraph | None = None,
+        control: ControlSettings | None = None,
     ) -> BackboneVideo:
         """Generate one video of ``prompt``; unset sizes and settings are the backbone's defaults. Sizes the
-        backbone cannot take raise ``BackboneSizeError`` before anything is allocated. Same arguments, same video."""
+        backbone cannot take raise ``BackboneSizeError`` before anything is allocated. ``control`` (default: off)
+        steers it by the plan of ``prompt``, or by ``dsg`` when given (``prompt`` may then be None). Same
+        arguments, same video."""
         backbone, defaults = self.backbone, self.backbone.defaults
+        control = control or ControlSettings()
         settings = BackboneSampling.resolve(backbone, steps=steps, guidance=guidance, eta=eta)
-        shape = backbone.latent_shape(*backbone.geometry.video_size(num_frames, height, width))  # (c, t, h, w)
+        size = backbone.geometry.video_size(num_frames, height, width)
+        shape = backbone.latent_shape(*size)  # (c, t, h, w)
+        if prompt is None and (dsg is None or not control.enabled):
+            raise BackboneError("give a prompt (a plan alone is followed only with DSG control on)")
         timings: dict[str, float] = {}
+
+        plan = None
+        if control.enabled:
+            clock = time.perf_counter()
+            plan = self.plan_control(prompt, dsg, seed, *size)
+            timings["plan"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         passes = guidance_passes(settings.guidance, 0.0)  # (∅) and (text) of plain CFG; one pass at scale 0 or 1
-        states, mask = backbone.encode_prompt([prompt, negative_prompt])  # [2, L, D], [2, L]
+        text = plan.phrased.text if plan is not None else prompt
+        states, mask = backbone.encode_prompt([text, negative_prompt])  # type: ignore[list-item]  # [2, L, D], [2, L]
         conditions = stack_text(passes, (states[:1], mask[:1]), (states[1:], mask[1:]))  # [P, L, D], [P, L]
         timings["encode"] = time.perf_counter() - clock
 
@@ -119,13 +195,54 @@ class BackbonePipeline:
         generator = torch.Generator("cpu").manual_seed(seed)
         extra = step_kwargs(scheduler, settings.eta, generator)
         noise = torch.randn((1, *shape), generator=generator).to(backbone.device)  # [1, c, t, h, w]
-        latents = denoise(
-            backbone.denoise_fn, scheduler, noise, conditions, passes,
-            step_kwargs=extra, callback=callback, progress=progress,
-        )  # fmt: skip
+        if plan is None:
+            latents = denoise(
+                backbone.denoise_fn, scheduler, noise, conditions, passes,
+                step_kwargs=extra, callback=callback, progress=progress,
+            )  # fmt: skip
+        else:
+            state = self.control_state(plan, control, passes, settings.steps)
+            latents = self._denoise_controlled(state, scheduler, noise, conditions, passes, extra, callback, progress)
         timings["sample"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         frames = backbone.decode_latents(latents).numpy()  # uint8 [T, H, W, 3]
         timings["decode"] = time.perf_counter() - clock
-        return BackboneVideo(frames, prompt, seed, defaults.fps, timings)
+        prompt = prompt if prompt is not None else _describe(plan.dsg)  # type: ignore[union-attr]
+        dsg_out, text_out = (plan.dsg, plan.phrased.text) if plan is not None else (None, None)
+        return BackboneVideo(frames, prompt, seed, defaults.fps, timings, dsg_out, text_out)
+
+    def control_state(
+        self, plan: ControlPlan, control: ControlSettings, passes: tuple[GuidancePass, ...], steps: int
+    ) -> ControlState:
+        """The state the control processors of one run read (the bias on the passes that see the prompt)."""
+        values, tokens = phrase_values(plan.schedule, plan.phrased, self.backbone.max_text_tokens)
+        return ControlState(
+            values, tokens, control.strength, [p.sees_text for p in passes], control.active_steps(steps),
+            self.backbone.token_layout,
+        )  # fmt: skip
+
+    def _denoise_controlled(
+        self, state: ControlState, scheduler: object, noise: torch.Tensor, conditions: Text,
+        passes: tuple[GuidancePass, ...], extra: dict, callback: Callable[[DenoisingStep], None] | None,
+        progress: bool,
+    ) -> torch.Tensor:  # fmt: skip
+        """``denoise`` with the control processors installed; each model call is one step (``begin_step``)."""
+        backbone = self.backbone
+
+        def model_fn(x: torch.Tensor, t: torch.Tensor, c: Text) -> torch.Tensor:
+            state.begin_step()
+            return backbone.denoise_fn(x, t, c)
+
+        with controlled(backbone.cross_attentions(), state):
+            return denoise(
+                model_fn, scheduler, noise, conditions, passes, step_kwargs=extra, callback=callback, progress=progress
+            )
+
+
+def _describe(dsg: DynamicSceneGraph) -> str:
+    """A prompt for a plan given without one: its events' phrases, in order."""
+    words = adjectives(dsg)
+    phrases = [event_phrase(event, words) for event in dsg.events]
+    phrases = phrases or [object_phrase(name, words) for graph in dsg.graphs for name in graph.objects]
+    return ", then ".join(dict.fromkeys(phrases)) or "an empty scene"

@@ -22,6 +22,7 @@ from dysen.errors import DysenError
 
 if TYPE_CHECKING:
     from dysen.backbones.components import FolderIndex
+    from dysen.backbones.control import TokenLayout
 
 PredictionType = Literal["flow", "epsilon", "v_prediction"]
 DTypeName = Literal["float32", "bfloat16", "float16"]
@@ -142,6 +143,9 @@ class Backbone(ABC):
     geometry: BackboneGeometry
     device: torch.device  # where the denoising loop's tensors live (the execution device under offload)
     dtype: torch.dtype  # the denoiser's weights
+    tokenizer: Any  # the text encoder's (fast) tokenizer
+    max_text_tokens: int  # text states per prompt
+    token_layout: TokenLayout  # how its cross-attention sees the video (``dysen.backbones.control``)
 
     def __init__(self, scheduler_class: type, scheduler_config: dict[str, Any]) -> None:
         self._scheduler_class, self._scheduler_config = scheduler_class, scheduler_config
@@ -191,6 +195,14 @@ class Backbone(ABC):
     @abstractmethod
     def encode_prompt(self, texts: list[str]) -> Text:
         """Text states [B, L, D] (the denoiser's dtype, on ``device``) and mask [B, L] of ``texts``."""
+
+    def clean_prompt(self, text: str) -> str:
+        """``text`` as ``encode_prompt`` tokenizes it (Wan collapses whitespace); the text itself by default."""
+        return text
+
+    @abstractmethod
+    def cross_attentions(self) -> dict[str, Any]:
+        """The denoiser's text cross-attention modules by name: where DSG control processors go."""
 
     @abstractmethod
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:

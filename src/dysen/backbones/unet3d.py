@@ -8,6 +8,8 @@ them. Latents: each frame's SD-VAE posterior times ``scaling_factor`` (0.18215);
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from dysen.backbones.base import Backbone, BackboneDefaults, BackboneGeometry, BackboneOptions, Text
@@ -24,6 +26,7 @@ class UNet3DBackbone(Backbone):
     """A loaded ModelScope-style model: 3D UNet, per-frame VAE, CLIP text model and tokenizer, scheduler."""
 
     name = "unet3d"
+    token_layout = "frames"
 
     def __init__(self, index: FolderIndex, options: BackboneOptions) -> None:
         self.device = resolve_device(options)
@@ -71,6 +74,15 @@ class UNet3DBackbone(Backbone):
         use_mask = getattr(self.text_encoder.config, "use_attention_mask", False)
         states = self.text_encoder(ids, attention_mask=mask if use_mask else None)[0]  # [B, L, D]
         return states.to(self.dtype), mask.bool()
+
+    def cross_attentions(self) -> dict[str, Any]:
+        """``attn2`` of the spatial transformers (the temporal ones and ``transformer_in`` attend to the video, not
+        the text)."""
+        return {
+            name: module
+            for name, module in self.unet.named_modules()
+            if name.endswith("attn2") and getattr(module, "is_cross_attention", False)
+        }
 
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
         """ε (or v) [P, C, T, h, w] at x_t [P, C, T, h, w]."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 import torch
 
@@ -34,6 +35,7 @@ class WanBackbone(Backbone):
     """A loaded Wan: transformer(s), VAE, UMT5 and its tokenizer, and the folder's scheduler."""
 
     name = "wan"
+    token_layout = "video"
 
     def __init__(self, index: FolderIndex, options: BackboneOptions) -> None:
         self.device = resolve_device(options)  # refuses impossible options before any weight is read
@@ -92,6 +94,19 @@ class WanBackbone(Backbone):
         states = self.text_encoder(ids, mask).last_hidden_state  # [B, L, D]
         states = states * mask[..., None].to(states.dtype)  # zero past the prompt, as WanPipeline pads
         return states.to(self.dtype), mask.bool()
+
+    def clean_prompt(self, text: str) -> str:
+        """HTML entities unescaped, whitespace collapsed (``WanPipeline``'s cleaning, as ``encode_prompt``)."""
+        return _clean(text)
+
+    def cross_attentions(self) -> dict[str, Any]:
+        """``attn2`` of every block of the transformer (and of Wan 2.2's second expert)."""
+        modules = {}
+        for name in ("transformer", "transformer_2"):
+            model = getattr(self, name)
+            if model is not None:
+                modules.update({f"{name}.blocks.{i}.attn2": block.attn2 for i, block in enumerate(model.blocks)})
+        return modules
 
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
         """The flow velocity [P, C, T, h, w] at x_t [P, C, T, h, w]; the text mask is not used (Wan attends to the

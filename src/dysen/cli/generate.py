@@ -1,5 +1,5 @@
 """``dysen generate``: text (or a DSG) to video with ``DysenVDMPipeline``, or with a pretrained backbone
-(``--backbone DIR``: ``BackbonePipeline``, no plan yet)."""
+(``--backbone DIR``: ``BackbonePipeline``, steered by the plan with ``--control-strength S``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dysen.cli.argtypes import device, output_file, positive_int, seed
+from dysen.cli.argtypes import device, float_range, nonnegative_float, output_file, positive_int, seed
 from dysen.errors import DysenError
 
 
@@ -38,12 +38,14 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     add_planner_flags(p, own=False)
 
 
-BACKBONE_ONLY = ("height", "width", "dtype", "offload", "device", "negative_prompt")
+BACKBONE_ONLY = (
+    "height", "width", "dtype", "offload", "device", "negative_prompt", "control_strength", "control_steps",
+)  # fmt: skip
 """Flags that apply to --backbone only (the project's own models have a fixed size and place)."""
 
 
 def add_backbone_flags(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("pretrained backbone (preview: loading and uncontrolled sampling, no plan yet)")
+    group = p.add_argument_group("pretrained backbone (preview: training-free DSG control)")
     group.add_argument(
         "--backbone",
         type=Path,
@@ -63,12 +65,21 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument("--device", type=device, help="where to sample (default: cuda when available, else cpu)")
     group.add_argument("--negative-prompt", metavar="TEXT", help="the text guidance steers away from (default: '')")
+    group.add_argument(
+        "--control-strength", type=nonnegative_float, metavar="S",
+        help="follow the plan (of the prompt, or --plan): the logit bias on each object's and event's phrase tokens "
+        "inside its box (+S) and outside (-S) in the backbone's cross-attention; 0, the default until one is "
+        "measured on real models, samples the backbone uncontrolled; try 1 to 3",
+    )  # fmt: skip
+    group.add_argument(
+        "--control-steps", type=float_range(0.0, 1.0), metavar="F",
+        help="share of the denoising steps that are steered, the first ones (default: 0.4)",
+    )  # fmt: skip
 
 
 def run_generate(args: argparse.Namespace) -> int:
     from dysen.atomic import write_text_atomic
     from dysen.cli.options import planner_fields
-    from dysen.dsg.io import read_dsgs
     from dysen.dsg.render import save_timeline
     from dysen.pipeline import load_pipeline
 
@@ -82,12 +93,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise DysenError(f"{flags}: only with --backbone DIR (a Dysen-VDM model has its own size and device)")
     if args.prompt is None and args.plan is None:
         raise DysenError("give a PROMPT, or a DSG with --plan FILE")
-    dsg = None
-    if args.plan is not None:
-        plans = list(read_dsgs(args.plan))
-        if len(plans) != 1:
-            raise DysenError(f"--plan {args.plan} holds {len(plans)} DSGs; give a file with exactly one")
-        dsg = plans[0][1]
+    dsg = _read_plan(args.plan) if args.plan is not None else None
     changes = planner_fields(args)
     pipe = load_pipeline(args.model, config=args.config, planner_changes=changes)  # the model's planner, changed
     result = pipe(
@@ -106,40 +112,74 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_backbone(args: argparse.Namespace) -> int:
-    """``dysen generate PROMPT --backbone DIR``: uncontrolled sampling from a pretrained backbone."""
+    """``dysen generate PROMPT --backbone DIR``: sampling from a pretrained backbone, steered by the plan with
+    ``--control-strength S``."""
     from dysen.backbone_pipeline import BackbonePipeline
     from dysen.backbones.base import BackboneOptions
+    from dysen.backbones.control import ControlSettings
     from dysen.backbones.folder import read_geometry
     from dysen.backbones.placement import resolve_device
     from dysen.cli.options import planner_fields
 
-    if args.prompt is None:
-        raise DysenError("give a PROMPT: --backbone samples from text (it follows no plan yet)")
+    control = ControlSettings(
+        strength=args.control_strength or 0.0, steps=0.4 if args.control_steps is None else args.control_steps
+    )
     refused = {
-        "--plan": args.plan is not None, "--model": args.model is not None, "--sampler": args.sampler is not None,
-        "--dsg-guidance": args.dsg_guidance is not None, "planner flags": bool(planner_fields(args)),
+        "--model": args.model is not None, "--sampler": args.sampler is not None,
+        "--dsg-guidance": args.dsg_guidance is not None,
     }  # fmt: skip
     if any(refused.values()):
         flags = ", ".join(name for name, bad in refused.items() if bad)
+        raise DysenError(f"{flags} do not apply with --backbone: it samples with its own weights and scheduler")
+    planning = {
+        "--plan": args.plan is not None, "planner flags": bool(planner_fields(args)),
+        "--control-steps": args.control_steps is not None,
+    }  # fmt: skip
+    if not control.enabled and any(planning.values()):
+        flags = ", ".join(name for name, given in planning.items() if given)
         raise DysenError(
-            f"{flags} do not apply with --backbone: it samples from the prompt alone with its own scheduler "
-            "(DSG control of backbones comes later)"
+            f"{flags}: a backbone follows a plan only under DSG control; give --control-strength S > 0 (e.g. 1)"
         )
+    if args.prompt is None and args.plan is None:
+        raise DysenError("give a PROMPT, or a DSG with --plan FILE (and --control-strength S)")
+    dsg = _read_plan(args.plan) if args.plan is not None else None
     options = BackboneOptions(dtype=args.dtype or "float32", device=args.device, offload=bool(args.offload))
     resolve_device(options)  # an impossible device/offload/dtype is refused before anything loads
     geometry = read_geometry(args.backbone)  # frames and size checked from the configs, before the weights load
     geometry.latent_shape(*geometry.video_size(args.frames, args.height, args.width))
-    pipe = BackbonePipeline.from_folder(args.backbone, options)
+    planner = None
+    if control.enabled and dsg is None:
+        from dysen.planner.build import PlannerOptions, build_planner
+
+        planner = build_planner(PlannerOptions(**planner_fields(args)))
+    pipe = BackbonePipeline.from_folder(args.backbone, options, planner=planner)
     result = pipe(
         args.prompt, negative_prompt=args.negative_prompt or "", steps=args.steps, guidance=args.guidance,
         eta=args.eta, seed=args.seed, num_frames=args.frames, height=args.height, width=args.width,
+        dsg=dsg, control=control,
     )  # fmt: skip
     written = write_videos(args, result.frames, result.fps)
+    if result.dsg is not None:
+        from dysen.atomic import write_text_atomic
+
+        plan_json = args.out.with_suffix(".dsg.json")
+        write_text_atomic(plan_json, result.dsg.to_json(indent=2) + "\n")
+        written.append(plan_json)
     frames, height, width = result.frames.shape[:3]
     also = "".join(f" and {path}" for path in written[1:])
     print(f"wrote {written[0]} ({frames} frames, {width}x{height}, {result.fps} fps){also}")
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()), file=sys.stderr)
     return 0
+
+
+def _read_plan(path: Path) -> Any:
+    """The one DSG of a ``--plan`` file."""
+    from dysen.dsg.io import read_dsgs
+
+    plans = list(read_dsgs(path))
+    if len(plans) != 1:
+        raise DysenError(f"--plan {path} holds {len(plans)} DSGs; give a file with exactly one")
+    return plans[0][1]
 
 
 def write_videos(args: argparse.Namespace, frames: Any, fps: int) -> list[Path]:
