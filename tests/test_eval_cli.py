@@ -309,3 +309,20 @@ def test_autoencoder_ceiling_row_uses_the_models_autoencoder(tiny_model, tmp_pat
     assert ceiling["name"] == "ground truth through the autoencoder" and ceiling["source"] == "reconstructions"
     assert ceiling["num_samples"] == 2 and ceiling["weights"] == model["weights"]
     assert ceiling["resolution"] == [16, 16] and "encoded and decoded" in ceiling["renderer"]
+
+
+def test_eval_scores_validation_captions_of_a_chosen_world(tmp_path) -> None:
+    """--split/--first/--world-* pick the captions (releases are chosen on val); the renders score 1.0 there too."""
+    import json
+
+    from dysen.cli import main
+
+    args = ["eval", "--real", "--num", "2", "--split", "val", "--first", "5", "--no-progress"]
+    world = ["--world-colours", "red,orange,yellow,green,blue,purple,pink,cyan", "--world-start-angle", "random"]
+    assert main([*args, *world, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    row = report["rows"][0]
+    assert [c["id"] for c in row["clips"]] == ["val-0-000005", "val-0-000006"]
+    assert "val split from clip 5" in row["renderer"] and "start_angle random" in row["renderer"]
+    assert "val split from clip 5" in report["settings"]["captions"]
+    assert row["summary"]["overall"]["action_accuracy"] == 1.0

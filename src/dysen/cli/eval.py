@@ -7,6 +7,7 @@ happen only when the command runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ def _named_path(text: str) -> tuple[str, Path]:
 
 def configure_eval(p: argparse.ArgumentParser) -> None:
     from dysen.cli.options import add_planner_flags, add_sampling_flags
+    from dysen.cli.world import add_world_flags
 
     p.add_argument("--protocol", choices=PROTOCOLS, default="shapes", help="what to evaluate (default: shapes)")
     p.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and the plots")
@@ -78,6 +80,13 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         help="a prompt set with expected events ({id, split, prompt, events}; see the README): each prompt planned, "
         "generated (seed SEED + i) and scored against its plan; an event counts if planned right and drawn",
     )
+    clips = p.add_argument_group("which captions (shapes; default: test clips 0.. of the default world)")
+    clips.add_argument(
+        "--split", choices=("test", "val", "train", "compositional"), default="test",
+        help="Dynamic Shapes split of the captions (choose settings and releases on val, report on test)",
+    )  # fmt: skip
+    clips.add_argument("--first", type=nonnegative_int, default=0, help="index of the first clip of the split")
+    add_world_flags(p)
     sample = p.add_argument_group("sampling")
     sample.add_argument(
         "--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990; --prompts: all)"
@@ -177,7 +186,20 @@ def _variants(args: argparse.Namespace) -> list[Any]:
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise DysenError(f"two rows share a name in {names}: name them with NAME=DIR")
-    return variants
+    selection = _clip_selection(args)
+    return [dataclasses.replace(v, clips=selection) for v in variants]
+
+
+def _clip_selection(args: argparse.Namespace) -> Any:
+    """The captions of a shapes row: --split, --first and the world flags (only those that differ from the
+    default world are recorded)."""
+    from dysen.cli.world import world_settings
+    from dysen.eval.benchmark import ClipSelection
+    from dysen.world import ShapesConfig
+
+    default = ShapesConfig()
+    world = {k: v for k, v in world_settings(args).items() if v != getattr(default, k)}
+    return ClipSelection(split=args.split, first=args.first, world=world)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -208,9 +230,9 @@ def run_eval(args: argparse.Namespace) -> int:
         from dysen.eval.variants import run_variant
 
         num = args.num or 100
-        report = new_report(
-            "shapes", _command(args), {"num": num, "seed": args.seed, "config": args.config}, args.device
-        )
+        selection = _clip_selection(args)
+        settings = {"num": num, "seed": args.seed, "config": args.config, "captions": selection.describe()}
+        report = new_report("shapes", _command(args), settings, args.device)
         for variant in variants:
             report["rows"].append(run_variant(variant, num, device=args.device, save_dir=save_dir, progress=progress))
     else:

@@ -33,6 +33,7 @@ from dysen.eval.dynamics import DynamicsScore, score_video
 from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
 from dysen.eval.tracking import DEFAULT_PALETTE
 from dysen.world import ShapesClip, ShapesConfig, sample_clip, vocab
+from dysen.world.config import require_split
 
 if TYPE_CHECKING:
     from dysen.config import VideoSpec
@@ -144,16 +145,45 @@ def score_clip(
     return ClipResult(clip_id, caption, gold, score, dynamic_degree(frames, fps), planned, seconds, size)
 
 
-def shapes_config_for(video: VideoSpec) -> ShapesConfig:
-    """The Dynamic Shapes settings that match a model's videos (as training draws them)."""
-    return ShapesConfig(size=video.height, num_frames=video.num_frames, fps=video.fps)
+@dataclass(frozen=True)
+class ClipSelection:
+    """Which Dynamic Shapes clips a row scores: the split, the first clip, and the world's opt-in settings
+    (``ShapesConfig.colours``, ``phrasing``, ``start_angle``). The default is the benchmark: test clips 0.., the
+    default world. Validation captions (``split='val'``) are what settings and releases are chosen on."""
+
+    split: str = BENCHMARK_SPLIT
+    first: int = 0
+    """Index of the first clip: clips ``first .. first + num - 1``."""
+    world: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """``ShapesConfig`` keyword arguments of the world options (empty: the default world)."""
+
+    def __post_init__(self) -> None:
+        require_split(self.split)
+        if isinstance(self.first, bool) or not isinstance(self.first, int) or self.first < 0:
+            raise DysenError(f"the first clip must be an index >= 0, got {self.first!r}")
+
+    def describe(self) -> str:
+        world = ", ".join(f"{k} {v if isinstance(v, str) else ','.join(v)}" for k, v in self.world.items())
+        return f"Dynamic Shapes {self.split} split from clip {self.first}" + (f" ({world})" if world else "")
 
 
-def benchmark_clips(num: int, seed: int = 0, config: ShapesConfig | None = None) -> list[ShapesClip]:
-    """Test clips ``0 .. num-1`` of Dynamic Shapes under ``seed``: captions, gold DSGs, tracks (no pixels)."""
+def shapes_config_for(video: VideoSpec, selection: ClipSelection | None = None) -> ShapesConfig:
+    """The Dynamic Shapes settings that match a model's videos (as training draws them), in the world of
+    ``selection`` (default: the default world)."""
+    world = selection.world if selection is not None else {}
+    return ShapesConfig(size=video.height, num_frames=video.num_frames, fps=video.fps, **world)
+
+
+def benchmark_clips(
+    num: int, seed: int = 0, config: ShapesConfig | None = None, selection: ClipSelection | None = None
+) -> list[ShapesClip]:
+    """Clips ``first .. first + num - 1`` of a split (default: test clips 0..) of Dynamic Shapes under ``seed``:
+    captions, gold DSGs, tracks (no pixels)."""
     if num < 1:
         raise DysenError(f"the benchmark needs at least 1 clip, got {num}")
-    return [sample_clip(i, BENCHMARK_SPLIT, seed, config or ShapesConfig()) for i in range(num)]
+    selection = selection or ClipSelection()
+    config = config or ShapesConfig()
+    return [sample_clip(i, selection.split, seed, config) for i in range(selection.first, selection.first + num)]
 
 
 def score_renders(clips: Sequence[ShapesClip], config: ShapesConfig, *, progress: bool = True) -> list[ClipResult]:
@@ -200,11 +230,12 @@ def score_pipeline(
     save_dir: Path | None = None,
     progress: bool = True,
     desc: str = "generating",
+    world_colours: tuple[str, ...] = DEFAULT_PALETTE,
 ) -> list[ClipResult]:
     """Generate a video of each clip's caption with ``pipe`` (seed ``sampling.seed + i``) and score it.
 
-    The scorer reads the colours the model can draw (``PlannerOptions.colours``, its world's palette) besides the
-    default world's, so a model that knows pink is caught painting a red shape pink.
+    The scorer reads the clips' world's colours (``world_colours``) and those the model can draw
+    (``PlannerOptions.colours``), so a model that knows pink is caught painting a red shape pink.
     With ``save_dir``, each video is written as ``<id>.mp4`` with the DSG it followed (``<id>.dsg.json``),
     plus ``gold.jsonl``, so the folder can be scored again with ``score_folder``.
     """
@@ -213,7 +244,7 @@ def score_pipeline(
     from dysen.dsg.io import write_jsonl_atomic
 
     fps = pipe.config.video.fps
-    colours = tuple(dict.fromkeys((*DEFAULT_PALETTE, *pipe.config.planner.colours)))
+    colours = tuple(dict.fromkeys((*DEFAULT_PALETTE, *world_colours, *pipe.config.planner.colours)))
     results = []
     for index, clip in enumerate(tqdm(clips, desc=desc, unit="clip", disable=not progress)):
         clock = time.perf_counter()

@@ -134,7 +134,9 @@ def _provenance(rows: Sequence[dict[str, Any]]) -> list[str]:
         elif "model" in row:
             sampling = row["sampling"]
             lines.append(
-                f"- **{row['name']}**: {row['model']}; {counts}; {sampling['steps']} sampling steps, guidance "
+                f"- **{row['name']}**: {row['model']}; {counts}"
+                + (f" of the captions of {row['captions']}" if "captions" in row else "")
+                + f"; {sampling['steps']} sampling steps, guidance "
                 f"{sampling['guidance']} (DSG {_fmt(sampling['dsg_guidance'])}), plan from the {sampling['plan']}, "
                 f"seeds {row['seeds'][0]}..{row['seeds'][1]}; {planner_text(row['planner'])}; {row['wall_s']} s"
             )

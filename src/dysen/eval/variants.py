@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dysen.errors import DysenError
-from dysen.eval.benchmark import GOLD_FILE, VideoSampling
+from dysen.eval.benchmark import GOLD_FILE, ClipSelection, VideoSampling
 
 if TYPE_CHECKING:
     from dysen.eval.prompt_set import PromptRecord
@@ -68,6 +68,8 @@ class Variant:
     """A 'folder' variant's gold DSGs (JSONL of ``{"id", "dsg"}``); None: the folder's own (``score_folder``)."""
     skip: str | None = None
     """Why the row is not run (reported instead of numbers)."""
+    clips: ClipSelection = field(default_factory=ClipSelection)
+    """Which Dynamic Shapes clips the row scores (default: the benchmark's test clips, the default world)."""
 
 
 @dataclass(frozen=True)
@@ -272,26 +274,31 @@ def _run_row(variant: Variant, num: int, *, device: str, save_dir: Path | None, 
         else:
             row["scored_against"] = "the <id>.dsg.json beside each video: the plan it followed, not a gold DSG"
     elif variant.source == "renders":
-        shapes = shapes_config_for(load_config(variant.config).video)
-        results = score_renders(benchmark_clips(num, variant.sampling.seed, shapes), shapes, progress=progress)
-        row["renderer"] = f"Dynamic Shapes test split, seed {variant.sampling.seed}"
+        shapes = shapes_config_for(load_config(variant.config).video, variant.clips)
+        clips = benchmark_clips(num, variant.sampling.seed, shapes, variant.clips)
+        results = score_renders(clips, shapes, progress=progress)
+        row["renderer"] = f"{variant.clips.describe()}, seed {variant.sampling.seed}"
     elif variant.source == "reconstructions":
         pipe, resolved = load_variant(variant, device)
-        shapes = shapes_config_for(pipe.config.video)
-        clips = benchmark_clips(num, variant.sampling.seed, shapes)
+        shapes = shapes_config_for(pipe.config.video, variant.clips)
+        clips = benchmark_clips(num, variant.sampling.seed, shapes, variant.clips)
         results = score_reconstructions(pipe.vae, clips, shapes, progress=progress)
         row.update(model=resolved.description, weights=resolved.weights)
         seed = variant.sampling.seed
-        row["renderer"] = f"Dynamic Shapes test split, seed {seed}, encoded and decoded (posterior means)"
+        row["renderer"] = f"{variant.clips.describe()}, seed {seed}, encoded and decoded (posterior means)"
     else:
         pipe, resolved = load_variant(variant, device)
-        clips = benchmark_clips(num, variant.sampling.seed, shapes_config_for(pipe.config.video))
+        shapes = shapes_config_for(pipe.config.video, variant.clips)
+        clips = benchmark_clips(num, variant.sampling.seed, shapes, variant.clips)
         folder = None
         if save_dir is not None:
             folder = save_dir / slug(variant.name)
             folder.mkdir(parents=True, exist_ok=True)
         sampling = variant.sampling.for_model(pipe.config.diffusion)  # the model's guidance unless given
-        results = score_pipeline(pipe, clips, sampling, save_dir=folder, progress=progress, desc=variant.name)
+        results = score_pipeline(
+            pipe, clips, sampling, save_dir=folder, progress=progress, desc=variant.name, world_colours=shapes.colours
+        )
+        row["captions"] = variant.clips.describe()
         row.update(
             model=resolved.description, weights=resolved.weights, planner=planner_record(variant, pipe.config.planner)
         )
