@@ -263,7 +263,7 @@ def test_unset_guidance_and_steps_are_the_models_and_the_record_says_which() -> 
 
 
 def test_pooled_standard_error_treats_clips_as_the_units() -> None:
-    from dysen.eval.benchmark import pooled_standard_error
+    from dysen.eval.stats import pooled_standard_error
 
     assert pooled_standard_error([[True, False]]) is None  # one clip: no spread to measure
     assert pooled_standard_error([[True], [True], [True]]) == 0.0

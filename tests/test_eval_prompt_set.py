@@ -97,9 +97,11 @@ def test_an_event_counts_only_if_planned_right_and_drawn():
     json.dumps(result.to_record())
 
 
-def test_standard_errors_are_binomial_for_events_and_of_the_mean_for_prompts():
-    share = proportion([True, True, True, False])
-    assert share.value == 0.75 and share.se == pytest.approx(math.sqrt(0.75 * 0.25 / 4)) and share.n == 4
+def test_standard_errors_take_the_prompt_as_the_unit():
+    share = proportion([[True], [True], [True], [False]])  # one event a prompt: the standard error over prompts
+    assert share.value == 0.75 and share.se == pytest.approx(math.sqrt(0.75 * 0.25 / 3)) and share.n == 4
+    packed = proportion([[True, True], [False, False]])  # verdicts that go together within a prompt
+    assert packed.value == 0.5 and packed.se > proportion([[True], [False], [True], [False]]).se
     avg = mean([1.0, 0.5, None, 0.0])
     assert avg.value == 0.5 and avg.se == pytest.approx(0.5 / math.sqrt(3)) and avg.n == 3
     assert proportion([]).value is None and mean([None]).n == 0 and mean([0.4]).se is None

@@ -31,6 +31,7 @@ from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError, VideoError
 from dysen.eval.dynamics import DynamicsScore, score_video
 from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
+from dysen.eval.stats import pooled_standard_error, standard_error
 from dysen.eval.tracking import DEFAULT_PALETTE
 from dysen.world import ShapesClip, ShapesConfig, sample_clip, vocab
 from dysen.world.config import require_split
@@ -357,24 +358,6 @@ def _action_name(predicate: str) -> str:
     return action.name if action is not None else predicate
 
 
-def _standard_error(values: Iterable[float | None]) -> float | None:
-    """Standard error of the mean over clips (sample standard deviation / sqrt(n)); None under two values."""
-    present = [v for v in values if v is not None]
-    return float(np.std(present, ddof=1) / np.sqrt(len(present))) if len(present) > 1 else None
-
-
-def pooled_standard_error(hits_per_clip: Sequence[Sequence[bool]]) -> float | None:
-    """Standard error of a share pooled over the events of many clips, with the clips as the sampled units (the
-    ratio estimator's: events of one clip share its seed and its plan, so they are not independent draws)."""
-    groups = [(sum(h), len(h)) for h in hits_per_clip if len(h)]
-    if len(groups) < 2:
-        return None
-    hits, counts = np.array(groups, dtype=float).T  # [N], [N]
-    share = hits.sum() / counts.sum()
-    n = len(groups)
-    return float(np.sqrt(np.sum((hits - share * counts) ** 2) / (n * (n - 1))) / counts.mean())
-
-
 def _group_summary(results: Sequence[ClipResult]) -> dict[str, Any]:
     per_clip = [[r.detected for r in clip.score.events] for clip in results]
     detected = [hit for hits in per_clip for hit in hits]
@@ -384,9 +367,9 @@ def _group_summary(results: Sequence[ClipResult]) -> dict[str, Any]:
         "action_accuracy": float(np.mean(detected)) if detected else None,
         "action_accuracy_se": pooled_standard_error(per_clip),
         "object_fidelity": _mean(c.score.object_fidelity for c in results),
-        "object_fidelity_se": _standard_error(c.score.object_fidelity for c in results),
+        "object_fidelity_se": standard_error(c.score.object_fidelity for c in results),
         "order_accuracy": _mean(c.score.order_accuracy for c in results),
-        "order_accuracy_se": _standard_error(c.score.order_accuracy for c in results),
+        "order_accuracy_se": standard_error(c.score.order_accuracy for c in results),
         "order_when_seen": _mean(c.score.order_when_seen for c in results),
         "dynamic_degree": dynamic_share([c.degree for c in results]),
         "mean_flow": _mean(c.degree.flow for c in results),

@@ -1,15 +1,14 @@
 """Scores of a prompt-set evaluation with their standard errors: overall, per split, per action (incl. rotate).
 
 Action accuracy (expected events drawn, end to end) and plan accuracy (expected events the plan realises) are
-pooled over events, with the binomial standard error sqrt(p (1 - p) / n), as the model card reports them. Object
-fidelity and order accuracy are the scorer's, averaged over the prompts whose plan realises every expected event
-(where they are defined: order needs two planned events with disjoint windows), with the standard error of that
-mean (sample standard deviation / sqrt(n)).
+pooled over events, with the standard error that takes the prompt as the sampled unit (``dysen.eval.stats``: a
+prompt's events share its plan and its video). Object fidelity and order accuracy are the scorer's, averaged over
+the prompts whose plan realises every expected event (where they are defined: order needs two planned events with
+disjoint windows), with the standard error of that mean (sample standard deviation / sqrt(n)).
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from dysen.errors import DysenError
 from dysen.eval.prompt_set import PromptResult
+from dysen.eval.stats import pooled_standard_error, standard_error
 
 METRICS = ("action_accuracy", "object_fidelity", "order_accuracy", "plan_accuracy")
 
@@ -37,26 +37,20 @@ class Estimate:
         return f"{self.value:.3f}{se} (n {self.n})"
 
 
-def proportion(hits: Sequence[bool]) -> Estimate:
-    """A pooled share with its binomial standard error."""
-    n = len(hits)
-    if not n:
+def proportion(hits_per_prompt: Sequence[Sequence[bool]]) -> Estimate:
+    """A share pooled over the events of many prompts, with its standard error over prompts."""
+    hits = [hit for prompt in hits_per_prompt for hit in prompt]
+    if not hits:
         return Estimate(None, None, 0)
-    p = sum(hits) / n
-    return Estimate(p, math.sqrt(p * (1 - p) / n), n)
+    return Estimate(sum(hits) / len(hits), pooled_standard_error(hits_per_prompt), len(hits))
 
 
 def mean(values: Iterable[float | None]) -> Estimate:
     """The mean of the values given (None skipped) with its standard error (None for a single value)."""
     present = [float(v) for v in values if v is not None]
-    n = len(present)
-    if not n:
+    if not present:
         return Estimate(None, None, 0)
-    m = sum(present) / n
-    if n == 1:
-        return Estimate(m, None, 1)
-    variance = sum((v - m) ** 2 for v in present) / (n - 1)
-    return Estimate(m, math.sqrt(variance / n), n)
+    return Estimate(sum(present) / len(present), standard_error(present), len(present))
 
 
 @dataclass(frozen=True)
@@ -79,12 +73,12 @@ class GroupSummary:
 
 def summarise_group(results: Sequence[PromptResult]) -> GroupSummary:
     """The scores of ``results`` (see ``GroupSummary``)."""
-    drawn = [d for r in results for d in r.drawn]
-    matched = [i is not None for r in results for i in r.matched]
+    drawn = [list(r.drawn) for r in results]  # per prompt
+    matched = [[i is not None for i in r.matched] for r in results]
     right = [r for r in results if r.plan_matched]
     return GroupSummary(
         prompts=len(results),
-        events=len(drawn),
+        events=sum(len(d) for d in drawn),
         action_accuracy=proportion(drawn),
         plan_accuracy=proportion(matched),
         object_fidelity=mean(r.score.object_fidelity for r in right),
@@ -116,14 +110,20 @@ class PromptSetSummary:
 
 
 def _per_action(results: Sequence[PromptResult]) -> dict[str, ActionSummary]:
-    drawn: dict[str, list[bool]] = defaultdict(list)
-    planned: dict[str, list[bool]] = defaultdict(list)
+    drawn: dict[str, list[list[bool]]] = defaultdict(list)  # action -> per prompt, its events' verdicts
+    planned: dict[str, list[list[bool]]] = defaultdict(list)
     for r in results:
+        mine: dict[str, list[bool]] = defaultdict(list)
+        ours: dict[str, list[bool]] = defaultdict(list)
         for event, index, hit in zip(r.record.events, r.matched, r.drawn, strict=True):
-            drawn[event.action].append(hit)
-            planned[event.action].append(index is not None)
+            mine[event.action].append(hit)
+            ours[event.action].append(index is not None)
+        for action in mine:
+            drawn[action].append(mine[action])
+            planned[action].append(ours[action])
     return {
-        action: ActionSummary(len(drawn[action]), proportion(drawn[action]), proportion(planned[action]))
+        action: ActionSummary(sum(len(h) for h in drawn[action]), proportion(drawn[action]),
+                              proportion(planned[action]))  # fmt: skip
         for action in sorted(drawn)
     }
 
