@@ -197,3 +197,15 @@ def test_a_palette_the_world_cannot_paint_is_refused() -> None:
 
     with pytest.raises(DysenError, match="PlannerOptions.colours"):
         PlannerOptions(colours=("red", "teal"))
+
+
+def test_a_model_that_draws_any_colour_keeps_colours_as_written(caplog: pytest.LogCaptureFixture) -> None:
+    """A pretrained backbone has no world palette (PlannerOptions.colours None): white stays white, no warning."""
+    from dysen.planner.build import PlannerOptions, build_planner
+
+    caplog.set_level(logging.WARNING)
+    plan = build_planner(PlannerOptions(colours=None)).plan("a white dog runs left, then turns navy")
+    facts = {(a.object, a.attribute) for g in plan.graphs for a in g.attributes}
+    assert ("dog", "white") in facts and plan.events[-1].target == "navy"
+    assert "no colour" not in caplog.text
+    assert colour_warnings(plan, None) == [] and with_world_colours(plan, None) is plan

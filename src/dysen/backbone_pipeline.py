@@ -118,7 +118,7 @@ class BackbonePipeline:
         if self._planner is None:
             from dysen.planner.build import PlannerOptions, build_planner
 
-            self._planner = build_planner(PlannerOptions())
+            self._planner = build_planner(PlannerOptions(colours=None))  # a backbone draws any colour
         return self._planner
 
     def plan_control(
@@ -130,7 +130,7 @@ class BackbonePipeline:
         if dsg is None:
             dsg = self.planner.plan(prompt)  # type: ignore[arg-type]
         if any(event.motion is None for event in dsg.events):  # dysen's planners have set them; a given plan may not
-            dsg = with_motion(dsg)
+            dsg = with_motion(dsg, palette=None)  # a backbone draws any colour: keep them as written
         dsg = imagine_layout(dsg, seed=seed)  # kept as it is when it has boxes
         if dsg.boxes is None:
             raise ControlError(

@@ -285,6 +285,8 @@ def _with_world_palette(args: argparse.Namespace, config: DysenVDMConfig) -> Dys
     drawn on the fly), so the trained model plans "pink" as pink: its colours, then the world's new ones."""
     if args.data != "shapes" or args.root is not None or getattr(args, "shards", None) is not None:
         return config
+    if config.planner.colours is None:  # the model draws any colour already
+        return config
     colours = tuple(dict.fromkeys((*config.planner.colours, *world_settings(args)["colours"])))
     return dataclasses.replace(config, planner=dataclasses.replace(config.planner, colours=colours))
 

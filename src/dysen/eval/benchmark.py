@@ -245,7 +245,7 @@ def score_pipeline(
     from dysen.dsg.io import write_jsonl_atomic
 
     fps = pipe.config.video.fps
-    colours = tuple(dict.fromkeys((*DEFAULT_PALETTE, *world_colours, *pipe.config.planner.colours)))
+    colours = tuple(dict.fromkeys((*DEFAULT_PALETTE, *world_colours, *(pipe.config.planner.colours or ()))))
     results = []
     for index, clip in enumerate(tqdm(clips, desc=desc, unit="clip", disable=not progress)):
         clock = time.perf_counter()

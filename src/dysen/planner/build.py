@@ -70,13 +70,15 @@ class PlannerOptions:
     """Fall back to the rules planner when the LLM gives no usable answer."""
     device: str = "cpu"
     """Device of the 'hf' backend's model."""
-    colours: tuple[str, ...] = DEFAULT_PALETTE
+    colours: tuple[str, ...] | None = DEFAULT_PALETTE
     """The colours the model draws (the palette of the Dynamic Shapes world it was trained on, ``--world-colours``);
-    a colour word outside it is planned as the nearest of them, with a warning."""
+    a colour word outside it is planned as the nearest of them, with a warning. None: any colour, kept as written
+    (a pretrained backbone)."""
 
     def __post_init__(self) -> None:
         try:
-            colour_map(tuple(self.colours))
+            if self.colours is not None:
+                colour_map(tuple(self.colours))
         except (TypeError, ValueError) as err:
             raise DysenError(f"PlannerOptions.colours: {err}") from None
 

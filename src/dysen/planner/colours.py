@@ -5,7 +5,8 @@ the demo's edited plan), and ``with_motion`` first calls ``with_world_colours``:
 Dynamic Shapes world does not paint (``dysen.world.colours.COLOUR_NAMES``, e.g. white, pink, navy) is replaced
 by its nearest world colour (CIE76 Delta E, ``dysen.world.colours``) wherever the DSG names an object's colour.
 The world's colours are the model's palette (``PlannerOptions.colours``): the default world's six, or the wider
-palette a model was trained on (``--world-colours``; with pink and cyan, "pink" stays pink, "hotpink" maps to it):
+palette a model was trained on (``--world-colours``; with pink and cyan, "pink" stays pink, "hotpink" maps to it).
+A palette of None (a pretrained backbone, which draws any colour) keeps every colour as written:
 
 - an attribute ``(star, white)`` of any step -> ``(star, yellow)``;
 - the target of a colour change (a verb such as turn, become, paint) ``(square, turns, pink)`` -> ``red``,
@@ -131,10 +132,11 @@ def _mapped(
 
 
 def colour_replacements(
-    dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE
+    dsg: DynamicSceneGraph, palette: tuple[str, ...] | None = DEFAULT_PALETTE
 ) -> list[tuple[str, str, str, float]]:
-    """``(object or '', colour word, world colour, Delta E)`` for each colour ``palette`` lacks, in DSG order."""
-    return _replacements(_mapped(dsg, palette)[1])
+    """``(object or '', colour word, world colour, Delta E)`` for each colour ``palette`` lacks, in DSG order (none
+    for ``palette`` None: any colour)."""
+    return [] if palette is None else _replacements(_mapped(dsg, palette)[1])
 
 
 def _replacements(found: dict[tuple[str, str], tuple[str, float]]) -> list[tuple[str, str, str, float]]:
@@ -147,9 +149,9 @@ def _line(what: str, word: str, world: str, distance: float, palette: tuple[str,
             f"{subject} is drawn {world}, the nearest (CIELAB Delta E {distance:.0f})")  # fmt: skip
 
 
-def colour_warnings(dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE) -> list[str]:
+def colour_warnings(dsg: DynamicSceneGraph, palette: tuple[str, ...] | None = DEFAULT_PALETTE) -> list[str]:
     """One line per colour word of a (not yet mapped) DSG that ``palette`` lacks, naming its replacement."""
-    return _warning_lines(colour_replacements(dsg, palette), palette)
+    return [] if palette is None else _warning_lines(colour_replacements(dsg, palette), palette)
 
 
 def _warning_lines(found: list[tuple[str, str, str, float]], palette: tuple[str, ...]) -> list[str]:
@@ -158,9 +160,13 @@ def _warning_lines(found: list[tuple[str, str, str, float]], palette: tuple[str,
     return list(dict.fromkeys(lines))
 
 
-def with_world_colours(dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE) -> DynamicSceneGraph:
+def with_world_colours(
+    dsg: DynamicSceneGraph, palette: tuple[str, ...] | None = DEFAULT_PALETTE
+) -> DynamicSceneGraph:
     """``dsg`` with every colour ``palette`` (the model's world colours) lacks replaced by the nearest of them;
-    a warning for each."""
+    a warning for each. ``palette`` None: the model draws any colour, so ``dsg`` is returned as it is."""
+    if palette is None:
+        return dsg
     mapped, found = _mapped(dsg, palette)
     for line in _warning_lines(_replacements(found), palette):
         log.warning(line)

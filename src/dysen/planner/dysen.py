@@ -133,7 +133,7 @@ class DysenPlanner:
         polish: bool = True,
         max_steps: int = 32,
         budget_s: float = PLAN_BUDGET_S,
-        palette: tuple[str, ...] = DEFAULT_PALETTE,
+        palette: tuple[str, ...] | None = DEFAULT_PALETTE,
     ) -> None:
         if not isinstance(backend, ChatBackend):
             raise DysenError(f"backend must be a ChatBackend (name, model, complete()), got {type(backend).__name__}")
@@ -150,8 +150,8 @@ class DysenPlanner:
             max_steps=max_steps,
             budget_s=budget_s,
         )
-        self.palette = tuple(palette)
-        """The colours the model draws; other colour words are planned as the nearest (``with_motion``)."""
+        self.palette = None if palette is None else tuple(palette)
+        """The colours the model draws; other colour words are planned as the nearest (``with_motion``); None: any."""
         self._format: AnswerFormat = FORMATS[output]
         self._lock = threading.Lock()
         self._stats = PlannerStats()

@@ -315,12 +315,13 @@ def nearest_example(text: str) -> tuple[str, float]:
 # -- the seam every plan passes -------------------------------------------------------------------
 
 
-def with_motion(dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE) -> DynamicSceneGraph:
+def with_motion(dsg: DynamicSceneGraph, palette: tuple[str, ...] | None = DEFAULT_PALETTE) -> DynamicSceneGraph:
     """``dsg`` with every event's ``motion`` set (events that carry one keep it). Logged once, on the pass that
     sees them first: a warning per motion filled in as unknown, and per given motion that clashes with its words.
 
     Colours ``palette`` (the model's world colours) lacks are first replaced by the nearest of them, with a warning
-    (``dysen.planner.colours.with_world_colours``), so that "turns navy" reads as a colour change to blue."""
+    (``dysen.planner.colours.with_world_colours``), so that "turns navy" reads as a colour change to blue; None (a
+    pretrained backbone, which draws any colour) keeps them."""
     dsg = with_world_colours(dsg, palette)
     given = [event.motion is not None for event in dsg.events]
     if not all(given):

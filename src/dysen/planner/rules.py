@@ -435,7 +435,7 @@ class RulesPlanner:
 
     def __init__(
         self, num_steps: int = 8, selector: DemoSelector | None = None, *, imagination: bool = True,
-        palette: tuple[str, ...] = DEFAULT_PALETTE,
+        palette: tuple[str, ...] | None = DEFAULT_PALETTE,
     ) -> None:  # fmt: skip
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= MAX_STEPS:
             raise RulesPlanError(f"num_steps must be an integer in [1, {MAX_STEPS}], got {num_steps!r}")
@@ -443,8 +443,8 @@ class RulesPlanner:
         self.selector = selector
         self.imagination = imagination
         """False: stop after Step II (the raw per-step graphs of the events; the 'no imagination' ablation)."""
-        self.palette = tuple(palette)
-        """The colours the model draws; other colour words are planned as the nearest (``with_motion``)."""
+        self.palette = None if palette is None else tuple(palette)
+        """The colours the model draws; other colour words are planned as the nearest (``with_motion``); None: any."""
 
     def __repr__(self) -> str:
         return (f"RulesPlanner(num_steps={self.num_steps}, selector={self.selector!r}, imagination={self.imagination}"
