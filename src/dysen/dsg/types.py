@@ -137,7 +137,8 @@ class Motion(_Frozen):
         if self.kind == "move" and self.direction is None:
             raise ValueError("a 'move' motion needs a direction (left, right, up or down)")
         if self.kind not in DIRECTED_KINDS and self.direction is not None:
-            raise ValueError(f"only a 'move', 'appear', 'disappear' or 'throw' motion has a direction, not {self.kind!r}")
+            raise ValueError(f"only a 'move', 'appear', 'disappear' or 'throw' motion has a direction, not "
+                             f"{self.kind!r}")  # fmt: skip
         return self
 
     @property
@@ -373,9 +374,8 @@ class DynamicSceneGraph(_Frozen):
     @classmethod
     def _version(cls, value: int) -> int:
         if value not in READABLE_VERSIONS:
-            raise ValueError(
-                f"unsupported DSG schema_version {value}; this dysen reads versions {', '.join(map(str, READABLE_VERSIONS))}"
-            )
+            readable = ", ".join(map(str, READABLE_VERSIONS))
+            raise ValueError(f"unsupported DSG schema_version {value}; this dysen reads versions {readable}")
         return SCHEMA_VERSION  # an older file is a valid file of this version
 
     @model_validator(mode="after")

@@ -69,8 +69,8 @@ _MOVE_VERBS = _words(
     "move slide glide drift roll travel head go shift scoot wander zip dart race run walk crawl creep inch edge "
     "stroll march swim sail skate scurry dash rush hurry zoom whoosh slip skid coast cruise step proceed advance "
     "journey migrate trundle amble saunter meander roam shuffle scuttle sweep swing veer swerve push pull drag "
-    "carry way path fly flutter hover_not_used scramble charge bolt speed drive ride jog gallop trot sprint cycle bike "
-    "pedal hike paddle row trudge stride limp waddle"
+    "carry way path fly flutter hover_not_used scramble charge bolt speed drive ride jog gallop trot sprint cycle "
+    "bike pedal hike paddle row trudge stride limp waddle"
 )
 # verbs of getting somewhere (issue 24): with no direction of their own they head "forward" (the layout picks the
 # side with more room), so "a man walks his dog" moves; "moves" and "slides" alone stay unknown
