@@ -304,3 +304,66 @@ def test_the_rules_planners_scene_follows_the_canonical_motion() -> None:
     star = next(e for e in dsg.events if e.agent == "star")
     assert all(("star" in g.objects) == (step >= star.start) for step, g in enumerate(dsg.graphs))
     assert star.motion.action == "appear" and 0 < star.start
+
+
+# -- everyday scenes (issue 24) -------------------------------------------------------------------
+
+EVERYDAY = [
+    ("walks", "dog", "move forward"),
+    ("runs to the left", None, "move left"),
+    ("drives toward the camera", None, "move toward"),
+    ("walks away from the camera", None, "move away"),
+    ("flies away", None, "move away"),
+    ("approaches", "house", "move toward"),
+    ("enters from the left", None, "appear left"),
+    ("comes in from the right", None, "appear right"),
+    ("enters", None, "appear forward"),
+    ("leaves to the right", None, "disappear right"),
+    ("exits", None, "disappear forward"),
+    ("runs out of the frame", None, "disappear forward"),
+    ("falls", None, "move down"),
+    ("rises", None, "move up"),
+    ("throws", "ball", "throw"),
+    ("kicks the ball to the right", None, "throw right"),
+    ("turns around", None, "rotate"),
+    ("grows", None, "grow"),
+    ("swims towards the camera", None, "move toward"),
+]
+# wordings the lexicon was not written around (checked once, then pinned)
+UNSEEN = [
+    ("trots toward the viewer", None, "move toward"),
+    ("pedals off to the left", None, "move left"),
+    ("gallops into the distance", None, "move away"),
+    ("hurls", "stone", "throw"),
+    ("departs to the left", None, "disappear left"),
+    ("strolls along the beach", None, "move forward"),
+    ("tosses a frisbee up", None, "throw up"),
+    ("gets closer", None, "move toward"),
+]
+
+
+@pytest.mark.parametrize(("predicate", "target", "expected"), EVERYDAY + UNSEEN)
+def test_everyday_motions_are_read(predicate: str, target: str | None, expected: str) -> None:
+    assert canonical_motion(predicate, target).to_text() == expected
+
+
+def test_shape_wordings_keep_their_motion() -> None:
+    """"left" is also the past of "leave": a move left is no leaving; an undirected "moves" is still unknown."""
+    assert canonical_motion("moves left").to_text() == "move left"
+    assert canonical_motion("wanders off to the left").to_text() == "move left"
+    assert canonical_motion("appears").to_text() == "appear"
+    assert canonical_motion("vanishes").to_text() == "disappear"
+    assert canonical_motion("looks at the camera").kind != "move"
+
+
+def test_new_motion_values_round_trip_and_version_1_files_upgrade() -> None:
+    events = parse_events("(woman, enters from left, (0v, 1v), [appear left])\n(man, throws, ball, (1v, 2v), [throw])")
+    assert events[0].motion == Motion(kind="appear", direction="left") and events[1].motion == Motion(kind="throw")
+    assert Motion.from_text("move toward") == Motion(kind="move", direction="toward")
+    with pytest.raises(ValueError, match="only a 'move'"):
+        Motion(kind="grow", direction="toward")
+    old = DynamicSceneGraph.from_json('{"schema_version": 1, "graphs": [{"objects": ["man"]}]}')
+    assert old.schema_version == 2 and '"schema_version": 2' in old.to_json()
+    motion = dsg_json_schema()["$defs"]["Motion"]["properties"]
+    assert "throw" in motion["kind"]["enum"]
+    assert {"toward", "away", "forward"} <= set(motion["direction"]["anyOf"][0]["enum"])

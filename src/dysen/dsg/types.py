@@ -28,8 +28,12 @@ from dysen.errors import DSGError
 if TYPE_CHECKING:
     from dysen.dsg.convert import FrameAlignment
 
-SCHEMA_VERSION = 1
-"""Bumped whenever the JSON layout changes; readers refuse versions they do not know."""
+SCHEMA_VERSION = 2
+"""Bumped whenever the JSON layout changes; readers refuse versions they do not know. Version 2 (issue 24) added
+``DynamicSceneGraph.layout_source``, the motion kind 'throw', the directions 'toward', 'away' and 'forward', and
+directions on 'appear' / 'disappear'; a version-1 file is a valid version-2 one and loads as such."""
+READABLE_VERSIONS = (1, 2)
+"""The schema versions this dysen reads (older ones are upgraded on load)."""
 
 
 
@@ -87,12 +91,19 @@ class _Frozen(BaseModel):
 
 
 MotionKind = Literal["move", "jump", "grow", "shrink", "rotate", "appear", "disappear", "change_colour", "still",
-                     "unknown"]  # fmt: skip
-MotionDirection = Literal["left", "right", "up", "down"]
+                     "unknown", "throw"]  # fmt: skip
+MotionDirection = Literal["left", "right", "up", "down", "toward", "away", "forward"]
 MOTION_KINDS: tuple[str, ...] = get_args(MotionKind)
-"""The canonical motion kinds (``Motion.kind``): the Dynamic Shapes actions, plus 'still' and 'unknown'."""
+"""The canonical motion kinds (``Motion.kind``): the Dynamic Shapes actions, 'still', 'unknown', and 'throw' (the
+agent sends its target flying)."""
 MOTION_DIRECTIONS: tuple[str, ...] = get_args(MotionDirection)
-"""The directions of a 'move' (``Motion.direction``)."""
+"""The directions of a motion (``Motion.direction``): on the screen, toward / away from the camera, or 'forward'
+(the way the object is heading: the layout picks the side with more room)."""
+DIRECTED_KINDS: tuple[str, ...] = ("move", "appear", "disappear", "throw")
+"""The kinds that may have a direction: a move needs one; an appear enters from that side, a disappear leaves to it,
+a throw sends its target that way."""
+LayoutSource = Literal["given", "llm", "imagined-shapes", "imagined-scene"]
+"""Where a DSG's boxes came from (``DynamicSceneGraph.layout_source``)."""
 
 
 class Motion(_Frozen):
@@ -101,8 +112,13 @@ class Motion(_Frozen):
     Set by one normaliser (``dysen.planner.motion.canonical_motion``) that every plan passes through."""
 
     kind: MotionKind = Field(description="move, jump, grow, shrink, rotate, appear, disappear, change_colour, "
-                             "still (no motion) or unknown (a predicate the normaliser could not read).")  # fmt: skip
-    direction: MotionDirection | None = Field(default=None, description="For 'move': left, right, up or down.")
+                             "still (no motion), unknown (a predicate the normaliser could not read) or throw (the "
+                             "agent throws or kicks its target).")  # fmt: skip
+    direction: MotionDirection | None = Field(
+        default=None,
+        description="For 'move' (required): left, right, up, down, toward or away (from the camera) or forward (the "
+        "way it heads); for appear / disappear / throw (optional): the side it enters from, leaves to, throws to.",
+    )
     amount: float | None = Field(
         default=None, allow_inf_nan=False,
         description="Optional: how much, in [0, 1], e.g. 0.5 for 'a bit'; null: the usual amount.",
@@ -120,13 +136,15 @@ class Motion(_Frozen):
     def _direction(self) -> Motion:
         if self.kind == "move" and self.direction is None:
             raise ValueError("a 'move' motion needs a direction (left, right, up or down)")
-        if self.kind != "move" and self.direction is not None:
-            raise ValueError(f"only a 'move' motion has a direction, not {self.kind!r}")
+        if self.kind not in DIRECTED_KINDS and self.direction is not None:
+            raise ValueError(f"only a 'move', 'appear', 'disappear' or 'throw' motion has a direction, not "
+                             f"{self.kind!r}")  # fmt: skip
         return self
 
     @property
     def action(self) -> str:
-        """The Dynamic Shapes action name ('move_left', 'jump', …, 'change_colour'), or 'still' / 'unknown'."""
+        """The Dynamic Shapes action name ('move_left', 'jump', …, 'change_colour'), or 'still' / 'unknown' / 'throw'
+        ('move_toward' and 'move_forward' are no Dynamic Shapes action; an appear's side is not part of its action)."""
         return f"move_{self.direction}" if self.kind == "move" else self.kind
 
     def to_text(self) -> str:
@@ -336,6 +354,11 @@ class DynamicSceneGraph(_Frozen):
         description="Optional: for each time step, the boxes of the objects visible at its first frame; "
         "optionally one more entry, the boxes at the last frame.",
     )
+    layout_source: LayoutSource | None = Field(
+        default=None,
+        description="Where the boxes came from: given (with the plan), llm (the planner's layout step), "
+        "imagined-shapes / imagined-scene (dysen.planner.layout); null: not recorded, or no boxes.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -350,9 +373,10 @@ class DynamicSceneGraph(_Frozen):
     @field_validator("schema_version")
     @classmethod
     def _version(cls, value: int) -> int:
-        if value != SCHEMA_VERSION:
-            raise ValueError(f"unsupported DSG schema_version {value}; this dysen reads version {SCHEMA_VERSION}")
-        return value
+        if value not in READABLE_VERSIONS:
+            readable = ", ".join(map(str, READABLE_VERSIONS))
+            raise ValueError(f"unsupported DSG schema_version {value}; this dysen reads versions {readable}")
+        return SCHEMA_VERSION  # an older file is a valid file of this version
 
     @model_validator(mode="after")
     def _consistent(self) -> DynamicSceneGraph:
@@ -367,6 +391,8 @@ class DynamicSceneGraph(_Frozen):
             raise ValueError(
                 f"event {late[0].triplet} ends at {late[0].end}v but there are only {len(self.graphs)} time steps"
             )
+        if self.layout_source is not None and self.boxes is None:
+            raise ValueError(f"layout_source is {self.layout_source!r} but the DSG has no boxes")
         if self.boxes is not None:
             if len(self.boxes) not in (len(self.graphs), len(self.graphs) + 1):
                 raise ValueError(

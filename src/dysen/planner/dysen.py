@@ -10,7 +10,11 @@ Dysen-VDM §3.1 (dysen_spec.md §2.1–§2.3):
   per step; the Step II action facts of each step are merged back into it, so polishing may rephrase
   or drop imagined details but never loses a planned action.
 
-So a plan costs 1 + M + 1 calls (``stats`` counts them). Every answer is parsed and validated by the
+So a plan costs 1 + M + 1 calls (``stats`` counts them), and one more with the optional layout step
+(``layout=True``, issue 24 §2): each object's box at every keyframe, as JSON held to a JSON Schema (LVD's
+layouts), checked by ``dysen.planner.llm_layout`` and repaired like the other answers; when it stays unusable,
+the boxes are imagined (``dysen.planner.layout``) with a warning, and the plan goes on.
+Every answer is parsed and validated by the
 chosen answer format (``dysen.planner.prompts.formats``). An unusable answer is sent back with the
 reader's error as a follow-up turn, at most ``max_repairs`` times per call; an answer that is not even a
 chat completion (``UnusableAnswerError``: HTML, broken JSON) is asked again within the same bound, and a
@@ -95,6 +99,8 @@ class DysenSettings:
     """The most time steps a plan may span: each costs one imagination call."""
     budget_s: float = PLAN_BUDGET_S
     """Seconds one plan may spend on LLM calls; no call starts after that (then the fallback)."""
+    layout: bool = False
+    """Run the layout step after Step III: each object's box at every step, as JSON (issue 24 §2); off by default."""
 
     def __post_init__(self) -> None:
         if self.output not in FORMATS:
@@ -134,6 +140,7 @@ class DysenPlanner:
         max_steps: int = 32,
         budget_s: float = PLAN_BUDGET_S,
         palette: tuple[str, ...] | None = DEFAULT_PALETTE,
+        layout: bool = False,
     ) -> None:
         if not isinstance(backend, ChatBackend):
             raise DysenError(f"backend must be a ChatBackend (name, model, complete()), got {type(backend).__name__}")
@@ -149,6 +156,7 @@ class DysenPlanner:
             polish=polish,
             max_steps=max_steps,
             budget_s=budget_s,
+            layout=layout,
         )
         self.palette = None if palette is None else tuple(palette)
         """The colours the model draws; other colour words are planned as the nearest (``with_motion``); None: any."""
@@ -199,7 +207,22 @@ class DysenPlanner:
         if self.settings.polish:
             graphs = self._polish(caption, raw.graphs, graphs, demos)
         dsg = DynamicSceneGraph.from_dict({"events": raw.events, "graphs": graphs})  # DSGError past DSGLimits
-        return with_motion(dsg, self.palette)  # every event's canonical motion (dysen.planner.motion)
+        dsg = with_motion(dsg, self.palette)  # every event's canonical motion (dysen.planner.motion)
+        return self._layout(caption, dsg) if self.settings.layout else dsg
+
+    def _layout(self, caption: str, dsg: DynamicSceneGraph) -> DynamicSceneGraph:
+        """The layout step: the LLM's boxes at every keyframe, validated and repaired; when they stay unusable,
+        the imagined layout (``dysen.planner.layout``), with a warning."""
+        from dysen.planner.layout import imagine_layout
+        from dysen.planner.llm_layout import LAYOUT_SCHEMA, read_layout
+
+        messages = prompts.layout_messages(caption, dsg)
+        try:
+            boxes = self._ask("layout", messages, lambda text: read_layout(text, dsg), LAYOUT_SCHEMA)
+        except PlanningError as err:
+            log.warning("Dysen layout failed (%s); the boxes of %r are imagined instead", err.reason, caption)
+            return imagine_layout(dsg, seed=0)
+        return dsg.model_copy(update={"boxes": boxes, "layout_source": "llm"})
 
     def _plan_actions(self, caption: str, demos: list[Demonstration]) -> tuple[Event, ...]:
         """Step I: the events of ``caption``."""

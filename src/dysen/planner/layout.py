@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from dysen.dsg.convert import align_steps_to_frames
 from dysen.dsg.types import Box, DynamicSceneGraph
 from dysen.planner.motion import with_event_motion
+from dysen.planner.scene_layout import imagine_scene
 from dysen.world import vocab
 from dysen.world.config import DEFAULT_CONFIG, ShapesConfig
 from dysen.world.geometry import SYMMETRY
@@ -46,16 +47,20 @@ _NAMED = 5
 def imagine_layout(dsg: DynamicSceneGraph, seed: int = 0, config: ShapesConfig = DEFAULT_CONFIG) -> DynamicSceneGraph:
     """``dsg`` with boxes at every step and the imagined scene merged into its graphs (see the module docstring).
 
-    A DSG that has boxes already is returned as it is; one whose objects cannot all be kept in frame and apart
-    (e.g. four large shapes that all move) is returned without boxes, with a warning.
+    A DSG that has boxes already is returned as it is (``layout_source`` 'given' where it was not recorded); one
+    whose objects cannot all be kept in frame and apart (e.g. four large shapes that all move) is returned without
+    boxes, with a warning. A plan with any object that is no Dynamic Shapes shape (a man, a dog) is laid out as an
+    everyday scene instead (``dysen.planner.scene_layout``).
     """
     if dsg.boxes is not None:
-        return dsg
+        return dsg if dsg.layout_source is not None else dsg.model_copy(update={"layout_source": "given"})
     dsg = dsg.model_copy(update={"events": tuple(with_event_motion(e) for e in dsg.events)})  # motion, not words
     mentioned = [n for g in dsg.graphs for n in g.objects] + [e.agent for e in dsg.events]
     names = [name for name in dict.fromkeys(mentioned) if name not in vocab.COLOURS]  # not the colour of 'turns'
     if not names:
         return dsg
+    if not all(is_shape(name) for name in names):
+        return imagine_scene(dsg, seed)
     steps = dsg.num_steps
     staging = dataclasses.replace(config, num_steps=steps, num_frames=2 * steps, max_events=min(steps, 3))
     rng = np.random.default_rng(seed)
@@ -76,6 +81,11 @@ def imagine_layout(dsg: DynamicSceneGraph, seed: int = 0, config: ShapesConfig =
         )
         return dsg
     return _with_scene(dsg, names, tracks, staging)
+
+
+def is_shape(name: str) -> bool:
+    """Whether an object is drawn as a Dynamic Shapes shape: its name holds a shape noun or a shape's synonym."""
+    return any(word in vocab.SHAPE_OF_NOUN for word in name.lower().split())
 
 
 def _noun(name: str) -> str:
@@ -142,7 +152,8 @@ def _with_scene(
         boxes.append(_visible_boxes(named, frame))
     last = staging.num_frames - 1
     boxes.append(tuple(box for box in _visible_boxes(named, last) if box.object in graphs[-1].objects))
-    return DynamicSceneGraph(events=dsg.events, graphs=tuple(graphs), boxes=tuple(boxes))
+    source = "imagined-shapes"
+    return DynamicSceneGraph(events=dsg.events, graphs=tuple(graphs), boxes=tuple(boxes), layout_source=source)
 
 
 def _visible_boxes(tracks: tuple[Track, ...], frame: int) -> tuple[Box, ...]:

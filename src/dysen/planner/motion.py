@@ -18,6 +18,12 @@ never the raw predicate, so "the green square slides to the left" moves its box 
    with any verb, or a verb with its own direction ("rises", "sinks", "plunges"); a verb of motion with no
    direction ("moves", "slides across") is ``unknown`` at once (the fallback would guess one).
 
+Everyday scenes (issue 24): a throw or kick ("throws", "kicks the ball to the right") is ``throw`` (its target
+flies); "enters from the left" is ``appear`` with the side it comes from, "leaves", "exits", "runs out of the
+frame" ``disappear`` with the side it goes to ('forward' when none is named); "toward the camera", "approaches",
+"gets closer" move ``toward``, "away", "into the distance" ``away``; a verb of travel with no direction ("walks his
+dog", "gallops across the field") moves ``forward``, the side the layout finds room on.
+
 Idioms need no rules of their own: words are lemmatised and read as a bag, so "does a little jump" and
 "takes a leap" hold the noun "jump" / "leap", "makes its way to the left" a direction, and a passive
 ("is moved to the right", "is made bigger") its participle. "a bit", "slightly" set ``amount`` 0.5.
@@ -63,8 +69,22 @@ _MOVE_VERBS = _words(
     "move slide glide drift roll travel head go shift scoot wander zip dart race run walk crawl creep inch edge "
     "stroll march swim sail skate scurry dash rush hurry zoom whoosh slip skid coast cruise step proceed advance "
     "journey migrate trundle amble saunter meander roam shuffle scuttle sweep swing veer swerve push pull drag "
-    "carry way path fly flutter hover_not_used scramble charge bolt speed"
+    "carry way path fly flutter hover_not_used scramble charge bolt speed drive ride jog gallop trot sprint cycle "
+    "bike pedal hike paddle row trudge stride limp waddle"
 )
+# verbs of getting somewhere (issue 24): with no direction of their own they head "forward" (the layout picks the
+# side with more room), so "a man walks his dog" moves; "moves" and "slides" alone stay unknown
+_TRAVEL_VERBS = _words(
+    "walk run jog drive ride swim fly stroll march hike gallop trot sprint cycle bike pedal skate sail crawl paddle "
+    "row wander roam amble saunter trudge stride limp waddle hurry rush dash race travel"
+)
+_THROW_WORDS = _words("throw toss hurl fling lob pitch kick chuck launch")
+_LEAVES = _words("leave leaves leaving exit exits exiting exited depart departs departed departing")
+"""Word forms (not lemmas: the lemmatiser reads "left" as "leave") of leaving: a disappear with a side."""
+_TOWARD_WORDS = _words("approach closer nearer")
+_AWAY_WORDS = _words("away recede retreat distance background")
+_CAMERA_WORDS = _words("camera viewer viewers us me lens audience spectator spectators foreground")
+"""Names of the camera: "walks toward the camera" is a move 'toward'."""
 # verbs and nouns that carry their direction
 _UP_VERBS = _words("rise climb ascend soar lift raise elevate float levitate mount surface uprise")
 _DOWN_VERBS = _words("fall drop sink descend plunge tumble dip lower plummet settle slump sag droop dive topple")
@@ -104,6 +124,8 @@ _FORMS: dict[str, str] = {
     "ran": "run", "swam": "swim", "stood": "stand", "sat": "sit", "hung": "hang", "held": "hold", "lay": "lie",
     "lies": "lie", "dies": "die", "flies": "fly", "arisen": "rise", "arose": "rise",
     "skips": "skip", "skipping": "skip", "skipped": "skip",
+    "threw": "throw", "thrown": "throw", "flung": "fling", "rode": "ride", "ridden": "ride", "swum": "swim",
+    "approaches": "approach", "approached": "approach", "approaching": "approach", "recedes": "recede",
 }  # fmt: skip
 _TOKEN = re.compile(r"[a-z]+")
 
@@ -129,6 +151,7 @@ def _lemma(word: str) -> str:
 _KNOWN = (
     _MOVE_VERBS | _UP_VERBS | _DOWN_VERBS | _JUMP_WORDS | _ROTATE_WORDS | _GROW_WORDS | _SHRINK_WORDS
     | _APPEAR_WORDS | _DISAPPEAR_WORDS | _COLOUR_VERBS | _STILL_WORDS
+    | _THROW_WORDS | _words("approach recede retreat")
     | _words("come fade pop show make take do blink scale")
 )  # fmt: skip
 
@@ -149,6 +172,33 @@ def _direction(words: list[str]) -> str | None:
     return None
 
 
+def _depth(words: list[str], bag: set[str]) -> str | None:
+    """'toward' or 'away' (from the camera, or from the event's target), when the words say so."""
+    if bag & _AWAY_WORDS:
+        return "away"
+    moving = bag & (_MOVE_VERBS | _UP_VERBS | _DOWN_VERBS | _words("come toward towards"))
+    if bag & _TOWARD_WORDS or moving and bag & _words("toward towards") or moving and bag & _CAMERA_WORDS:
+        return "toward"
+    return None
+
+
+def _entry_side(words: list[str], bag: set[str]) -> str | None:
+    """The side an appearing object comes in from ("enters from the left"); 'forward' for an undirected "enters"."""
+    if "from" in words:
+        side = _direction(words[words.index("from") + 1 :])
+        if side is not None:
+            return side
+    return "forward" if "enter" in bag else None
+
+
+def _exit_side(words: list[str], bag: set[str]) -> str | None:
+    """The side a leaving object goes to ("exits to the right"); 'forward' for an undirected "leaves" or "runs out
+    of the frame"; None for a plain vanishing."""
+    if not (set(words) & _LEAVES or bag & _TRAVEL_VERBS):
+        return None
+    return _direction(words) or "forward"
+
+
 def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
     """The motion the lexicon reads in ``words`` (see the module docstring), or None."""
     bag = set(lemmas)
@@ -159,6 +209,8 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
     ) or _has(words, "in", "place") or bag & _STILL_WORDS
     if bag & _NEGATIONS or resting and not moving:
         return Motion(kind="still")
+    if bag & _THROW_WORDS:
+        return Motion(kind="throw", direction=_direction(words) or _depth(words, bag), amount=amount)
     if "invisible" in bag:
         return Motion(kind="disappear")
     if "visible" in bag:
@@ -171,11 +223,11 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
         or _has(lemmas, "pop", "up") or _has(lemmas, "show", "up") or _has(lemmas, "turn", "up")
         or _has(words, "into", "view") or _has(words, "into", "sight") or _has(words, "into", "existence")
         or _has(words, "into", "being") or _has(lemmas, "pop", "in") or _has(lemmas, "pop", "into")
-        or bag & _SCREEN_WORDS and bag & _words("onto into")
+        or bag & _SCREEN_WORDS and bag & _words("onto into") or _has(words, "in", "from")
     ):  # fmt: skip
-        return Motion(kind="appear")
+        return Motion(kind="appear", direction=_entry_side(words, bag))
     if (
-        bag & _DISAPPEAR_WORDS
+        bag & _DISAPPEAR_WORDS or set(words) & _LEAVES
         or _has(lemmas, "fade", "away") or _has(lemmas, "fade", "out") or ("fade" in bag and not bag & COLOUR_WORDS)
         or _has(words, "out", "of", "sight") or _has(words, "out", "of", "view") or _has(words, "from", "view")
         or _has(words, "out", "of", "existence") or _has(lemmas, "go", "away") or _has(lemmas, "blink", "out")
@@ -183,7 +235,7 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
         or "gone" in words or _has(words, "no", "longer")
         or bag & _SCREEN_WORDS and ("off" in bag or _has(words, "out", "of"))
     ):  # fmt: skip
-        return Motion(kind="disappear")
+        return Motion(kind="disappear", direction=_exit_side(words, bag))
     if bag & COLOUR_WORDS and (bag & _COLOUR_VERBS or len(bag) == 1) or bag & _words("colour color hue shade") and (
         bag & _words("change switch shift")
     ):
@@ -202,11 +254,13 @@ def _lexical(words: list[str], lemmas: list[str]) -> Motion | None:
         return Motion(kind="grow", amount=amount)
     if bag & _SMALLER and bag & _words("get become make turn scale"):
         return Motion(kind="shrink", amount=amount)
-    direction = _direction(words)
+    direction = _direction(words) or _depth(words, bag)
     if direction is None and bag & _UP_VERBS:
         direction = "up"
     if direction is None and bag & _DOWN_VERBS:
         direction = "down"
+    if direction is None and bag & _TRAVEL_VERBS:
+        direction = "forward"
     if direction is not None:
         return Motion(kind="move", direction=direction, amount=amount)
     return None

@@ -26,7 +26,7 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-from dysen.dsg import SceneGraph, events_to_dsg
+from dysen.dsg import DynamicSceneGraph, SceneGraph, events_to_dsg
 from dysen.errors import DysenError
 from dysen.planner.backends.base import ChatMessage
 from dysen.planner.prompts.formats import FORMATS, AnswerFormat, JsonFormat, TextFormat
@@ -35,7 +35,7 @@ from dysen.planner.types import Demonstration
 Window = tuple[SceneGraph | None, SceneGraph, SceneGraph | None]
 """What round 1 sees of one step: the previous enriched graph, the current and the next raw graph."""
 
-_TEMPLATES = ("system", "action_planning", "imagination", "polish", "repair")
+_TEMPLATES = ("system", "action_planning", "imagination", "polish", "repair", "layout")
 
 __all__ = [
     "FORMATS",
@@ -47,6 +47,7 @@ __all__ = [
     "action_planning_messages",
     "cache_namespace",
     "imagination_messages",
+    "layout_messages",
     "load_template",
     "polish_messages",
     "repair_message",
@@ -139,6 +140,20 @@ def polish_messages(
     ]
     query = template["query"].substitute(caption=caption, graphs=fmt.write_graphs(graphs))
     return _user_turn("polish", fmt, examples, query)
+
+
+def layout_messages(caption: str, dsg: DynamicSceneGraph) -> list[ChatMessage]:
+    """The layout step (issue 24 §2): each object's box at every keyframe of the planned ``dsg``, as JSON."""
+    template = load_template("layout")
+    events = [f"{e.agent} {e.predicate}{' ' + e.target if e.target else ''}: steps {e.start} to {e.end}"
+              + (f" ({e.motion.to_text()})" if e.motion else "") for e in dsg.events]  # fmt: skip
+    steps = [f"step {m}: {', '.join(g.objects) or 'nothing'}" for m, g in enumerate(dsg.graphs)]
+    objects = ", ".join(dict.fromkeys(n for g in dsg.graphs for n in g.objects))
+    fields = {"keyframes": dsg.num_steps + 1, "last": dsg.num_steps - 1}
+    instruction = template["instruction"].substitute(fields)
+    query = template["query"].substitute(caption=caption, plan="\n".join(events + steps), objects=objects)
+    system = load_template("system")["system"].template
+    return [ChatMessage("system", system), ChatMessage("user", f"{instruction}\n\n{query}")]
 
 
 def repair_message(error: str) -> ChatMessage:
