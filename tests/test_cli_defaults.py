@@ -205,3 +205,15 @@ def test_the_plan_budget_flag_reaches_the_planner_settings() -> None:
     args = build_parser().parse_args(["plan", "a red circle moves right", "--plan-budget", "12.5"])
     assert own_planner(args).plan_budget_s == 12.5
     assert own_planner(build_parser().parse_args(["plan", "x"])).plan_budget_s == PlannerOptions().plan_budget_s
+
+
+def test_the_llm_boxes_flag_reaches_the_llm_planner() -> None:
+    from dysen.cli.options import own_planner
+    from dysen.planner.build import build_planner
+
+    args = build_parser().parse_args(["plan", "x", "--planner", "replay", "--replay", "r.jsonl", "--llm-boxes"])
+    options = own_planner(args)
+    assert options.llm_boxes and not own_planner(build_parser().parse_args(["plan", "x"])).llm_boxes
+    assert dataclasses.replace(options, replay=None, backend="openai", model="m").llm_boxes
+    planner = build_planner(dataclasses.replace(options, backend="openai", model="m", cache=False))
+    assert planner.settings.layout

@@ -68,8 +68,11 @@ PLANNER_FLAGS: dict[str, str] = {
     "policy": "policy",
     "shots": "shots",
     "no_fallback": "fallback",
+    "llm_boxes": "llm_boxes",
 }
 """Flag dest -> the ``PlannerOptions`` field it sets; ``no_*`` flags set the field to False."""
+_SWITCHES = frozenset({"no_cache", "no_fallback", "llm_boxes"})
+"""The planner flags that take no value: ``no_*`` turn their field off, the others on."""
 
 _PLANNER_HELP: dict[str, tuple[dict[str, Any], str]] = {
     "planner": ({"choices": BACKENDS}, "planner backend: rules (offline), openai (any OpenAI-compatible server), "
@@ -90,6 +93,8 @@ _PLANNER_HELP: dict[str, tuple[dict[str, Any], str]] = {
     "policy": ({"type": Path, "metavar": "DIR"}, "a trained demonstration policy folder (dysen train-dysen)"),
     "shots": ({"type": nonnegative_int}, "demonstrations per LLM call"),
     "no_fallback": ({}, "fail instead of falling back to the rules planner"),
+    "llm_boxes": ({}, "LLM planners: ask the LLM for each object's box at every step (validated, repaired; else "
+                  "imagined)"),
 }  # fmt: skip
 
 
@@ -108,7 +113,7 @@ def add_planner_flags(
             continue
         kwargs, text = _PLANNER_HELP[dest]
         flag = "--" + dest.replace("_", "-")
-        if dest.startswith("no_"):
+        if dest in _SWITCHES:
             action = {"action": "store_true"} if own else {"action": "store_const", "const": True, "default": None}
             group.add_argument(flag, help=text, **action)
             continue

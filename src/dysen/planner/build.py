@@ -68,6 +68,9 @@ class PlannerOptions:
     shots: int = 8
     fallback: bool = True
     """Fall back to the rules planner when the LLM gives no usable answer."""
+    llm_boxes: bool = False
+    """LLM backends: ask the LLM for each object's box at every step after Step III (validated and repaired like
+    the other steps; an unusable answer leaves the boxes to the layout imagination, with a warning)."""
     device: str = "cpu"
     """Device of the 'hf' backend's model."""
     colours: tuple[str, ...] | None = DEFAULT_PALETTE
@@ -112,6 +115,7 @@ def build_planner(options: PlannerOptions) -> Planner:
         fallback=RulesPlanner(palette=options.colours) if options.fallback else None,
         budget_s=options.plan_budget_s,
         palette=options.colours,
+        layout=options.llm_boxes,
     )
 
 
