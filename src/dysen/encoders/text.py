@@ -93,11 +93,6 @@ class _FrozenHFEncoder(ABC):
         return self._network is not None
 
     @property
-    def tokenizer(self) -> Any:
-        """The network's tokenizer (loads the network)."""
-        return self._load()[0]
-
-    @property
     def dim(self) -> int:
         """The hidden width of the network (loads it)."""
         return int(self._load()[1].config.hidden_size)
