@@ -4,7 +4,12 @@ diffusers writes a pipeline folder as ``model_index.json`` (``"_class_name"``: t
 ``[library, class]``, or ``[null, null]`` when absent) and one subfolder per component. ``COMPONENT_CLASSES`` is
 the explicit list of the classes dysen loads: anything else is refused with what was found. Weights load with
 ``from_pretrained(path, local_files_only=True, use_safetensors=True)``: never from a hub, never from a pickle.
+
+Two entries are dysen's own (library ``"dysen"``), for the models this project trains in the same format
+(``dysen.backbones.dysen_wan``): its per-frame ``KLVideoAutoencoder`` (safetensors, like any model) and the MiniLM
+text encoder, a ``reference``: a config naming the bundled all-MiniLM-L6-v2 (or a local folder), no weights copied.
 """
+
 
 from __future__ import annotations
 
@@ -30,8 +35,9 @@ class BackboneFolderError(BackboneError):
 class ComponentClass:
     """How a component class of ``model_index.json`` loads: its library and what kind of thing it is."""
 
-    library: Literal["diffusers", "transformers"]
-    kind: Literal["model", "tokenizer", "scheduler"]  # models carry weights (safetensors); the rest are configs
+    library: Literal["diffusers", "transformers", "dysen"]
+    kind: Literal["model", "tokenizer", "scheduler", "reference"]  # models carry weights (safetensors); a
+    # reference names pretrained weights kept elsewhere (the bundled MiniLM); the rest are configs
 
 
 COMPONENT_CLASSES: dict[str, ComponentClass] = {
@@ -56,6 +62,9 @@ COMPONENT_CLASSES: dict[str, ComponentClass] = {
     "DDIMScheduler": ComponentClass("diffusers", "scheduler"),
     "DPMSolverMultistepScheduler": ComponentClass("diffusers", "scheduler"),
     "EulerDiscreteScheduler": ComponentClass("diffusers", "scheduler"),
+    # dysen's own, in the same folder format (``dysen.backbones.dysen_wan``)
+    "KLVideoAutoencoder": ComponentClass("dysen", "model"),
+    "MiniLMTextEncoder": ComponentClass("dysen", "reference"),
 }
 
 
@@ -130,6 +139,8 @@ def load_component(index: FolderIndex, name: str, allowed: tuple[str, ...], dtyp
         raise BackboneFolderError(f"{index.folder} names a {name!r} component ({class_name}) but has no {name}/")
     if spec.kind == "model":
         _check_safetensors(path, class_name)
+    if spec.library == "dysen":
+        return _load_own(class_name, path)
     library = importlib.import_module(spec.library)
     cls = getattr(library, "AutoTokenizer" if spec.kind == "tokenizer" else class_name)
     if spec.kind == "scheduler":
@@ -155,6 +166,22 @@ def read_config(index: FolderIndex, name: str, filename: str = "config.json") ->
     if not isinstance(data, dict):
         raise BackboneFolderError(f"{path} is not a JSON object")
     return data
+
+
+def _load_own(class_name: str, path: Path) -> Any:
+    """One of dysen's own components from ``path`` (float32, on the CPU)."""
+    from dysen.errors import DysenError
+
+    try:
+        if class_name == "KLVideoAutoencoder":
+            from dysen.models.vae import KLVideoAutoencoder
+
+            return KLVideoAutoencoder.from_pretrained(path)
+        from dysen.backbones.dysen_wan import MiniLMStates
+
+        return MiniLMStates.load(path)
+    except DysenError as err:
+        raise BackboneFolderError(f"cannot load the {class_name} in {path}: {err}") from None
 
 
 def _check_safetensors(path: Path, class_name: str) -> None:

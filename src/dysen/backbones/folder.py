@@ -6,12 +6,14 @@ from pathlib import Path
 
 from dysen.backbones.base import Backbone, BackboneGeometry, BackboneOptions
 from dysen.backbones.components import INDEX_NAME, BackboneFolderError, FolderIndex, read_index
+from dysen.backbones.dysen_wan import PIPELINE_CLASS, DysenWanBackbone
 from dysen.backbones.unet3d import UNet3DBackbone
 from dysen.backbones.wan import WanBackbone
 
 BACKBONES: dict[str, type[Backbone]] = {
     "WanPipeline": WanBackbone,  # Wan 2.1 / 2.2 text-to-video
     "TextToVideoSDPipeline": UNet3DBackbone,  # ModelScope T2V, ZeroScope
+    PIPELINE_CLASS: DysenWanBackbone,  # a Wan transformer trained by dysen (per-frame VAE, MiniLM)
 }
 """Pipeline class of ``model_index.json`` -> the backbone that loads it."""
 

@@ -87,7 +87,7 @@ class WanBackbone(Backbone):
         """UMT5 states [B, L, D] of ``texts`` (L = ``max_text_tokens``), zero past each prompt's tokens, as
         ``WanPipeline._get_t5_prompt_embeds``; mask [B, L] True on the prompt's tokens."""
         tokens = self.tokenizer(
-            [_clean(text) for text in texts], padding="max_length", max_length=self.max_text_tokens,
+            [clean_wan_prompt(text) for text in texts], padding="max_length", max_length=self.max_text_tokens,
             truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
         )  # fmt: skip
         ids, mask = tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)  # [B, L]
@@ -97,7 +97,7 @@ class WanBackbone(Backbone):
 
     def clean_prompt(self, text: str) -> str:
         """HTML entities unescaped, whitespace collapsed (``WanPipeline``'s cleaning, as ``encode_prompt``)."""
-        return _clean(text)
+        return clean_wan_prompt(text)
 
     def cross_attentions(self) -> dict[str, Any]:
         """``attn2`` of every block of the transformer (and of Wan 2.2's second expert)."""
@@ -140,6 +140,6 @@ class WanBackbone(Backbone):
         return model_to_frames(video[0])
 
 
-def _clean(text: str) -> str:
+def clean_wan_prompt(text: str) -> str:
     """``WanPipeline``'s prompt cleaning without ftfy: HTML entities unescaped, whitespace collapsed."""
     return re.sub(r"\s+", " ", html.unescape(html.unescape(text))).strip()

@@ -92,6 +92,11 @@ COMMANDS: dict[str, Command] = {
         train.configure_train_vdm,
         train.run_train_vdm,
     ),
+    "train-backbone": Command(
+        "train a Wan transformer text-only by flow matching into a diffusers-format backbone folder (preview)",
+        train.configure_train_backbone,
+        train.run_train_backbone,
+    ),
     "train-dysen": Command(
         "stage 3: train Dysen's demonstration selector by reinforcement learning (imagination rationality)",
         plan.configure_train_dysen,

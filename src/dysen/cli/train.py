@@ -1,10 +1,11 @@
-"""``dysen train-vae``, ``train-vdm`` and ``finetune``: stages 1, 2 and 4 over the one loop (``dysen.train``).
+"""``dysen train-vae``, ``train-vdm``, ``finetune`` (stages 1, 2 and 4) and ``train-backbone`` over the one loop.
 
 Each fills a run folder: ``config.yaml`` (the resolved model config), ``train_config.json``, for train-vae
 ``vae_loss.json`` (the loss flags), ``world.json`` (the Dynamic Shapes world flags), ``metrics.jsonl``,
 ``checkpoints/step-*``, ``samples/step-*`` (with ``--sample-every``) and, at the end, ``model/``: the autoencoder
 for ``train-vae`` (latent scale fitted), a whole pipeline for ``train-vdm``/``finetune`` (``dysen generate --model
-RUN/model``).
+RUN/model``), a diffusers-format backbone folder for ``train-backbone`` (``dysen generate --backbone RUN/model``;
+its settings in ``backbone.json``).
 Several processes: ``accelerate launch --num_processes N [--cpu] -m dysen.cli train-vdm …``.
 """
 
@@ -33,7 +34,7 @@ from dysen.errors import DysenError
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-    from dysen.config import DysenVDMConfig
+    from dysen.config import DysenVDMConfig, VideoSpec
     from dysen.models.vae import KLVideoAutoencoder
     from dysen.train.loop import LoopResult, TrainConfig
     from dysen.train.vae_loss import VAELossConfig
@@ -43,7 +44,8 @@ CONFIG_FILE = "config.yaml"
 LOSS_FILE = "vae_loss.json"  # train-vae's loss flags, resolved
 SHUFFLE_BUFFER = 1000  # clips in the shuffle buffer when training from --shards
 SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after train-vae
-STAGE_LR = {"train-vae": 3.6e-5, "train-vdm": 6e-5, "finetune": 2e-5}  # each stage's peak LR (TrainConfig.lr: any)
+STAGE_LR = {"train-vae": 3.6e-5, "train-vdm": 6e-5, "finetune": 2e-5, "train-backbone": 3e-4}  # (TrainConfig.lr: any)
+BACKBONE_FILE = "backbone.json"  # train-backbone's resolved BackboneTrainConfig and autoencoder
 
 
 def _last_loss(result: LoopResult) -> str:
@@ -185,7 +187,7 @@ def run_train_vae(args: argparse.Namespace) -> int:
     _save_loss_settings(args)
     lpips = _lpips(args)
     vae, disc = _seeded(args.seed, lambda: (KLVideoAutoencoder(config.vae.kl3d), _discriminator(args)))
-    dataset, collate = _dataset(args, config)
+    dataset, collate = _dataset(args, config.video)
     task = VAETask(vae, _loss_config(args), lpips=lpips, discriminator=disc)
     result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
     if _is_main_process():
@@ -303,7 +305,7 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
     if args.shards is not None and (caching or args.oversample):
         raise DysenError("--cache-latents and --oversample need a dataset with indices (--data/--root), not --shards")
     weights = parse_oversample(args.oversample)
-    dataset, collate = _dataset(args, config)
+    dataset, collate = _dataset(args, config.video)
     if caching:
         dataset, collate = _cached(args, vae, dataset, collate)
     if weights:
@@ -321,6 +323,91 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
         print(f"trained the VDM for {result.step} steps ({_last_loss(result)}); wrote {folder}")
         print(f"skipped {result.skipped} bad items ({result.skipped_draws} draws)")
     return result.exit_code
+
+
+def configure_train_backbone(p: argparse.ArgumentParser) -> None:
+    _configure_common(p, lr=STAGE_LR["train-backbone"])
+    p.add_argument("--config", default="wan-tiny", help="preset (wan-tiny, wan-test) or a run's backbone.json")
+    p.add_argument(
+        "--vae", type=Path, help="the frozen per-frame autoencoder: a train-vae run, its model/ or a pipeline "
+        "(default: the shipped shapes-tiny's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cache-latents", type=Path, help="encode the clips once into this folder (resumable), then train from it"
+    )
+
+
+def run_train_backbone(args: argparse.Namespace) -> int:
+    """Train a Wan transformer text-only by flow matching on the frozen ``--vae``'s latents (issue 24 §4), then
+    write ``RUN/model`` as a ``DysenWanPipeline`` folder (EMA weights)."""
+    from dysen.backbones.dysen_wan import save_dysen_wan
+    from dysen.train.backbone_task import BackboneTask, make_scheduler, sample_defaults
+    from dysen.train.loop import train
+
+    config, vae_path = _start_backbone_run(args)
+    vae = _load_vae(vae_path)
+    if vae.config.temporal_downsample != 1:
+        raise DysenError(f"--vae {vae_path} compresses time; a backbone trains on a per-frame autoencoder")
+    dataset, collate = _dataset(args, config.video)
+    if args.cache_latents is not None:
+        if args.shards is not None:
+            raise DysenError("--cache-latents needs a dataset with indices (--data/--root), not --shards")
+        dataset, collate = _cached(args, vae, dataset, collate)
+    latent_channels = vae.config.latent_channels
+    transformer = _seeded(args.seed, lambda: config.transformer.build(latent_channels, config.text.dim))
+    task = BackboneTask(transformer, vae, config)
+    result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
+    if _is_main_process():
+        folder = save_dysen_wan(args.out / MODEL_DIR, transformer.cpu(), vae.cpu(), config.text,
+                                make_scheduler(config), sample_defaults(config))  # fmt: skip
+        params = sum(p.numel() for p in transformer.parameters())
+        print(f"trained the backbone ({params / 1e6:.2f}M parameters) for {result.step} steps ({_last_loss(result)}); "
+              f"wrote {folder}: dysen generate PROMPT --backbone {folder}")  # fmt: skip
+    return result.exit_code
+
+
+def _start_backbone_run(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The backbone's config and autoencoder (the saved ones when resuming), saved as ``RUN/backbone.json``."""
+    from dysen.run_folder import as_saved, read_settings, write_settings
+    from dysen.train.loop import TrainError, refuse_existing_run
+
+    path = args.out / BACKBONE_FILE
+    saved = read_settings(path) if args.resume else None
+    if saved is not None:
+        _save_world_settings(args)
+        if args.vae is not None and str(args.vae) != saved["vae"]:
+            raise TrainError(f"cannot resume {args.out} with another --vae (saved: {saved['vae']})")
+        return _backbone_config(saved["config"]), Path(saved["vae"])
+    refuse_existing_run(args.out)
+    _save_world_settings(args)
+    config = _backbone_config(args.config)
+    if args.vae is not None:
+        vae = args.vae
+    else:
+        from dysen.pipeline import SHIPPED_MODELS
+
+        vae = SHIPPED_MODELS["shapes-tiny"] / "vae"
+    if _is_main_process():
+        write_settings(path, as_saved({"config": dataclasses.asdict(config), "vae": vae}))
+    return config, Path(vae)
+
+
+def _backbone_config(source: str | dict[str, Any]) -> Any:
+    """A ``BackboneTrainConfig``: a preset's name, a ``backbone.json`` (or bare config JSON) file, or its dict."""
+    import json
+
+    from dysen.models.pretrained import config_from_dict
+    from dysen.train.backbone_task import BACKBONE_PRESETS, BackboneTrainConfig
+
+    if isinstance(source, dict):
+        return config_from_dict(BackboneTrainConfig, source)
+    if source in BACKBONE_PRESETS:
+        return BACKBONE_PRESETS[source]
+    path = Path(source)
+    if not path.is_file():
+        raise DysenError(f"--config {source} is neither a preset ({', '.join(BACKBONE_PRESETS)}) nor a file")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return config_from_dict(BackboneTrainConfig, data.get("config", data))
 
 
 def _weights_text(weights: dict[str, int]) -> str:
@@ -373,10 +460,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     )  # fmt: skip
 
 
-def _dataset(args: argparse.Namespace, config: DysenVDMConfig) -> tuple[Dataset, Callable[[list[Any]], Any]]:
+def _dataset(args: argparse.Namespace, video: VideoSpec) -> tuple[Dataset, Callable[[list[Any]], Any]]:
     """Dynamic Shapes drawn on the fly at the model's video size, a dataset on disk (``--data``, ``--root``), or
     shards (``--shards``: a stream, shuffled in a buffer; resuming replays the epoch, see ``dysen.train.loop``)."""
-    video = config.video
     if video.height != video.width:
         raise DysenError(f"training clips are square: the config's video is {video.width}x{video.height}")
     if getattr(args, "shards", None) is not None:

@@ -13,16 +13,28 @@ Classifier-free guidance needs the network to also see null conditions in traini
 know what a condition looks like (text tokens, DSG tokens, a class id…), so **dropout is the caller's**:
 ``condition_dropout`` draws, per sample, whether its text and (independently) its DSG are dropped, and
 the caller swaps in the null text / masks out the DSG before building ``cond``.
+
+Flow matching (rectified flow; Liu et al. 2022; Esser et al. 2024 "SD3", §2), as Wan is trained:
+
+* Forward path (SD3 eq. 3 with a_t = 1 − σ, b_t = σ): x_σ = (1 − σ) x_0 + σ ε, σ ∈ (0, 1).
+* Target (SD3 eq. 6 / Lipman et al. 2023): the velocity v = dx_σ/dσ = ε − x_0; loss ‖v − f_θ(x_σ, 1000 σ, c)‖²,
+  averaged over every element (uniform weighting of the conditional flow-matching loss, SD3 eq. 7 with w = 1).
+* σ sampling (``FlowSigmas``): logit-normal, σ = sigmoid(m + s·n), n ~ N(0, 1) (SD3 eq. 19; their best
+  "rf/lognorm(0.00, 1.00)"), then the timestep shift σ' = α σ / (1 + (α − 1) σ) (SD3 eq. 23; the ``shift`` of
+  diffusers' ``FlowMatchEulerDiscreteScheduler`` and Wan's sampler, so training and sampling see the same σ'), or
+  ``uniform``: σ ~ U(0, 1), shifted the same way (Wan's training code: shifted uniform timesteps).
+  The denoiser is told t = 1000 σ', the timestep diffusers' flow-matching schedulers give it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
-from dysen.diffusion.schedules import DiffusionConfig, alphas_cumprod, make_betas
+from dysen.diffusion.schedules import DiffusionConfig, DiffusionConfigError, alphas_cumprod, make_betas
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 
@@ -88,3 +100,64 @@ def condition_dropout(
     """
     u = torch.rand((2, batch), generator=generator, device=device)  # [2, B]
     return u[0] < config.text_dropout, u[1] < config.dsg_dropout
+
+
+# -- flow matching (rectified flow) ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowSigmas:
+    """How training draws the noise level σ of flow matching (see the module docstring)."""
+
+    kind: Literal["logit_normal", "uniform"] = "logit_normal"  # SD3 eq. 19, or U(0, 1) (Wan's training code)
+    mean: float = 0.0  # m of the logit-normal
+    std: float = 1.0  # s of the logit-normal
+    shift: float = 3.0  # α of the timestep shift (SD3 eq. 23); 1 = none. Wan 2.1 480p samples with 3
+    num_train_timesteps: int = 1000  # the denoiser sees t = num_train_timesteps · σ
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("logit_normal", "uniform") or self.std <= 0 or self.shift <= 0:
+            raise DiffusionConfigError(f"invalid FlowSigmas (kind, std > 0, shift > 0): {self}")
+
+
+def shift_sigmas(sigma: torch.Tensor, shift: float) -> torch.Tensor:
+    """σ' = α σ / (1 + (α − 1) σ) (SD3 eq. 23), as ``FlowMatchEulerDiscreteScheduler(shift=α)``."""
+    return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def sample_sigmas(
+    batch: int, config: FlowSigmas, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """σ' [B] in (0, 1): logit-normal (SD3 eq. 19) or uniform, then shifted (SD3 eq. 23)."""
+    if config.kind == "logit_normal":
+        n = torch.randn((batch,), generator=generator, device=device)  # [B]
+        sigma = torch.sigmoid(config.mean + config.std * n)
+    else:
+        sigma = torch.rand((batch,), generator=generator, device=device)  # [B]
+    return shift_sigmas(sigma, config.shift)
+
+
+def flow_interpolate(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """x_σ = (1 − σ) x_0 + σ ε (SD3 eq. 3, rectified flow); x0, noise [B, …], sigma [B]."""
+    s = sigma.to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))  # [B, 1, …]
+    return (1 - s) * x0 + s * noise
+
+
+def flow_matching_loss(
+    model_fn: ModelFn,
+    x0: torch.Tensor,
+    cond: Any,
+    config: FlowSigmas,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """‖(ε − x_0) − f_θ(x_σ, 1000 σ, cond)‖² averaged over every element (SD3 eq. 6–7, w = 1); a scalar.
+
+    ``generator`` draws σ then ε (on x0's device); the target and the loss are float32 whatever the autocast.
+    """
+    x0 = x0.float()
+    sigma = sample_sigmas(x0.shape[0], config, generator, x0.device)  # [B]
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)  # [B, C, T, h, w]
+    x_t = flow_interpolate(x0, noise, sigma)  # [B, C, T, h, w]
+    t = sigma * config.num_train_timesteps  # [B] float timesteps, as diffusers' flow-matching schedulers
+    error = model_fn(x_t, t, cond).float() - (noise - x0)  # [B, C, T, h, w]
+    return error.square().mean()
