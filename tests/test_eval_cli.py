@@ -80,7 +80,8 @@ def test_dysen_eval_writes_the_report_with_weight_hashes_counts_and_resolution(t
     assert model["weights"] == {str(f.relative_to(tiny_model)): _sha256(f) for f in files}
     markdown = (out / "report.md").read_text()
     assert all(digest in markdown for digest in model["weights"].values())
-    assert "2 videos of 16 frames at 16x16; 2 sampling steps" in markdown
+    captions = "of the captions of Dynamic Shapes test split from clip 0"
+    assert f"2 videos of 16 frames at 16x16 {captions}; 2 sampling steps" in markdown
     assert all((out / name).is_file() for name in ("scores.png", "per_action.png", "per_num_events.png"))
     assert "tiny: action_accuracy" in capsys.readouterr().out
 

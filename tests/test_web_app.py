@@ -194,6 +194,6 @@ def test_a_model_that_follows_no_boxes_shows_none(tmp_path: Path) -> None:
     planned = service.plan(PROMPT)
     assert planned.boxes is None and "follows no boxes" in planned.summary
     assert not list(tmp_path.rglob("*.boxes.png"))
-    settings = Settings(steps=1, frames=8, seed=0, guidance=3.0, dsg_guidance=3.0)
+    settings = Settings(steps=1, frames=8, seed=0, guidance=3.0, plan_scale=3.0)
     generated = service.generate(PROMPT, None, settings, progress=False)
     assert generated.boxes is None and generated.mp4.exists()

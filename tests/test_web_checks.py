@@ -15,6 +15,7 @@ from dysen.web.checks import (
     NO_KEY_ENV,
     DemoInputError,
     DemoLimits,
+    FrameRule,
     check_prompt,
     check_settings,
     planner_options,
@@ -36,15 +37,15 @@ def test_prompt_is_stripped_and_bounded() -> None:
 
 
 def test_settings_within_limits_are_converted() -> None:
-    settings = check_settings(4.0, 8.0, 3.0, 7.5, 2, frame_multiple=2, limits=LIMITS)
-    assert (settings.steps, settings.frames, settings.seed, settings.guidance, settings.dsg_guidance) == (
+    settings = check_settings(4.0, 8.0, 3.0, 7.5, 2, frames_rule=FrameRule(2, 2), limits=LIMITS)
+    assert (settings.steps, settings.frames, settings.seed, settings.guidance, settings.plan_scale) == (
         4,
         8,
         3,
         7.5,
         2,
     )
-    assert isinstance(settings.steps, int) and isinstance(settings.dsg_guidance, float)
+    assert isinstance(settings.steps, int) and isinstance(settings.plan_scale, float)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,15 @@ def test_settings_within_limits_are_converted() -> None:
 )
 def test_settings_out_of_bounds_say_which_and_why(steps, frames, seed, guidance, message) -> None:
     with pytest.raises(DemoInputError, match=message):
-        check_settings(steps, frames, seed, guidance, 1.0, frame_multiple=2, limits=LIMITS)
+        check_settings(steps, frames, seed, guidance, 1.0, frames_rule=FrameRule(2, 2), limits=LIMITS)
+
+
+def test_frame_rules_of_a_dysen_autoencoder_and_a_causal_4x_vae() -> None:
+    wan = FrameRule(1, 4)
+    assert [n for n in range(1, 18) if wan.takes(n)] == [1, 5, 9, 13, 17] and wan.largest_up_to(16) == 13
+    with pytest.raises(DemoInputError, match=r"frames must be 1 \+ 4·m \(1, 5, 9, …\) for this model"):
+        check_settings(2, 8, 0, 7.5, 1.0, frames_rule=wan, limits=LIMITS)
+    assert check_settings(2, 9, 0, 7.5, 1.0, frames_rule=wan, limits=LIMITS).frames == 9
 
 
 def test_plan_reads_the_shown_json_and_the_tuple_text() -> None:

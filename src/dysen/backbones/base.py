@@ -111,6 +111,13 @@ class BackboneGeometry:
             )
         return (num_frames - 1) // k + 1
 
+    def frames_at_least(self, num_frames: int) -> int:
+        """The fewest frames this backbone takes that are at least ``num_frames`` (Wan: 16 -> 17; per-frame: 16)."""
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise BackboneSizeError(f"num_frames must be a whole number >= 1, got {num_frames!r}")
+        k = self.temporal_factor
+        return -(-(num_frames - 1) // k) * k + 1
+
     def token_grid(self, height: int, width: int) -> tuple[int, int]:
         """Tokens per latent frame (rows, columns) of a ``height`` x ``width`` video: latent size / patch size."""
         cell_h, cell_w = self.spatial_factor * self.patch[0], self.spatial_factor * self.patch[1]

@@ -84,6 +84,14 @@ nonnegative_float = float_range(0.0)
 """A finite number >= 0 (loss weights, guidance scales)."""
 
 
+def nonnegative_floats(text: str) -> tuple[float, ...]:
+    """Comma-separated finite numbers >= 0, each once, in the order given (``0,2,4``)."""
+    words = [word.strip() for word in text.split(",")]
+    if not all(words):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas, e.g. 0,2,4")
+    return tuple(dict.fromkeys(nonnegative_float(word) for word in words))
+
+
 def device(text: str) -> str:
     """A torch device name: cpu, cuda, cuda:N, mps, xpu, … (checked without importing torch)."""
     if not _DEVICE.match(text):

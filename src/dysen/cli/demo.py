@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from dysen.cli.argtypes import port, positive_int
+from dysen.cli.argtypes import device, float_range, nonnegative_float, port, positive_int
 from dysen.errors import DysenError
 from dysen.web.options import DemoLimits, PageOptions
 
@@ -23,6 +24,7 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (off by default)")
     p.add_argument("--model", type=Path, help="a trained model folder (default: the shipped model, else RANDOM)")
     p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model when there is no --model")
+    add_backbone_flags(p)
     add_planner_flags(p, own=False, only=DEMO_PLANNER, title="the page's planners (--base-url: the one endpoint "
                       "given the server's key; --planner-model: prefilled)")  # fmt: skip
     p.add_argument("--allow-endpoint", action="append", default=[], metavar="URL", dest="allow_endpoint",
@@ -44,6 +46,51 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", type=Path, help="where generated files go (default: a new temporary folder)")
 
 
+BACKBONE_ONLY = ("control_strength", "control_steps", "height", "width", "dtype", "device")
+"""Flags of --backbone only."""
+
+
+def add_backbone_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("a pretrained backbone instead of Dysen-VDM (preview: training-free DSG control)")
+    group.add_argument(
+        "--backbone", type=Path, metavar="DIR",
+        help="a local diffusers folder of a WanPipeline or TextToVideoSDPipeline: the page plans as ever and the "
+        "backbone, steered by the plan, makes the video",
+    )  # fmt: skip
+    group.add_argument(
+        "--control-strength", type=nonnegative_float, metavar="S",
+        help="fix the control strength (default: the page's slider, starting at 1; 0: the backbone alone)",
+    )  # fmt: skip
+    group.add_argument(
+        "--control-steps", type=float_range(0.0, 1.0), metavar="F",
+        help="share of the denoising steps that are steered, the first ones (default: 0.4)",
+    )  # fmt: skip
+    group.add_argument("--height", type=positive_int, help="video height (default: the backbone's)")
+    group.add_argument("--width", type=positive_int, help="video width (default: the backbone's)")
+    group.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="denoiser and text encoder weights")
+    group.add_argument("--device", type=device, help="where to sample (default: cuda when available, else cpu)")
+
+
+def _backbone_engine(args: argparse.Namespace, limits: DemoLimits) -> Any:
+    """The ``BackboneEngine`` of --backbone; its size is checked from the configs before the weights load."""
+    from dysen.backbone_pipeline import BackbonePipeline
+    from dysen.backbones.base import BackboneOptions
+    from dysen.backbones.folder import read_geometry
+    from dysen.backbones.placement import resolve_device
+    from dysen.web.engines import BackboneEngine
+
+    options = BackboneOptions(dtype=args.dtype or "float32", device=args.device)
+    resolve_device(options)
+    geometry = read_geometry(args.backbone)  # a folder that is no supported backbone: refused, naming what it is
+    geometry.token_grid(*geometry.video_size(None, args.height, args.width)[1:])
+    pipe = BackbonePipeline.from_folder(args.backbone, options)  # the service passes each plan: no planner here
+    steps = 0.4 if args.control_steps is None else args.control_steps
+    return BackboneEngine(
+        pipe, limits.max_frames, height=args.height, width=args.width, strength=args.control_strength,
+        control_steps=steps,
+    )  # fmt: skip
+
+
 def run_demo(args: argparse.Namespace) -> int:
     # --port and the counts are checked by their argparse types; --steps (a sampling flag) is checked here
     if args.steps is not None and args.steps < 1:
@@ -55,19 +102,28 @@ def run_demo(args: argparse.Namespace) -> int:
     except ImportError:
         raise DysenError("the web demo needs Gradio: pip install 'dysen-vdm[demo]'") from None
     from dysen.cli.options import planner_fields
-    from dysen.diffusion.sampler import SamplingSettings
     from dysen.pipeline import load_pipeline
-    from dysen.planner.build import changed_options
+    from dysen.planner.build import PlannerOptions, changed_options
     from dysen.web.app import build_app, keep_gradio_cache_in, launch
     from dysen.web.service import DemoService, uses_random_weights
+
+    given = [name for name in BACKBONE_ONLY if getattr(args, name) is not None]
+    if args.backbone is None and given:
+        raise DysenError(", ".join("--" + n.replace("_", "-") for n in given) + ": only with --backbone DIR")
+    if args.backbone is not None and args.model is not None:
+        raise DysenError("--model and --backbone: the page runs one of them")
 
     limits = DemoLimits(max_prompt_chars=args.max_prompt, max_steps=args.max_steps, max_frames=args.max_frames)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dysen-demo-"))
     keep_gradio_cache_in(workdir)  # uploads and served copies stay in the workdir
-    pipe = load_pipeline(args.model, config=args.config)
-    planner = changed_options(pipe.config.planner, planner_fields(args))
+    if args.backbone is not None:
+        engine: Any = _backbone_engine(args, limits)
+        planner = changed_options(PlannerOptions(), planner_fields(args))
+    else:
+        engine = load_pipeline(args.model, config=args.config)
+        planner = changed_options(engine.config.planner, planner_fields(args))
     service = DemoService(
-        pipe,
+        engine,
         workdir,
         limits=limits,
         trusted_url=args.base_url,
@@ -76,11 +132,11 @@ def run_demo(args: argparse.Namespace) -> int:
         demos=planner.demos,
         policy=planner.policy,
     )
-    start = SamplingSettings.resolve(pipe.config.diffusion, steps=args.steps)  # the page starts from the model's
+    start = service.engine.start(args.steps, None, None)  # the page starts from the model's
     page = PageOptions(
-        steps=min(start.steps, args.max_steps), guidance=start.guidance, dsg_guidance=start.dsg_guidance,
+        steps=min(start.steps, args.max_steps), guidance=start.guidance, dsg_guidance=start.plan_scale,
         planner_model=args.planner_model, concurrency=args.concurrency, queue_size=args.queue_size,
-        random_weights=uses_random_weights(args.model, args.config),
+        random_weights=args.backbone is None and uses_random_weights(args.model, args.config),
     )  # fmt: skip
     print(f"dysen demo: files go to {workdir}; press Ctrl+C to stop")
     launch(build_app(service, page), service, host=args.host, port=args.port, share=args.share)

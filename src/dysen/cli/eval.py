@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dysen.cli.argtypes import device, nonnegative_int, positive_int, seed
+from dysen.cli.argtypes import device, float_range, nonnegative_floats, nonnegative_int, positive_int, seed
 from dysen.errors import DysenError
 
 PROTOCOLS = ("shapes", "ucf101", "msrvtt")
@@ -51,6 +51,15 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         metavar="[NAME=]DIR",
         help="score videos already written instead of generating (repeatable); shapes: <id>.mp4 with "
         "gold.jsonl or <id>.dsg.json beside; zero-shot: samples.jsonl + <id>.mp4",
+    )
+    what.add_argument(
+        "--backbone",
+        type=_named_path,
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="shapes: a pretrained backbone (local diffusers folder of a Wan or ModelScope model), a row per "
+        "--control-strength (repeatable); frames: the fewest it takes >= --config's 16 (Wan: 17), all scored",
     )
     what.add_argument("--config", default="shapes-tiny", help="preset of the model without --model and of the renders")
     what.add_argument("--real", action="store_true", help="shapes: add the ground-truth renders (scorer's ceiling)")
@@ -102,7 +111,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     sample.add_argument("--device", type=device, default="cpu", help="torch device of the models (default: cpu)")
     sample.add_argument("--save-videos", action="store_true", help="keep the generated videos under OUT/videos/")
     sample.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_planner_flags(p, own=False, title="planner (see 'dysen plan --help')")
+    add_backbone_flags(p)
+    add_planner_flags(p, own=False, title="planner (see 'dysen plan --help'; of a backbone: rules unless --planner)")
     zero = p.add_argument_group("zero-shot protocols (ucf101, msrvtt)")
     zero.add_argument("--data", type=Path, help="the dataset folder (UCF-101/ + ucfTrainTestlist/, or MSR-VTT)")
     zero.add_argument("--metrics", help="comma-separated subset of is,fvd,clipsim,fid (default: the protocol's)")
@@ -122,6 +132,63 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         ("inception", "DYSEN_INCEPTION_WEIGHTS"),
     ):
         zero.add_argument(f"--{key}", help=f"weights of {key.upper()} (default: ${env})")
+
+
+BACKBONE_FLAGS = ("control_strength", "control_steps", "height", "width", "dtype")
+"""Flags of --backbone rows only."""
+
+
+def add_backbone_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("pretrained backbones (--backbone; preview)")
+    group.add_argument(
+        "--control-strength", type=nonnegative_floats, metavar="S[,S...]",
+        help="DSG control strengths, a row each (default 0: the backbone alone; e.g. 0,2,4: alone and steered "
+        "at 2 and 4, the same videos at 0 as without control)",
+    )  # fmt: skip
+    group.add_argument(
+        "--control-steps", type=float_range(0.0, 1.0), metavar="F",
+        help="share of the denoising steps that are steered, the first ones (default: 0.4)",
+    )  # fmt: skip
+    group.add_argument("--height", type=positive_int, help="video height of backbone rows (default: the backbone's)")
+    group.add_argument("--width", type=positive_int, help="video width of backbone rows (default: the backbone's)")
+    group.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"),
+        help="weights of the backbones' denoiser and text encoder (default: float32; the VAE stays float32)",
+    )  # fmt: skip
+
+
+def _backbone_variants(args: argparse.Namespace, sampling: Any) -> list[Any]:
+    """A row per --backbone and --control-strength, its size checked against the folder's configs (no weights
+    are read): a folder that is no supported backbone or a size it cannot take stops the run before any row."""
+    from dysen.config import load_config
+    from dysen.eval.backbone_rows import DEFAULT_CONTROL_STEPS, BackboneRow, backbone_size, row_name
+    from dysen.eval.variants import Variant
+    from dysen.planner.build import PlannerOptions, changed_options
+
+    given = [name for name in BACKBONE_FLAGS if getattr(args, name) is not None]
+    if not args.backbone:
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise DysenError(f"{flags}: only with --backbone DIR")
+        return []
+    if args.protocol != "shapes":
+        raise DysenError("--backbone rows exist only for --protocol shapes")
+    planner = _planner_options(args) or changed_options(PlannerOptions(), _planner_changes(args) or {})
+    steps = DEFAULT_CONTROL_STEPS if args.control_steps is None else args.control_steps
+    frames = load_config(args.config).video.num_frames
+    variants = []
+    for name, folder in args.backbone:
+        for strength in args.control_strength or (0.0,):
+            row = BackboneRow(folder, strength, steps, args.height, args.width, args.dtype or "float32")
+            row.control()  # checked before anything runs
+            backbone_size(row, frames)
+            variants.append(
+                Variant(
+                    row_name(name, strength), source="backbone", config=args.config, planner=planner,
+                    sampling=sampling, backbone=row,
+                )  # fmt: skip
+            )
+    return variants
 
 
 def _planner_options(args: argparse.Namespace) -> Any:
@@ -151,8 +218,10 @@ def _variants(args: argparse.Namespace) -> list[Any]:
     sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan)
     planner, changes = _planner_options(args), _planner_changes(args)
     if args.ablation:
-        if args.protocol != "shapes" or args.videos or len(args.model) > 1:
-            raise DysenError("--ablation runs on --protocol shapes with at most one --model (the full model)")
+        if args.protocol != "shapes" or args.videos or len(args.model) > 1 or args.backbone:
+            raise DysenError(
+                "--ablation runs on --protocol shapes with at most one --model (the full model) and no --backbone"
+            )
         full = args.model[0][1] if args.model else None
         return ablation_variants(
             full, args.text_only, config=args.config, planner=planner, planner_changes=changes, sampling=sampling
@@ -179,7 +248,8 @@ def _variants(args: argparse.Namespace) -> list[Any]:
         )
     for name, folder in args.videos:
         variants.append(Variant(name, source="folder", folder=folder, gold=args.gold, sampling=sampling))
-    if not args.model and not args.videos:
+    variants += _backbone_variants(args, sampling)
+    if not args.model and not args.videos and not args.backbone:
         variants.append(
             Variant(args.config, config=args.config, planner=planner, planner_changes=changes, sampling=sampling)
         )
@@ -262,7 +332,7 @@ def _check_prompts(args: argparse.Namespace) -> None:
         "--protocol ucf101/msrvtt": args.protocol != "shapes", "--videos": bool(args.videos), "--real": args.real,
         "--autoencoder-ceiling": args.autoencoder_ceiling, "--ablation": args.ablation,
         "--text-only": args.text_only is not None, "--gold": args.gold is not None, "--plan gold": args.plan == "gold",
-        "more than one --model": len(args.model) > 1,
+        "more than one --model": len(args.model) > 1, "--backbone": bool(args.backbone),
     }  # fmt: skip
     given = [flag for flag, on in clashes.items() if on]
     if given:
@@ -324,6 +394,8 @@ def _command(args: argparse.Namespace) -> list[str]:
             words.append(flag)
         elif isinstance(value, list):
             words += [w for name, path in value for w in (flag, f"{name}={path}")]
+        elif isinstance(value, tuple):
+            words += [flag, ",".join(f"{v:g}" for v in value)]
         else:
             words += [flag, str(value)]
     return words

@@ -288,6 +288,13 @@ def _resize(video: torch.Tensor, size: int, crop: bool) -> torch.Tensor:
     return video
 
 
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]`` frames with the short side scaled to ``size`` (aspect kept; bilinear, antialiased)."""
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+    resized = _resize(video, size, crop=False).round().clamp(0, 255).to(torch.uint8)  # [T, 3, h, w]
+    return resized.permute(0, 2, 3, 1).contiguous().numpy()  # [T, h, w, 3]
+
+
 def read_video(
     path: str | os.PathLike,
     *,

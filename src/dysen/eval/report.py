@@ -131,6 +131,9 @@ def _provenance(rows: Sequence[dict[str, Any]]) -> list[str]:
         if row["source"] == "reconstructions":
             lines.append(f"- **{row['name']}**: {row['renderer']}, by the autoencoder of {row['model']}; {counts}")
             lines += [f"  - `{name}` sha256 `{digest}`" for name, digest in row["weights"].items()]
+        elif row["source"] == "backbone":
+            lines.append(_backbone_line(row, counts))
+            lines += [f"  - `{name}` sha256 `{digest}`" for name, digest in row["weights"].items()]
         elif "model" in row:
             sampling = row["sampling"]
             lines.append(
@@ -148,6 +151,29 @@ def _provenance(rows: Sequence[dict[str, Any]]) -> list[str]:
             lines.append(f"- **{row['name']}**: {origin}; {counts}; {row['wall_s']} s")
             lines += _skipped_lines(row.get("skipped_videos"))
     return lines + [""]
+
+
+def _backbone_line(row: dict[str, Any], counts: str) -> str:
+    """A backbone row's provenance: the folder, its size rule, the control and the sampling."""
+    sampling, control = row["sampling"], row["control"]
+    if not control["steered_steps"]:
+        steered = "no DSG control (the backbone alone)"
+    else:
+        steered = (
+            f"DSG control strength {control['strength']:g} on the first {control['steered_steps']} steps "
+            f"(share {control['steps']:g}), plan from the {sampling['plan']}"
+        )
+        if row["planner"] is not None:
+            steered += f"; {planner_text(row['planner'])}"
+    made = row["generated"]["resolution"]
+    if made != row["resolution"]:
+        counts += f" (generated at {made[1]}x{made[0]}, scaled down for scoring)"
+    return (
+        f"- **{row['name']}**: {row['model']} ({row['backbone']['dtype']}); {counts} (the fewest frames it takes "
+        f">= the benchmark's {row['benchmark_frames']}, all scored) of the captions of {row['captions']}; "
+        f"{sampling['steps']} sampling steps, guidance {sampling['guidance']}, seeds {row['seeds'][0]}.."
+        f"{row['seeds'][1]}; {steered}; {row['wall_s']} s"
+    )
 
 
 def _skipped_lines(skipped: dict[str, Any] | None) -> list[str]:

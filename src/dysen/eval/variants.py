@@ -2,8 +2,9 @@
 
 A ``Variant`` names a source of videos: a model (a pipeline folder, or the one ``dysen generate`` would
 use for a config: the shipped trained model, else random weights), the ground-truth renders, the renders
-after a round trip through a model's autoencoder (the ceiling of that model), or a folder of videos
-already written. The ablation rows of Dysen-VDM (paper §5.4, dysen_spec.md §7) are:
+after a round trip through a model's autoencoder (the ceiling of that model), a folder of videos
+already written, or a pretrained backbone, alone or under DSG control (``dysen.eval.backbone_rows``). The
+ablation rows of Dysen-VDM (paper §5.4, dysen_spec.md §7) are:
 
 * the full model with its planner;
 * the text-only backbone: a model trained with the same compute but no DSG (its own folder);
@@ -32,6 +33,7 @@ from dysen.errors import DysenError
 from dysen.eval.benchmark import GOLD_FILE, ClipSelection, VideoSampling
 
 if TYPE_CHECKING:
+    from dysen.eval.backbone_rows import BackboneRow
     from dysen.eval.prompt_set import PromptRecord
     from dysen.pipeline import DysenVDMPipeline
     from dysen.planner.build import PlannerOptions
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 
 AUTOENCODER_ROW = "ground truth through the autoencoder"
 
-Source = Literal["model", "renders", "reconstructions", "folder"]
+Source = Literal["model", "renders", "reconstructions", "folder", "backbone"]
 Demos = Literal["default", "random"]
 
 
@@ -70,6 +72,9 @@ class Variant:
     """Why the row is not run (reported instead of numbers)."""
     clips: ClipSelection = field(default_factory=ClipSelection)
     """Which Dynamic Shapes clips the row scores (default: the benchmark's test clips, the default world)."""
+    backbone: BackboneRow | None = None
+    """The pretrained backbone of a 'backbone' variant (``dysen.eval.backbone_rows``); its frames follow the video
+    spec of ``config``, its planner is ``planner`` (None: the default ``PlannerOptions``)."""
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,11 @@ def _run_row(variant: Variant, num: int, *, device: str, save_dir: Path | None, 
         row.update(model=resolved.description, weights=resolved.weights)
         seed = variant.sampling.seed
         row["renderer"] = f"{variant.clips.describe()}, seed {seed}, encoded and decoded (posterior means)"
+    elif variant.source == "backbone":
+        from dysen.eval.backbone_rows import run_backbone_row
+
+        results, record = run_backbone_row(variant, num, device=device, save_dir=save_dir, progress=progress)
+        row.update(record)
     else:
         pipe, resolved = load_variant(variant, device)
         shapes = shapes_config_for(pipe.config.video, variant.clips)

@@ -17,7 +17,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from dysen.diffusion.sampler import SamplingSettings  # noqa: E402
 from dysen.errors import DysenError  # noqa: E402
 from dysen.web.checks import PLANNERS, check_settings, show_plan  # noqa: E402
 from dysen.web.options import PageOptions, UploadLimits  # noqa: E402
@@ -38,13 +37,12 @@ def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Block
     launch it with ``launch(app, ...)``."""
     page = page or PageOptions()
     limits, handlers = service.limits, _Handlers(service)
-    start = SamplingSettings.resolve(
-        service.pipe.config.diffusion, steps=page.steps, guidance=page.guidance, dsg_guidance=page.dsg_guidance
-    )  # the controls start from the model's own sampling settings, unless the page sets them
+    engine = service.engine
+    start = engine.start(page.steps, page.guidance, page.dsg_guidance)  # the model's own, unless the page sets them
     uploads = UploadLimits()
     blocks = {"delete_cache": (uploads.sweep_every_s, uploads.max_age_s), **_blocks_style()}
-    with gr.Blocks(title="Dysen-VDM demo", analytics_enabled=False, **blocks) as app:
-        gr.Markdown("# Dysen-VDM\nText → **dynamic scene graph** (editable) → video.")
+    with gr.Blocks(title=f"{engine.title} demo", analytics_enabled=False, **blocks) as app:
+        gr.Markdown(f"# {engine.title}\nText → **dynamic scene graph** (editable) → video.")
         if page.random_weights:
             gr.Markdown("**Note:** this model has **random weights** (not trained): its videos are noise-like.")
         with gr.Row():
@@ -78,9 +76,12 @@ def build_app(service: DemoService, page: PageOptions | None = None) -> gr.Block
         with gr.Row():
             steps = gr.Slider(1, limits.max_steps, value=min(start.steps, limits.max_steps), step=1, label="Steps")
             guidance = gr.Slider(0, limits.max_guidance, value=start.guidance, step=0.5, label="Text guidance")
-            dsg_guidance = gr.Slider(0, limits.max_guidance, value=start.dsg_guidance, step=0.5, label="DSG guidance")
+            dsg_guidance = gr.Slider(
+                0, limits.max_guidance, value=start.plan_scale, step=0.5, label=engine.plan_scale_label,
+                interactive=not engine.plan_scale_fixed,
+            )  # fmt: skip
             frames = gr.Slider(
-                service.frame_multiple, limits.max_frames, value=service.default_frames, step=service.frame_multiple,
+                engine.frames.first, limits.max_frames, value=engine.default_frames, step=engine.frames.step,
                 label="Frames",
             )  # fmt: skip
             seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
@@ -146,7 +147,7 @@ class _Handlers:
         service = self.service
         try:
             settings = check_settings(
-                steps, frames, seed, guidance, dsg_guidance, frame_multiple=service.frame_multiple,
+                steps, frames, seed, guidance, dsg_guidance, frames_rule=service.engine.frames,
                 limits=service.limits,
             )  # fmt: skip
             out = service.generate(prompt, plan, settings, backend=backend, base_url=url, model=model)

@@ -43,6 +43,27 @@ def check_prompt(prompt: str | None, limits: DemoLimits, *, required: bool = Tru
 
 
 @dataclass(frozen=True)
+class FrameRule:
+    """The frame counts a model takes: ``first + step·m`` for m >= 0 (Dysen-VDM: multiples of its autoencoder's
+    temporal factor, ``first == step``; a causal 4x VAE: 1, 5, 9, …)."""
+
+    first: int
+    step: int
+
+    def takes(self, frames: int) -> bool:
+        return frames >= self.first and (frames - self.first) % self.step == 0
+
+    def largest_up_to(self, frames: int) -> int:
+        """The most frames it takes that are at most ``frames`` (at least ``first``)."""
+        return self.first + max(0, frames - self.first) // self.step * self.step
+
+    def describe(self) -> str:
+        if self.first == self.step:
+            return f"a multiple of {self.step}"
+        return f"{self.first} + {self.step}·m ({', '.join(str(self.first + self.step * m) for m in range(3))}, …)"
+
+
+@dataclass(frozen=True)
 class Settings:
     """The sampling settings of one generate request, checked."""
 
@@ -50,23 +71,24 @@ class Settings:
     frames: int
     seed: int
     guidance: float
-    dsg_guidance: float
+    plan_scale: float
+    """How strongly the video follows the plan: Dysen-VDM's DSG guidance s_dsg, a backbone's control strength."""
 
 
 def check_settings(
-    steps: float, frames: float, seed: float, guidance: float, dsg_guidance: float, *, frame_multiple: int,
+    steps: float, frames: float, seed: float, guidance: float, plan_scale: float, *, frames_rule: FrameRule,
     limits: DemoLimits,
 ) -> Settings:  # fmt: skip
-    """Whole numbers within ``limits``; ``frames`` a multiple of the autoencoder's ``frame_multiple``."""
+    """Whole numbers within ``limits``; ``frames`` one the model takes (``frames_rule``)."""
     steps_i = _whole("steps", steps, 1, limits.max_steps)
-    frames_i = _whole("frames", frames, frame_multiple, limits.max_frames)
-    if frames_i % frame_multiple:
+    frames_i = _whole("frames", frames, frames_rule.first, limits.max_frames)
+    if not frames_rule.takes(frames_i):
         raise DemoInputError(
-            f"frames must be a multiple of {frame_multiple} for this model's autoencoder, got {frames_i}"
+            f"frames must be {frames_rule.describe()} for this model's autoencoder, got {frames_i}"
         )
     seed_i = _whole("seed", seed, 0, 2**32 - 1)
     scales = []
-    for name, value in (("guidance", guidance), ("DSG guidance", dsg_guidance)):
+    for name, value in (("guidance", guidance), ("DSG guidance", plan_scale)):
         if value is None or not math.isfinite(float(value)) or not 0.0 <= float(value) <= limits.max_guidance:
             raise DemoInputError(f"{name} must be a number from 0 to {limits.max_guidance:g}, got {value}")
         scales.append(float(value))

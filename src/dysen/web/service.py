@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
@@ -35,6 +36,7 @@ from dysen.web.checks import (
     planner_options,
     read_plan,
 )
+from dysen.web.engines import DysenEngine, VideoEngine
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,12 @@ def uses_random_weights(model: str | os.PathLike[str] | None, config: str) -> bo
 
 
 class DemoService:
-    """Planning and generation for the page, over one pipeline; thread-safe."""
+    """Planning and generation for the page, over one video engine (a Dysen-VDM pipeline, or a ``VideoEngine`` such
+    as a backbone's); thread-safe."""
 
     def __init__(
         self,
-        pipe: DysenVDMPipeline,
+        pipe: DysenVDMPipeline | VideoEngine,
         workdir: str | os.PathLike[str],
         *,
         limits: DemoLimits | None = None,
@@ -85,24 +88,36 @@ class DemoService:
         policy: str | os.PathLike[str] | None = None,
         keep_s: float = 3600.0,
     ) -> None:
-        self.pipe, self.limits, self.keep_s, self.demos = pipe, limits or DemoLimits(), keep_s, demos
+        self.limits, self.keep_s, self.demos = limits or DemoLimits(), keep_s, demos
+        if isinstance(pipe, DysenVDMPipeline):
+            pipe = DysenEngine(pipe, self.limits.max_frames)
+        self.engine: VideoEngine = pipe
         self.policy = None if policy is None else Path(policy)
         self.trusted_url, self.api_key_env = trusted_url, api_key_env
         self.allowed_endpoints = _allowed(trusted_url, allowed_endpoints)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.frame_multiple = _frame_multiple(pipe)
         self._model_lock, self._planners_lock = threading.Lock(), threading.Lock()
         self._planners: dict[tuple[str, str | None, str | None], Planner] = {}
 
     @property
+    def pipe(self) -> Any:
+        """The engine's pipeline."""
+        return self.engine.pipe  # type: ignore[attr-defined]
+
+    @property
     def follows_boxes(self) -> bool:
         """Whether the model is grounded in the plan's boxes (layout maps); a text-only model ignores them."""
-        return bool(self.pipe.unet.config.layout)
+        return self.engine.follows_boxes
+
+    @property
+    def frame_multiple(self) -> int:
+        """The step between the frame counts the model takes."""
+        return self.engine.frames.step
 
     @property
     def default_frames(self) -> int:
-        return min(self.pipe.config.video.num_frames, self.limits.max_frames)
+        return self.engine.default_frames
 
     def planner(self, backend: str, base_url: str | None = None, model: str | None = None) -> Planner:
         """The planner the page chose (built once per backend / endpoint / model)."""
@@ -167,12 +182,9 @@ class DemoService:
                 raise DemoInputError("give a prompt, or a plan to follow")
             dsg = self.planner(backend, base_url, model).plan(text)
         with self._model_lock:
-            result = self.pipe(
-                text, dsg=dsg, steps=settings.steps, guidance=settings.guidance, dsg_guidance=settings.dsg_guidance,
-                seed=settings.seed, num_frames=settings.frames, progress=progress,
-            )  # fmt: skip
+            result = self.engine.render(text, dsg, settings, progress)
         folder = self._new_folder("video")
-        fps = self.pipe.config.video.fps
+        fps = result.fps
         mp4 = write_video(folder / "video.mp4", result.frames, fps)
         gif = write_video(folder / "video.gif", result.frames, fps)
         dsg_json = folder / "video.dsg.json"
@@ -182,6 +194,7 @@ class DemoService:
         frames, height, width = result.frames.shape[:3]
         seconds = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
         summary = f"{frames} frames, {width}x{height} at {fps} fps, seed {result.seed}; seconds: {seconds}"
+        summary += f"; {result.note}" if result.note else ""
         return Generated(result.dsg, mp4, gif, dsg_json, timeline, summary, boxes)
 
     def _drawn(
@@ -193,7 +206,7 @@ class DemoService:
 
         folder = self._new_folder("plan")
         timeline = save_timeline(dsg, folder / "plan.png", title=title)
-        palette = self.pipe.config.planner.colours
+        palette = self.engine.palette
         moving = with_motion(dsg, palette)
         boxes = self._boxes_picture(moving, seed, folder / "plan.boxes.png")  # the page labels it
 
@@ -239,15 +252,3 @@ def _allowed(trusted_url: str | None, extra: Sequence[str]) -> tuple[str, ...]:
         if not url.strip().lower().startswith(("http://", "https://")):
             raise DysenError(f"an allowed endpoint must be an http(s) URL, e.g. http://127.0.0.1:8000/v1; got {url!r}")
     return tuple(dict.fromkeys(normalize_endpoint(url) for url in (trusted_url, *extra)))
-
-
-def _frame_multiple(pipe: DysenVDMPipeline) -> int:
-    """The smallest frame count the autoencoder accepts (its temporal downsampling factor)."""
-    video = pipe.config.video
-    for frames in range(1, 65):
-        try:
-            pipe.vae.latent_shape(frames, video.height, video.width)
-        except DysenError:
-            continue
-        return frames
-    raise DysenError(f"the model's autoencoder accepts no frame count up to 64 at {video.height}x{video.width}")
