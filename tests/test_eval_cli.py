@@ -326,4 +326,5 @@ def test_eval_scores_validation_captions_of_a_chosen_world(tmp_path) -> None:
     assert [c["id"] for c in row["clips"]] == ["val-0-000005", "val-0-000006"]
     assert "val split from clip 5" in row["renderer"] and "start_angle random" in row["renderer"]
     assert "val split from clip 5" in report["settings"]["captions"]
+    assert "--world-colours red,orange,yellow,green,blue,purple,pink,cyan" in report["command"]
     assert row["summary"]["overall"]["action_accuracy"] == 1.0

@@ -395,7 +395,7 @@ def _command(args: argparse.Namespace) -> list[str]:
         elif isinstance(value, list):
             words += [w for name, path in value for w in (flag, f"{name}={path}")]
         elif isinstance(value, tuple):
-            words += [flag, ",".join(f"{v:g}" for v in value)]
+            words += [flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
         else:
             words += [flag, str(value)]
     return words
