@@ -56,7 +56,7 @@ def imagine_layout(dsg: DynamicSceneGraph, seed: int = 0, config: ShapesConfig =
         return dsg if dsg.layout_source is not None else dsg.model_copy(update={"layout_source": "given"})
     dsg = dsg.model_copy(update={"events": tuple(with_event_motion(e) for e in dsg.events)})  # motion, not words
     mentioned = [n for g in dsg.graphs for n in g.objects] + [e.agent for e in dsg.events]
-    names = [name for name in dict.fromkeys(mentioned) if name not in vocab.COLOURS]  # not the colour of 'turns'
+    names = [name for name in dict.fromkeys(mentioned) if name not in vocab.PAINTS]  # not the colour of 'turns'
     if not names:
         return dsg
     if not all(is_shape(name) for name in names):
@@ -109,9 +109,10 @@ def _said(dsg: DynamicSceneGraph) -> tuple[dict[str, list[str]], dict[str, list[
 
 
 def _shape(name: str, attributes: list[str], changes: list[str], rng: np.random.Generator) -> Shape:
-    """The object's shape, first colour and starting size, from the DSG where it says, else drawn."""
+    """The object's shape, first colour and starting size, from the DSG where it says (any colour the world can
+    paint, pink and cyan too), else drawn (from the default world's six)."""
     said = attributes + name.lower().split()
-    colour = next((c for c in said if c in vocab.COLOURS), None) or str(rng.choice(list(vocab.COLOURS)))
+    colour = next((c for c in said if c in vocab.PAINTS), None) or str(rng.choice(list(vocab.COLOURS)))
     size = next((s for s in said if s in vocab.SIZES), None)
     if changes:  # the size before its first grow / shrink is the only one that lets it show
         size = "small" if changes[0] == "grow" else "large"
@@ -127,8 +128,8 @@ def _story_events(dsg: DynamicSceneGraph, names: list[str], shapes: tuple[Shape,
         action = vocab.ACTIONS_BY_NAME.get(event.motion.action) if event.motion is not None else None
         if action is None or event.agent not in index:  # no motion primitive, or an agent named like a colour
             continue
-        new_colour = event.target or next((w for w in event.predicate.split() if w in vocab.COLOURS), None)
-        if action.name == "change_colour" and new_colour not in vocab.COLOURS:
+        new_colour = event.target or next((w for w in event.predicate.split() if w in vocab.PAINTS), None)
+        if action.name == "change_colour" and new_colour not in vocab.PAINTS:
             continue
         agent = index[event.agent]
         if action.name == "rotate" and shapes[agent].shape not in SYMMETRY:  # a circle's turn shows nothing

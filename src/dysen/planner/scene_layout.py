@@ -143,7 +143,7 @@ def category_of(name: str) -> Category:
 def scene_objects(dsg: DynamicSceneGraph) -> list[str]:
     """The plan's objects to box, in order of mention (no colour nodes, no scenery such as 'camera')."""
     mentioned = [n for g in dsg.graphs for n in g.objects] + [e.agent for e in dsg.events]
-    return [n for n in dict.fromkeys(mentioned) if n not in vocab.COLOURS and n.lower() not in SCENERY]
+    return [n for n in dict.fromkeys(mentioned) if n not in vocab.PAINTS and n.lower() not in SCENERY]
 
 
 def imagine_scene(dsg: DynamicSceneGraph, seed: int = 0) -> DynamicSceneGraph:
