@@ -253,7 +253,7 @@ def prompts_markdown(report: dict[str, Any]) -> str:
         "matching event (shape or synonym, world colour, canonical action: `dysen.eval.expected`) and the scorer "
         "saw that event in its window, ±1 frame. Plan accuracy: expected events the plan realises. Object fidelity "
         "and order accuracy: the scorer's, over prompts whose plan realises every expected event. ± one standard "
-        "error (binomial for pooled events; of the mean over prompts).",
+        "error with the prompt as the unit (`dysen.eval.stats`).",
         "",
     ]
     for row in report["rows"]:
