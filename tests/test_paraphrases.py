@@ -43,8 +43,9 @@ MIN_RECORDS = 240
 MIN_HIDDEN = 90
 MIN_PER_ACTION = 10
 DEV_FLOOR = 0.95
-HIDDEN_FLOOR = 0.85
-"""Floor on hidden-split event accuracy; the coordinator may adjust it after measuring the merged normaliser."""
+HIDDEN_FLOOR = 0.95
+"""Floor on hidden-split event accuracy: measured 0.983 (172 of 175) after the parser fixes of issue 23 (0.874
+before them); the floor keeps the gain, with room for two or three events."""
 
 # Wording that issue 23 lists (its verb lexicon and its idioms). A hidden prompt must use none of it, so that the
 # hidden split stays a check of what the lexicon was NOT built from. Canonical verbs ("moves", "jumps", "grows", …)
