@@ -69,7 +69,7 @@ _MOVE_VERBS = _words(
     "move slide glide drift roll travel head go shift scoot wander zip dart race run walk crawl creep inch edge "
     "stroll march swim sail skate scurry dash rush hurry zoom whoosh slip skid coast cruise step proceed advance "
     "journey migrate trundle amble saunter meander roam shuffle scuttle sweep swing veer swerve push pull drag "
-    "carry way path fly flutter hover_not_used scramble charge bolt speed drive ride jog gallop trot sprint cycle "
+    "carry way path fly flutter scramble charge bolt speed drive ride jog gallop trot sprint cycle "
     "bike pedal hike paddle row trudge stride limp waddle"
 )
 # verbs of getting somewhere (issue 24): with no direction of their own they head "forward" (the layout picks the
@@ -95,10 +95,10 @@ _ROTATE_WORDS = _words(
 )
 _GROW_WORDS = _words(
     "grow swell expand inflate enlarge balloon widen increase magnify broaden lengthen puff bulge mushroom "
-    "bloat dilate amplify scale_up double triple"
+    "bloat dilate amplify double triple"
 )
 _SHRINK_WORDS = _words(
-    "shrink contract dwindle deflate diminish decrease compress shrivel condense narrow reduce wither dwindle "
+    "shrink contract dwindle deflate diminish decrease compress shrivel condense narrow reduce wither "
     "minimise minimize halve"
 )
 _BIGGER = _words("bigger larger taller wider huge large big giant greater fatter")
