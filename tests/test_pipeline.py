@@ -254,6 +254,13 @@ def test_cli_generate_with_the_default_shapes_tiny(tmp_path: Path, capsys: pytes
     print(f"dysen generate, shapes-tiny, 4 steps: {elapsed:.1f} s")
 
 
+def test_cli_generate_makes_the_output_folder(tmp_path: Path) -> None:
+    """A new folder in --out is made, not an error after the video was sampled."""
+    out = tmp_path / "new" / "deeper" / "video.mp4"
+    assert main(["generate", PROMPT, "--out", str(out), "--steps", "1", "--config", "shapes-tiny"]) == 0
+    assert probe(out).num_frames == 16 and (out.parent / "video.dsg.png").is_file()
+
+
 def test_cli_generate_from_a_plan_file_and_a_model_folder(
     tmp_path: Path, pipe: DysenVDMPipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

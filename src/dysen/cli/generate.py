@@ -183,9 +183,11 @@ def _read_plan(path: Path) -> Any:
 
 
 def write_videos(args: argparse.Namespace, frames: Any, fps: int) -> list[Path]:
-    """Write ``frames`` (uint8 [T, H, W, 3]) to ``--out``, and with ``--gif`` a GIF beside it."""
+    """Write ``frames`` (uint8 [T, H, W, 3]) to ``--out`` (its folder made if missing: the video is sampled by now),
+    and with ``--gif`` a GIF beside it."""
     from dysen.data.video import write_video
 
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     written = [write_video(args.out, frames, fps)]
     if args.gif and args.out.suffix.lower() != ".gif":
         written.append(write_video(args.out.with_suffix(".gif"), frames, fps))
