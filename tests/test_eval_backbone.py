@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,27 @@ def test_large_frames_are_scaled_within_the_scoring_budget() -> None:
     assert abs(scaled.shape[2] / scaled.shape[1] - 832 / 480) < 0.02  # the aspect kept
     small = np.zeros((16, 64, 64, 3), dtype=np.uint8)
     assert scaled_for_scoring(small) is small
+
+
+def test_the_rows_of_one_backbone_load_it_once_and_a_changed_folder_again(
+    wan_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dysen.backbones.folder as folder_module
+
+    loads: list[Path] = []
+    real_load = folder_module.load_backbone
+
+    def counting_load(folder, options=None):  # noqa: ANN001, ANN202 - the real signature
+        loads.append(Path(folder))
+        return real_load(folder, options)
+
+    monkeypatch.setattr(folder_module, "load_backbone", counting_load)
+    copy = tmp_path / "wan"
+    shutil.copytree(wan_folder, copy)
+    argv = ["eval", "--backbone", str(copy), "--control-strength", "0,2,4", *SMALL, "--num", "1"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert loads == [copy.resolve()]  # three rows, one load
+    weights = sorted(copy.rglob("*.safetensors"))[0]
+    weights.write_bytes(weights.read_bytes())  # rewritten: a new modification time
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert loads == [copy.resolve()] * 2

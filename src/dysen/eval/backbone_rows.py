@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from dysen.eval.benchmark import GOLD_FILE, SCORE_BUDGET, ClipResult, VideoSampl
 
 if TYPE_CHECKING:
     from dysen.backbone_pipeline import BackbonePipeline
+    from dysen.backbones.base import Backbone
     from dysen.backbones.control import ControlSettings
     from dysen.eval.variants import Variant
     from dysen.world import ShapesClip
@@ -72,6 +74,23 @@ class BackboneRow:
 def row_name(name: str, strength: float) -> str:
     """The report name of a backbone row: ``name`` alone, ``name + DSG control s=S`` under control."""
     return name if strength == 0 else f"{name} + DSG control s={strength:g}"
+
+
+def loaded_backbone(folder: Path, dtype: str, device: str) -> Backbone:
+    """The backbone in ``folder``, loaded once for all the rows that share it (a row per control strength): the
+    control processors are installed per call and removed after it, so the rows cannot see each other's. A folder
+    whose files changed since (size or modification time) is loaded again."""
+    folder = folder.resolve()
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.rglob("*")) if f.is_file())
+    return _load_backbone_once(folder, dtype, device, stamp)
+
+
+@lru_cache(maxsize=1)
+def _load_backbone_once(folder: Path, dtype: str, device: str, stamp: tuple[tuple[str, int, int], ...]) -> Backbone:
+    from dysen.backbones.base import BackboneOptions
+    from dysen.backbones.folder import load_backbone
+
+    return load_backbone(folder, BackboneOptions(dtype=dtype, device=device))  # type: ignore[arg-type]
 
 
 def backbone_size(row: BackboneRow, benchmark_frames: int) -> tuple[int, int, int]:
@@ -150,7 +169,6 @@ def run_backbone_row(
 ) -> tuple[list[ClipResult], dict[str, Any]]:
     """The scored videos of a 'backbone' variant and its provenance (folder, weights, control, sampling)."""
     from dysen.backbone_pipeline import BackbonePipeline, BackboneSampling
-    from dysen.backbones.base import BackboneOptions
     from dysen.config import load_config
     from dysen.eval.benchmark import benchmark_clips, shapes_config_for
     from dysen.eval.variants import slug
@@ -167,8 +185,7 @@ def run_backbone_row(
     variant = replace(variant, planner=variant.planner or PlannerOptions())
     planning = row.controlled and variant.sampling.plan == "planner"
     planner = build_planner(variant.planner) if planning else None  # type: ignore[arg-type]
-    loading = BackboneOptions(dtype=row.dtype, device=device)  # type: ignore[arg-type]
-    pipe = BackbonePipeline.from_folder(row.folder, loading, planner)
+    pipe = BackbonePipeline(loaded_backbone(Path(row.folder), row.dtype, device), planner)
     given = variant.sampling
     settings = BackboneSampling.resolve(pipe.backbone, steps=given.steps, guidance=given.guidance)
     folder = None
