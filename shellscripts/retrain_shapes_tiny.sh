@@ -10,11 +10,14 @@
 #   OUT        [runs/retrain]   run folders: ae, vdm, text, policy, ft, text_ft (+ latent caches)
 #   WORLD      [the extended world: pink, cyan, everyday phrasing, random start turns]; "" for the default world
 #   AE_STEPS VDM_STEPS FT_STEPS NUM_CLIPS FT_CLIPS   [1000 3000 800 6000 4000]
+#   AE_CONFIG  [shapes-tiny]    config of the autoencoder stage (a preset or a YAML; the VDMs take the autoencoder's
+#                               own config from its folder); shellscripts/shapes-tiny-ae32.yaml: 32 channels
 #   DYSEN      [dysen]          the CLI
 # Every stage resumes its own run when run again (--resume latest), so an interrupted script can simply be rerun.
 set -euo pipefail
 OUT=${OUT:-runs/retrain}
 WORLD=${WORLD---world-colours red,orange,yellow,green,blue,purple,pink,cyan --world-phrasing everyday --world-start-angle random}
+AE_CONFIG=${AE_CONFIG:-shapes-tiny}
 AE_STEPS=${AE_STEPS:-1000} VDM_STEPS=${VDM_STEPS:-3000} FT_STEPS=${FT_STEPS:-800}
 NUM_CLIPS=${NUM_CLIPS:-6000} FT_CLIPS=${FT_CLIPS:-4000}
 read -r -a DYSEN_CMD <<< "${DYSEN:-dysen}"
@@ -33,7 +36,7 @@ run() {  # one stage, its log in OUT/<name>.log; THREADS torch threads
 }
 
 # 1. the autoencoder, both threads
-[[ -d $OUT/ae/model ]] || run ae 2 train-vae --config shapes-tiny --out "$OUT/ae" --steps "$AE_STEPS" --batch-size 16 \
+[[ -d $OUT/ae/model ]] || run ae 2 train-vae --config "$AE_CONFIG" --out "$OUT/ae" --steps "$AE_STEPS" --batch-size 16 \
     --frames-per-clip 4 --lr 1e-3 --warmup 50 --schedule constant --recon-loss l2 --save-every 100 --seed 0 \
     "${WORLD_ARGS[@]}" $(resume "$OUT/ae")
 
@@ -64,4 +67,9 @@ fi
 [[ -d $OUT/text_ft/model ]] || run text_ft 1 finetune --init "$OUT/text/model" --out "$OUT/text_ft" "${ft[@]}" \
     "${WORLD_ARGS[@]}" $(resume "$OUT/text_ft")
 [[ -z ${FT_PID:-} ]] || wait "$FT_PID"
+# 5. the sampling defaults the model card reports (chosen on validation captions for the third release)
+for model in "$OUT/ft/model" "$OUT/text_ft/model"; do
+    "${DYSEN_CMD[@]}" model set-defaults "$model" --steps 25 --guidance 4 --dsg-guidance none --sampler ddim --eta 0 \
+        > /dev/null
+done
 echo "done: $OUT/ft/model (with policy/) and its text-only ablation $OUT/text_ft/model"
