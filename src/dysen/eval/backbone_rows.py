@@ -81,7 +81,8 @@ def loaded_backbone(folder: Path, dtype: str, device: str) -> Backbone:
     control processors are installed per call and removed after it, so the rows cannot see each other's. A folder
     whose files changed since (size or modification time) is loaded again."""
     folder = folder.resolve()
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.rglob("*")) if f.is_file())
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
+    stamp = tuple((str(f), stat.st_size, stat.st_mtime_ns) for f, stat in ((f, f.stat()) for f in files))
     return _load_backbone_once(folder, dtype, device, stamp)
 
 
