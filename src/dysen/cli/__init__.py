@@ -59,6 +59,11 @@ COMMANDS: dict[str, Command] = {
         model.configure_model_set_defaults,
         model.run_model_set_defaults,
     ),
+    "model export": Command(
+        "write a training checkpoint (any step kept, EMA or raw weights) as a model folder",
+        model.configure_model_export,
+        model.run_model_export,
+    ),
     "data shapes": Command(
         "write Dynamic Shapes clips (mp4) with gold DSGs and a JSONL manifest",
         data.configure_data_shapes,

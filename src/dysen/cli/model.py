@@ -1,4 +1,5 @@
-"""``dysen model show`` and ``dysen model set-defaults``: a saved model's settings, and its sampling defaults.
+"""``dysen model show``, ``set-defaults`` and ``export``: a saved model's settings, its sampling defaults, and a
+training checkpoint written as a model folder (``dysen.train.export``).
 
 The sampling defaults (steps, guidance, DSG guidance, η, sampler) are ``DiffusionConfig`` fields saved in the
 model folder's ``model_index.json`` (diffusers keeps them in the scheduler config the same way); ``generate``,
@@ -46,6 +47,31 @@ def configure_model_set_defaults(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also change a model shipped inside the dysen package (copy it instead: a reinstall undoes this)",
     )
+
+
+def configure_model_export(p: argparse.ArgumentParser) -> None:
+    from dysen.cli.argtypes import nonnegative_int
+
+    p.add_argument("run", type=Path, metavar="RUN", help="a training run's folder (the --out of a train command)")
+    p.add_argument("--out", type=Path, required=True, help="the model folder to write (must not exist)")
+    p.add_argument("--step", type=nonnegative_int, help="the checkpoint's step (default: the newest kept)")
+    p.add_argument(
+        "--weights", choices=["ema", "raw"], default="ema",
+        help="the EMA weights, as the run's own model/ holds (default), or the optimizer's raw ones",
+    )  # fmt: skip
+    p.add_argument(
+        "--template", type=Path, help="the model folder whose files are copied and whose tensors are replaced "
+        "(default: RUN/model, written when the run ended or was stopped)",
+    )  # fmt: skip
+
+
+def run_model_export(args: argparse.Namespace) -> int:
+    from dysen.train.export import export_checkpoint
+
+    done = export_checkpoint(args.run, args.out, args.step, weights=args.weights, template=args.template)
+    modules = ", ".join(f"{name} ({count} tensors)" for name, count in done.modules.items())
+    print(f"wrote {done.folder}: the {done.weights} weights of {done.checkpoint.name} of {args.run}: {modules}")
+    return 0
 
 
 def run_model_show(args: argparse.Namespace) -> int:

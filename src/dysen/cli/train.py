@@ -165,6 +165,10 @@ def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no", help="autocast dtype")
     p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and every draw")
     p.add_argument("--save-every", type=positive_int, default=500, help="checkpoint every N steps")
+    p.add_argument(
+        "--keep-checkpoints", type=nonnegative_int, default=2, metavar="N",
+        help="newest checkpoints kept on disk; 0 keeps every one (to pick one later: dysen model export)",
+    )  # fmt: skip
     p.add_argument("--resume", choices=["latest"], help="continue the run in --out from its newest checkpoint")
     p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers per process")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
@@ -456,6 +460,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         warmup_steps=args.warmup, schedule=args.schedule, ema_decay=args.ema_decay,
         mixed_precision=args.mixed_precision, seed=args.seed, save_every=args.save_every,
+        keep_checkpoints=args.keep_checkpoints,
         num_workers=args.workers, cpu=args.cpu, sample_every=args.sample_every, sample_count=args.sample_count,
     )  # fmt: skip
 

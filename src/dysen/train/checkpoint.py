@@ -58,10 +58,15 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+def step_folder(run_dir: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` is (or would be)."""
+    return checkpoint_dir(run_dir) / f"step-{step:08d}"
+
+
 def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
     """Write ``checkpoint`` as ``<run>/checkpoints/step-<n>`` atomically; keep only the ``keep`` newest."""
     parent = checkpoint_dir(run_dir)
-    target = parent / f"step-{checkpoint.step:08d}"
+    target = step_folder(run_dir, checkpoint.step)
     try:
         _write(parent, target, checkpoint)
     except OSError as err:  # a read-only or full disk: nothing partial is left (staged_dir)

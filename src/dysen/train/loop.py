@@ -75,7 +75,7 @@ class TrainConfig:
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast dtype (Accelerate)
     seed: int = 0  # seeds the data order and every random draw (t, noise, dropout)
     save_every: int = 500  # checkpoint every this many steps, and always at the end
-    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk; 0 keeps every one (to choose one afterwards)
     log_every: int = 1  # metrics written every this many steps
     max_nonfinite: int = 5  # stop (after a checkpoint) when this many losses in a row are NaN/inf
     num_workers: int = 0  # DataLoader worker processes per training process
@@ -89,9 +89,9 @@ class TrainConfig:
         numbers = {"lr": self.lr, "weight_decay": self.weight_decay, "min_lr_ratio": self.min_lr_ratio,
                    "grad_clip": self.grad_clip, "ema_decay": self.ema_decay, "betas": sum(self.betas)}  # fmt: skip
         bad += [name for name, value in numbers.items() if not math.isfinite(value)]
-        if bad or self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_decay < 1 or self.sample_every < 0:
+        if bad or self.lr <= 0 or self.warmup_steps < 0 or self.keep_checkpoints < 0 or not 0 <= self.ema_decay < 1 or self.sample_every < 0:
             raise TrainError(
-                f"invalid TrainConfig: {bad or 'lr/warmup_steps/ema_decay/sample_every'} out of range in {self}"
+                f"invalid TrainConfig: {bad or 'lr/warmup_steps/keep_checkpoints/ema_decay/sample_every'} out of range in {self}"
             )
 
 
