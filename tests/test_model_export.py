@@ -46,7 +46,8 @@ def test_an_earlier_checkpoint_loads_as_a_backbone_with_its_ema_weights(run: Pat
         assert torch.equal(value, ema[f"transformer.{key}"]), key
         changed |= not torch.equal(value, final.transformer.state_dict()[key])
     assert changed, "step 2 and step 4 should differ"
-    assert (out / "vae" / "model.safetensors").read_bytes() == (run / "model" / "vae" / "model.safetensors").read_bytes()
+    vae = Path("vae") / "model.safetensors"
+    assert (out / vae).read_bytes() == (run / "model" / vae).read_bytes()
 
 
 def test_the_newest_checkpoint_reproduces_the_runs_model_and_raw_weights_are_the_optimizers(

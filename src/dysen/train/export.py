@@ -117,7 +117,9 @@ def _weights_file(template: Path, module: str, count: int) -> Path:
             return template / module / name
     if count == 1 and (template / WEIGHT_FILES[0]).is_file():  # a one-module folder, e.g. an autoencoder's
         return template / WEIGHT_FILES[0]
-    raise ExportError(f"{template} has no weights for the checkpoint's {module!r} (looked for {module}/{WEIGHT_FILES[0]})")
+    raise ExportError(
+        f"{template} has no weights for the checkpoint's {module!r} (looked for {module}/{WEIGHT_FILES[0]})"
+    )
 
 
 def _replace(

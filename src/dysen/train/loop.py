@@ -89,9 +89,11 @@ class TrainConfig:
         numbers = {"lr": self.lr, "weight_decay": self.weight_decay, "min_lr_ratio": self.min_lr_ratio,
                    "grad_clip": self.grad_clip, "ema_decay": self.ema_decay, "betas": sum(self.betas)}  # fmt: skip
         bad += [name for name, value in numbers.items() if not math.isfinite(value)]
-        if bad or self.lr <= 0 or self.warmup_steps < 0 or self.keep_checkpoints < 0 or not 0 <= self.ema_decay < 1 or self.sample_every < 0:
+        nonnegative = (self.warmup_steps, self.keep_checkpoints, self.sample_every)
+        if bad or self.lr <= 0 or min(nonnegative) < 0 or not 0 <= self.ema_decay < 1:
             raise TrainError(
-                f"invalid TrainConfig: {bad or 'lr/warmup_steps/keep_checkpoints/ema_decay/sample_every'} out of range in {self}"
+                f"invalid TrainConfig: {bad or 'lr/warmup_steps/keep_checkpoints/ema_decay/sample_every'} out of "
+                f"range in {self}"
             )
 
 
