@@ -24,12 +24,17 @@ from dysen.eval.prompt_summary import mean, proportion, summarise_prompts
 from dysen.pipeline import DysenVDMPipeline
 from dysen.planner.motion import with_motion
 from dysen.planner.rules import RulesPlanner
+from dysen.world.colours import DEFAULT_PALETTE
 from pipeline_fixtures import TINY, FixedPlanner, HashTextEncoder
 
 
-def _plan(*events: tuple[str, str, str | None, int, int], colours: dict[str, str] | None = None) -> DynamicSceneGraph:
+def _plan(
+    *events: tuple[str, str, str | None, int, int],
+    colours: dict[str, str] | None = None,
+    palette: tuple[str, ...] = DEFAULT_PALETTE,
+) -> DynamicSceneGraph:
     """A DSG of ``(agent, predicate, target, start, end)`` events over 2 steps, agents coloured by ``colours``,
-    with canonical motions."""
+    with canonical motions, as a model of ``palette`` plans it."""
     objects = tuple(dict.fromkeys(e[0] for e in events))
     attributes = tuple(Attribute(object=o, attribute=c) for o, c in (colours or {}).items())
     graph = SceneGraph(objects=objects, attributes=attributes, relations=())
@@ -37,7 +42,7 @@ def _plan(*events: tuple[str, str, str | None, int, int], colours: dict[str, str
         events=tuple(Event(agent=a, predicate=p, target=t, start=s, end=e) for a, p, t, s, e in events),
         graphs=(graph, graph),
     )
-    return with_motion(dsg)
+    return with_motion(dsg, palette)
 
 
 # -- matching ---------------------------------------------------------------------------------------------------
@@ -60,6 +65,18 @@ def test_matching_takes_shape_synonyms_world_colours_and_canonical_actions():
     assert event_matches(ExpectedEvent("square", "change_colour", target="pink"), turns)  # pink is drawn red
     assert event_matches(ExpectedEvent("square", "change_colour", target="red"), turns)
     assert not event_matches(ExpectedEvent("square", "change_colour", target="blue"), turns)
+
+
+def test_colours_are_read_in_the_palette_of_the_model_that_planned():
+    """A model that draws pink and cyan plans "pink" as pink and "white" as cyan (its nearest): right in its own
+    palette, wrong in the default world's, where pink is drawn red and white yellow."""
+    eight = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "cyan")
+    dsg = _plan(("star", "jumps", None, 0, 1), ("circle", "turns", "pink", 1, 2), colours={"star": "cyan"},
+                palette=eight)  # fmt: skip
+    expected = [ExpectedEvent("star", "jump", colour="white"), ExpectedEvent("circle", "change_colour", target="pink")]
+    assert planned_events(dsg, eight)[0].colours == {"cyan"} and planned_events(dsg)[0].colours == set()
+    assert match_plan(expected, dsg, palette=eight) == [0, 1]
+    assert match_plan(expected, dsg) == [None, 1]  # the target "pink" is as written, the cyan star is unknown
 
 
 def test_match_plan_pairs_events_in_time_order_and_names_their_index_in_the_dsg():
@@ -119,7 +136,9 @@ def test_a_wrong_plan_is_a_miss_end_to_end(tiny_pipe, monkeypatch):
     frames, plan = _rendered_move()
     monkeypatch.setattr(tiny_pipe, "planner", FixedPlanner(plan))  # plans "moves right" whatever the prompt
     # the video shows the plan perfectly (the render of the planned clip): only the plan can be wrong
-    monkeypatch.setattr("dysen.eval.prompt_set.score_video", lambda _video, dsg: score_video(frames, dsg))
+    monkeypatch.setattr(
+        "dysen.eval.prompt_set.score_video", lambda _video, dsg, colours: score_video(frames, dsg, colours)
+    )
     records = [
         PromptRecord("r", "dev", "the ball rolls right", (ExpectedEvent("circle", "move_right"),)),
         PromptRecord("l", "hidden", "the ball rolls left", (ExpectedEvent("circle", "move_left"),)),

@@ -11,7 +11,8 @@ expected shape, one of its synonyms (``SHAPE_SYNONYMS``) or the noun as written 
 (``event.motion.action``) is the expected one; (3) for ``change_colour``, its target is the expected colour or the
 world colour that colour is drawn as (``dysen.world.colours``: "pink" is drawn red); and (4) with ``check_colour``,
 when a colour is expected, the plan gives the agent that colour (or the world colour it maps to), in its name or as
-an attribute in any step's graph.
+an attribute in any step's graph. "The world" is the palette of the model being scored (``palette``; default the
+default world's six colours): a model that also draws pink and cyan plans "pink" as pink and "white" as cyan.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.world import vocab
-from dysen.world.colours import nearest_world_colour
+from dysen.world.colours import DEFAULT_PALETTE, nearest_world_colour
 from dysen.world.vocab import SHAPE_SYNONYMS
 
 __all__ = [
@@ -92,12 +93,13 @@ def colour_word(value: Any) -> str | None:
     return COLOUR_ALIASES.get(text, text)
 
 
-def world_colour(word: str | None) -> str | None:
-    """The world colour a colour word is drawn as ("pink" -> "red", "blue" -> "blue"); an unknown word as is."""
+def world_colour(word: str | None, palette: tuple[str, ...] = DEFAULT_PALETTE) -> str | None:
+    """The colour of ``palette`` a colour word is drawn as ("pink" -> "red" in the default world, "blue" -> "blue");
+    an unknown word as is."""
     word = colour_word(word)
     if word is None:
         return None
-    nearest = nearest_world_colour(word)
+    nearest = nearest_world_colour(word, palette)
     return nearest[0] if nearest is not None else word
 
 
@@ -120,57 +122,72 @@ def names_for(expected: ExpectedEvent) -> set[str]:
     return names
 
 
-def _agent_colours(dsg: DynamicSceneGraph, agent: str) -> frozenset[str]:
-    """World colours the plan gives ``agent``: in its name, and as its attributes in any step's graph."""
-    found = {w for w in words_of(agent) if w in vocab.COLOURS}
+def _agent_colours(dsg: DynamicSceneGraph, agent: str, palette: tuple[str, ...]) -> frozenset[str]:
+    """Colours of ``palette`` the plan gives ``agent``: in its name, and as its attributes in any step's graph."""
+    found = {w for w in words_of(agent) if w in palette}
     for graph in dsg.graphs:
-        found.update(a.attribute for a in graph.attributes if a.object == agent and a.attribute in vocab.COLOURS)
+        found.update(a.attribute for a in graph.attributes if a.object == agent and a.attribute in palette)
     return frozenset(found)
 
 
-def planned_events(dsg: DynamicSceneGraph) -> list[PlannedEvent]:
-    """The events of a plan in time order: by (start, position in ``dsg.events``)."""
+def planned_events(dsg: DynamicSceneGraph, palette: tuple[str, ...] = DEFAULT_PALETTE) -> list[PlannedEvent]:
+    """The events of a plan in time order: by (start, position in ``dsg.events``); agent colours of ``palette``."""
     order = sorted(range(len(dsg.events)), key=lambda i: (dsg.events[i].start, i))
     events = []
     for i in order:
         ev = dsg.events[i]
         action = ev.motion.action if ev.motion is not None else None
         targets = frozenset({colour_word(ev.target)} - {None})  # type: ignore[arg-type]
-        colours = _agent_colours(dsg, ev.agent)
+        colours = _agent_colours(dsg, ev.agent, palette)
         events.append(PlannedEvent(i, ev.agent, ev.predicate, ev.start, action, targets, colours))
     return events
 
 
-def _colour_ok(expected_word: str | None, planned: frozenset[str]) -> bool:
-    """Whether a planned colour set holds the expected colour word or the world colour it is drawn as."""
+def _colour_ok(expected_word: str | None, planned: frozenset[str], palette: tuple[str, ...]) -> bool:
+    """Whether a planned colour set holds the expected colour word or the colour of ``palette`` it is drawn as."""
     word = colour_word(expected_word)
-    return word in planned or world_colour(word) in planned
+    return word in planned or world_colour(word, palette) in planned
 
 
-def event_matches(expected: ExpectedEvent, planned: PlannedEvent | None, *, check_colour: bool = True) -> bool:
-    """Whether one planned event realises one expected event (the rules are in the module's docstring)."""
+def event_matches(
+    expected: ExpectedEvent,
+    planned: PlannedEvent | None,
+    *,
+    check_colour: bool = True,
+    palette: tuple[str, ...] = DEFAULT_PALETTE,
+) -> bool:
+    """Whether one planned event realises one expected event (the rules are in the module's docstring); ``planned``
+    from ``planned_events`` with the same ``palette``."""
     if planned is None:
         return False
     if not names_for(expected) & words_of(planned.agent):
         return False
     if planned.action != expected.action:
         return False
-    if expected.action == "change_colour" and not _colour_ok(expected.target, planned.targets):
+    if expected.action == "change_colour" and not _colour_ok(expected.target, planned.targets, palette):
         return False
-    return not (check_colour and expected.colour is not None and not _colour_ok(expected.colour, planned.colours))
+    return not (
+        check_colour and expected.colour is not None and not _colour_ok(expected.colour, planned.colours, palette)
+    )
 
 
 def match_plan(
-    expected: Sequence[ExpectedEvent], dsg: DynamicSceneGraph, *, check_colour: bool = True
+    expected: Sequence[ExpectedEvent],
+    dsg: DynamicSceneGraph,
+    *,
+    check_colour: bool = True,
+    palette: tuple[str, ...] = DEFAULT_PALETTE,
 ) -> list[int | None]:
-    """Per expected event, the index in ``dsg.events`` of the planned event that realises it, or None.
+    """Per expected event, the index in ``dsg.events`` of the planned event that realises it, or None; colours are
+    read in ``palette``, the colours of the model that made the plan.
 
     The i-th expected event is compared with the i-th planned event in time order; missing planned events realise
     nothing, and extra ones make no expected event wrong on their own.
     """
-    planned = planned_events(dsg)
+    planned = planned_events(dsg, palette)
     found: list[int | None] = []
     for i, exp in enumerate(expected):
         candidate = planned[i] if i < len(planned) else None
-        found.append(candidate.index if event_matches(exp, candidate, check_colour=check_colour) else None)
+        matches = event_matches(exp, candidate, check_colour=check_colour, palette=palette)
+        found.append(candidate.index if matches else None)
     return found

@@ -23,6 +23,7 @@ from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.eval.dynamics import DynamicsScore, score_video
 from dysen.eval.expected import ACTIONS, SHAPES, ExpectedEvent, match_plan
+from dysen.world.colours import DEFAULT_PALETTE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -155,11 +156,18 @@ class PromptResult:
 
 
 def score_prompt(
-    record: PromptRecord, frames: np.ndarray, plan: DynamicSceneGraph, *, seed: int = 0, seconds: float = 0.0
+    record: PromptRecord,
+    frames: np.ndarray,
+    plan: DynamicSceneGraph,
+    *,
+    seed: int = 0,
+    seconds: float = 0.0,
+    palette: tuple[str, ...] = DEFAULT_PALETTE,
 ) -> PromptResult:
-    """Score uint8 ``[T, H, W, 3]`` frames against the DSG they were made from, and match it to the record."""
-    score = score_video(frames, plan)
-    return PromptResult(record, plan, score, tuple(match_plan(record.events, plan)), seed, seconds)
+    """Score uint8 ``[T, H, W, 3]`` frames against the DSG they were made from, and match it to the record; colours
+    read in ``palette``, those the model draws."""
+    score = score_video(frames, plan, palette)
+    return PromptResult(record, plan, score, tuple(match_plan(record.events, plan, palette=palette)), seed, seconds)
 
 
 def run_prompt_set(
@@ -172,7 +180,9 @@ def run_prompt_set(
 ) -> list[PromptResult]:
     """Plan and generate each record's prompt with ``pipe`` (seed ``sampling.seed + i``, as ``dysen generate``
     does) and score it. With ``save_dir``, each video is written as ``<id>.mp4`` beside the DSG it followed
-    (``<id>.dsg.json``), so ``dysen eval --videos`` can score the folder again."""
+    (``<id>.dsg.json``), so ``dysen eval --videos`` can score the folder again. Colours are read in the model's
+    palette (the default world's and those its planner knows: ``PlannerOptions.colours``)."""
+    palette = tuple(dict.fromkeys((*DEFAULT_PALETTE, *(pipe.config.planner.colours or ()))))
     results = []
     for index, record in enumerate(tqdm(records, desc="prompts", unit="video", disable=not progress)):
         seed = sampling.seed + index
@@ -182,7 +192,7 @@ def run_prompt_set(
             seed=seed, progress=False,
         )  # fmt: skip
         seconds = time.perf_counter() - clock
-        results.append(score_prompt(record, video.frames, video.dsg, seed=seed, seconds=seconds))
+        results.append(score_prompt(record, video.frames, video.dsg, seed=seed, seconds=seconds, palette=palette))
         if save_dir is not None:
             _save(save_dir, record.id, video.frames, video.dsg, pipe.config.video.fps)
     return results
