@@ -3,25 +3,30 @@
 #
 # The model card's four stages, in the order that keeps both cores busy: (1) the autoencoder, both threads;
 # (2) the VDM and the text-only VDM at once, one thread each, from one latent cache; (3) the RL selector;
-# (4) both fine-tunes at once, from one latent cache. WORLD adds the Dynamic Shapes world's opt-in settings to
-# every stage (issue 23: pink and cyan need an autoencoder trained on them; turned shapes from the first step).
-# Measured here (1 thread, uncontended): 1.3 s per VDM step, so the defaults take about 110 min.
+# (4) both fine-tunes at once, from one latent cache. The defaults are the shipped fifth release's recipe: a
+# 32-channel autoencoder and the VDMs on the extended Dynamic Shapes world (WORLD: pink and cyan, everyday
+# phrasing, shapes at any turn from the first step), then the fine-tunes on the default world (FT_WORLD), the one
+# the test captions come from. Measured (2-core VM, other jobs beside it): about 106 min in all.
 #
 #   OUT        [runs/retrain]   run folders: ae, vdm, text, policy, ft, text_ft (+ latent caches)
-#   WORLD      [the extended world: pink, cyan, everyday phrasing, random start turns]; "" for the default world
+#   WORLD      [the extended world: pink, cyan, everyday phrasing, random start turns] of stages 1-2; "" for the
+#              default world
+#   FT_WORLD   [""]             world of stage 4 (the fine-tunes); "" is the default world
 #   AE_STEPS VDM_STEPS FT_STEPS NUM_CLIPS FT_CLIPS   [1000 3000 800 6000 4000]
-#   AE_CONFIG  [shapes-tiny]    config of the autoencoder stage (a preset or a YAML; the VDMs take the autoencoder's
-#                               own config from its folder); shellscripts/shapes-tiny-ae32.yaml: 32 channels
+#   AE_CONFIG  [shellscripts/shapes-tiny-ae32.yaml]  config of the autoencoder stage (a preset or a YAML; the VDMs
+#              take the autoencoder's own config from its folder); shapes-tiny: the 16-channel one of releases 1-4
 #   DYSEN      [dysen]          the CLI
 # Every stage resumes its own run when run again (--resume latest), so an interrupted script can simply be rerun.
 set -euo pipefail
 OUT=${OUT:-runs/retrain}
 WORLD=${WORLD---world-colours red,orange,yellow,green,blue,purple,pink,cyan --world-phrasing everyday --world-start-angle random}
-AE_CONFIG=${AE_CONFIG:-shapes-tiny}
+FT_WORLD=${FT_WORLD:-}
+AE_CONFIG=${AE_CONFIG:-$(dirname "${BASH_SOURCE[0]}")/shapes-tiny-ae32.yaml}
 AE_STEPS=${AE_STEPS:-1000} VDM_STEPS=${VDM_STEPS:-3000} FT_STEPS=${FT_STEPS:-800}
 NUM_CLIPS=${NUM_CLIPS:-6000} FT_CLIPS=${FT_CLIPS:-4000}
 read -r -a DYSEN_CMD <<< "${DYSEN:-dysen}"
 read -r -a WORLD_ARGS <<< "$WORLD"
+read -r -a FT_WORLD_ARGS <<< "$FT_WORLD"
 mkdir -p "$OUT"
 
 resume() {  # --resume latest when the run folder has a checkpoint already
@@ -60,12 +65,12 @@ fi
 ft=(--num-clips "$FT_CLIPS" --seed 1 --cache-latents "$OUT/latents_s1" --oversample rotates=3 --steps "$FT_STEPS"
     --batch-size 8 --lr 3e-4 --warmup 50 --schedule constant --save-every 200 --workers 0)
 if [[ ! -d $OUT/ft/model ]]; then
-    run ft 1 finetune --init "$OUT/vdm/model" --out "$OUT/ft" "${ft[@]}" "${WORLD_ARGS[@]}" $(resume "$OUT/ft") &
+    run ft 1 finetune --init "$OUT/vdm/model" --out "$OUT/ft" "${ft[@]}" "${FT_WORLD_ARGS[@]}" $(resume "$OUT/ft") &
     FT_PID=$!
     until [[ -f $OUT/latents_s1/index.json ]] || ! kill -0 "$FT_PID" 2> /dev/null; do sleep 10; done
 fi
 [[ -d $OUT/text_ft/model ]] || run text_ft 1 finetune --init "$OUT/text/model" --out "$OUT/text_ft" "${ft[@]}" \
-    "${WORLD_ARGS[@]}" $(resume "$OUT/text_ft")
+    "${FT_WORLD_ARGS[@]}" $(resume "$OUT/text_ft")
 [[ -z ${FT_PID:-} ]] || wait "$FT_PID"
 # 5. the sampling defaults the model card reports (chosen on validation captions for the third release)
 for model in "$OUT/ft/model" "$OUT/text_ft/model"; do
