@@ -57,7 +57,7 @@ def configure_model_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step", type=nonnegative_int, help="the checkpoint's step (default: the newest kept)")
     p.add_argument(
         "--weights", choices=["ema", "raw"], default="ema",
-        help="the EMA weights, as the run's own model/ holds (default), or the optimizer's raw ones",
+        help="ema: the EMA weights, as the run's own model/ holds; raw: the optimizer's",
     )  # fmt: skip
     p.add_argument(
         "--template", type=Path, help="the model folder whose files are copied and whose tensors are replaced "
