@@ -12,7 +12,7 @@
 #   WORLD      [the extended world: pink, cyan, everyday phrasing, random start turns] of stages 1-2; "" for the
 #              default world
 #   FT_WORLD   [""]             world of stage 4 (the fine-tunes); "" is the default world
-#   AE_STEPS VDM_STEPS FT_STEPS NUM_CLIPS FT_CLIPS   [1000 3000 800 6000 4000]
+#   AE_STEPS VDM_STEPS FT_STEPS NUM_CLIPS FT_CLIPS   [1000 3000 1600 6000 4000]
 #   AE_CONFIG  [shellscripts/shapes-tiny-ae32.yaml]  config of the autoencoder stage (a preset or a YAML; the VDMs
 #              take the autoencoder's own config from its folder); shapes-tiny: the 16-channel one of releases 1-4
 #   DYSEN      [dysen]          the CLI
@@ -22,7 +22,7 @@ OUT=${OUT:-runs/retrain}
 WORLD=${WORLD---world-colours red,orange,yellow,green,blue,purple,pink,cyan --world-phrasing everyday --world-start-angle random}
 FT_WORLD=${FT_WORLD:-}
 AE_CONFIG=${AE_CONFIG:-$(dirname "${BASH_SOURCE[0]}")/shapes-tiny-ae32.yaml}
-AE_STEPS=${AE_STEPS:-1000} VDM_STEPS=${VDM_STEPS:-3000} FT_STEPS=${FT_STEPS:-800}
+AE_STEPS=${AE_STEPS:-1000} VDM_STEPS=${VDM_STEPS:-3000} FT_STEPS=${FT_STEPS:-1600}
 NUM_CLIPS=${NUM_CLIPS:-6000} FT_CLIPS=${FT_CLIPS:-4000}
 read -r -a DYSEN_CMD <<< "${DYSEN:-dysen}"
 read -r -a WORLD_ARGS <<< "$WORLD"

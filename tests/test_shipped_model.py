@@ -27,7 +27,7 @@ from dysen.world import vocab
 FOLDER = SHIPPED_MODELS["shapes-tiny"]
 TEXT_ONLY = SHIPPED_MODELS["shapes-tiny-text-only"]
 MAX_BYTES = 30 * 2**20  # the budget for the weights shipped inside the package
-MIN_FIDELITY, MIN_ACCURACY = 0.5, 0.6  # measured on these 4 captions: 0.83 and 0.75 (fifth release; model card)
+MIN_FIDELITY, MIN_ACCURACY = 0.5, 0.6  # measured on these 4 captions: 0.92 and 0.83 (fifth release; model card)
 
 
 def test_shapes_tiny_and_its_text_only_ablation_ship_inside_the_package_under_30_mb() -> None:
