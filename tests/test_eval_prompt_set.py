@@ -151,6 +151,32 @@ def test_a_wrong_plan_is_a_miss_end_to_end(tiny_pipe, monkeypatch):
     assert summary.per_split["hidden"].object_fidelity.n == 0  # only prompts planned right are averaged
 
 
+def test_a_prompt_set_is_scored_in_the_colours_of_the_model_that_drew_it(tiny_pipe, monkeypatch):
+    """A model whose planner knows pink plans "a pink ball" as pink: right in its palette (the run reads it from the
+    model's config), where the default world's six would call the plan wrong."""
+    frames, plan = _rendered_move()
+    graphs = tuple(
+        g.model_copy(update={"attributes": tuple(
+            Attribute(object=a.object, attribute="pink" if a.attribute == "orange" else a.attribute)
+            for a in g.attributes)})
+        for g in plan.graphs
+    )  # fmt: skip
+    pink = plan.model_copy(update={"graphs": graphs})
+    config = dataclasses.replace(tiny_pipe.config, planner=dataclasses.replace(
+        tiny_pipe.config.planner, colours=(*DEFAULT_PALETTE, "pink")))  # fmt: skip
+    monkeypatch.setattr(tiny_pipe, "planner", FixedPlanner(pink))
+    monkeypatch.setattr(tiny_pipe, "config", config)
+    seen = []
+    monkeypatch.setattr(
+        "dysen.eval.prompt_set.score_video",
+        lambda _video, dsg, colours: seen.append(colours) or score_video(frames, dsg),
+    )
+    record = PromptRecord("p", "dev", "a pink ball rolls right", (ExpectedEvent("circle", "move_right", "pink"),))
+    (result,) = run_prompt_set(tiny_pipe, [record], VideoSampling(steps=1), progress=False)
+    assert seen == [(*DEFAULT_PALETTE, "pink")] and result.plan_matched
+    assert score_prompt(record, frames, pink).matched == (None,)  # in the default world's six, pink is no plan colour
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """A random tiny Dysen-VDM with the bundled MiniLM text encoder (so it loads from its folder), 16x16x16."""

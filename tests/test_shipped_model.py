@@ -111,7 +111,7 @@ def test_the_shipped_model_moves_the_shape_for_a_paraphrased_verb(
 ) -> None:
     """The plan keeps the verb as written and gains its canonical motion; the layout moves the box, the model
     draws the move, and the scorer (reading the motion) sees it in at least 2 of seeds 0-2. The fifth release drew
-    it at 13 of the 15 seeds 0-4 of these prompts (each shape every time), missing one seed each of the last two."""
+    the move at 13 of the 15 seeds 0-4 of these prompts, missing seed 0 of the last two."""
     drawn = 0
     for seed in range(3):
         video = shipped(prompt, seed=seed, progress=False)

@@ -32,7 +32,7 @@ from dysen.errors import DysenError, VideoError
 from dysen.eval.dynamics import DynamicsScore, score_video
 from dysen.eval.flow import DynamicDegree, dynamic_degree, dynamic_share
 from dysen.eval.stats import pooled_standard_error, standard_error
-from dysen.eval.tracking import DEFAULT_PALETTE
+from dysen.eval.tracking import DEFAULT_PALETTE, scoring_palette
 from dysen.world import ShapesClip, ShapesConfig, sample_clip, vocab
 from dysen.world.config import require_split
 
@@ -245,7 +245,7 @@ def score_pipeline(
     from dysen.dsg.io import write_jsonl_atomic
 
     fps = pipe.config.video.fps
-    colours = tuple(dict.fromkeys((*DEFAULT_PALETTE, *world_colours, *(pipe.config.planner.colours or ()))))
+    colours = scoring_palette(world_colours, pipe.config.planner.colours)
     results = []
     for index, clip in enumerate(tqdm(clips, desc=desc, unit="clip", disable=not progress)):
         clock = time.perf_counter()

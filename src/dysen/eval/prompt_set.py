@@ -23,7 +23,7 @@ from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
 from dysen.eval.dynamics import DynamicsScore, score_video
 from dysen.eval.expected import ACTIONS, SHAPES, ExpectedEvent, match_plan
-from dysen.world.colours import DEFAULT_PALETTE
+from dysen.eval.tracking import DEFAULT_PALETTE, scoring_palette
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,7 +182,7 @@ def run_prompt_set(
     does) and score it. With ``save_dir``, each video is written as ``<id>.mp4`` beside the DSG it followed
     (``<id>.dsg.json``), so ``dysen eval --videos`` can score the folder again. Colours are read in the model's
     palette (the default world's and those its planner knows: ``PlannerOptions.colours``)."""
-    palette = tuple(dict.fromkeys((*DEFAULT_PALETTE, *(pipe.config.planner.colours or ()))))
+    palette = scoring_palette(pipe.config.planner.colours)
     results = []
     for index, record in enumerate(tqdm(records, desc="prompts", unit="video", disable=not progress)):
         seed = sampling.seed + index

@@ -75,6 +75,12 @@ DEFAULT_PALETTE: tuple[str, ...] = tuple(vocab.COLOURS)
 """The colours the scorer reads unless told the world's palette (``ShapesConfig.colours``): the default world's."""
 
 
+def scoring_palette(*palettes: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The colours to score a model's videos in: the default world's, then each new one of ``palettes`` (a world's
+    ``ShapesConfig.colours``, the model's ``PlannerOptions.colours``; None adds nothing), in order."""
+    return tuple(dict.fromkeys((*DEFAULT_PALETTE, *(c for colours in palettes for c in colours or ()))))
+
+
 @dataclass(frozen=True)
 class Palette:
     """The colours a clip may show, as the tracker compares them: names, luma and unit chroma hue per colour."""
