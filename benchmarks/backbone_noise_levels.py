@@ -42,7 +42,9 @@ START_SIGMAS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 @torch.no_grad()
-def denoise_from(backbone: Backbone, x0: torch.Tensor, caption: str, start: float, steps: int, seed: int) -> np.ndarray:
+def denoise_from(
+    backbone: Backbone, x0: torch.Tensor, caption: str, start: float, steps: int, seed: int
+) -> np.ndarray:
     """uint8 [T, H, W, 3]: ``x0`` [1, C, T, h, w] noised to the first level of the schedule at or below ``start``,
     then integrated to 0 by Euler steps of the backbone's flow (``v = ε − x_0``)."""
     scheduler = backbone.make_scheduler()
