@@ -22,8 +22,10 @@ from dysen.backbones.control import (
     ControlledCrossAttention,
     ControlSettings,
     ControlState,
+    MaskedSelfAttention,
     controlled,
     phrase_values,
+    same_region,
 )
 from dysen.backbones.phrases import phrase_prompt
 from dysen.backbones.schedule import ControlError, box_mask, build_schedule, latent_frame_spans
@@ -187,7 +189,8 @@ def test_strength_zero_is_the_uncontrolled_backbone_bit_for_bit(name: str, reque
 def test_control_settings_are_checked() -> None:
     assert not ControlSettings().enabled and ControlSettings(1.0).active_steps(50) == 20
     assert ControlSettings(1.0, 0.01).active_steps(50) == 1 and ControlSettings(1.0, 0.0).active_steps(50) == 0
-    for bad in ({"strength": -1.0}, {"strength": math.inf}, {"steps": 1.5}, {"strength": True}):
+    assert ControlSettings(self_strength=2.0).enabled and not ControlSettings(self_strength=2.0, steps=0.0).enabled
+    for bad in ({"strength": -1.0}, {"strength": math.inf}, {"steps": 1.5}, {"strength": True}, {"self_strength": -1}):
         with pytest.raises(ControlError, match="control"):
             ControlSettings(**bad)  # type: ignore[arg-type]
 
@@ -302,6 +305,98 @@ def test_only_the_first_share_of_steps_is_steered(wan: BackbonePipeline, monkeyp
     assert spy.masked == [True, True, False, False, False]  # ceil(0.4 · 5) steps, one attn2 per step
 
 
+# -- the optional self-attention masking, measured --------------------------------------------------------------
+
+
+def test_tokens_share_a_region_or_the_background() -> None:
+    labels = torch.tensor([[1.0, 0], [1, 1], [0, 1], [0, 0], [0, 0]])  # A, A∩B, B, background, background
+    expected = torch.tensor(
+        [[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1], [0, 0, 0, 1, 1]], dtype=torch.bool
+    )
+    assert torch.equal(same_region(labels), expected)
+
+
+class SelfAttentionSpy:
+    """Records softmax(QKᵀ/√d + mask) of every SDPA call of ``tokens`` video tokens over themselves."""
+
+    def __init__(self, tokens: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.probs: list[torch.Tensor] = []
+        original = torch.nn.functional.scaled_dot_product_attention
+
+        def spy(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):  # noqa: ANN001
+            if key.shape[-2] == query.shape[-2] == tokens:
+                logits = query @ key.transpose(-1, -2) * (scale or query.shape[-1] ** -0.5)  # [B, H, N, N]
+                self.probs.append((logits if attn_mask is None else logits + attn_mask).softmax(-1).mean(1))
+            return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                            scale=scale, **kw)  # fmt: skip
+
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+
+
+def measure_self(pipe: BackbonePipeline, self_strength: float, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """One model call of the two CFG passes with the self-attention masked at ``self_strength`` (0: installed
+    without bias): the probabilities [P, F, gh·gw, F, gh·gw] ("video") or [P, F, gh·gw, gh·gw] ("frames") of the
+    first full-resolution self-attention, and the plan."""
+    backbone, size = pipe.backbone, SIZES[pipe.backbone.name]
+    plan = pipe.plan_control(PROMPT, two_step_plan(), 0, size["num_frames"], size["height"], size["width"])
+    passes = guidance_passes(4.0, 0.0)
+    states, mask = backbone.encode_prompt([plan.phrased.text, ""])
+    conditions = stack_text(passes, (states[:1], mask[:1]), (states[1:], mask[1:]))
+    state = pipe.control_state(plan, ControlSettings(0.0, 1.0, self_strength=1.0), passes, 1)
+    state.self_strength = self_strength
+    c, t, h, w = backbone.latent_shape(size["num_frames"], size["height"], size["width"])
+    x = torch.randn(2, c, t, h, w, generator=torch.Generator().manual_seed(0))
+    frames, (gh, gw) = plan.schedule.latent_frames, plan.schedule.grid
+    video = backbone.token_layout == "video"
+    spy = SelfAttentionSpy(frames * gh * gw if video else gh * gw, monkeypatch)
+    with controlled({}, state, backbone.self_attentions()), torch.no_grad():
+        state.begin_step()
+        backbone.denoise_fn(x, torch.tensor(500.0), conditions)
+    monkeypatch.undo()
+    probs = spy.probs[0]  # [B, N, N]
+    shape = (2, frames, gh * gw, frames, gh * gw) if video else (2, frames, gh * gw, gh * gw)
+    return probs.reshape(shape), plan
+
+
+@pytest.mark.parametrize("name", ["wan", "unet3d"])
+def test_self_attention_masking_keeps_an_objects_tokens_to_its_boxes(
+    name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe: BackbonePipeline = request.getfixturevalue(name)
+    base, plan = measure_self(pipe, 0.0, monkeypatch)
+    steered, _ = measure_self(pipe, 4.0, monkeypatch)
+    video = pipe.backbone.token_layout == "video"
+    report = {}
+    for item in plan.schedule.objects:
+        cells = item.masks.flatten(1)  # [F, gh·gw]
+        frame = int(cells.any(1).nonzero()[0])  # a frame it is in
+        inside = cells[frame]  # [gh·gw]
+        own = cells if video else inside  # its tokens in every frame (one sequence), or in this frame
+        # from its tokens in that frame: [P, n, F, gh·gw] ("video") or [P, n, gh·gw] ("frames")
+        before = float(base[:, frame][:, inside][..., own].sum(-1).mean())
+        after = float(steered[:, frame][:, inside][..., own].sum(-1).mean())
+        report[item.name] = {"own": (before, after), "others": (1 - before, 1 - after)}
+        assert after > before and 1 - after < 0.25 * (1 - before)
+    for p in range(2):  # every pass is masked, the unconditional one too
+        assert not torch.allclose(steered[p], base[p])
+    print(f"\n{name} self-attention mass of an object's tokens (unmasked, masked at 4):", json.dumps(report, indent=1))
+
+
+@pytest.mark.parametrize("name", ["wan", "unet3d"])
+def test_self_attention_masking_alone_steers_and_is_removed(name: str, request: pytest.FixtureRequest) -> None:
+    pipe: BackbonePipeline = request.getfixturevalue(name)
+    run = {**SIZES[name], "steps": 2, "guidance": 4.0, "seed": 1, "progress": False}
+    plain = pipe(PROMPT, **run).frames
+    own = pipe.backbone.self_attentions()
+    assert own and not set(own) & set(pipe.backbone.cross_attentions())
+    before = {key: module.processor for key, module in own.items()}
+    masked = pipe(PROMPT, dsg=two_step_plan(), control=ControlSettings(0.0, 1.0, self_strength=4.0), **run)
+    assert masked.dsg is not None and not np.array_equal(masked.frames, plain)
+    assert {key: module.processor for key, module in own.items()} == before
+    if name == "unet3d":  # the spatial self-attentions only: the temporal ones attend across frames at one place
+        assert all(".attentions." in f".{key}" for key in own) and not any("temp" in key for key in own)
+
+
 # -- the real Wan2.1-T2V-1.3B, on the meta device -------------------------------------------------------------------
 
 
@@ -323,6 +418,10 @@ def test_processors_install_on_every_attn2_of_wan21_1_3b() -> None:
         assert all(isinstance(m.processor, ControlledCrossAttention) for m in modules.values())
         assert all(isinstance(block.attn1.processor, WanAttnProcessor) for block in model.blocks)  # attn1 untouched
     assert all(isinstance(m.processor, WanAttnProcessor) for m in modules.values())
+    own = WanBackbone.self_attentions(SimpleNamespace(transformer=model, transformer_2=None))  # type: ignore[arg-type]
+    with controlled(modules, state, own) as count:
+        assert count == 60 and all(isinstance(block.attn1.processor, MaskedSelfAttention) for block in model.blocks)
+    assert all(isinstance(block.attn1.processor, WanAttnProcessor) for block in model.blocks)
 
 
 def test_backends_without_a_bias_are_refused(wan: BackbonePipeline) -> None:
@@ -356,6 +455,9 @@ def test_cli_generate_follows_a_plan_from_dysen_plan_layout(
     steered = ["--control-strength", "2", "--control-steps", "1"]
     assert main([*base, PROMPT, *steered, "--out", str(tmp_path / "b.gif")]) == 0
     assert "b.dsg.json" in capsys.readouterr().out
+    assert main([*base, PROMPT, "--control-self", "4", "--out", str(tmp_path / "m.gif")]) == 0  # masking alone
+    assert "m.dsg.json" in capsys.readouterr().out
+    assert not np.array_equal(read_video(tmp_path / "m.gif"), read_video(tmp_path / "b.gif"))
     assert main([*base, PROMPT, "--plan", str(plan), "--out", str(tmp_path / "c.gif")]) != 0
     assert "only under DSG control; give --control-strength S > 0" in capsys.readouterr().err
     assert main([*base, PROMPT, "--control-steps", "0.5", "--out", str(tmp_path / "c.gif")]) != 0

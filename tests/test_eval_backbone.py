@@ -114,6 +114,28 @@ def test_frames_a_backbone_takes_and_row_names() -> None:
     assert [wan.frames_at_least(n) for n in (1, 2, 16, 17, 18)] == [1, 5, 17, 17, 21]
     assert per_frame.frames_at_least(16) == 16
     assert row_name("wan", 0.0) == "wan" and row_name("wan", 2.5) == "wan + DSG control s=2.5"
+    assert row_name("wan", 2.0, 8.0) == "wan + DSG control s=2, self-attention mask m=8"
+    assert row_name("wan", 0.0, 8.0) == "wan + self-attention mask m=8"
+
+
+def test_self_attention_masking_rows_cross_the_strengths(
+    wan_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "masked"
+    argv = ["eval", "--backbone", f"wan={wan_folder}", "--control-strength", "0,3", "--control-self", "0,6"]
+    argv += SMALL
+    assert main([*argv, "--num", "1", "--out", str(out)]) == 0
+    rows = _report(out)["rows"]
+    assert [row["name"] for row in rows] == [
+        "wan", "wan + self-attention mask m=6", "wan + DSG control s=3",
+        "wan + DSG control s=3, self-attention mask m=6",
+    ]  # fmt: skip
+    assert [(row["control"]["strength"], row["control"]["self_strength"]) for row in rows] == [
+        (0, 0), (0, 6), (3, 0), (3, 6)
+    ]  # fmt: skip
+    assert rows[0]["planner"] is None and all(row["planner"] for row in rows[1:])  # masking alone plans too
+    assert main(["eval", "--control-self", "2", "--out", str(tmp_path / "x")]) == 1
+    assert "--control-self: only with --backbone DIR" in capsys.readouterr().err
 
 
 def test_large_frames_are_scaled_within_the_scoring_budget() -> None:

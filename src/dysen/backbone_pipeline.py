@@ -4,12 +4,12 @@ prompt (+ the negative prompt, "" by default) -> the backbone's text states -> s
 sampler (``dysen.diffusion.sampler.denoise``) with the backbone's own scheduler and classifier-free guidance
 (Ho & Salimans 2022, eq. 6, as the passes of ``dysen.diffusion.guidance``) -> the backbone's VAE -> uint8 frames.
 
-With DSG control on (``ControlSettings.strength`` > 0): the prompt is planned (Dysen's planner, or a given DSG),
-its boxes imagined where it has none (``imagine_layout``, seeded by the video's seed), mapped onto the latent
-frames and token grid (``dysen.backbones.schedule``), one phrase per object and event appended to the prompt
-(``dysen.backbones.phrases``), and the backbone's cross-attention biased for the first steps
-(``dysen.backbones.control``); the processors are removed after the run. Strength 0 is the uncontrolled backbone,
-bit for bit.
+With DSG control on (``ControlSettings.strength`` or ``self_strength`` > 0): the prompt is planned (Dysen's planner,
+or a given DSG), its boxes imagined where it has none (``imagine_layout``, seeded by the video's seed), mapped onto
+the latent frames and token grid (``dysen.backbones.schedule``), one phrase per object and event appended to the
+prompt (``dysen.backbones.phrases``), the backbone's cross-attention biased for the first steps and, with
+``self_strength``, its self-attention masked by the boxes (``dysen.backbones.control``); the processors are
+removed after the run. Both strengths 0 is the uncontrolled backbone, bit for bit.
 """
 
 from __future__ import annotations
@@ -217,9 +217,10 @@ class BackbonePipeline:
     ) -> ControlState:
         """The state the control processors of one run read (the bias on the passes that see the prompt)."""
         values, tokens = phrase_values(plan.schedule, plan.phrased, self.backbone.max_text_tokens)
+        regions = torch.stack([item.masks for item in plan.schedule.objects]) if plan.schedule.objects else None
         return ControlState(
             values, tokens, control.strength, [p.sees_text for p in passes], control.active_steps(steps),
-            self.backbone.token_layout,
+            self.backbone.token_layout, regions, control.self_strength,
         )  # fmt: skip
 
     def _denoise_controlled(
@@ -234,7 +235,9 @@ class BackbonePipeline:
             state.begin_step()
             return backbone.denoise_fn(x, t, c)
 
-        with controlled(backbone.cross_attentions(), state):
+        cross = backbone.cross_attentions() if state.strength > 0 else {}
+        own = backbone.self_attentions() if state.self_strength > 0 else {}
+        with controlled(cross, state, own):
             return denoise(
                 model_fn, scheduler, noise, conditions, passes, step_kwargs=extra, callback=callback, progress=progress
             )

@@ -212,6 +212,11 @@ class Backbone(ABC):
         """The denoiser's text cross-attention modules by name: where DSG control processors go."""
 
     @abstractmethod
+    def self_attentions(self) -> dict[str, Any]:
+        """The denoiser's self-attention modules over a frame's (or the video's) tokens by name: where the optional
+        region masking of DSG control goes."""
+
+    @abstractmethod
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
         """The model function of ``denoise``: x_t [P, C, T, h, w] at timestep ``t`` under text states
         ``conditions`` ([P, L, D], [P, L]) -> the prediction [P, C, T, h, w] in float32."""

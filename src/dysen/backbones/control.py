@@ -10,6 +10,14 @@ prompt) pass of classifier-free guidance. The bias is added to the logits by the
 the first ``ceil(steps · N)`` of the N denoising steps (layout is decided early: Peekaboo, LVD) and the processors
 pass through untouched after that. Strength 0 installs nothing.
 
+Optionally (``self_strength`` > 0), the video tokens' self-attention is masked by the same boxes for the same steps,
+as Peekaboo (Jain et al. 2024) does with hard masks: a token inside an object's box gets the logit bias −s towards
+tokens outside all of that object's boxes, a background token towards every token inside a box (Wan's 3D attention
+over all latent frames: ``attn1`` of every block; the UNet3D's spatial self-attention per frame). Unlike the text
+bias it applies to every pass, the unconditional one too: the layout is not the prompt's. Its bias is a dense
+[N, N] tensor over the N video tokens of a sample (Wan2.1 at 832×480×81: N = 32,760, 2.1 GB in bfloat16), so it is
+off by default.
+
 The processors wrap the backbone's own (``WanAttnProcessor``, ``AttnProcessor2_0``) and only add the mask, so the
 attention is computed as it is uncontrolled. Attention backends: torch SDPA (diffusers' default ``native``, and
 ``_native_math``/``_native_efficient``); with a float mask SDPA runs its memory-efficient (or math) kernel, not
@@ -45,9 +53,10 @@ class ControlSettings:
 
     strength: float = 0.0  # logit bias s (nats) on phrase tokens: +s inside the region, −s outside; 0: off
     steps: float = 0.4  # share of the denoising steps that are steered (the first ones)
+    self_strength: float = 0.0  # logit bias −s between video tokens of different regions in self-attention; 0: off
 
     def __post_init__(self) -> None:
-        for name, low, high in (("strength", 0.0, math.inf), ("steps", 0.0, 1.0)):
+        for name, low, high in (("strength", 0.0, math.inf), ("steps", 0.0, 1.0), ("self_strength", 0.0, math.inf)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
                 bound = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f"a finite number >= {low:g}"
@@ -58,7 +67,7 @@ class ControlSettings:
     @property
     def enabled(self) -> bool:
         """Whether any step is steered at all."""
-        return self.strength > 0 and self.steps > 0
+        return (self.strength > 0 or self.self_strength > 0) and self.steps > 0
 
     def active_steps(self, total: int) -> int:
         """How many of ``total`` denoising steps are steered (the first ones)."""
@@ -90,8 +99,9 @@ def _indicator(span: tuple[int, int], length: int) -> torch.Tensor:
 
 
 class ControlState:
-    """What the processors of one run read: the bias per phrase, the strength, the passes it applies to, and
-    whether the current denoising step is steered (``begin_step``, called once per step by the model function)."""
+    """What the processors of one run read: the bias per phrase, the strength, the passes it applies to, the
+    objects' regions and the self-attention strength, and whether the current denoising step is steered
+    (``begin_step``, called once per step by the model function)."""
 
     def __init__(
         self,
@@ -101,9 +111,13 @@ class ControlState:
         text_rows: list[bool],
         active_steps: int,
         layout: TokenLayout,
+        regions: torch.Tensor | None = None,
+        self_strength: float = 0.0,
     ) -> None:
         self.values, self.tokens = values, tokens  # [K, F, gh, gw], [K, L]
         self.strength, self.layout = strength, layout
+        self.regions = values[:0] > 0 if regions is None else regions  # bool [R, F, gh, gw]: the objects' cells
+        self.self_strength = self_strength
         self.text_rows = torch.tensor(text_rows, dtype=torch.float32)  # [P] 1 for passes that see the prompt
         self.active_steps = active_steps
         self.step = -1
@@ -153,6 +167,43 @@ class ControlState:
         return bias.reshape(passes * frames, h * w, keys)  # [P·F, h·w, L]
 
 
+    def self_bias(self, batch: int, queries: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The additive logit bias of a self-attention call over ``batch`` x ``queries`` video tokens: −s between
+        tokens of different regions, [1, 1, F·h·w, F·h·w] ("video") or [P·F, h·w, h·w] ("frames"), every pass."""
+        key = ("self", batch, queries, dtype, device)
+        if key not in self._cache:
+            self._cache[key] = self._self_bias(batch, queries).to(device=device, dtype=dtype)
+        return self._cache[key]
+
+    def _self_bias(self, batch: int, queries: int) -> torch.Tensor:
+        frames = self.regions.shape[1]
+        per_frame = queries // frames if self.layout == "video" else queries
+        fits = queries % frames == 0 if self.layout == "video" else batch % frames == 0
+        if not fits:
+            raise ControlError(
+                f"a self-attention of batch {batch} over {queries} video tokens does not match the control schedule "
+                f"({frames} latent frames)"
+            )
+        h, w = _level_grid(per_frame, tuple(self.regions.shape[2:]))
+        regions = self.regions
+        if (h, w) != tuple(regions.shape[2:]):  # a lower UNet level: the cells at least half inside a region
+            regions = F.interpolate(regions.float(), size=(h, w), mode="area") >= 0.5  # [R, F, h, w]
+        if self.layout == "video":
+            labels = regions.flatten(1).T.float()  # [F·h·w, R]: every latent frame in one sequence
+            return -self.self_strength * (~same_region(labels)).float()[None, None]  # [1, 1, N, N]
+        labels = regions.flatten(2).permute(1, 2, 0).float()  # [F, h·w, R]: one sequence per frame
+        bias = -self.self_strength * (~same_region(labels)).float()  # [F, h·w, h·w]
+        return bias.repeat(batch // frames, 1, 1)  # [P·F, h·w, h·w]
+
+
+def same_region(labels: torch.Tensor) -> torch.Tensor:
+    """bool [..., N, N]: whether two of N tokens with region labels [..., N, R] (1 inside) share a region, or are
+    both outside every region (the background)."""
+    shared = labels @ labels.transpose(-1, -2) > 0  # [..., N, N]
+    background = labels.sum(-1) == 0  # [..., N]
+    return shared | (background[..., :, None] & background[..., None, :])
+
+
 def _level_grid(tokens: int, grid: tuple[int, ...]) -> tuple[int, int]:
     """The (h, w) of ``tokens`` query tokens per frame: the token grid, or a UNet level below it (each halving
     rounds up, as a stride-2 convolution with padding 1 does)."""
@@ -189,6 +240,29 @@ class ControlledCrossAttention:
         return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
 
 
+class MaskedSelfAttention:
+    """A self-attention processor: the backbone's own, with the region bias as its attention mask while the
+    current step is steered (an exact passthrough otherwise)."""
+
+    def __init__(self, original: Any, state: ControlState) -> None:
+        self.original, self.state = original, state
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        if self.state.active and encoder_hidden_states is None:
+            batch, queries = hidden_states.shape[:2]  # [B, N, D]
+            bias = self.state.self_bias(batch, queries, hidden_states.dtype, hidden_states.device)
+            attention_mask = bias if attention_mask is None else attention_mask + bias
+        return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
+
+
 def check_backend(processor: Any) -> None:
     """Refuse a processor whose attention backend takes no float mask (``MASK_BACKENDS``)."""
     if not hasattr(type(processor), "_attention_backend"):
@@ -201,22 +275,28 @@ def check_backend(processor: Any) -> None:
     name = getattr(backend, "value", backend)
     if name not in MASK_BACKENDS:
         raise ControlError(
-            f"DSG control adds a bias to the cross-attention's logits, which diffusers' {name!r} attention backend "
+            f"DSG control adds a bias to attention logits, which diffusers' {name!r} attention backend "
             f"does not take; use one of {', '.join(MASK_BACKENDS)} (unset DIFFUSERS_ATTN_BACKEND), or "
             "--control-strength 0"
         )
 
 
 @contextmanager
-def controlled(modules: dict[str, Any], state: ControlState) -> Iterator[int]:
-    """Install a ``ControlledCrossAttention`` on each attention module of ``modules`` for the block; yields how
-    many; the original processors are back afterwards, whatever happens."""
+def controlled(
+    modules: dict[str, Any], state: ControlState, self_attentions: dict[str, Any] | None = None
+) -> Iterator[int]:
+    """Install a ``ControlledCrossAttention`` on each attention module of ``modules`` and a ``MaskedSelfAttention``
+    on each of ``self_attentions`` for the block; yields how many; the original processors are back afterwards,
+    whatever happens."""
+    wrappers = {name: ControlledCrossAttention for name in modules}
+    wrappers.update({name: MaskedSelfAttention for name in self_attentions or {}})
+    modules = {**modules, **(self_attentions or {})}
     originals = {name: module.processor for name, module in modules.items()}
     for processor in originals.values():
         check_backend(processor)
     try:
         for name, module in modules.items():
-            module.set_processor(ControlledCrossAttention(originals[name], state))
+            module.set_processor(wrappers[name](originals[name], state))
         yield len(modules)
     finally:
         for name, module in modules.items():

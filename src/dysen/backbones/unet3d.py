@@ -84,6 +84,15 @@ class UNet3DBackbone(Backbone):
             if name.endswith("attn2") and getattr(module, "is_cross_attention", False)
         }
 
+    def self_attentions(self) -> dict[str, Any]:
+        """``attn1`` of the spatial transformers (``attentions``: each frame's tokens; the temporal ones,
+        ``temp_attentions`` and ``transformer_in``, attend across frames at one place and are left alone)."""
+        return {
+            name: module
+            for name, module in self.unet.named_modules()
+            if name.endswith("attn1") and ".attentions." in f".{name}"
+        }
+
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
         """ε (or v) [P, C, T, h, w] at x_t [P, C, T, h, w]."""
         out = self.unet(x.to(self.dtype), t, encoder_hidden_states=conditions[0], return_dict=False)[0]

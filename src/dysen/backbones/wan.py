@@ -108,6 +108,15 @@ class WanBackbone(Backbone):
                 modules.update({f"{name}.blocks.{i}.attn2": block.attn2 for i, block in enumerate(model.blocks)})
         return modules
 
+    def self_attentions(self) -> dict[str, Any]:
+        """``attn1`` of every block (full attention over all the video's tokens)."""
+        modules = {}
+        for name in ("transformer", "transformer_2"):
+            model = getattr(self, name)
+            if model is not None:
+                modules.update({f"{name}.blocks.{i}.attn1": block.attn1 for i, block in enumerate(model.blocks)})
+        return modules
+
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
         """The flow velocity [P, C, T, h, w] at x_t [P, C, T, h, w]; the text mask is not used (Wan attends to the
         zero-padded states, as it was trained)."""

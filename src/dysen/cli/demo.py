@@ -46,7 +46,7 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", type=Path, help="where generated files go (default: a new temporary folder)")
 
 
-BACKBONE_ONLY = ("control_strength", "control_steps", "height", "width", "dtype", "device")
+BACKBONE_ONLY = ("control_strength", "control_self", "control_steps", "height", "width", "dtype", "device")
 """Flags of --backbone only."""
 
 
@@ -60,6 +60,11 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--control-strength", type=nonnegative_float, metavar="S",
         help="fix the control strength (default: the page's slider, starting at 1; 0: the backbone alone)",
+    )  # fmt: skip
+    group.add_argument(
+        "--control-self", type=nonnegative_float, metavar="M",
+        help="also mask the backbone's self-attention by the plan's boxes (logit bias -M between tokens of "
+        "different boxes; default 0: off)",
     )  # fmt: skip
     group.add_argument(
         "--control-steps", type=float_range(0.0, 1.0), metavar="F",
@@ -87,7 +92,7 @@ def _backbone_engine(args: argparse.Namespace, limits: DemoLimits) -> Any:
     steps = 0.4 if args.control_steps is None else args.control_steps
     return BackboneEngine(
         pipe, limits.max_frames, height=args.height, width=args.width, strength=args.control_strength,
-        control_steps=steps,
+        control_steps=steps, self_strength=args.control_self or 0.0,
     )  # fmt: skip
 
 

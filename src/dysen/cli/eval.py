@@ -134,7 +134,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         zero.add_argument(f"--{key}", help=f"weights of {key.upper()} (default: ${env})")
 
 
-BACKBONE_FLAGS = ("control_strength", "control_steps", "height", "width", "dtype")
+BACKBONE_FLAGS = ("control_strength", "control_self", "control_steps", "height", "width", "dtype")
 """Flags of --backbone rows only."""
 
 
@@ -144,6 +144,11 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         "--control-strength", type=nonnegative_floats, metavar="S[,S...]",
         help="DSG control strengths, a row each (default 0: the backbone alone; e.g. 0,2,4: alone and steered "
         "at 2 and 4, the same videos at 0 as without control)",
+    )  # fmt: skip
+    group.add_argument(
+        "--control-self", type=nonnegative_floats, metavar="M[,M...]",
+        help="self-attention masking strengths (Peekaboo-style: -M between tokens of different boxes), a row each "
+        "with every --control-strength (default 0: off)",
     )  # fmt: skip
     group.add_argument(
         "--control-steps", type=float_range(0.0, 1.0), metavar="F",
@@ -158,8 +163,9 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _backbone_variants(args: argparse.Namespace, sampling: Any) -> list[Any]:
-    """A row per --backbone and --control-strength, its size checked against the folder's configs (no weights
-    are read): a folder that is no supported backbone or a size it cannot take stops the run before any row."""
+    """A row per --backbone, --control-strength and --control-self, its size checked against the folder's configs
+    (no weights are read): a folder that is no supported backbone or a size it cannot take stops the run before any
+    row."""
     from dysen.config import load_config
     from dysen.eval.backbone_rows import DEFAULT_CONTROL_STEPS, BackboneRow, backbone_size, row_name
     from dysen.eval.variants import Variant
@@ -179,15 +185,17 @@ def _backbone_variants(args: argparse.Namespace, sampling: Any) -> list[Any]:
     variants = []
     for name, folder in args.backbone:
         for strength in args.control_strength or (0.0,):
-            row = BackboneRow(folder, strength, steps, args.height, args.width, args.dtype or "float32")
-            row.control()  # checked before anything runs
-            backbone_size(row, frames)
-            variants.append(
-                Variant(
-                    row_name(name, strength), source="backbone", config=args.config, planner=planner,
-                    sampling=sampling, backbone=row,
-                )  # fmt: skip
-            )
+            for masking in args.control_self or (0.0,):
+                dtype = args.dtype or "float32"
+                row = BackboneRow(folder, strength, steps, args.height, args.width, dtype, masking)
+                row.control()  # checked before anything runs
+                backbone_size(row, frames)
+                variants.append(
+                    Variant(
+                        row_name(name, strength, masking), source="backbone", config=args.config, planner=planner,
+                        sampling=sampling, backbone=row,
+                    )  # fmt: skip
+                )
     return variants
 
 

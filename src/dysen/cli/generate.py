@@ -39,7 +39,8 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
 
 
 BACKBONE_ONLY = (
-    "height", "width", "dtype", "offload", "device", "negative_prompt", "control_strength", "control_steps",
+    "height", "width", "dtype", "offload", "device", "negative_prompt", "control_strength", "control_self",
+    "control_steps",
 )  # fmt: skip
 """Flags that apply to --backbone only (the project's own models have a fixed size and place)."""
 
@@ -70,6 +71,11 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         help="follow the plan (of the prompt, or --plan): the logit bias on each object's and event's phrase tokens "
         "inside its box (+S) and outside (-S) in the backbone's cross-attention; 0, the default until one is "
         "measured on real models, samples the backbone uncontrolled; try 1 to 3",
+    )  # fmt: skip
+    group.add_argument(
+        "--control-self", type=nonnegative_float, metavar="M",
+        help="also mask the backbone's self-attention by the plan's boxes for the steered steps (Peekaboo-style: "
+        "logit bias -M between video tokens of different boxes; default 0: off)",
     )  # fmt: skip
     group.add_argument(
         "--control-steps", type=float_range(0.0, 1.0), metavar="F",
@@ -122,7 +128,8 @@ def run_backbone(args: argparse.Namespace) -> int:
     from dysen.cli.options import planner_fields
 
     control = ControlSettings(
-        strength=args.control_strength or 0.0, steps=0.4 if args.control_steps is None else args.control_steps
+        strength=args.control_strength or 0.0, steps=0.4 if args.control_steps is None else args.control_steps,
+        self_strength=args.control_self or 0.0,
     )
     refused = {
         "--model": args.model is not None, "--sampler": args.sampler is not None,
@@ -138,7 +145,8 @@ def run_backbone(args: argparse.Namespace) -> int:
     if not control.enabled and any(planning.values()):
         flags = ", ".join(name for name, given in planning.items() if given)
         raise DysenError(
-            f"{flags}: a backbone follows a plan only under DSG control; give --control-strength S > 0 (e.g. 1)"
+            f"{flags}: a backbone follows a plan only under DSG control; give --control-strength S > 0 (e.g. 1) "
+            "or --control-self M > 0"
         )
     if args.prompt is None and args.plan is None:
         raise DysenError("give a PROMPT, or a DSG with --plan FILE (and --control-strength S)")

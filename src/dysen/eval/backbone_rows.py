@@ -13,7 +13,8 @@ the backbone's own geometry:
   ``SCORE_BUDGET`` are scaled down before scoring, as ``score_folder`` scales a file.
 * control: strength 0 is the backbone alone, bit for bit (nothing is planned); strength > 0 plans each caption
   (the row's planner, or the gold DSG with ``plan='gold'``), imagines its boxes with the caption's seed and steers
-  the cross-attention (``dysen.backbones.control``).
+  the cross-attention (``dysen.backbones.control``), and a self-attention strength > 0 masks the self-attention
+  by the same boxes.
 """
 
 from __future__ import annotations
@@ -58,22 +59,27 @@ class BackboneRow:
     """Video width (None: the backbone's)."""
     dtype: str = "float32"
     """Weights of the denoiser and text encoder (the VAE stays float32)."""
+    self_strength: float = 0.0
+    """Self-attention masking by the boxes (logit bias); 0: off."""
 
     def control(self) -> ControlSettings:
         """The control settings of this row (checked)."""
         from dysen.backbones.control import ControlSettings
 
-        return ControlSettings(strength=self.strength, steps=self.control_steps)
+        return ControlSettings(strength=self.strength, steps=self.control_steps, self_strength=self.self_strength)
 
     @property
     def controlled(self) -> bool:
         """Whether the row steers the backbone (and so plans its captions)."""
-        return self.strength > 0 and self.control_steps > 0
+        return (self.strength > 0 or self.self_strength > 0) and self.control_steps > 0
 
 
-def row_name(name: str, strength: float) -> str:
-    """The report name of a backbone row: ``name`` alone, ``name + DSG control s=S`` under control."""
-    return name if strength == 0 else f"{name} + DSG control s={strength:g}"
+def row_name(name: str, strength: float, self_strength: float = 0.0) -> str:
+    """The report name of a backbone row: ``name`` alone, ``name + DSG control s=S`` under control, with
+    ``, self-attention mask m=M`` (or ``+ self-attention mask m=M`` alone) when its self-attention is masked."""
+    parts = [f"DSG control s={strength:g}"] if strength > 0 else []
+    parts += [f"self-attention mask m={self_strength:g}"] if self_strength > 0 else []
+    return " + ".join([name, ", ".join(parts)]) if parts else name
 
 
 def loaded_backbone(folder: Path, dtype: str, device: str) -> Backbone:
@@ -220,7 +226,7 @@ def _provenance(
         "weights": weights_of(row.folder),
         "backbone": {"kind": backbone.name, "dtype": row.dtype, "fps": backbone.defaults.fps},
         "control": {
-            "strength": control.strength, "steps": control.steps,
+            "strength": control.strength, "self_strength": control.self_strength, "steps": control.steps,
             "steered_steps": control.active_steps(sampling.steps),  # type: ignore[arg-type]
         },
         "sampling": {

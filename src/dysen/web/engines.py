@@ -109,14 +109,16 @@ class BackboneEngine:
         width: int | None = None,
         strength: float | None = None,
         control_steps: float = 0.4,
+        self_strength: float = 0.0,
     ) -> None:
         from dysen.backbones.control import ControlSettings
         from dysen.world.colours import DEFAULT_PALETTE
 
         self.pipe, self.control_steps, self.strength = pipe, control_steps, strength
+        self.self_strength = self_strength
         geometry = pipe.backbone.geometry
         _, self.height, self.width = geometry.video_size(None, height, width)
-        ControlSettings(strength or 0.0, control_steps)  # checked now, not on the first request
+        ControlSettings(strength or 0.0, control_steps, self_strength)  # checked now, not on the first request
         self.title = f"{pipe.backbone.name} backbone + DSG control (preview)"
         self.plan_scale_fixed = strength is not None
         self.palette = DEFAULT_PALETTE
@@ -137,7 +139,7 @@ class BackboneEngine:
         from dysen.backbones.control import ControlSettings
 
         strength = self.strength if self.strength is not None else settings.plan_scale
-        control = ControlSettings(strength, self.control_steps)
+        control = ControlSettings(strength, self.control_steps, self.self_strength if strength > 0 else 0.0)
         result = self.pipe(
             prompt, dsg=dsg, steps=settings.steps, guidance=settings.guidance, seed=settings.seed,  # type: ignore[arg-type]
             num_frames=settings.frames, height=self.height, width=self.width, control=control, progress=progress,
