@@ -455,6 +455,8 @@ def test_cli_generate_follows_a_plan_from_dysen_plan_layout(
     steered = ["--control-strength", "2", "--control-steps", "1"]
     assert main([*base, PROMPT, *steered, "--out", str(tmp_path / "b.gif")]) == 0
     assert "b.dsg.json" in capsys.readouterr().out
+    assert main([*base, PROMPT, "--control-energy", "0.5", "--out", str(tmp_path / "e.gif")]) == 0  # energy alone
+    assert "e.dsg.json" in capsys.readouterr().out
     assert main([*base, PROMPT, "--control-self", "4", "--out", str(tmp_path / "m.gif")]) == 0  # masking alone
     assert "m.dsg.json" in capsys.readouterr().out
     assert not np.array_equal(read_video(tmp_path / "m.gif"), read_video(tmp_path / "b.gif"))

@@ -116,6 +116,7 @@ def test_frames_a_backbone_takes_and_row_names() -> None:
     assert row_name("wan", 0.0) == "wan" and row_name("wan", 2.5) == "wan + DSG control s=2.5"
     assert row_name("wan", 2.0, 8.0) == "wan + DSG control s=2, self-attention mask m=8"
     assert row_name("wan", 0.0, 8.0) == "wan + self-attention mask m=8"
+    assert row_name("wan", 2.0, 0.0, 0.5) == "wan + DSG control s=2, energy η=0.5"
 
 
 def test_self_attention_masking_rows_cross_the_strengths(
@@ -134,6 +135,12 @@ def test_self_attention_masking_rows_cross_the_strengths(
         (0, 0), (0, 6), (3, 0), (3, 6)
     ]  # fmt: skip
     assert rows[0]["planner"] is None and all(row["planner"] for row in rows[1:])  # masking alone plans too
+    energy = tmp_path / "energy"
+    argv = ["eval", "--backbone", f"wan={wan_folder}", "--control-energy", "0,0.5", *SMALL, "--num", "1"]
+    assert main([*argv, "--out", str(energy)]) == 0
+    rows = _report(energy)["rows"]
+    assert [row["name"] for row in rows] == ["wan", "wan + energy η=0.5"]
+    assert rows[1]["control"]["energy"] == 0.5 and rows[1]["planner"] and rows[1]["control"]["steered_steps"] == 1
     assert main(["eval", "--control-self", "2", "--out", str(tmp_path / "x")]) == 1
     assert "--control-self: only with --backbone DIR" in capsys.readouterr().err
 

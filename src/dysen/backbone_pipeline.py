@@ -4,12 +4,13 @@ prompt (+ the negative prompt, "" by default) -> the backbone's text states -> s
 sampler (``dysen.diffusion.sampler.denoise``) with the backbone's own scheduler and classifier-free guidance
 (Ho & Salimans 2022, eq. 6, as the passes of ``dysen.diffusion.guidance``) -> the backbone's VAE -> uint8 frames.
 
-With DSG control on (``ControlSettings.strength`` or ``self_strength`` > 0): the prompt is planned (Dysen's planner,
-or a given DSG), its boxes imagined where it has none (``imagine_layout``, seeded by the video's seed), mapped onto
-the latent frames and token grid (``dysen.backbones.schedule``), one phrase per object and event appended to the
-prompt (``dysen.backbones.phrases``), the backbone's cross-attention biased for the first steps and, with
-``self_strength``, its self-attention masked by the boxes (``dysen.backbones.control``); the processors are
-removed after the run. Both strengths 0 is the uncontrolled backbone, bit for bit.
+With DSG control on (``ControlSettings.strength``, ``self_strength`` or ``energy`` > 0): the prompt is planned
+(Dysen's planner, or a given DSG), its boxes imagined where it has none (``imagine_layout``, seeded by the video's
+seed), mapped onto the latent frames and token grid (``dysen.backbones.schedule``), one phrase per object and event
+appended to the prompt (``dysen.backbones.phrases``), and for the first steps the backbone's cross-attention
+biased, its self-attention masked by the boxes (``self_strength``; ``dysen.backbones.control``) and the latents
+moved by the gradient of a layout energy on the cross-attention maps (``energy``; ``dysen.backbones.energy``);
+the processors are removed after the run. All three 0 is the uncontrolled backbone, bit for bit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +32,7 @@ from dysen.backbones.folder import load_backbone
 from dysen.backbones.phrases import PhrasedPrompt, adjectives, event_phrase, object_phrase, phrase_prompt
 from dysen.backbones.schedule import ControlError, ControlSchedule, build_schedule
 from dysen.diffusion.guidance import GuidancePass, guidance_passes, stack_text
-from dysen.diffusion.sampler import DenoisingStep, denoise
+from dysen.diffusion.sampler import DenoisingStep, denoise, scale_model_input
 from dysen.diffusion.sampling import step_kwargs
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.planner.layout import imagine_layout
@@ -145,7 +147,7 @@ class BackbonePipeline:
         )  # fmt: skip
         return ControlPlan(dsg, schedule, phrased)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference mode: energy guidance differentiates through the denoiser
     def __call__(
         self,
         prompt: str,
@@ -202,7 +204,10 @@ class BackbonePipeline:
             )  # fmt: skip
         else:
             state = self.control_state(plan, control, passes, settings.steps)
-            latents = self._denoise_controlled(state, scheduler, noise, conditions, passes, extra, callback, progress)
+            guide = self.energy_guide(state, control.energy, scheduler, conditions, passes)
+            latents = self._denoise_controlled(
+                state, scheduler, noise, conditions, passes, extra, callback, progress, guide
+            )  # fmt: skip
         timings["sample"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -223,10 +228,44 @@ class BackbonePipeline:
             self.backbone.token_layout, regions, control.self_strength,
         )  # fmt: skip
 
+    def energy_guide(
+        self, state: ControlState, eta: float, scheduler: Any, conditions: Text, passes: tuple[GuidancePass, ...]
+    ) -> Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor] | None:
+        """The ``guide`` of ``denoise`` for energy guidance at step size ``eta`` (None at 0): before each steered
+        step, one gradient step of the latents on the layout energy of the text pass's cross-attention maps."""
+        if eta <= 0 or not state.active_steps:
+            return None
+        from dysen.backbones.energy import AttentionRecorder, guided_latents, layout_energy, recording
+
+        backbone, count = self.backbone, len(state.regions)
+        text_pass = [p.sees_text for p in passes].index(True)
+        text = tuple(part[text_pass : text_pass + 1] for part in conditions)  # ([1, L, D], [1, L])
+        recorder = AttentionRecorder(backbone.cross_attention_probs)
+        objects = state.tokens[:count]  # [K, L]: the objects' phrases come first (``phrase_values``)
+
+        def energy_of(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            recorder.maps.clear()
+            recorder.on = True
+            try:
+                backbone.denoise_fn(scale_model_input(scheduler, x, t), t, text)  # type: ignore[arg-type]
+            finally:
+                recorder.on = False
+            return layout_energy(recorder.maps, state.regions, objects, backbone.token_layout)
+
+        def guide(latents: torch.Tensor, index: int, t: torch.Tensor) -> torch.Tensor:
+            if index >= state.active_steps or not count:
+                return latents
+            with recording(backbone.cross_attentions(), recorder):
+                moved = guided_latents(latents, lambda x: energy_of(x, t.to(latents.device)), eta)
+            recorder.maps.clear()
+            return moved
+
+        return guide
+
     def _denoise_controlled(
         self, state: ControlState, scheduler: object, noise: torch.Tensor, conditions: Text,
         passes: tuple[GuidancePass, ...], extra: dict, callback: Callable[[DenoisingStep], None] | None,
-        progress: bool,
+        progress: bool, guide: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """``denoise`` with the control processors installed; each model call is one step (``begin_step``)."""
         backbone = self.backbone
@@ -239,8 +278,9 @@ class BackbonePipeline:
         own = backbone.self_attentions() if state.self_strength > 0 else {}
         with controlled(cross, state, own):
             return denoise(
-                model_fn, scheduler, noise, conditions, passes, step_kwargs=extra, callback=callback, progress=progress
-            )
+                model_fn, scheduler, noise, conditions, passes, step_kwargs=extra, callback=callback,
+                progress=progress, guide=guide,
+            )  # fmt: skip
 
 
 def _describe(dsg: DynamicSceneGraph) -> str:

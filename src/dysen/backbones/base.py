@@ -212,6 +212,14 @@ class Backbone(ABC):
         """The denoiser's text cross-attention modules by name: where DSG control processors go."""
 
     @abstractmethod
+    def cross_attention_probs(
+        self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> torch.Tensor:
+        """The probabilities [B, N, L] (mean over heads) with which a cross-attention module of ``cross_attentions``
+        lets N video tokens [B, N, D] attend to L text tokens [B, L, D'], from its own queries and keys (without
+        any mask): what energy guidance differentiates."""
+
+    @abstractmethod
     def self_attentions(self) -> dict[str, Any]:
         """The denoiser's self-attention modules over a frame's (or the video's) tokens by name: where the optional
         region masking of DSG control goes."""

@@ -54,9 +54,12 @@ class ControlSettings:
     strength: float = 0.0  # logit bias s (nats) on phrase tokens: +s inside the region, −s outside; 0: off
     steps: float = 0.4  # share of the denoising steps that are steered (the first ones)
     self_strength: float = 0.0  # logit bias −s between video tokens of different regions in self-attention; 0: off
+    energy: float = 0.0  # η of energy guidance on the cross-attention maps (``dysen.backbones.energy``); 0: off
 
     def __post_init__(self) -> None:
-        for name, low, high in (("strength", 0.0, math.inf), ("steps", 0.0, 1.0), ("self_strength", 0.0, math.inf)):
+        bounds = (("strength", 0.0, math.inf), ("steps", 0.0, 1.0), ("self_strength", 0.0, math.inf),
+                  ("energy", 0.0, math.inf))  # fmt: skip
+        for name, low, high in bounds:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
                 bound = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f"a finite number >= {low:g}"
@@ -67,7 +70,7 @@ class ControlSettings:
     @property
     def enabled(self) -> bool:
         """Whether any step is steered at all."""
-        return (self.strength > 0 or self.self_strength > 0) and self.steps > 0
+        return (self.strength > 0 or self.self_strength > 0 or self.energy > 0) and self.steps > 0
 
     def active_steps(self, total: int) -> int:
         """How many of ``total`` denoising steps are steered (the first ones)."""
@@ -155,7 +158,7 @@ class ControlState:
                 f"a cross-attention of batch {batch} over {keys} text tokens does not match the control schedule "
                 f"({passes} passes, {frames} latent frames, {self.tokens.shape[1]} text tokens)"
             )
-        h, w = _level_grid(per_frame, self.values.shape[2:])
+        h, w = level_grid(per_frame, self.values.shape[2:])
         values = self.values
         if (h, w) != tuple(values.shape[2:]):  # a lower UNet level: the share of each coarse cell covered
             values = F.interpolate(values, size=(h, w), mode="area")  # [K, F, h, w]
@@ -184,7 +187,7 @@ class ControlState:
                 f"a self-attention of batch {batch} over {queries} video tokens does not match the control schedule "
                 f"({frames} latent frames)"
             )
-        h, w = _level_grid(per_frame, tuple(self.regions.shape[2:]))
+        h, w = level_grid(per_frame, tuple(self.regions.shape[2:]))
         regions = self.regions
         if (h, w) != tuple(regions.shape[2:]):  # a lower UNet level: the cells at least half inside a region
             regions = F.interpolate(regions.float(), size=(h, w), mode="area") >= 0.5  # [R, F, h, w]
@@ -204,7 +207,7 @@ def same_region(labels: torch.Tensor) -> torch.Tensor:
     return shared | (background[..., :, None] & background[..., None, :])
 
 
-def _level_grid(tokens: int, grid: tuple[int, ...]) -> tuple[int, int]:
+def level_grid(tokens: int, grid: tuple[int, ...]) -> tuple[int, int]:
     """The (h, w) of ``tokens`` query tokens per frame: the token grid, or a UNet level below it (each halving
     rounds up, as a stride-2 convolution with padding 1 does)."""
     h, w = int(grid[0]), int(grid[1])

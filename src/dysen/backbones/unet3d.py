@@ -84,6 +84,24 @@ class UNet3DBackbone(Backbone):
             if name.endswith("attn2") and getattr(module, "is_cross_attention", False)
         }
 
+    def cross_attention_probs(
+        self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> torch.Tensor:
+        """softmax(q·kᵀ/√d) of a diffusers ``Attention`` as ``AttnProcessor2_0`` computes it, averaged over heads
+        [B, N, L]."""
+        if attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        query, key = attn.to_q(hidden_states), attn.to_k(encoder_hidden_states)  # [B, N, H·d], [B, L, H·d]
+        batch, dim = query.shape[0], key.shape[-1] // attn.heads
+        query = query.view(batch, -1, attn.heads, dim).transpose(1, 2)  # [B, H, N, d]
+        key = key.view(batch, -1, attn.heads, dim).transpose(1, 2)  # [B, H, L, d]
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        logits = query.float() @ key.float().transpose(-1, -2) * dim**-0.5  # [B, H, N, L]
+        return logits.softmax(-1).mean(1)  # [B, N, L]
+
     def self_attentions(self) -> dict[str, Any]:
         """``attn1`` of the spatial transformers (``attentions``: each frame's tokens; the temporal ones,
         ``temp_attentions`` and ``transformer_in``, attend across frames at one place and are left alone)."""

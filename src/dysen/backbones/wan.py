@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from dysen.backbones.base import Backbone, BackboneDefaults, BackboneGeometry, BackboneOptions, Text
+from dysen.backbones.base import Backbone, BackboneDefaults, BackboneError, BackboneGeometry, BackboneOptions, Text
 from dysen.backbones.components import BackboneFolderError, FolderIndex, load_component, read_config
 from dysen.backbones.placement import place, resolve_device
 from dysen.models.frames import frames_to_model, model_to_frames
@@ -107,6 +107,20 @@ class WanBackbone(Backbone):
             if model is not None:
                 modules.update({f"{name}.blocks.{i}.attn2": block.attn2 for i, block in enumerate(model.blocks)})
         return modules
+
+    def cross_attention_probs(
+        self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> torch.Tensor:
+        """softmax(q·kᵀ/√d) of a ``WanAttention`` (its RMS-normed queries and keys), averaged over heads [B, N, L]."""
+        from diffusers.models.transformers.transformer_wan import _get_qkv_projections
+
+        if attn.add_k_proj is not None:
+            raise BackboneError("energy guidance reads text-to-video Wan's cross-attention, not image-to-video's")
+        query, key, _ = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+        query = attn.norm_q(query).unflatten(2, (attn.heads, -1))  # [B, N, H, d]
+        key = attn.norm_k(key).unflatten(2, (attn.heads, -1))  # [B, L, H, d]
+        logits = torch.einsum("bnhd,blhd->bhnl", query.float(), key.float()) * query.shape[-1] ** -0.5
+        return logits.softmax(-1).mean(1)  # [B, N, L]
 
     def self_attentions(self) -> dict[str, Any]:
         """``attn1`` of every block (full attention over all the video's tokens)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         zero.add_argument(f"--{key}", help=f"weights of {key.upper()} (default: ${env})")
 
 
-BACKBONE_FLAGS = ("control_strength", "control_self", "control_steps", "height", "width", "dtype")
+BACKBONE_FLAGS = ("control_strength", "control_self", "control_energy", "control_steps", "height", "width", "dtype")
 """Flags of --backbone rows only."""
 
 
@@ -151,6 +152,12 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         "with every --control-strength (default 0: off)",
     )  # fmt: skip
     group.add_argument(
+        "--control-energy", type=nonnegative_floats, metavar="E[,E...]",
+        help="energy guidance step sizes (LVD-style: the latents moved towards cross-attention inside the boxes, "
+        "a gradient through the denoiser per steered step), a row each with every other control setting "
+        "(default 0: off)",
+    )  # fmt: skip
+    group.add_argument(
         "--control-steps", type=float_range(0.0, 1.0), metavar="F",
         help="share of the denoising steps that are steered, the first ones (default: 0.4)",
     )  # fmt: skip
@@ -163,9 +170,9 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _backbone_variants(args: argparse.Namespace, sampling: Any) -> list[Any]:
-    """A row per --backbone, --control-strength and --control-self, its size checked against the folder's configs
-    (no weights are read): a folder that is no supported backbone or a size it cannot take stops the run before any
-    row."""
+    """A row per --backbone and combination of --control-strength, --control-self and --control-energy, its size
+    checked against the folder's configs (no weights are read): a folder that is no supported backbone or a size it
+    cannot take stops the run before any row."""
     from dysen.config import load_config
     from dysen.eval.backbone_rows import DEFAULT_CONTROL_STEPS, BackboneRow, backbone_size, row_name
     from dysen.eval.variants import Variant
@@ -184,18 +191,20 @@ def _backbone_variants(args: argparse.Namespace, sampling: Any) -> list[Any]:
     frames = load_config(args.config).video.num_frames
     variants = []
     for name, folder in args.backbone:
-        for strength in args.control_strength or (0.0,):
-            for masking in args.control_self or (0.0,):
-                dtype = args.dtype or "float32"
-                row = BackboneRow(folder, strength, steps, args.height, args.width, dtype, masking)
-                row.control()  # checked before anything runs
-                backbone_size(row, frames)
-                variants.append(
-                    Variant(
-                        row_name(name, strength, masking), source="backbone", config=args.config, planner=planner,
-                        sampling=sampling, backbone=row,
-                    )  # fmt: skip
-                )
+        settings = itertools.product(
+            args.control_strength or (0.0,), args.control_self or (0.0,), args.control_energy or (0.0,)
+        )
+        for strength, masking, energy in settings:
+            dtype = args.dtype or "float32"
+            row = BackboneRow(folder, strength, steps, args.height, args.width, dtype, masking, energy)
+            row.control()  # checked before anything runs
+            backbone_size(row, frames)
+            variants.append(
+                Variant(
+                    row_name(name, strength, masking, energy), source="backbone", config=args.config,
+                    planner=planner, sampling=sampling, backbone=row,
+                )  # fmt: skip
+            )
     return variants
 
 

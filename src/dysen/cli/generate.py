@@ -40,7 +40,7 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
 
 BACKBONE_ONLY = (
     "height", "width", "dtype", "offload", "device", "negative_prompt", "control_strength", "control_self",
-    "control_steps",
+    "control_energy", "control_steps",
 )  # fmt: skip
 """Flags that apply to --backbone only (the project's own models have a fixed size and place)."""
 
@@ -76,6 +76,11 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         "--control-self", type=nonnegative_float, metavar="M",
         help="also mask the backbone's self-attention by the plan's boxes for the steered steps (Peekaboo-style: "
         "logit bias -M between video tokens of different boxes; default 0: off)",
+    )  # fmt: skip
+    group.add_argument(
+        "--control-energy", type=nonnegative_float, metavar="E",
+        help="also move the latents towards cross-attention inside the boxes before each steered step (LVD-style "
+        "energy guidance, step E in the latents' rms; a gradient through the denoiser each time; default 0: off)",
     )  # fmt: skip
     group.add_argument(
         "--control-steps", type=float_range(0.0, 1.0), metavar="F",
@@ -129,7 +134,7 @@ def run_backbone(args: argparse.Namespace) -> int:
 
     control = ControlSettings(
         strength=args.control_strength or 0.0, steps=0.4 if args.control_steps is None else args.control_steps,
-        self_strength=args.control_self or 0.0,
+        self_strength=args.control_self or 0.0, energy=args.control_energy or 0.0,
     )
     refused = {
         "--model": args.model is not None, "--sampler": args.sampler is not None,
@@ -146,7 +151,7 @@ def run_backbone(args: argparse.Namespace) -> int:
         flags = ", ".join(name for name, given in planning.items() if given)
         raise DysenError(
             f"{flags}: a backbone follows a plan only under DSG control; give --control-strength S > 0 (e.g. 1) "
-            "or --control-self M > 0"
+            "or --control-self M > 0 or --control-energy E > 0"
         )
     if args.prompt is None and args.plan is None:
         raise DysenError("give a PROMPT, or a DSG with --plan FILE (and --control-strength S)")

@@ -130,6 +130,7 @@ def denoise(
     step_kwargs: Mapping[str, Any] | None = None,
     callback: Callable[[DenoisingStep], None] | None = None,
     progress: bool = False,
+    guide: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """x_0 [1, C, T, h, w] from unit noise ``noise`` [1, C, T, h, w] (scaled by ``scheduler.init_noise_sigma``).
 
@@ -137,13 +138,17 @@ def denoise(
     at once, ``conditions`` being stacked in the order of ``passes`` (``stack_passes``). ``scheduler``: a diffusers
     scheduler with its timesteps set; ``step_kwargs``: the extra arguments of its ``step`` (η and the generator of
     DDIM's noise, ``dysen.diffusion.sampling.step_kwargs``). ``callback`` sees every step; ``progress`` shows a
-    tqdm bar. Latents that stop being finite raise ``NonFiniteLatentsError`` naming the step.
+    tqdm bar. ``guide(x_t, index, t) -> x_t'`` (optional) changes the latents before each step's model call (energy
+guidance: ``dysen.backbones.energy``). Latents that stop being finite raise ``NonFiniteLatentsError`` naming the
+step.
     """
     extra = dict(step_kwargs or {})
     latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # x_T [1, C, T, h, w]; flow matching: x_1 = ε
     shape = latents.shape[1:]
     finite = []  # per step, kept on the device: reading each one would sync a GPU every step
     for index, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
+        if guide is not None:
+            latents = guide(latents, index, t)  # x_t moved before it is denoised
         model_input = scale_model_input(scheduler, latents, t).expand(len(passes), *shape)  # [P, C, T, h, w]
         prediction = model_fn(model_input, t.to(latents.device), conditions)  # [P, C, T, h, w]
         guided = combine(prediction.split(1), passes)  # [1, C, T, h, w], CFG (Ho & Salimans 2022, eq. 6)

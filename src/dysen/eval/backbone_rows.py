@@ -13,8 +13,8 @@ the backbone's own geometry:
   ``SCORE_BUDGET`` are scaled down before scoring, as ``score_folder`` scales a file.
 * control: strength 0 is the backbone alone, bit for bit (nothing is planned); strength > 0 plans each caption
   (the row's planner, or the gold DSG with ``plan='gold'``), imagines its boxes with the caption's seed and steers
-  the cross-attention (``dysen.backbones.control``), and a self-attention strength > 0 masks the self-attention
-  by the same boxes.
+  the cross-attention (``dysen.backbones.control``); a self-attention strength > 0 masks the self-attention by the
+  same boxes, and an energy η > 0 moves the latents towards cross-attention inside them (``dysen.backbones.energy``).
 """
 
 from __future__ import annotations
@@ -61,24 +61,28 @@ class BackboneRow:
     """Weights of the denoiser and text encoder (the VAE stays float32)."""
     self_strength: float = 0.0
     """Self-attention masking by the boxes (logit bias); 0: off."""
+    energy: float = 0.0
+    """Energy guidance's step size η on the cross-attention maps; 0: off."""
 
     def control(self) -> ControlSettings:
         """The control settings of this row (checked)."""
         from dysen.backbones.control import ControlSettings
 
-        return ControlSettings(strength=self.strength, steps=self.control_steps, self_strength=self.self_strength)
+        return ControlSettings(self.strength, self.control_steps, self.self_strength, self.energy)
 
     @property
     def controlled(self) -> bool:
         """Whether the row steers the backbone (and so plans its captions)."""
-        return (self.strength > 0 or self.self_strength > 0) and self.control_steps > 0
+        return self.control().enabled
 
 
-def row_name(name: str, strength: float, self_strength: float = 0.0) -> str:
+def row_name(name: str, strength: float, self_strength: float = 0.0, energy: float = 0.0) -> str:
     """The report name of a backbone row: ``name`` alone, ``name + DSG control s=S`` under control, with
-    ``, self-attention mask m=M`` (or ``+ self-attention mask m=M`` alone) when its self-attention is masked."""
+    ``, self-attention mask m=M`` when its self-attention is masked and ``, energy η=E`` under energy guidance
+    (or those alone after ``+``)."""
     parts = [f"DSG control s={strength:g}"] if strength > 0 else []
     parts += [f"self-attention mask m={self_strength:g}"] if self_strength > 0 else []
+    parts += [f"energy η={energy:g}"] if energy > 0 else []
     return " + ".join([name, ", ".join(parts)]) if parts else name
 
 
@@ -226,7 +230,8 @@ def _provenance(
         "weights": weights_of(row.folder),
         "backbone": {"kind": backbone.name, "dtype": row.dtype, "fps": backbone.defaults.fps},
         "control": {
-            "strength": control.strength, "self_strength": control.self_strength, "steps": control.steps,
+            "strength": control.strength, "self_strength": control.self_strength, "energy": control.energy,
+            "steps": control.steps,
             "steered_steps": control.active_steps(sampling.steps),  # type: ignore[arg-type]
         },
         "sampling": {
