@@ -18,6 +18,7 @@ from backbone_fixtures import save_unet3d, save_wan, wan_components
 from dysen.backbone_pipeline import BackbonePipeline
 from dysen.backbones.base import BackboneDefaults, BackboneError, BackboneGeometry, BackboneOptions, BackboneSizeError
 from dysen.backbones.components import BackboneFolderError
+from dysen.backbones import folder as backbone_folders
 from dysen.backbones.folder import load_backbone, read_geometry
 from dysen.cli import main
 from dysen.data.video import read_video
@@ -99,6 +100,19 @@ def test_geometry_is_read_from_the_configs(wan_folder: Path, unet3d_folder: Path
 
 
 # -- loading and sampling --------------------------------------------------------------------------------------
+
+
+def test_a_shipped_backbone_is_found_by_name_and_a_folder_here_wins(
+    wan_folder: Path, unet3d_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(backbone_folders.SHIPPED_BACKBONES, "tiny-shipped", wan_folder)
+    monkeypatch.chdir(tmp_path)
+    assert backbone_folders.backbone_folder("tiny-shipped") == wan_folder
+    assert read_geometry("tiny-shipped").name == "wan"
+    shutil.copytree(unet3d_folder, tmp_path / "tiny-shipped")  # a folder of that name here: it is what is meant
+    assert backbone_folders.backbone_folder("tiny-shipped") == Path("tiny-shipped")
+    assert read_geometry("tiny-shipped").name == "unet3d"
+    assert backbone_folders.backbone_folder("elsewhere") == Path("elsewhere")  # not shipped: the path as given
 
 
 def test_wan_loads_with_its_parts(wan: BackbonePipeline) -> None:

@@ -17,10 +17,22 @@ BACKBONES: dict[str, type[Backbone]] = {
 }
 """Pipeline class of ``model_index.json`` -> the backbone that loads it."""
 
+SHIPPED_BACKBONES = {"shapes-wan-tiny": Path(__file__).resolve().parents[1] / "weights" / "shapes-wan-tiny"}
+"""The backbones trained here and shipped inside the package: name -> folder (with its model card, README.md)."""
+
+
+def backbone_folder(folder: str | Path) -> Path:
+    """The folder a ``--backbone`` value means: a path, or the name of a shipped backbone (``SHIPPED_BACKBONES``)
+    when no file or folder of that name exists here."""
+    path = Path(folder)
+    shipped = SHIPPED_BACKBONES.get(str(folder))
+    return shipped if shipped is not None and not path.exists() else path
+
 
 def backbone_class(folder: str | Path) -> tuple[type[Backbone], FolderIndex]:
-    """The backbone implementation of the local diffusers folder ``folder`` (never a hub id) and its index."""
-    index = read_index(folder)
+    """The backbone implementation of the local diffusers folder ``folder`` (never a hub id; a shipped
+    backbone's name) and its index."""
+    index = read_index(backbone_folder(folder))
     cls = BACKBONES.get(index.pipeline_class)
     if cls is None:
         raise BackboneFolderError(
@@ -39,6 +51,7 @@ def read_geometry(folder: str | Path) -> BackboneGeometry:
 
 
 def load_backbone(folder: str | Path, options: BackboneOptions | None = None) -> Backbone:
-    """The backbone in the local diffusers folder ``folder`` (never a hub id), loaded with ``options``."""
+    """The backbone in the local diffusers folder ``folder`` (never a hub id; a shipped backbone's name), loaded
+    with ``options``."""
     cls, index = backbone_class(folder)
     return cls(index, options or BackboneOptions())

@@ -109,5 +109,15 @@ def output_file(text: str) -> Path:
     return path
 
 
+def backbone_dir(text: str) -> Path:
+    """A ``--backbone`` value: a local diffusers folder, or the name of a backbone shipped with dysen
+    (``shapes-wan-tiny``)."""
+    from dysen.backbones.folder import backbone_folder
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return backbone_folder(text)
+
+
 def _range(low: int, high: int | None) -> str:
     return f">= {low}" if high is None else f"{low}..{high}"

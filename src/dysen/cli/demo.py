@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dysen.cli.argtypes import device, float_range, nonnegative_float, port, positive_int
+from dysen.cli.argtypes import backbone_dir, device, float_range, nonnegative_float, port, positive_int
 from dysen.errors import DysenError
 from dysen.web.options import DemoLimits, PageOptions
 
@@ -53,9 +53,9 @@ BACKBONE_ONLY = ("control_strength", "control_self", "control_steps", "height", 
 def add_backbone_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("a pretrained backbone instead of Dysen-VDM (preview: training-free DSG control)")
     group.add_argument(
-        "--backbone", type=Path, metavar="DIR",
-        help="a local diffusers folder of a WanPipeline or TextToVideoSDPipeline: the page plans as ever and the "
-        "backbone, steered by the plan, makes the video",
+        "--backbone", type=backbone_dir, metavar="DIR",
+        help="a local diffusers folder of a WanPipeline or TextToVideoSDPipeline (or shapes-wan-tiny, shipped): the "
+        "page plans as ever and the backbone, steered by the plan, makes the video",
     )  # fmt: skip
     group.add_argument(
         "--control-strength", type=nonnegative_float, metavar="S",

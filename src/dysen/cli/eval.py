@@ -29,6 +29,14 @@ def _named_path(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _named_backbone(text: str) -> tuple[str, Path]:
+    """'NAME=DIR' or 'DIR', DIR a folder or a shipped backbone's name (``shapes-wan-tiny``)."""
+    from dysen.cli.argtypes import backbone_dir
+
+    name, path = _named_path(text)
+    return name, backbone_dir(str(path))
+
+
 def configure_eval(p: argparse.ArgumentParser) -> None:
     from dysen.cli.options import add_planner_flags, add_sampling_flags
     from dysen.cli.world import add_world_flags
@@ -55,11 +63,12 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     )
     what.add_argument(
         "--backbone",
-        type=_named_path,
+        type=_named_backbone,
         action="append",
         default=[],
         metavar="[NAME=]DIR",
-        help="shapes: a pretrained backbone (local diffusers folder of a Wan or ModelScope model), a row per "
+        help="shapes: a pretrained backbone (local diffusers folder of a Wan or ModelScope model, or the shipped "
+        "shapes-wan-tiny), a row per "
         "--control-strength (repeatable); frames: the fewest it takes >= --config's 16 (Wan: 17), all scored",
     )
     what.add_argument("--config", default="shapes-tiny", help="preset of the model without --model and of the renders")

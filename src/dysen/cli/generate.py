@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dysen.cli.argtypes import device, float_range, nonnegative_float, output_file, positive_int, seed
+from dysen.cli.argtypes import (
+    backbone_dir,
+    device,
+    float_range,
+    nonnegative_float,
+    output_file,
+    positive_int,
+    seed,
+)
 from dysen.errors import DysenError
 
 
@@ -49,10 +57,11 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("pretrained backbone (preview: training-free DSG control)")
     group.add_argument(
         "--backbone",
-        type=Path,
+        type=backbone_dir,
         metavar="DIR",
         help="a local diffusers folder (model_index.json) of a WanPipeline (Wan 2.1/2.2) or TextToVideoSDPipeline "
-        "(ModelScope, ZeroScope) to sample from instead of a Dysen-VDM model",
+        "(ModelScope, ZeroScope) to sample from instead of a Dysen-VDM model, or shapes-wan-tiny (shipped: a "
+        "tiny Wan trained text-only on Dynamic Shapes)",
     )
     group.add_argument("--height", type=positive_int, help="video height in pixels (default: the backbone's)")
     group.add_argument("--width", type=positive_int, help="video width in pixels (default: the backbone's)")
