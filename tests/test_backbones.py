@@ -16,9 +16,9 @@ import torch
 
 from backbone_fixtures import save_unet3d, save_wan, wan_components
 from dysen.backbone_pipeline import BackbonePipeline
+from dysen.backbones import folder as backbone_folders
 from dysen.backbones.base import BackboneDefaults, BackboneError, BackboneGeometry, BackboneOptions, BackboneSizeError
 from dysen.backbones.components import BackboneFolderError
-from dysen.backbones import folder as backbone_folders
 from dysen.backbones.folder import load_backbone, read_geometry
 from dysen.cli import main
 from dysen.data.video import read_video
