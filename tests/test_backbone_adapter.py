@@ -136,7 +136,8 @@ def test_an_adapter_refuses_another_depth_and_saves_as_safetensors(wan, tmp_path
     folder = adapter.save_pretrained(tmp_path / "adapter")
     again = DSGAdapter.from_pretrained(folder)
     assert again.config == adapter.config
-    assert all(torch.equal(a, b) for a, b in zip(adapter.state_dict().values(), again.state_dict().values(), strict=True))
+    pairs = zip(adapter.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     torch.save(adapter.state_dict(), folder / "model.bin")
     (folder / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="pickle|safetensors"):
