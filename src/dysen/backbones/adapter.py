@@ -1,0 +1,219 @@
+"""A trained DSG adapter for a frozen backbone: the RGTrm's objects, in their boxes, into Wan's blocks by attention.
+
+Issue 25; GLIGEN (Li et al. 2023, §3.2) for video DiTs, as research notes ``backbones2026.md`` §6.3 option (a) lays it
+out. Training-free control moves attention; it cannot teach a backbone what it draws badly. This module adds what
+can be trained while the backbone stays frozen:
+
+* **grounding tokens.** The project's RGTrm (with layout grounding, as in Dysen-VDM) gives, for every video frame
+  and every object present, the object's node state plus an embedding of its action's progress, and its box
+  (``PlacedObjects``). Each latent frame takes those of the middle video frame it packs (``latent_frame_spans``),
+  and each becomes one token: g = MLP([node state; Fourier(box)]) (GLIGEN eq. 5: 8 frequencies of the 4
+  coordinates), of the backbone's width.
+* **gated attention.** After every ``every``-th transformer block, the video tokens h [B, N, d] of latent frame f
+  attend to the grounding tokens of latent frames f − n … f + n (and a learned null token, so a frame without
+  objects attends to something), and h ← h + tanh(γ) · Attn(LN(h), g) (GLIGEN eq. 8, attention only: the full
+  self-attention over [visual; grounding] tokens would cost a second 3D attention per block). γ starts at 0, so
+  an untrained adapter leaves the backbone bit for bit as it was.
+
+The layers are installed as forward hooks on the blocks (``DSGAdapter.installed``): the backbone's modules and
+state dict are untouched, and gradient checkpointing of the blocks keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dysen.errors import DysenError
+from dysen.models.pretrained import Pretrained
+from dysen.models.rgtrm import PlacedObjects, RGTrm, RGTrmConfig
+
+
+class AdapterError(DysenError):
+    """An adapter that does not fit its backbone, or grounding tokens that do not fit the video."""
+
+
+def _default_rgtrm() -> RGTrmConfig:
+    return RGTrmConfig(dim=128, num_layers=2, num_heads=4, layout=True)
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Sizes of a DSG adapter; ``dim`` and ``num_blocks`` are the backbone's."""
+
+    dim: int = 128
+    """The backbone's token width d (Wan: ``num_attention_heads · attention_head_dim``)."""
+    num_blocks: int = 4
+    """The backbone's transformer blocks."""
+    every: int = 2
+    """An adapter layer after blocks every − 1, 2·every − 1, …: the parameter-count knob."""
+    heads: int = 4
+    """Attention heads of each adapter layer (``dim`` must be divisible by it)."""
+    box_frequencies: int = 8
+    """Fourier frequencies of each box coordinate (GLIGEN: 8)."""
+    neighbours: int = 1
+    """A video token of latent frame f sees the grounding tokens of frames f − n … f + n."""
+    rgtrm: RGTrmConfig = field(default_factory=_default_rgtrm)
+    """The RGTrm that reads the DSG (``layout`` must be on: the adapter needs the objects in their boxes)."""
+
+    def __post_init__(self) -> None:
+        if not self.rgtrm.layout:
+            raise AdapterError("the adapter's RGTrm needs layout=True: its grounding tokens are the placed objects")
+        if self.dim % self.heads:
+            raise AdapterError(f"adapter heads {self.heads} do not divide the backbone's width {self.dim}")
+        if not 1 <= self.every <= self.num_blocks:
+            raise AdapterError(f"every must be in 1..{self.num_blocks} (the backbone's blocks), got {self.every}")
+        if self.neighbours < 0 or self.box_frequencies < 1:
+            raise AdapterError("neighbours must be >= 0 and box_frequencies >= 1")
+
+    @property
+    def adapted_blocks(self) -> tuple[int, ...]:
+        """The blocks an adapter layer follows."""
+        return tuple(range(self.every - 1, self.num_blocks, self.every))
+
+
+def box_features(boxes: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """Fourier features of boxes [..., 4] in [0, 1]: sin and cos of 2^i · π · x for i < ``frequencies`` (GLIGEN's
+    embedding of the box corners), [..., 4 · 2 · frequencies]."""
+    scales = torch.pi * 2.0 ** torch.arange(frequencies, device=boxes.device, dtype=boxes.dtype)  # [Q]
+    angles = boxes.unsqueeze(-1) * scales  # [..., 4, Q]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)  # [..., 8Q]
+
+
+class GatedGroundingAttention(nn.Module):
+    """h + tanh(γ) · Attn(LN(h), [null; g]), with γ = 0 at initialisation (GLIGEN eq. 8, attention only)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_q, self.to_k, self.to_v, self.to_out = (nn.Linear(dim, dim) for _ in range(4))
+        self.null = nn.Parameter(torch.randn(1, 1, dim) * 0.02)  # [1, 1, d]: a key every video token may take
+        self.gate = nn.Parameter(torch.zeros(()))  # γ: tanh(0) = 0, the backbone unchanged
+
+    def forward(self, hidden: torch.Tensor, tokens: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """``hidden`` [B, N, d], grounding ``tokens`` [B, S, d], ``allowed`` bool [B, N, S] -> [B, N, d]."""
+        b, n, d = hidden.shape
+        keys = torch.cat([self.null.expand(b, -1, -1).to(tokens.dtype), tokens], dim=1)  # [B, 1+S, d]
+        allowed = F.pad(allowed, (1, 0), value=True)  # [B, N, 1+S]: the null key is always there
+
+        def heads(x: torch.Tensor) -> torch.Tensor:
+            return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # [B, H, *, d/H]
+
+        q = heads(self.to_q(self.norm(hidden).to(keys.dtype)))
+        k, v = heads(self.to_k(keys)), heads(self.to_v(keys))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])  # [B, H, N, d/H]
+        out = self.to_out(out.transpose(1, 2).reshape(b, n, d))  # [B, N, d]
+        return hidden + torch.tanh(self.gate).to(hidden.dtype) * out.to(hidden.dtype)
+
+
+class GroundingProjection(nn.Module):
+    """One grounding token per object and latent frame: MLP([node state; Fourier(box)]) of the backbone's width."""
+
+    def __init__(self, config: AdapterConfig) -> None:
+        super().__init__()
+        self.frequencies = config.box_frequencies
+        width = config.rgtrm.dim + 8 * config.box_frequencies
+        self.mlp = nn.Sequential(nn.Linear(width, config.dim), nn.SiLU(), nn.Linear(config.dim, config.dim))
+
+    def forward(self, tokens: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """``tokens`` [..., D_rgtrm], ``boxes`` [..., 4] -> [..., d]."""
+        return self.mlp(torch.cat([tokens, box_features(boxes, self.frequencies)], dim=-1))
+
+
+@dataclass(frozen=True, eq=False)
+class Grounding:
+    """The grounding tokens of one batch, per latent frame."""
+
+    tokens: torch.Tensor  # [B, F, K, d]
+    mask: torch.Tensor  # [B, F, K] bool: an object present at that latent frame
+
+    def allowed(self, grid_tokens: int, neighbours: int) -> torch.Tensor:
+        """bool [B, F·grid_tokens, F·K]: video token (of latent frame f) -> grounding token (of frame f') when
+        |f − f'| <= ``neighbours`` and that object is present there."""
+        b, frames, count = self.mask.shape
+        index = torch.arange(frames, device=self.mask.device)
+        near = (index[:, None] - index[None, :]).abs() <= neighbours  # [F, F']
+        allowed = near[None, :, :, None] & self.mask[:, None, :, :]  # [B, F, F', K]
+        allowed = allowed.reshape(b, frames, 1, frames * count).expand(-1, -1, grid_tokens, -1)
+        return allowed.reshape(b, frames * grid_tokens, frames * count)  # [B, F·n, F'·K]
+
+
+class DSGAdapter(nn.Module, Pretrained):
+    """The RGTrm, the grounding projection and the gated attention layers of one backbone."""
+
+    config_class = AdapterConfig
+
+    def __init__(self, config: AdapterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.rgtrm = RGTrm(config.rgtrm)
+        self.grounding = GroundingProjection(config)
+        self.layers = nn.ModuleList(GatedGroundingAttention(config.dim, config.heads) for _ in config.adapted_blocks)
+
+    def ground(self, objects: PlacedObjects, spans: tuple[tuple[int, int], ...]) -> Grounding:
+        """The grounding tokens of ``objects`` (the RGTrm's, per video frame [B, T, K, ·]) for the latent frames
+        whose video-frame spans are ``spans`` (``dysen.backbones.schedule.latent_frame_spans``): each takes the
+        objects of its middle frame."""
+        frames = objects.tokens.shape[1]
+        if spans[-1][1] != frames:
+            raise AdapterError(f"the latent frames cover {spans[-1][1]} video frames, the DSG was aligned to {frames}")
+        middle = torch.tensor([(a + b - 1) // 2 for a, b in spans], device=objects.tokens.device)  # [F]
+        tokens = self.grounding(objects.tokens[:, middle], objects.boxes[:, middle])  # [B, F, K, d]
+        mask = objects.mask[:, middle]  # [B, F, K]
+        return Grounding(tokens * mask.unsqueeze(-1), mask)
+
+    @contextmanager
+    def installed(self, blocks: nn.ModuleList, grounding: Grounding | None) -> Iterator[None]:
+        """Run the adapter layers after their blocks of ``blocks`` (forward hooks) for the block, reading
+        ``grounding`` (None: the hooks pass the blocks' outputs through)."""
+        if len(blocks) != self.config.num_blocks:
+            raise AdapterError(
+                f"this adapter was made for a backbone of {self.config.num_blocks} blocks, not {len(blocks)}"
+            )
+        handles = [
+            blocks[index].register_forward_hook(self._hook(layer, grounding))
+            for index, layer in zip(self.config.adapted_blocks, self.layers, strict=True)
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _hook(self, layer: GatedGroundingAttention, grounding: Grounding | None) -> Any:
+        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+            if grounding is None:
+                return output
+            b, n, _ = output.shape
+            frames = grounding.mask.shape[1]
+            if n % frames:
+                raise AdapterError(f"{n} video tokens do not split into {frames} latent frames")
+            tokens = grounding.tokens.flatten(1, 2)  # [B, F·K, d]
+            allowed = grounding.allowed(n // frames, self.config.neighbours)  # [B, N, F·K]
+            if tokens.shape[0] != b:  # the guidance passes of one video share its grounding
+                tokens = tokens.expand(b, -1, -1)
+                allowed = allowed.expand(b, -1, -1)
+            return layer(output, tokens, allowed)
+
+        return hook
+
+
+def adapter_parameters(config: AdapterConfig) -> int:
+    """Parameters of an adapter of ``config``, counted without building it on a device."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in DSGAdapter(config).parameters())
+
+
+def wan_adapter_config(transformer_config: Any, **changes: Any) -> AdapterConfig:
+    """The adapter config that fits a ``WanTransformer3DModel`` config (width and blocks), with ``changes``."""
+    dim = transformer_config["num_attention_heads"] * transformer_config["attention_head_dim"]
+    heads = changes.pop("heads", transformer_config["num_attention_heads"])
+    return AdapterConfig(dim=dim, num_blocks=transformer_config["num_layers"], heads=heads, **changes)
+
