@@ -21,9 +21,13 @@ state dict are untouched, and gradient checkpointing of the blocks keeps working
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -61,6 +65,8 @@ class AdapterConfig:
     """A video token of latent frame f sees the grounding tokens of frames f − n … f + n."""
     rgtrm: RGTrmConfig = field(default_factory=_default_rgtrm)
     """The RGTrm that reads the DSG (``layout`` must be on: the adapter needs the objects in their boxes)."""
+    backbone: str = ""
+    """sha256 of the transformer config it was made for (``transformer_fingerprint``); "" fits any of its size."""
 
     def __post_init__(self) -> None:
         if not self.rgtrm.layout:
@@ -211,9 +217,32 @@ def adapter_parameters(config: AdapterConfig) -> int:
         return sum(p.numel() for p in DSGAdapter(config).parameters())
 
 
+def transformer_fingerprint(transformer_config: Any) -> str:
+    """sha256 of a transformer's config (its architecture; diffusers' ``_``-keys left out)."""
+    config = {k: v for k, v in dict(transformer_config).items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def wan_adapter_config(transformer_config: Any, **changes: Any) -> AdapterConfig:
-    """The adapter config that fits a ``WanTransformer3DModel`` config (width and blocks), with ``changes``."""
+    """The adapter config that fits a ``WanTransformer3DModel`` config (width, blocks, fingerprint), with
+    ``changes``."""
     dim = transformer_config["num_attention_heads"] * transformer_config["attention_head_dim"]
     heads = changes.pop("heads", transformer_config["num_attention_heads"])
-    return AdapterConfig(dim=dim, num_blocks=transformer_config["num_layers"], heads=heads, **changes)
+    return AdapterConfig(
+        dim=dim, num_blocks=transformer_config["num_layers"], heads=heads,
+        backbone=transformer_fingerprint(transformer_config), **changes,
+    )  # fmt: skip
+
+
+def load_adapter(folder: str | os.PathLike[str], transformer_config: Any) -> DSGAdapter:
+    """The adapter saved in ``folder`` (config.json + model.safetensors), refused unless it was trained for a
+    transformer of ``transformer_config``."""
+    adapter = DSGAdapter.from_pretrained(Path(folder))
+    expected = transformer_fingerprint(transformer_config)
+    if adapter.config.backbone and adapter.config.backbone != expected:
+        raise AdapterError(
+            f"the adapter in {folder} was trained for another backbone (transformer config sha256 "
+            f"{adapter.config.backbone[:12]}…, this one {expected[:12]}…): train one for it with dysen train-adapter"
+        )
+    return adapter
 
