@@ -12,9 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 from backbone_fixtures import save_unet3d
+from dysen.backbone_pipeline import BackbonePipeline
 from dysen.backbones.adapter import AdapterError, load_adapter
 from dysen.backbones.folder import load_backbone
 from dysen.cli import main
+from dysen.data.video import read_video
 
 DATA = ["--batch-size", "2", "--num-clips", "8", "--save-every", "2", "--ema-decay", "0"]
 ARGS = ["--config", "adapter-test", "--lr", "1e-2", *DATA]
@@ -79,3 +81,31 @@ def test_backbones_it_cannot_train_on_are_refused(tmp_path: Path, capsys: pytest
     out = tmp_path / "run"
     assert main(["train-adapter", "--backbone", str(folder), "--out", str(out), "--steps", "1", *ARGS]) == 1
     assert "takes Wan transformers" in capsys.readouterr().err
+
+
+def test_generate_and_eval_with_the_adapter(
+    backbone: Path, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt = "a red circle moves right then a blue square jumps"
+    base = ["generate", prompt, "--backbone", str(backbone), "--steps", "2", "--seed", "1"]
+    assert main([*base, "--out", str(tmp_path / "plain.gif")]) == 0
+    assert main([*base, "--adapter", str(run / "model"), "--out", str(tmp_path / "adapted.gif")]) == 0
+    assert (tmp_path / "adapted.dsg.json").is_file()  # the plan it followed
+    assert read_video(tmp_path / "adapted.gif").shape == read_video(tmp_path / "plain.gif").shape
+    assert (read_video(tmp_path / "adapted.gif") != read_video(tmp_path / "plain.gif")).any()
+
+    pipe = BackbonePipeline.from_folder(backbone)
+    plain = pipe(prompt, steps=2, seed=1, progress=False)
+    pipe.load_adapter(run / "model")
+    for layer in pipe.adapter.layers:  # type: ignore[union-attr]
+        layer.gate.data.zero_()  # closed gates: the adapter adds nothing, the plan's text is not appended
+    closed = pipe(prompt, steps=2, seed=1, progress=False)
+    assert (closed.frames == plain.frames).all() and closed.text == prompt and closed.dsg is not None
+
+    out = tmp_path / "report"
+    argv = ["eval", "--backbone", f"b={backbone}", "--adapter", str(run / "model")]  # (its 32 tokens hold no phrases)
+    assert main([*argv, "--num", "1", "--steps", "2", "--no-progress", "--out", str(out)]) == 0
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert [row["name"] for row in rows] == ["b", "b + adapter"]
+    assert rows[0]["adapter"] is None and rows[1]["adapter"]["weights"] and rows[1]["planner"]
+    capsys.readouterr()

@@ -106,13 +106,14 @@ class GatedGroundingAttention(nn.Module):
     def forward(self, hidden: torch.Tensor, tokens: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """``hidden`` [B, N, d], grounding ``tokens`` [B, S, d], ``allowed`` bool [B, N, S] -> [B, N, d]."""
         b, n, d = hidden.shape
-        keys = torch.cat([self.null.expand(b, -1, -1).to(tokens.dtype), tokens], dim=1)  # [B, 1+S, d]
+        dtype = self.null.dtype  # the adapter's own (a bfloat16 backbone's tokens are cast to it and back)
+        keys = torch.cat([self.null.expand(b, -1, -1), tokens.to(dtype)], dim=1)  # [B, 1+S, d]
         allowed = F.pad(allowed, (1, 0), value=True)  # [B, N, 1+S]: the null key is always there
 
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # [B, H, *, d/H]
 
-        q = heads(self.to_q(self.norm(hidden).to(keys.dtype)))
+        q = heads(self.to_q(self.norm(hidden.to(dtype))))
         k, v = heads(self.to_k(keys)), heads(self.to_v(keys))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])  # [B, H, N, d/H]
         out = self.to_out(out.transpose(1, 2).reshape(b, n, d))  # [B, N, d]
@@ -139,6 +140,14 @@ class Grounding:
 
     tokens: torch.Tensor  # [B, F, K, d]
     mask: torch.Tensor  # [B, F, K] bool: an object present at that latent frame
+
+    def for_passes(self, sees_dsg: list[bool]) -> Grounding:
+        """These tokens (of one video) for the P guidance passes of a sampling step: masked out (the null DSG) on
+        the passes that do not see the plan."""
+        rows = torch.tensor(sees_dsg, device=self.mask.device)  # [P]
+        count = len(sees_dsg)
+        tokens = self.tokens.expand(count, *self.tokens.shape[1:])  # [P, F, K, d]
+        return Grounding(tokens, self.mask.expand(count, *self.mask.shape[1:]) & rows[:, None, None])
 
     def allowed(self, grid_tokens: int, neighbours: int) -> torch.Tensor:
         """bool [B, F·grid_tokens, F·K]: video token (of latent frame f) -> grounding token (of frame f') when
