@@ -117,6 +117,8 @@ def test_frames_a_backbone_takes_and_row_names() -> None:
     assert row_name("wan", 2.0, 8.0) == "wan + DSG control s=2, self-attention mask m=8"
     assert row_name("wan", 0.0, 8.0) == "wan + self-attention mask m=8"
     assert row_name("wan", 2.0, 0.0, 0.5) == "wan + DSG control s=2, energy η=0.5"
+    assert row_name("wan", 2.0, adapter=True) == "wan + DSG control s=2 + adapter"
+    assert row_name("wan", 0.0, adapter=True) == "wan + adapter"
 
 
 def test_self_attention_masking_rows_cross_the_strengths(

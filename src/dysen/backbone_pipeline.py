@@ -10,7 +10,10 @@ seed), mapped onto the latent frames and token grid (``dysen.backbones.schedule`
 appended to the prompt (``dysen.backbones.phrases``), and for the first steps the backbone's cross-attention
 biased, its self-attention masked by the boxes (``self_strength``; ``dysen.backbones.control``) and the latents
 moved by the gradient of a layout energy on the cross-attention maps (``energy``; ``dysen.backbones.energy``);
-the processors are removed after the run. All three 0 is the uncontrolled backbone, bit for bit.
+the processors are removed after the run. All three 0 is the uncontrolled backbone, bit for bit. With a trained DSG
+adapter (``dysen.backbones.adapter``), every prompt is planned the same way and the adapter's layers read the plan's
+objects in their boxes (the unconditional pass sees the null DSG); the prompt is then read as written unless
+control is on too.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import math
 import numbers
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +42,9 @@ from dysen.dsg.types import DynamicSceneGraph
 from dysen.planner.layout import imagine_layout
 from dysen.planner.motion import with_motion
 from dysen.planner.types import Planner
+
+if TYPE_CHECKING:
+    from dysen.backbones.adapter import DSGAdapter, Grounding
 
 
 @dataclass(frozen=True)
@@ -101,11 +108,14 @@ class ControlPlan:
 
 class BackbonePipeline:
     """A backbone and the one sampler: ``pipe(prompt, seed=…)`` -> ``BackboneVideo``; ``planner`` plans prompts
-    for DSG control (None: Dysen's rules planner, built when first needed)."""
+    for DSG control and the adapter (None: Dysen's rules planner, built when first needed); ``adapter``, a trained
+    DSG adapter of this backbone (``dysen.backbones.adapter``; ``load_adapter`` reads one), follows every plan."""
 
-    def __init__(self, backbone: Backbone, planner: Planner | None = None) -> None:
+    def __init__(self, backbone: Backbone, planner: Planner | None = None, adapter: DSGAdapter | None = None) -> None:
         self.backbone = backbone
         self._planner = planner
+        self.adapter = adapter
+        self._labels: Any = None
 
     @classmethod
     def from_folder(
@@ -113,6 +123,31 @@ class BackbonePipeline:
     ) -> BackbonePipeline:
         """Load the backbone in the local diffusers folder ``folder`` (``dysen.backbones.folder``)."""
         return cls(load_backbone(folder, options), planner)
+
+    def load_adapter(self, folder: str | Path) -> None:
+        """Follow every plan with the DSG adapter in ``folder`` (refused unless trained for this backbone)."""
+        from dysen.backbones.adapter import AdapterError, load_adapter
+
+        transformer = getattr(self.backbone, "transformer", None)
+        if transformer is None or not hasattr(transformer, "blocks"):
+            raise AdapterError(f"the DSG adapter takes Wan transformers; the {self.backbone.name} backbone has none")
+        self.adapter = load_adapter(folder, transformer.config).to(self.backbone.device).eval()
+
+    def grounding(self, plan: ControlPlan, passes: tuple[GuidancePass, ...]) -> Grounding:
+        """The adapter's grounding tokens of ``plan`` (its objects in their boxes, per latent frame) for the
+        guidance passes (the unconditional one sees the null DSG)."""
+        from dysen.encoders.text import MiniLMTextEncoder
+        from dysen.models.graph_batch import GraphBatch
+
+        assert self.adapter is not None
+        if self._labels is None:
+            self._labels = MiniLMTextEncoder()  # the adapter's RGTrm reads MiniLM label vectors (as it trained)
+        schedule = plan.schedule
+        graphs = GraphBatch.from_dsgs([plan.dsg], schedule.num_frames).with_label_embeddings(self._labels)
+        objects = self.adapter.rgtrm(graphs.to(self.backbone.device)).objects
+        assert objects is not None  # an adapter's RGTrm grounds objects (AdapterConfig)
+        grounding = self.adapter.ground(objects, schedule.frames_of_latent)
+        return grounding.for_passes([p.sees_text for p in passes])
 
     @property
     def planner(self) -> Planner:
@@ -124,9 +159,11 @@ class BackbonePipeline:
         return self._planner
 
     def plan_control(
-        self, prompt: str | None, dsg: DynamicSceneGraph | None, seed: int, num_frames: int, height: int, width: int
-    ) -> ControlPlan:
-        """The plan of ``prompt`` (or ``dsg``) with boxes, its schedule on this backbone, and the phrased prompt;
+        self, prompt: str | None, dsg: DynamicSceneGraph | None, seed: int, num_frames: int, height: int, width: int,
+        phrases: bool = True,
+    ) -> ControlPlan:  # fmt: skip
+        """The plan of ``prompt`` (or ``dsg``) with boxes, its schedule on this backbone, and the prompt with the
+        phrases of its objects and events (without them unless ``phrases``: what the adapter alone reads);
         ``ControlError`` for a plan without boxes or phrases the text encoder cannot read."""
         backbone = self.backbone
         if dsg is None:
@@ -141,10 +178,9 @@ class BackbonePipeline:
             )
         schedule = build_schedule(dsg, backbone.geometry, num_frames, height, width)
         text = backbone.clean_prompt(prompt if prompt is not None else _describe(dsg))
-        phrased = phrase_prompt(
-            text, [item.name for item in schedule.objects], [(item.index, item.event) for item in schedule.events],
-            backbone.tokenizer, backbone.max_text_tokens, adjectives(dsg),
-        )  # fmt: skip
+        objects = [item.name for item in schedule.objects] if phrases else []
+        events = [(item.index, item.event) for item in schedule.events] if phrases else []
+        phrased = phrase_prompt(text, objects, events, backbone.tokenizer, backbone.max_text_tokens, adjectives(dsg))
         return ControlPlan(dsg, schedule, phrased)
 
     @torch.no_grad()  # not inference mode: energy guidance differentiates through the denoiser
@@ -174,14 +210,14 @@ class BackbonePipeline:
         settings = BackboneSampling.resolve(backbone, steps=steps, guidance=guidance, eta=eta)
         size = backbone.geometry.video_size(num_frames, height, width)
         shape = backbone.latent_shape(*size)  # (c, t, h, w)
-        if prompt is None and (dsg is None or not control.enabled):
-            raise BackboneError("give a prompt (a plan alone is followed only with DSG control on)")
+        if prompt is None and (dsg is None or not (control.enabled or self.adapter is not None)):
+            raise BackboneError("give a prompt (a plan alone is followed only with DSG control on or an adapter)")
         timings: dict[str, float] = {}
 
         plan = None
-        if control.enabled:
+        if control.enabled or self.adapter is not None:
             clock = time.perf_counter()
-            plan = self.plan_control(prompt, dsg, seed, *size)
+            plan = self.plan_control(prompt, dsg, seed, *size, phrases=control.enabled)
             timings["plan"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -203,10 +239,11 @@ class BackbonePipeline:
                 step_kwargs=extra, callback=callback, progress=progress,
             )  # fmt: skip
         else:
-            state = self.control_state(plan, control, passes, settings.steps)
-            guide = self.energy_guide(state, control.energy, scheduler, conditions, passes)
+            state = self.control_state(plan, control, passes, settings.steps) if control.enabled else None
+            guide = self.energy_guide(state, control.energy, scheduler, conditions, passes) if state else None
+            grounding = self.grounding(plan, passes) if self.adapter is not None else None
             latents = self._denoise_controlled(
-                state, scheduler, noise, conditions, passes, extra, callback, progress, guide
+                state, scheduler, noise, conditions, passes, extra, callback, progress, guide, grounding
             )  # fmt: skip
         timings["sample"] = time.perf_counter() - clock
 
@@ -214,7 +251,7 @@ class BackbonePipeline:
         frames = backbone.decode_latents(latents).numpy()  # uint8 [T, H, W, 3]
         timings["decode"] = time.perf_counter() - clock
         prompt = prompt if prompt is not None else _describe(plan.dsg)  # type: ignore[union-attr]
-        dsg_out, text_out = (plan.dsg, plan.phrased.text) if plan is not None else (None, None)
+        dsg_out, text_out = (plan.dsg, text) if plan is not None else (None, None)
         return BackboneVideo(frames, prompt, seed, defaults.fps, timings, dsg_out, text_out)
 
     def control_state(
@@ -263,20 +300,29 @@ class BackbonePipeline:
         return guide
 
     def _denoise_controlled(
-        self, state: ControlState, scheduler: object, noise: torch.Tensor, conditions: Text,
+        self, state: ControlState | None, scheduler: object, noise: torch.Tensor, conditions: Text,
         passes: tuple[GuidancePass, ...], extra: dict, callback: Callable[[DenoisingStep], None] | None,
         progress: bool, guide: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor] | None = None,
+        grounding: Grounding | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        """``denoise`` with the control processors installed; each model call is one step (``begin_step``)."""
+        """``denoise`` with the control processors (``state``; None: no control) and the adapter's layers installed;
+        each model call is one step (``begin_step``)."""
         backbone = self.backbone
 
         def model_fn(x: torch.Tensor, t: torch.Tensor, c: Text) -> torch.Tensor:
-            state.begin_step()
+            if state is not None:
+                state.begin_step()
             return backbone.denoise_fn(x, t, c)
 
-        cross = backbone.cross_attentions() if state.strength > 0 else {}
-        own = backbone.self_attentions() if state.self_strength > 0 else {}
-        with controlled(cross, state, own):
+        steered: AbstractContextManager[Any] = nullcontext()
+        if state is not None:
+            cross = backbone.cross_attentions() if state.strength > 0 else {}
+            own = backbone.self_attentions() if state.self_strength > 0 else {}
+            steered = controlled(cross, state, own)
+        adapted: AbstractContextManager[Any] = nullcontext()
+        if self.adapter is not None:
+            adapted = self.adapter.installed(backbone.transformer.blocks, grounding)  # type: ignore[attr-defined]
+        with steered, adapted:
             return denoise(
                 model_fn, scheduler, noise, conditions, passes, step_kwargs=extra, callback=callback,
                 progress=progress, guide=guide,

@@ -21,9 +21,13 @@ state dict are untouched, and gradient checkpointing of the blocks keeps working
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -61,6 +65,8 @@ class AdapterConfig:
     """A video token of latent frame f sees the grounding tokens of frames f − n … f + n."""
     rgtrm: RGTrmConfig = field(default_factory=_default_rgtrm)
     """The RGTrm that reads the DSG (``layout`` must be on: the adapter needs the objects in their boxes)."""
+    backbone: str = ""
+    """sha256 of the transformer config it was made for (``transformer_fingerprint``); "" fits any of its size."""
 
     def __post_init__(self) -> None:
         if not self.rgtrm.layout:
@@ -100,13 +106,14 @@ class GatedGroundingAttention(nn.Module):
     def forward(self, hidden: torch.Tensor, tokens: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """``hidden`` [B, N, d], grounding ``tokens`` [B, S, d], ``allowed`` bool [B, N, S] -> [B, N, d]."""
         b, n, d = hidden.shape
-        keys = torch.cat([self.null.expand(b, -1, -1).to(tokens.dtype), tokens], dim=1)  # [B, 1+S, d]
+        dtype = self.null.dtype  # the adapter's own (a bfloat16 backbone's tokens are cast to it and back)
+        keys = torch.cat([self.null.expand(b, -1, -1), tokens.to(dtype)], dim=1)  # [B, 1+S, d]
         allowed = F.pad(allowed, (1, 0), value=True)  # [B, N, 1+S]: the null key is always there
 
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # [B, H, *, d/H]
 
-        q = heads(self.to_q(self.norm(hidden).to(keys.dtype)))
+        q = heads(self.to_q(self.norm(hidden.to(dtype))))
         k, v = heads(self.to_k(keys)), heads(self.to_v(keys))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])  # [B, H, N, d/H]
         out = self.to_out(out.transpose(1, 2).reshape(b, n, d))  # [B, N, d]
@@ -133,6 +140,14 @@ class Grounding:
 
     tokens: torch.Tensor  # [B, F, K, d]
     mask: torch.Tensor  # [B, F, K] bool: an object present at that latent frame
+
+    def for_passes(self, sees_dsg: list[bool]) -> Grounding:
+        """These tokens (of one video) for the P guidance passes of a sampling step: masked out (the null DSG) on
+        the passes that do not see the plan."""
+        rows = torch.tensor(sees_dsg, device=self.mask.device)  # [P]
+        count = len(sees_dsg)
+        tokens = self.tokens.expand(count, *self.tokens.shape[1:])  # [P, F, K, d]
+        return Grounding(tokens, self.mask.expand(count, *self.mask.shape[1:]) & rows[:, None, None])
 
     def allowed(self, grid_tokens: int, neighbours: int) -> torch.Tensor:
         """bool [B, F·grid_tokens, F·K]: video token (of latent frame f) -> grounding token (of frame f') when
@@ -211,9 +226,32 @@ def adapter_parameters(config: AdapterConfig) -> int:
         return sum(p.numel() for p in DSGAdapter(config).parameters())
 
 
+def transformer_fingerprint(transformer_config: Any) -> str:
+    """sha256 of a transformer's config (its architecture; diffusers' ``_``-keys left out)."""
+    config = {k: v for k, v in dict(transformer_config).items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def wan_adapter_config(transformer_config: Any, **changes: Any) -> AdapterConfig:
-    """The adapter config that fits a ``WanTransformer3DModel`` config (width and blocks), with ``changes``."""
+    """The adapter config that fits a ``WanTransformer3DModel`` config (width, blocks, fingerprint), with
+    ``changes``."""
     dim = transformer_config["num_attention_heads"] * transformer_config["attention_head_dim"]
     heads = changes.pop("heads", transformer_config["num_attention_heads"])
-    return AdapterConfig(dim=dim, num_blocks=transformer_config["num_layers"], heads=heads, **changes)
+    return AdapterConfig(
+        dim=dim, num_blocks=transformer_config["num_layers"], heads=heads,
+        backbone=transformer_fingerprint(transformer_config), **changes,
+    )  # fmt: skip
+
+
+def load_adapter(folder: str | os.PathLike[str], transformer_config: Any) -> DSGAdapter:
+    """The adapter saved in ``folder`` (config.json + model.safetensors), refused unless it was trained for a
+    transformer of ``transformer_config``."""
+    adapter = DSGAdapter.from_pretrained(Path(folder))
+    expected = transformer_fingerprint(transformer_config)
+    if adapter.config.backbone and adapter.config.backbone != expected:
+        raise AdapterError(
+            f"the adapter in {folder} was trained for another backbone (transformer config sha256 "
+            f"{adapter.config.backbone[:12]}…, this one {expected[:12]}…): train one for it with dysen train-adapter"
+        )
+    return adapter
 

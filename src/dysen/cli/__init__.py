@@ -102,6 +102,11 @@ COMMANDS: dict[str, Command] = {
         train.configure_train_backbone,
         train.run_train_backbone,
     ),
+    "train-adapter": Command(
+        "train a DSG adapter (RGTrm + gated attention) on a frozen Wan backbone with gold DSGs (preview)",
+        train.configure_train_adapter,
+        train.run_train_adapter,
+    ),
     "train-dysen": Command(
         "stage 3: train Dysen's demonstration selector by reinforcement learning (imagination rationality)",
         plan.configure_train_dysen,

@@ -144,7 +144,9 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
         zero.add_argument(f"--{key}", help=f"weights of {key.upper()} (default: ${env})")
 
 
-BACKBONE_FLAGS = ("control_strength", "control_self", "control_energy", "control_steps", "height", "width", "dtype")
+BACKBONE_FLAGS = (
+    "control_strength", "control_self", "control_energy", "control_steps", "adapter", "height", "width", "dtype",
+)  # fmt: skip
 """Flags of --backbone rows only."""
 
 
@@ -169,6 +171,10 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--control-steps", type=float_range(0.0, 1.0), metavar="F",
         help="share of the denoising steps that are steered, the first ones (default: 0.4)",
+    )  # fmt: skip
+    group.add_argument(
+        "--adapter", type=Path, metavar="DIR",
+        help="a DSG adapter trained for the backbone (dysen train-adapter): every backbone row again with it",
     )  # fmt: skip
     group.add_argument("--height", type=positive_int, help="video height of backbone rows (default: the backbone's)")
     group.add_argument("--width", type=positive_int, help="video width of backbone rows (default: the backbone's)")
@@ -201,17 +207,18 @@ def _backbone_variants(args: argparse.Namespace, sampling: Any) -> list[Any]:
     variants = []
     for name, folder in args.backbone:
         settings = itertools.product(
-            args.control_strength or (0.0,), args.control_self or (0.0,), args.control_energy or (0.0,)
-        )
-        for strength, masking, energy in settings:
+            (None, args.adapter) if args.adapter is not None else (None,),
+            args.control_strength or (0.0,), args.control_self or (0.0,), args.control_energy or (0.0,),
+        )  # fmt: skip
+        for adapter, strength, masking, energy in settings:
             dtype = args.dtype or "float32"
-            row = BackboneRow(folder, strength, steps, args.height, args.width, dtype, masking, energy)
+            row = BackboneRow(folder, strength, steps, args.height, args.width, dtype, masking, energy, adapter)
             row.control()  # checked before anything runs
             backbone_size(row, frames)
             variants.append(
                 Variant(
-                    row_name(name, strength, masking, energy), source="backbone", config=args.config,
-                    planner=planner, sampling=sampling, backbone=row,
+                    row_name(name, strength, masking, energy, adapter is not None), source="backbone",
+                    config=args.config, planner=planner, sampling=sampling, backbone=row,
                 )  # fmt: skip
             )
     return variants

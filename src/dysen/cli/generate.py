@@ -48,7 +48,7 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
 
 BACKBONE_ONLY = (
     "height", "width", "dtype", "offload", "device", "negative_prompt", "control_strength", "control_self",
-    "control_energy", "control_steps",
+    "control_energy", "control_steps", "adapter",
 )  # fmt: skip
 """Flags that apply to --backbone only (the project's own models have a fixed size and place)."""
 
@@ -95,6 +95,11 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         "--control-steps", type=float_range(0.0, 1.0), metavar="F",
         help="share of the denoising steps that are steered, the first ones (default: 0.4)",
     )  # fmt: skip
+    group.add_argument(
+        "--adapter", type=Path, metavar="DIR",
+        help="a DSG adapter trained for this backbone (dysen train-adapter RUN/model): the plan's objects, in their "
+        "boxes, steer every step; combines with the --control-* flags",
+    )  # fmt: skip
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -133,7 +138,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_backbone(args: argparse.Namespace) -> int:
     """``dysen generate PROMPT --backbone DIR``: sampling from a pretrained backbone, steered by the plan with
-    ``--control-strength S``."""
+    ``--control-*`` flags and/or a trained ``--adapter``."""
     from dysen.backbone_pipeline import BackbonePipeline
     from dysen.backbones.base import BackboneOptions
     from dysen.backbones.control import ControlSettings
@@ -156,11 +161,12 @@ def run_backbone(args: argparse.Namespace) -> int:
         "--plan": args.plan is not None, "planner flags": bool(planner_fields(args)),
         "--control-steps": args.control_steps is not None,
     }  # fmt: skip
-    if not control.enabled and any(planning.values()):
+    follows_plan = control.enabled or args.adapter is not None
+    if not follows_plan and any(planning.values()):
         flags = ", ".join(name for name, given in planning.items() if given)
         raise DysenError(
             f"{flags}: a backbone follows a plan only under DSG control; give --control-strength S > 0 (e.g. 1) "
-            "or --control-self M > 0 or --control-energy E > 0"
+            "or --control-self M > 0 or --control-energy E > 0, or an --adapter"
         )
     if args.prompt is None and args.plan is None:
         raise DysenError("give a PROMPT, or a DSG with --plan FILE (and --control-strength S)")
@@ -170,11 +176,13 @@ def run_backbone(args: argparse.Namespace) -> int:
     geometry = read_geometry(args.backbone)  # frames and size checked from the configs, before the weights load
     geometry.latent_shape(*geometry.video_size(args.frames, args.height, args.width))
     planner = None
-    if control.enabled and dsg is None:
+    if follows_plan and dsg is None:
         from dysen.planner.build import PlannerOptions, build_planner
 
         planner = build_planner(PlannerOptions(**planner_fields(args)))
     pipe = BackbonePipeline.from_folder(args.backbone, options, planner=planner)
+    if args.adapter is not None:
+        pipe.load_adapter(args.adapter)
     result = pipe(
         args.prompt, negative_prompt=args.negative_prompt or "", steps=args.steps, guidance=args.guidance,
         eta=args.eta, seed=args.seed, num_frames=args.frames, height=args.height, width=args.width,

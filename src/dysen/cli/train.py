@@ -1,11 +1,12 @@
-"""``dysen train-vae``, ``train-vdm``, ``finetune`` (stages 1, 2 and 4) and ``train-backbone`` over the one loop.
+"""``dysen train-vae``, ``train-vdm``, ``finetune`` (stages 1, 2, 4), ``train-backbone``, ``train-adapter``: one loop.
 
 Each fills a run folder: ``config.yaml`` (the resolved model config), ``train_config.json``, for train-vae
 ``vae_loss.json`` (the loss flags), ``world.json`` (the Dynamic Shapes world flags), ``metrics.jsonl``,
 ``checkpoints/step-*``, ``samples/step-*`` (with ``--sample-every``) and, at the end, ``model/``: the autoencoder
 for ``train-vae`` (latent scale fitted), a whole pipeline for ``train-vdm``/``finetune`` (``dysen generate --model
 RUN/model``), a diffusers-format backbone folder for ``train-backbone`` (``dysen generate --backbone RUN/model``;
-its settings in ``backbone.json``).
+its settings in ``backbone.json``), and a DSG adapter for ``train-adapter`` (``dysen generate --backbone DIR --adapter
+RUN/model``; its settings in ``adapter.json``).
 Several processes: ``accelerate launch --num_processes N [--cpu] -m dysen.cli train-vdm …``.
 """
 
@@ -44,8 +45,10 @@ CONFIG_FILE = "config.yaml"
 LOSS_FILE = "vae_loss.json"  # train-vae's loss flags, resolved
 SHUFFLE_BUFFER = 1000  # clips in the shuffle buffer when training from --shards
 SCALE_BATCHES = 4  # batches of posterior means that fit the latent scale after train-vae
-STAGE_LR = {"train-vae": 3.6e-5, "train-vdm": 6e-5, "finetune": 2e-5, "train-backbone": 3e-4}  # (TrainConfig.lr: any)
+STAGE_LR = {"train-vae": 3.6e-5, "train-vdm": 6e-5, "finetune": 2e-5, "train-backbone": 3e-4, "train-adapter": 1e-4}
+"""Default peak learning rate of each command (TrainConfig.lr takes any)."""
 BACKBONE_FILE = "backbone.json"  # train-backbone's resolved BackboneTrainConfig and autoencoder
+ADAPTER_FILE = "adapter.json"  # train-adapter's AdapterTrainConfig, backbone folder and its fingerprint
 
 
 def _last_loss(result: LoopResult) -> str:
@@ -394,6 +397,114 @@ def _start_backbone_run(args: argparse.Namespace) -> tuple[Any, Path]:
     if _is_main_process():
         write_settings(path, as_saved({"config": dataclasses.asdict(config), "vae": vae}))
     return config, Path(vae)
+
+
+def configure_train_adapter(p: argparse.ArgumentParser) -> None:
+    from dysen.cli.argtypes import backbone_dir
+
+    _configure_common(p, lr=STAGE_LR["train-adapter"])
+    p.add_argument(
+        "--backbone", type=backbone_dir, required=True, metavar="DIR",
+        help="the frozen backbone: a local Wan diffusers folder, or shapes-wan-tiny (shipped)",
+    )  # fmt: skip
+    p.add_argument("--config", default="adapter-tiny", help="preset (adapter-tiny, adapter-test) or an adapter.json")
+    p.add_argument(
+        "--cache-latents", type=Path,
+        help="backbones with dysen's autoencoder: encode the clips once into this folder (resumable), then train "
+        "from it (a train-backbone cache of the same clips works)",
+    )  # fmt: skip
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="the frozen backbone's weights")
+
+
+def run_train_adapter(args: argparse.Namespace) -> int:
+    """Train a DSG adapter on the frozen ``--backbone`` (issue 25): only the adapter's parameters learn; then write
+    ``RUN/model`` (config.json + model.safetensors, EMA weights), tied to that backbone's transformer config."""
+    from dysen.backbones.adapter import DSGAdapter
+    from dysen.backbones.base import BackboneOptions
+    from dysen.backbones.folder import load_backbone
+    from dysen.config import VideoSpec
+    from dysen.encoders.text import MiniLMTextEncoder
+    from dysen.train.adapter_task import AdapterTask
+    from dysen.train.loop import train
+
+    config = _start_adapter_run(args)
+    backbone = load_backbone(args.backbone, BackboneOptions(dtype=args.dtype or "float32", device="cpu"))
+    adapter_config = config.adapter_config(backbone)
+    _check_adapter_run(args, adapter_config.backbone)
+    defaults = backbone.defaults
+    video = VideoSpec(num_frames=defaults.num_frames, height=defaults.height, width=defaults.width, fps=defaults.fps)
+    dataset, collate = _dataset(args, video)
+    if args.cache_latents is not None:
+        from dysen.models.vae import KLVideoAutoencoder
+
+        vae = getattr(backbone, "vae", None)
+        if not isinstance(vae, KLVideoAutoencoder):
+            raise DysenError("--cache-latents needs a backbone with dysen's autoencoder (train-backbone's folders)")
+        if args.shards is not None:
+            raise DysenError("--cache-latents needs a dataset with indices (--data/--root), not --shards")
+        dataset, collate = _cached(args, vae, dataset, collate)
+    adapter = _seeded(args.seed, lambda: DSGAdapter(adapter_config))
+    task = AdapterTask(backbone, adapter, MiniLMTextEncoder(), config, video.num_frames)
+    result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
+    if _is_main_process():
+        folder = adapter.cpu().save_pretrained(args.out / MODEL_DIR)
+        params = sum(p.numel() for p in adapter.parameters())
+        frozen = sum(p.numel() for p in task.transformer.parameters())
+        print(f"trained the adapter ({params / 1e6:.2f}M parameters, {100 * params / frozen:.1f}% of the frozen "
+              f"transformer's {frozen / 1e6:.2f}M) for {result.step} steps ({_last_loss(result)}); wrote {folder}: "
+              f"dysen generate PROMPT --backbone {args.backbone} --adapter {folder}")  # fmt: skip
+    return result.exit_code
+
+
+def _start_adapter_run(args: argparse.Namespace) -> Any:
+    """The adapter's training config (the saved one when resuming)."""
+    from dysen.run_folder import read_settings
+    from dysen.train.loop import TrainError, refuse_existing_run
+
+    saved = read_settings(args.out / ADAPTER_FILE) if args.resume else None
+    if saved is not None:
+        _save_world_settings(args)
+        if str(args.backbone) != saved["backbone"]:
+            raise TrainError(f"cannot resume {args.out} with another --backbone (saved: {saved['backbone']})")
+        return _adapter_config(saved["config"])
+    refuse_existing_run(args.out)
+    _save_world_settings(args)
+    return _adapter_config(args.config)
+
+
+def _check_adapter_run(args: argparse.Namespace, fingerprint: str) -> None:
+    """Save ``RUN/adapter.json`` on a fresh run; on a resume, refuse a backbone whose transformer changed."""
+    from dysen.run_folder import as_saved, read_settings, write_settings
+    from dysen.train.loop import TrainError
+
+    path = args.out / ADAPTER_FILE
+    saved = read_settings(path) if args.resume else None
+    if saved is not None:
+        if saved["fingerprint"] != fingerprint:
+            raise TrainError(f"the transformer of {args.backbone} changed since this run started: resume refused")
+        return
+    if _is_main_process():
+        config = _adapter_config(args.config)
+        settings = {"config": dataclasses.asdict(config), "backbone": args.backbone, "fingerprint": fingerprint}
+        write_settings(path, as_saved(settings))
+
+
+def _adapter_config(source: str | dict[str, Any]) -> Any:
+    """An ``AdapterTrainConfig``: a preset's name, an ``adapter.json`` (or bare config JSON) file, or its dict."""
+    import json
+
+    from dysen.models.pretrained import config_from_dict
+    from dysen.train.adapter_task import ADAPTER_PRESETS, AdapterTrainConfig
+
+    if isinstance(source, dict):
+        return config_from_dict(AdapterTrainConfig, source)
+    if source in ADAPTER_PRESETS:
+        return ADAPTER_PRESETS[source]
+    path = Path(source)
+    if not path.is_file():
+        raise DysenError(f"--config {source} is neither a preset ({', '.join(ADAPTER_PRESETS)}) nor a file")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return config_from_dict(AdapterTrainConfig, data.get("config", data))
 
 
 def _backbone_config(source: str | dict[str, Any]) -> Any:

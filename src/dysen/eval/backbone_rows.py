@@ -63,6 +63,8 @@ class BackboneRow:
     """Self-attention masking by the boxes (logit bias); 0: off."""
     energy: float = 0.0
     """Energy guidance's step size η on the cross-attention maps; 0: off."""
+    adapter: Path | None = None
+    """A trained DSG adapter of the backbone (``dysen train-adapter``); None: none."""
 
     def control(self) -> ControlSettings:
         """The control settings of this row (checked)."""
@@ -73,13 +75,17 @@ class BackboneRow:
     @property
     def controlled(self) -> bool:
         """Whether the row steers the backbone (and so plans its captions)."""
-        return self.control().enabled
+        return self.control().enabled or self.adapter is not None
 
 
-def row_name(name: str, strength: float, self_strength: float = 0.0, energy: float = 0.0) -> str:
+def row_name(
+    name: str, strength: float, self_strength: float = 0.0, energy: float = 0.0, adapter: bool = False
+) -> str:
     """The report name of a backbone row: ``name`` alone, ``name + DSG control s=S`` under control, with
     ``, self-attention mask m=M`` when its self-attention is masked and ``, energy η=E`` under energy guidance
-    (or those alone after ``+``)."""
+    (or those alone after ``+``), then ``+ adapter`` with a DSG adapter."""
+    if adapter:
+        return row_name(name, strength, self_strength, energy) + " + adapter"
     parts = [f"DSG control s={strength:g}"] if strength > 0 else []
     parts += [f"self-attention mask m={self_strength:g}"] if self_strength > 0 else []
     parts += [f"energy η={energy:g}"] if energy > 0 else []
@@ -197,6 +203,8 @@ def run_backbone_row(
     planning = row.controlled and variant.sampling.plan == "planner"
     planner = build_planner(variant.planner) if planning else None  # type: ignore[arg-type]
     pipe = BackbonePipeline(loaded_backbone(Path(row.folder), row.dtype, device), planner)
+    if row.adapter is not None:
+        pipe.load_adapter(row.adapter)
     given = variant.sampling
     settings = BackboneSampling.resolve(pipe.backbone, steps=given.steps, guidance=given.guidance)
     folder = None
@@ -239,5 +247,6 @@ def _provenance(
             "plan": sampling.plan if row.controlled else "none (uncontrolled)",
         },
         "planner": planner_record(variant, variant.planner) if planning else None,
+        "adapter": None if row.adapter is None else {"folder": str(row.adapter), "weights": weights_of(row.adapter)},
         "generated": {"frames": size[0], "resolution": [size[1], size[2]]},
     }  # fmt: skip

@@ -1,0 +1,165 @@
+"""Training a DSG adapter on a frozen backbone: ``AdapterTask`` for the one loop (issue 25).
+
+Only the adapter (``dysen.backbones.adapter.DSGAdapter``: its RGTrm, grounding projection and gated layers) is
+trained; every module of the backbone has ``requires_grad`` off and is not among the task's modules, so the
+optimizer, EMA and checkpoints hold the adapter alone. The loss is the backbone's own: rectified flow for a
+flow-matching backbone (Wan; ``dysen.diffusion.loss.flow_matching_loss``, σ logit-normal then shifted by the
+backbone's scheduler shift), with the backbone's ``encode_prompt`` and ``denoise_fn`` and the adapter's layers
+hooked after their blocks. Caption and DSG are dropped independently (``text_dropout``, ``dsg_dropout``: a
+dropped DSG leaves every grounding token masked, the null DSG), so sampling can guide with and without the plan.
+Latents: the clip's cached posterior moments for a backbone with dysen's own autoencoder (``DysenWanBackbone``:
+the same cache ``train-backbone`` writes), else the backbone's ``encode_video`` of each clip.
+
+Gold DSGs come with the clips (Dynamic Shapes, or a dataset annotated by ``dysen dsg annotate``) and must have
+boxes: the grounding tokens are the objects in their boxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from dysen.backbones.adapter import AdapterConfig, AdapterError, DSGAdapter, Grounding, wan_adapter_config
+from dysen.backbones.base import Backbone
+from dysen.backbones.schedule import latent_frame_spans
+from dysen.diffusion.loss import FlowSigmas, flow_matching_loss
+from dysen.encoders.text import TextEncoder
+from dysen.models.frames import model_to_frames
+from dysen.models.graph_batch import GraphBatch
+from dysen.models.rgtrm import RGTrmConfig
+from dysen.models.vae import DiagonalGaussian, KLVideoAutoencoder
+from dysen.train.loop import StepOutput
+
+
+def _tiny_rgtrm() -> RGTrmConfig:
+    return RGTrmConfig(label_dim=384, dim=128, num_layers=2, num_heads=4, layout=True)
+
+
+@dataclass(frozen=True)
+class AdapterTrainConfig:
+    """The adapter's size (its width and depth follow the backbone) and how it is trained."""
+
+    every: int = 1  # an adapter layer after every this many blocks
+    heads: int | None = None  # attention heads of each layer (None: the backbone's)
+    neighbours: int = 1  # latent frames on each side whose grounding tokens a video token sees
+    rgtrm: RGTrmConfig = field(default_factory=_tiny_rgtrm)  # reads the DSG; label_dim: MiniLM's 384
+    text_dropout: float = 0.1  # P(caption -> "") per clip
+    dsg_dropout: float = 0.1  # P(DSG -> null) per clip, drawn independently of the caption's
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.text_dropout < 1 and 0 <= self.dsg_dropout < 1):
+            raise AdapterError(f"text_dropout and dsg_dropout must be in [0, 1): {self}")
+
+    def adapter_config(self, backbone: Backbone) -> AdapterConfig:
+        """The ``AdapterConfig`` of this size for ``backbone``'s transformer."""
+        transformer = _transformer(backbone)
+        changes: dict[str, Any] = {"every": self.every, "neighbours": self.neighbours, "rgtrm": self.rgtrm}
+        if self.heads is not None:
+            changes["heads"] = self.heads
+        return wan_adapter_config(transformer.config, **changes)
+
+
+ADAPTER_PRESETS: dict[str, AdapterTrainConfig] = {
+    "adapter-tiny": AdapterTrainConfig(),  # for shapes-wan-tiny: a layer after each of its 4 blocks
+    "adapter-test": AdapterTrainConfig(rgtrm=RGTrmConfig(label_dim=384, dim=16, num_layers=1, num_heads=2,
+                                                         layout=True)),  # fmt: skip
+}
+
+
+def _transformer(backbone: Backbone) -> nn.Module:
+    transformer = getattr(backbone, "transformer", None)
+    if transformer is None or not hasattr(transformer, "blocks"):
+        raise AdapterError(f"the DSG adapter takes Wan transformers; the {backbone.name} backbone has none")
+    if getattr(backbone, "transformer_2", None) is not None:
+        raise AdapterError("the DSG adapter takes one transformer; Wan 2.2 A14B's two experts are not supported yet")
+    return transformer
+
+
+def flow_sigmas(backbone: Backbone) -> FlowSigmas:
+    """σ sampling of the backbone's own training: logit-normal, shifted as its scheduler shifts."""
+    if backbone.prediction_type != "flow":
+        raise AdapterError(
+            f"the {backbone.name} backbone predicts {backbone.prediction_type}; adapters train on flow-matching "
+            "backbones (Wan) for now"
+        )
+    shift = float(backbone.make_scheduler().config.get("shift", 1.0))
+    return FlowSigmas(shift=shift, num_train_timesteps=backbone.num_train_timesteps)
+
+
+class AdapterTask:
+    """The adapter on the frozen backbone, by the backbone's loss, under dropped-out captions and DSGs."""
+
+    def __init__(
+        self, backbone: Backbone, adapter: DSGAdapter, labels: TextEncoder, config: AdapterTrainConfig,
+        num_frames: int,
+    ) -> None:  # fmt: skip
+        self.backbone, self.adapter, self.labels, self.config = backbone, adapter.train(), labels, config
+        self.transformer = _transformer(backbone)
+        for module in _frozen_modules(backbone):
+            module.eval().requires_grad_(False)
+        self.sigmas = flow_sigmas(backbone)
+        self.num_frames = num_frames
+        self.spans = latent_frame_spans(num_frames, backbone.geometry.temporal_factor)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"adapter": self.adapter}
+
+    def to(self, device: torch.device) -> AdapterTask:
+        self.adapter.to(device)
+        self.transformer.to(device)
+        vae = getattr(self.backbone, "vae", None)
+        if isinstance(vae, nn.Module):
+            vae.to(device)
+        self.labels.to(device)
+        self.backbone.device = device
+        return self
+
+    def step(self, batch: dict[str, Any], generator: torch.Generator) -> StepOutput:
+        device = generator.device
+        x0 = self._latents(batch, device)  # [B, c, t, h, w]
+        drop_text = torch.rand((len(x0),), generator=generator, device=device) < self.config.text_dropout  # [B]
+        drop_dsg = torch.rand((len(x0),), generator=generator, device=device) < self.config.dsg_dropout  # [B]
+        captions = ["" if d else caption for caption, d in zip(batch["caption"], drop_text.tolist(), strict=True)]
+        with torch.no_grad():
+            text = self.backbone.encode_prompt(captions)  # [B, L, D], [B, L]
+        grounding = self.grounding(batch["dsg"], drop_dsg)
+        with self.adapter.installed(self.transformer.blocks, grounding):
+            loss = flow_matching_loss(self.backbone.denoise_fn, x0, text, self.sigmas, generator)
+        return StepOutput(loss, {})
+
+    def grounding(self, dsgs: list[Any], drop: torch.Tensor) -> Grounding:
+        """The grounding tokens of the batch's gold DSGs, those of ``drop`` [B] masked out (the null DSG)."""
+        missing = [i for i, dsg in enumerate(dsgs) if dsg is None or dsg.boxes is None]
+        if missing:
+            raise AdapterError(
+                f"clips {missing} of a batch have no gold DSG with boxes: the adapter learns objects in their boxes"
+            )
+        graphs = GraphBatch.from_dsgs(dsgs, self.num_frames).with_label_embeddings(self.labels)
+        objects = self.adapter.rgtrm(graphs.to(drop.device)).objects
+        assert objects is not None  # AdapterConfig requires the RGTrm's layout grounding
+        objects = objects._replace(mask=objects.mask & ~drop[:, None, None])
+        return self.adapter.ground(objects, self.spans)
+
+    @torch.no_grad()
+    def _latents(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        """The backbone's normalised latents [B, c, t, h, w]: from cached moments (dysen's autoencoder) or encoded."""
+        vae = getattr(self.backbone, "vae", None)
+        if "latent_mean" in batch:
+            if not isinstance(vae, KLVideoAutoencoder):
+                raise AdapterError("cached latents are dysen autoencoder moments; this backbone has its own VAE")
+            config = vae.config
+            return (DiagonalGaussian(batch["latent_mean"], batch["latent_logvar"]).mean.to(device)
+                    - config.shift_factor) * config.scaling_factor  # fmt: skip
+        video = batch["video"]  # [B, 3, T, H, W] in [-1, 1]
+        if video is None:
+            raise AdapterError("every clip of a batch failed to load: check the dataset")
+        frames = [model_to_frames(clip) for clip in video]  # uint8 [T, H, W, 3] each
+        return torch.cat([self.backbone.encode_video(clip) for clip in frames]).to(device)
+
+
+def _frozen_modules(backbone: Backbone) -> list[nn.Module]:
+    """Every torch module of the backbone (transformer, VAE, text encoder's model when loaded)."""
+    return [value for value in vars(backbone).values() if isinstance(value, nn.Module)]

@@ -1,0 +1,111 @@
+"""``dysen train-adapter`` (issue 25) on a tiny backbone trained here (``train-backbone --config wan-test``): only the
+adapter learns, a run stopped and resumed repeats the uninterrupted losses, the adapter is tied to its backbone,
+and backbones it cannot train on are refused clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from backbone_fixtures import save_unet3d
+from dysen.backbone_pipeline import BackbonePipeline
+from dysen.backbones.adapter import AdapterError, load_adapter
+from dysen.backbones.folder import load_backbone
+from dysen.cli import main
+from dysen.data.video import read_video
+
+DATA = ["--batch-size", "2", "--num-clips", "8", "--save-every", "2", "--ema-decay", "0"]
+ARGS = ["--config", "adapter-test", "--lr", "1e-2", *DATA]
+
+
+def _losses(run: Path) -> dict[int, float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return {entry["step"]: entry["loss"] for entry in map(json.loads, lines)}
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step wan-test backbone (8 frames of 16x16, a per-frame autoencoder): its model/ folder."""
+    out = tmp_path_factory.mktemp("adapter-backbone") / "run"
+    assert main(["train-backbone", "--out", str(out), "--config", "wan-test", "--steps", "2", *DATA]) == 0
+    return out / "model"
+
+
+@pytest.fixture(scope="module")
+def run(backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted 4-step adapter run on it."""
+    out = tmp_path_factory.mktemp("adapter") / "base"
+    assert main(["train-adapter", "--backbone", str(backbone), "--out", str(out), "--steps", "4", *ARGS]) == 0
+    return out
+
+
+def test_only_the_adapter_learns(backbone: Path, run: Path) -> None:
+    before = load_file(backbone / "transformer" / "diffusion_pytorch_model.safetensors")
+    frozen = load_backbone(backbone).transformer.state_dict()
+    assert all(torch.equal(frozen[name], value) for name, value in before.items())  # the folder is untouched
+    adapter = load_adapter(run / "model", load_backbone(backbone).transformer.config)
+    assert any(float(layer.gate.detach()) != 0 for layer in adapter.layers)  # the gates opened: it learnt
+    checkpoint = sorted((run / "checkpoints").iterdir())[-1]
+    weights = load_file(checkpoint / "weights.safetensors")
+    assert weights and all(name.startswith("adapter.") for name in weights)  # nothing of the backbone is saved
+    optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    counts = sum(len(group["params"]) for group in optimizer["param_groups"])
+    assert counts == len(list(adapter.parameters()))  # optimizer state for the adapter's parameters only
+
+
+def test_resume_repeats_the_uninterrupted_losses(backbone: Path, run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    base = ["train-adapter", "--backbone", str(backbone), "--out", str(out), *ARGS]
+    assert main([*base, "--steps", "2"]) == 0
+    assert main([*base, "--steps", "4", "--resume", "latest"]) == 0
+    assert _losses(out) == pytest.approx(_losses(run), rel=1e-5)
+
+
+def test_the_adapter_refuses_another_backbone(backbone: Path, run: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    changed = ["--batch-size", "2", "--num-clips", "4", "--steps", "1", "--seed", "3"]
+    config = json.loads((backbone.parent / "backbone.json").read_text())["config"]
+    config["transformer"]["ffn_dim"] = 24  # another architecture
+    (tmp_path / "b.json").write_text(json.dumps(config))
+    assert main(["train-backbone", "--out", str(other), "--config", str(tmp_path / "b.json"), *changed]) == 0
+    with pytest.raises(AdapterError, match="trained for another backbone"):
+        load_adapter(run / "model", load_backbone(other / "model").transformer.config)
+
+
+def test_backbones_it_cannot_train_on_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = save_unet3d(tmp_path / "unet3d")
+    out = tmp_path / "run"
+    assert main(["train-adapter", "--backbone", str(folder), "--out", str(out), "--steps", "1", *ARGS]) == 1
+    assert "takes Wan transformers" in capsys.readouterr().err
+
+
+def test_generate_and_eval_with_the_adapter(
+    backbone: Path, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt = "a red circle moves right then a blue square jumps"
+    base = ["generate", prompt, "--backbone", str(backbone), "--steps", "2", "--seed", "1"]
+    assert main([*base, "--out", str(tmp_path / "plain.gif")]) == 0
+    assert main([*base, "--adapter", str(run / "model"), "--out", str(tmp_path / "adapted.gif")]) == 0
+    assert (tmp_path / "adapted.dsg.json").is_file()  # the plan it followed
+    assert read_video(tmp_path / "adapted.gif").shape == read_video(tmp_path / "plain.gif").shape
+    assert (read_video(tmp_path / "adapted.gif") != read_video(tmp_path / "plain.gif")).any()
+
+    pipe = BackbonePipeline.from_folder(backbone)
+    plain = pipe(prompt, steps=2, seed=1, progress=False)
+    pipe.load_adapter(run / "model")
+    for layer in pipe.adapter.layers:  # type: ignore[union-attr]
+        layer.gate.data.zero_()  # closed gates: the adapter adds nothing, the plan's text is not appended
+    closed = pipe(prompt, steps=2, seed=1, progress=False)
+    assert (closed.frames == plain.frames).all() and closed.text == prompt and closed.dsg is not None
+
+    out = tmp_path / "report"
+    argv = ["eval", "--backbone", f"b={backbone}", "--adapter", str(run / "model")]  # (its 32 tokens hold no phrases)
+    assert main([*argv, "--num", "1", "--steps", "2", "--no-progress", "--out", str(out)]) == 0
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert [row["name"] for row in rows] == ["b", "b + adapter"]
+    assert rows[0]["adapter"] is None and rows[1]["adapter"]["weights"] and rows[1]["planner"]
+    capsys.readouterr()
