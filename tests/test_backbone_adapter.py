@@ -96,6 +96,16 @@ def test_grounding_tokens_reach_their_own_and_neighbouring_latent_frames_only() 
     assert allowed[0, :cells].tolist() == [[True, False] + [False] * 8] * cells  # frame 0: its object 0 only
 
 
+def test_a_narrow_adapter_for_shapes_wan_tiny_trains_under_a_tenth_of_its_parameters() -> None:
+    from dysen.train.adapter_task import ADAPTER_PRESETS
+
+    tiny = {"num_attention_heads": 4, "attention_head_dim": 32, "num_layers": 4, "ffn_dim": 512}  # wan-tiny's
+    preset = ADAPTER_PRESETS["adapter-tiny"]
+    config = wan_adapter_config(tiny, every=preset.every, width=preset.width, rgtrm=preset.rgtrm)
+    assert config.inner == 64 and config.adapted_blocks == (1, 3)
+    assert adapter_parameters(config) < 0.1 * 1_267_904  # shapes-wan-tiny's transformer
+
+
 def test_box_features_are_gligens_fourier_embedding() -> None:
     features = box_features(torch.tensor([[0.0, 0.25, 0.5, 1.0]]), 8)
     assert features.shape == (1, 64)

@@ -8,7 +8,7 @@ can be trained while the backbone stays frozen:
   and every object present, the object's node state plus an embedding of its action's progress, and its box
   (``PlacedObjects``). Each latent frame takes those of the middle video frame it packs (``latent_frame_spans``),
   and each becomes one token: g = MLP([node state; Fourier(box)]) (GLIGEN eq. 5: 8 frequencies of the 4
-  coordinates), of the backbone's width.
+  coordinates), of the adapter's width (the backbone's unless ``width`` narrows it).
 * **gated attention.** After every ``every``-th transformer block, the video tokens h [B, N, d] of latent frame f
   attend to the grounding tokens of latent frames f − n … f + n (and a learned null token, so a frame without
   objects attends to something), and h ← h + tanh(γ) · Attn(LN(h), g) (GLIGEN eq. 8, attention only: the full
@@ -58,7 +58,9 @@ class AdapterConfig:
     every: int = 2
     """An adapter layer after blocks every − 1, 2·every − 1, …: the parameter-count knob."""
     heads: int = 4
-    """Attention heads of each adapter layer (``dim`` must be divisible by it)."""
+    """Attention heads of each adapter layer (``width`` must be divisible by it)."""
+    width: int = 0
+    """Width of the grounding tokens and of each layer's attention (0: ``dim``): the other parameter-count knob."""
     box_frequencies: int = 8
     """Fourier frequencies of each box coordinate (GLIGEN: 8)."""
     neighbours: int = 1
@@ -71,12 +73,17 @@ class AdapterConfig:
     def __post_init__(self) -> None:
         if not self.rgtrm.layout:
             raise AdapterError("the adapter's RGTrm needs layout=True: its grounding tokens are the placed objects")
-        if self.dim % self.heads:
-            raise AdapterError(f"adapter heads {self.heads} do not divide the backbone's width {self.dim}")
+        if self.width < 0 or self.inner % self.heads:
+            raise AdapterError(f"adapter heads {self.heads} do not divide its width {self.inner}")
         if not 1 <= self.every <= self.num_blocks:
             raise AdapterError(f"every must be in 1..{self.num_blocks} (the backbone's blocks), got {self.every}")
         if self.neighbours < 0 or self.box_frequencies < 1:
             raise AdapterError("neighbours must be >= 0 and box_frequencies >= 1")
+
+    @property
+    def inner(self) -> int:
+        """The width of the grounding tokens and attention (``width``, or ``dim`` when 0)."""
+        return self.width or self.dim
 
     @property
     def adapted_blocks(self) -> tuple[int, ...]:
@@ -93,19 +100,22 @@ def box_features(boxes: torch.Tensor, frequencies: int) -> torch.Tensor:
 
 
 class GatedGroundingAttention(nn.Module):
-    """h + tanh(γ) · Attn(LN(h), [null; g]), with γ = 0 at initialisation (GLIGEN eq. 8, attention only)."""
+    """h + tanh(γ) · Attn(LN(h), [null; g]), with γ = 0 at initialisation (GLIGEN eq. 8, attention only); the
+    attention runs at ``width`` (queries projected down from the backbone's ``dim``, the output back up)."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, width: int | None = None) -> None:
         super().__init__()
+        width = width or dim
         self.heads = heads
         self.norm = nn.LayerNorm(dim)
-        self.to_q, self.to_k, self.to_v, self.to_out = (nn.Linear(dim, dim) for _ in range(4))
-        self.null = nn.Parameter(torch.randn(1, 1, dim) * 0.02)  # [1, 1, d]: a key every video token may take
+        self.to_q, self.to_out = nn.Linear(dim, width), nn.Linear(width, dim)
+        self.to_k, self.to_v = nn.Linear(width, width), nn.Linear(width, width)
+        self.null = nn.Parameter(torch.randn(1, 1, width) * 0.02)  # [1, 1, w]: a key every video token may take
         self.gate = nn.Parameter(torch.zeros(()))  # γ: tanh(0) = 0, the backbone unchanged
 
     def forward(self, hidden: torch.Tensor, tokens: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """``hidden`` [B, N, d], grounding ``tokens`` [B, S, d], ``allowed`` bool [B, N, S] -> [B, N, d]."""
-        b, n, d = hidden.shape
+        """``hidden`` [B, N, d], grounding ``tokens`` [B, S, w], ``allowed`` bool [B, N, S] -> [B, N, d]."""
+        b, n, _ = hidden.shape
         dtype = self.null.dtype  # the adapter's own (a bfloat16 backbone's tokens are cast to it and back)
         keys = torch.cat([self.null.expand(b, -1, -1), tokens.to(dtype)], dim=1)  # [B, 1+S, d]
         allowed = F.pad(allowed, (1, 0), value=True)  # [B, N, 1+S]: the null key is always there
@@ -116,21 +126,21 @@ class GatedGroundingAttention(nn.Module):
         q = heads(self.to_q(self.norm(hidden.to(dtype))))
         k, v = heads(self.to_k(keys)), heads(self.to_v(keys))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])  # [B, H, N, d/H]
-        out = self.to_out(out.transpose(1, 2).reshape(b, n, d))  # [B, N, d]
+        out = self.to_out(out.transpose(1, 2).reshape(b, n, -1))  # [B, N, d]
         return hidden + torch.tanh(self.gate).to(hidden.dtype) * out.to(hidden.dtype)
 
 
 class GroundingProjection(nn.Module):
-    """One grounding token per object and latent frame: MLP([node state; Fourier(box)]) of the backbone's width."""
+    """One grounding token per object and latent frame: MLP([node state; Fourier(box)]) of the adapter's width."""
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__()
         self.frequencies = config.box_frequencies
-        width = config.rgtrm.dim + 8 * config.box_frequencies
-        self.mlp = nn.Sequential(nn.Linear(width, config.dim), nn.SiLU(), nn.Linear(config.dim, config.dim))
+        features, width = config.rgtrm.dim + 8 * config.box_frequencies, config.inner
+        self.mlp = nn.Sequential(nn.Linear(features, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, tokens: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """``tokens`` [..., D_rgtrm], ``boxes`` [..., 4] -> [..., d]."""
+        """``tokens`` [..., D_rgtrm], ``boxes`` [..., 4] -> [..., w]."""
         return self.mlp(torch.cat([tokens, box_features(boxes, self.frequencies)], dim=-1))
 
 
@@ -138,7 +148,7 @@ class GroundingProjection(nn.Module):
 class Grounding:
     """The grounding tokens of one batch, per latent frame."""
 
-    tokens: torch.Tensor  # [B, F, K, d]
+    tokens: torch.Tensor  # [B, F, K, w]
     mask: torch.Tensor  # [B, F, K] bool: an object present at that latent frame
 
     def for_passes(self, sees_dsg: list[bool]) -> Grounding:
@@ -170,7 +180,9 @@ class DSGAdapter(nn.Module, Pretrained):
         self.config = config
         self.rgtrm = RGTrm(config.rgtrm)
         self.grounding = GroundingProjection(config)
-        self.layers = nn.ModuleList(GatedGroundingAttention(config.dim, config.heads) for _ in config.adapted_blocks)
+        self.layers = nn.ModuleList(
+            GatedGroundingAttention(config.dim, config.heads, config.inner) for _ in config.adapted_blocks
+        )
 
     def ground(self, objects: PlacedObjects, spans: tuple[tuple[int, int], ...]) -> Grounding:
         """The grounding tokens of ``objects`` (the RGTrm's, per video frame [B, T, K, ·]) for the latent frames
@@ -180,7 +192,7 @@ class DSGAdapter(nn.Module, Pretrained):
         if spans[-1][1] != frames:
             raise AdapterError(f"the latent frames cover {spans[-1][1]} video frames, the DSG was aligned to {frames}")
         middle = torch.tensor([(a + b - 1) // 2 for a, b in spans], device=objects.tokens.device)  # [F]
-        tokens = self.grounding(objects.tokens[:, middle], objects.boxes[:, middle])  # [B, F, K, d]
+        tokens = self.grounding(objects.tokens[:, middle], objects.boxes[:, middle])  # [B, F, K, w]
         mask = objects.mask[:, middle]  # [B, F, K]
         return Grounding(tokens * mask.unsqueeze(-1), mask)
 
@@ -210,7 +222,7 @@ class DSGAdapter(nn.Module, Pretrained):
             frames = grounding.mask.shape[1]
             if n % frames:
                 raise AdapterError(f"{n} video tokens do not split into {frames} latent frames")
-            tokens = grounding.tokens.flatten(1, 2)  # [B, F·K, d]
+            tokens = grounding.tokens.flatten(1, 2)  # [B, F·K, w]
             allowed = grounding.allowed(n // frames, self.config.neighbours)  # [B, N, F·K]
             if tokens.shape[0] != b:  # the guidance passes of one video share its grounding
                 tokens = tokens.expand(b, -1, -1)
