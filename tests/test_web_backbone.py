@@ -67,6 +67,16 @@ def test_dysen_demo_backbone_wiring(wan_folder: Path, monkeypatch, tmp_path: Pat
     assert main([*argv, "--device", "cpu", "--steps", "3"]) == 0
     engine = launched["service"].engine
     assert isinstance(engine, BackboneEngine) and engine.strength == 2.0 and (engine.height, engine.width) == (32, 32)
+    from dysen.backbones.adapter import DSGAdapter, wan_adapter_config
+    from dysen.models.rgtrm import RGTrmConfig
+
+    rgtrm = RGTrmConfig(label_dim=384, dim=16, num_layers=1, num_heads=2, layout=True)
+    config = wan_adapter_config(engine.pipe.backbone.transformer.config, every=1, rgtrm=rgtrm)
+    DSGAdapter(config).save_pretrained(tmp_path / "adapter")
+    assert main([*argv, "--adapter", str(tmp_path / "adapter")]) == 0
+    adapted = launched["service"].engine
+    assert adapted.pipe.adapter is not None and "DSG adapter" in adapted.title
+    capsys.readouterr()
     assert main([*base, "--backbone", str(tmp_path)]) == 1
     assert "has no model_index.json" in capsys.readouterr().err
     assert main([*argv, "--height", "40"]) == 1

@@ -46,7 +46,7 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", type=Path, help="where generated files go (default: a new temporary folder)")
 
 
-BACKBONE_ONLY = ("control_strength", "control_self", "control_steps", "height", "width", "dtype", "device")
+BACKBONE_ONLY = ("control_strength", "control_self", "control_steps", "adapter", "height", "width", "dtype", "device")
 """Flags of --backbone only."""
 
 
@@ -70,6 +70,10 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         "--control-steps", type=float_range(0.0, 1.0), metavar="F",
         help="share of the denoising steps that are steered, the first ones (default: 0.4)",
     )  # fmt: skip
+    group.add_argument(
+        "--adapter", type=Path, metavar="DIR",
+        help="a DSG adapter trained for the backbone (dysen train-adapter): every video follows the plan with it",
+    )  # fmt: skip
     group.add_argument("--height", type=positive_int, help="video height (default: the backbone's)")
     group.add_argument("--width", type=positive_int, help="video width (default: the backbone's)")
     group.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="denoiser and text encoder weights")
@@ -89,6 +93,8 @@ def _backbone_engine(args: argparse.Namespace, limits: DemoLimits) -> Any:
     geometry = read_geometry(args.backbone)  # a folder that is no supported backbone: refused, naming what it is
     geometry.token_grid(*geometry.video_size(None, args.height, args.width)[1:])
     pipe = BackbonePipeline.from_folder(args.backbone, options)  # the service passes each plan: no planner here
+    if args.adapter is not None:
+        pipe.load_adapter(args.adapter)
     steps = 0.4 if args.control_steps is None else args.control_steps
     return BackboneEngine(
         pipe, limits.max_frames, height=args.height, width=args.width, strength=args.control_strength,

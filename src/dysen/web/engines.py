@@ -119,7 +119,8 @@ class BackboneEngine:
         geometry = pipe.backbone.geometry
         _, self.height, self.width = geometry.video_size(None, height, width)
         ControlSettings(strength or 0.0, control_steps, self_strength)  # checked now, not on the first request
-        self.title = f"{pipe.backbone.name} backbone + DSG control (preview)"
+        adapter = " + DSG adapter" if pipe.adapter is not None else ""
+        self.title = f"{pipe.backbone.name} backbone{adapter} + DSG control (preview)"
         self.plan_scale_fixed = strength is not None
         self.palette = DEFAULT_PALETTE
         self.frames = FrameRule(1, geometry.temporal_factor)
