@@ -334,7 +334,9 @@ def _train_vdm(args: argparse.Namespace, config: DysenVDMConfig, unet: Any, rgtr
 
 def configure_train_backbone(p: argparse.ArgumentParser) -> None:
     _configure_common(p, lr=STAGE_LR["train-backbone"])
-    p.add_argument("--config", default="wan-tiny", help="preset (wan-tiny, wan-test) or a run's backbone.json")
+    p.add_argument(
+        "--config", default="wan-tiny", help="preset (wan-tiny, shapes-wan-tiny, wan-test) or a run's backbone.json"
+    )
     p.add_argument(
         "--vae", type=Path, help="the frozen per-frame autoencoder: a train-vae run, its model/ or a pipeline "
         "(default: the shipped shapes-tiny's)",
