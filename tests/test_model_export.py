@@ -63,6 +63,17 @@ def test_the_newest_checkpoint_reproduces_the_runs_model_and_raw_weights_are_the
     assert all(torch.equal(raw[k], weights[f"transformer.{k}"]) for k in raw)
 
 
+def test_a_backbone_run_still_going_exports_without_a_template(run: Path, tmp_path: Path) -> None:
+    going = tmp_path / "going"
+    shutil.copytree(run, going, ignore=shutil.ignore_patterns("model"))  # no model/ yet
+    assert main(["model", "export", str(going), "--step", "2", "--out", str(tmp_path / "a")]) == 0
+    assert main(["model", "export", str(run), "--step", "2", "--out", str(tmp_path / "b")]) == 0
+    for part in ("transformer/diffusion_pytorch_model.safetensors", "vae/model.safetensors"):
+        built, copied = load_file(tmp_path / "a" / part), load_file(tmp_path / "b" / part)
+        assert built.keys() == copied.keys() and all(torch.equal(built[k], copied[k]) for k in built), part
+    assert load_backbone(tmp_path / "a").defaults == load_backbone(tmp_path / "b").defaults
+
+
 def test_a_checkpoint_that_does_not_fit_the_template_is_refused_by_name(
     run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

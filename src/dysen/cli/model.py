@@ -61,17 +61,38 @@ def configure_model_export(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--template", type=Path, help="the model folder whose files are copied and whose tensors are replaced "
-        "(default: RUN/model, written when the run ended or was stopped)",
+        "(default: RUN/model, written when the run ended or was stopped; for a train-backbone run still going, one "
+        "built from its backbone.json)",
     )  # fmt: skip
 
 
 def run_model_export(args: argparse.Namespace) -> int:
-    from dysen.train.export import export_checkpoint
+    import tempfile
 
-    done = export_checkpoint(args.run, args.out, args.step, weights=args.weights, template=args.template)
+    from dysen.train.export import MODEL_DIR, export_checkpoint
+
+    template = args.template
+    with tempfile.TemporaryDirectory(prefix="dysen-export-") as scratch:
+        if template is None and not (args.run / MODEL_DIR).is_dir() and (args.run / "backbone.json").is_file():
+            template = _backbone_template(args.run, Path(scratch) / "template")  # a train-backbone run still going
+        done = export_checkpoint(args.run, args.out, args.step, weights=args.weights, template=template)
     modules = ", ".join(f"{name} ({count} tensors)" for name, count in done.modules.items())
     print(f"wrote {done.folder}: the {done.weights} weights of {done.checkpoint.name} of {args.run}: {modules}")
     return 0
+
+
+def _backbone_template(run: Path, folder: Path) -> Path:
+    """A model folder of a ``train-backbone`` run built from its ``backbone.json`` (the transformer freshly
+    initialised, the frozen autoencoder it names): what ``RUN/model`` will be, for the checkpoint's weights."""
+    from dysen.backbones.dysen_wan import save_dysen_wan
+    from dysen.cli.train import _backbone_config, _load_vae
+    from dysen.run_folder import read_settings
+    from dysen.train.backbone_task import make_scheduler, sample_defaults
+
+    saved = read_settings(run / "backbone.json") or {}
+    config, vae = _backbone_config(saved["config"]), _load_vae(Path(saved["vae"]))
+    transformer = config.transformer.build(vae.config.latent_channels, config.text.dim)
+    return save_dysen_wan(folder, transformer, vae, config.text, make_scheduler(config), sample_defaults(config))
 
 
 def run_model_show(args: argparse.Namespace) -> int:
