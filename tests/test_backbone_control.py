@@ -158,6 +158,17 @@ def test_phrases_cut_off_by_the_text_window_are_refused() -> None:
     phrase_prompt(PROMPT, ["red circle", "blue square"], [], tokenizer, 24)  # 10 + 1 + 4 + 1 + 4 + </s> fits
     with pytest.raises(ControlError, match=r"reads 14 tokens.*'a blue square' would be cut off.*shorten the prompt"):
         phrase_prompt(PROMPT, ["red circle", "blue square"], [], tokenizer, 14)
+    kept = phrase_prompt(PROMPT, ["red circle", "blue square"], [], tokenizer, 18, drop_cut=True)
+    assert kept.dropped == ("a blue square",) and set(kept.objects) == {"red circle"}
+    assert kept.text.endswith("a red circle")
+
+
+def test_a_benchmark_steers_what_fits_and_names_the_rest(unet3d_folder: Path, tmp_path: Path) -> None:
+    """Where ``generate`` refuses a plan the text encoder cannot read, an eval row drops the phrases it cannot."""
+    short = BackbonePipeline.from_folder(save_unet3d(tmp_path / "short"), BackboneOptions(device="cpu"))
+    run = {**SIZES["unet3d"], "steps": 1, "progress": False, "dsg": two_step_plan(), "control": ControlSettings(1.0)}
+    video = short(PROMPT, drop_cut_phrases=True, **run)
+    assert video.dropped_phrases and video.dsg is not None
 
 
 def test_a_plan_the_text_encoder_cannot_hold_is_refused(unet3d_folder: Path, tmp_path: Path) -> None:

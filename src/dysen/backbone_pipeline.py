@@ -95,6 +95,7 @@ class BackboneVideo:
     timings: dict[str, float]  # seconds spent in "plan" (with control), "encode", "sample", "decode"
     dsg: DynamicSceneGraph | None = None  # the plan it followed, with its boxes (None: uncontrolled)
     text: str | None = None  # what the text encoder read: the prompt and its phrases (None: the prompt)
+    dropped_phrases: tuple[str, ...] = ()  # phrases left out, unreadable by the text encoder (``drop_cut_phrases``)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,11 +161,12 @@ class BackbonePipeline:
 
     def plan_control(
         self, prompt: str | None, dsg: DynamicSceneGraph | None, seed: int, num_frames: int, height: int, width: int,
-        phrases: bool = True,
+        phrases: bool = True, drop_cut: bool = False,
     ) -> ControlPlan:  # fmt: skip
         """The plan of ``prompt`` (or ``dsg``) with boxes, its schedule on this backbone, and the prompt with the
         phrases of its objects and events (without them unless ``phrases``: what the adapter alone reads);
-        ``ControlError`` for a plan without boxes or phrases the text encoder cannot read."""
+        ``ControlError`` for a plan without boxes or phrases the text encoder cannot read (with ``drop_cut`` those
+        phrases are left out instead, and their objects and events not steered)."""
         backbone = self.backbone
         if dsg is None:
             dsg = self.planner.plan(prompt)  # type: ignore[arg-type]
@@ -180,7 +182,9 @@ class BackbonePipeline:
         text = backbone.clean_prompt(prompt if prompt is not None else _describe(dsg))
         objects = [item.name for item in schedule.objects] if phrases else []
         events = [(item.index, item.event) for item in schedule.events] if phrases else []
-        phrased = phrase_prompt(text, objects, events, backbone.tokenizer, backbone.max_text_tokens, adjectives(dsg))
+        phrased = phrase_prompt(
+            text, objects, events, backbone.tokenizer, backbone.max_text_tokens, adjectives(dsg), drop_cut=drop_cut
+        )
         return ControlPlan(dsg, schedule, phrased)
 
     @torch.no_grad()  # not inference mode: energy guidance differentiates through the denoiser
@@ -200,11 +204,13 @@ class BackbonePipeline:
         progress: bool = True,
         dsg: DynamicSceneGraph | None = None,
         control: ControlSettings | None = None,
+        drop_cut_phrases: bool = False,
     ) -> BackboneVideo:
         """Generate one video of ``prompt``; unset sizes and settings are the backbone's defaults. Sizes the
         backbone cannot take raise ``BackboneSizeError`` before anything is allocated. ``control`` (default: off)
-        steers it by the plan of ``prompt``, or by ``dsg`` when given (``prompt`` may then be None). Same
-        arguments, same video."""
+        steers it by the plan of ``prompt``, or by ``dsg`` when given (``prompt`` may then be None); a plan whose
+        phrases the text encoder cannot all read is refused, or with ``drop_cut_phrases`` steered by those it can.
+        Same arguments, same video."""
         backbone, defaults = self.backbone, self.backbone.defaults
         control = control or ControlSettings()
         settings = BackboneSampling.resolve(backbone, steps=steps, guidance=guidance, eta=eta)
@@ -217,7 +223,7 @@ class BackbonePipeline:
         plan = None
         if control.enabled or self.adapter is not None:
             clock = time.perf_counter()
-            plan = self.plan_control(prompt, dsg, seed, *size, phrases=control.enabled)
+            plan = self.plan_control(prompt, dsg, seed, *size, phrases=control.enabled, drop_cut=drop_cut_phrases)
             timings["plan"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -252,7 +258,8 @@ class BackbonePipeline:
         timings["decode"] = time.perf_counter() - clock
         prompt = prompt if prompt is not None else _describe(plan.dsg)  # type: ignore[union-attr]
         dsg_out, text_out = (plan.dsg, text) if plan is not None else (None, None)
-        return BackboneVideo(frames, prompt, seed, defaults.fps, timings, dsg_out, text_out)
+        dropped = plan.phrased.dropped if plan is not None else ()
+        return BackboneVideo(frames, prompt, seed, defaults.fps, timings, dsg_out, text_out, dropped)
 
     def control_state(
         self, plan: ControlPlan, control: ControlSettings, passes: tuple[GuidancePass, ...], steps: int

@@ -83,13 +83,13 @@ def phrase_values(schedule: ControlSchedule, phrased: PhrasedPrompt, text_tokens
     values, tokens = [], []
     for item in schedule.objects:
         values.append(item.masks.float() * 2 - 1)  # [F, gh, gw]: +1 inside its box, −1 everywhere else
-        tokens.append(_indicator(phrased.objects[item.name], text_tokens))
+        tokens.append(_indicator(phrased.objects.get(item.name, (0, 0)), text_tokens))  # a dropped phrase: none
     for item in schedule.events:
         value = item.masks.float() * 2 - 1  # [F, gh, gw]
         value[: item.window[0]] = 0  # not biased outside its window
         value[item.window[1] :] = 0
         values.append(value)
-        tokens.append(_indicator(phrased.events[item.index], text_tokens))
+        tokens.append(_indicator(phrased.events.get(item.index, (0, 0)), text_tokens))
     if not values:
         return torch.zeros(0, schedule.latent_frames, *schedule.grid), torch.zeros(0, text_tokens)
     return torch.stack(values), torch.stack(tokens)

@@ -10,6 +10,7 @@ could not be steered.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ class PhrasedPrompt:
     prompt_tokens: Span  # the global prompt's own tokens (never biased)
     objects: dict[str, Span]  # object name -> its phrase's tokens
     events: dict[int, Span]  # event index (in the plan) -> its phrase's tokens
+    dropped: tuple[str, ...] = ()  # phrases left out because the text encoder could not read them (``drop_cut``)
 
 
 def adjectives(dsg: DynamicSceneGraph) -> dict[str, tuple[str, ...]]:
@@ -69,10 +71,12 @@ def phrase_prompt(
     tokenizer: Any,
     max_tokens: int,
     words: dict[str, tuple[str, ...]] | None = None,
+    drop_cut: bool = False,
 ) -> PhrasedPrompt:
     """``prompt`` with the phrases of ``objects`` and of ``events`` ((index, event) pairs) appended, the objects
     described with ``words`` (``adjectives``), and their token spans under ``tokenizer`` reading at most
-    ``max_tokens`` tokens; ``ControlError`` when a phrase does not fit in them."""
+    ``max_tokens`` tokens; ``ControlError`` when a phrase does not fit in them, or with ``drop_cut`` those phrases
+    left out (named in ``dropped``; their objects and events are then not steered)."""
     phrases = [(("object", name), object_phrase(name, words)) for name in objects]
     phrases += [(("event", index), event_phrase(event, words)) for index, event in events]
     alone = tokenizer(prompt, add_special_tokens=False).input_ids
@@ -90,6 +94,12 @@ def phrase_prompt(
     offsets = [(s, e) for s, e in encoded.offset_mapping]
     read_up_to = max((e for s, e in offsets if e > s), default=0)  # characters the kept tokens cover
     cut = [phrase for (key, phrase), (a, b) in zip(phrases, chars, strict=True) if b > read_up_to]
+    if cut and drop_cut:
+        cut_keys = {key for (key, _), (a, b) in zip(phrases, chars, strict=True) if b > read_up_to}
+        kept_objects = [name for name in objects if ("object", name) not in cut_keys]
+        kept_events = [(index, event) for index, event in events if ("event", index) not in cut_keys]
+        kept = phrase_prompt(prompt, kept_objects, kept_events, tokenizer, max_tokens, words, drop_cut=True)
+        return dataclasses.replace(kept, dropped=(*cut, *kept.dropped))
     if cut:
         total = len(tokenizer(text).input_ids)
         raise ControlError(

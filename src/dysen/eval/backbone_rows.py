@@ -141,16 +141,18 @@ def score_backbone(
     save_dir: Path | None = None,
     progress: bool = True,
     desc: str = "generating",
-) -> list[ClipResult]:
+) -> tuple[list[ClipResult], dict[str, list[str]]]:
     """Generate each clip's caption with the backbone (seed ``sampling.seed + i``, ``size`` frames x height x
     width) and score the video against the clip's gold DSG; with ``save_dir``, write ``<id>.mp4`` (with the plan it
-    followed, ``<id>.dsg.json``, under control) and ``gold.jsonl``, so the folder scores again with ``--videos``."""
+    followed, ``<id>.dsg.json``, under control) and ``gold.jsonl``, so the folder scores again with ``--videos``.
+    Also returns, by clip id, the control phrases the text encoder could not read (those objects and events were
+    not steered)."""
     from dysen.atomic import write_text_atomic
     from dysen.backbones.schedule import ControlError
     from dysen.data.video import write_video
     from dysen.dsg.io import write_jsonl_atomic
 
-    control, results = row.control(), []
+    control, results, dropped = row.control(), [], {}
     frames, height, width = size
     for index, clip in enumerate(tqdm(clips, desc=desc, unit="clip", disable=not progress)):
         clock = time.perf_counter()
@@ -159,10 +161,13 @@ def score_backbone(
             video = pipe(
                 clip.caption, dsg=dsg, steps=sampling.steps, guidance=sampling.guidance, seed=sampling.seed + index,
                 num_frames=frames, height=height, width=width, control=control, progress=False,
+                drop_cut_phrases=True,  # one long caption must not stop a benchmark: its tail is not steered
             )  # fmt: skip
         except ControlError as err:
             raise ControlError(f"caption {clip.id} ({clip.caption!r}): {err}") from None
         seconds = time.perf_counter() - clock
+        if video.dropped_phrases:
+            dropped[clip.id] = list(video.dropped_phrases)
         scored = scaled_for_scoring(video.frames)
         results.append(
             score_clip(
@@ -178,7 +183,7 @@ def score_backbone(
         write_jsonl_atomic(
             save_dir / GOLD_FILE, ({"id": c.id, "caption": c.caption, "dsg": c.dsg.to_dict()} for c in clips)
         )
-    return results
+    return results, dropped
 
 
 def run_backbone_row(
@@ -213,10 +218,11 @@ def run_backbone_row(
         folder.mkdir(parents=True, exist_ok=True)
     colours = tuple(dict.fromkeys((*DEFAULT_PALETTE, *shapes.colours, *variant.planner.colours)))  # type: ignore[union-attr]
     sampling = VideoSampling(settings.steps, settings.guidance, None, given.seed, given.plan)
-    results = score_backbone(
+    results, dropped = score_backbone(
         pipe, clips, sampling, row, size, colours=colours, save_dir=folder, progress=progress, desc=variant.name
     )
     record = _provenance(variant, pipe, sampling, size, planning)
+    record["control"]["dropped_phrases"] = dropped  # clip id -> phrases too long for the text encoder
     record.update(seeds=[given.seed, given.seed + len(clips) - 1], benchmark_frames=video.num_frames)
     if folder is not None:
         record["videos"] = str(folder)
