@@ -109,3 +109,6 @@ def test_energy_guidance_steers_the_video_and_off_it_is_the_backbone(
     assert guided.dsg is not None and not np.array_equal(guided.frames, plain)
     again = pipe(PROMPT, dsg=two_step_plan(), control=ControlSettings(0.0, 1.0, energy=1.0), **run)
     assert np.array_equal(again.frames, guided.frames)  # same seed, same video
+    everything = ControlSettings(2.0, 1.0, self_strength=4.0, energy=1.0)  # with the biases: its probe runs unbiased
+    both = pipe(PROMPT, dsg=two_step_plan(), control=everything, **run)
+    assert not np.array_equal(both.frames, guided.frames)

@@ -299,7 +299,7 @@ class BackbonePipeline:
         def guide(latents: torch.Tensor, index: int, t: torch.Tensor) -> torch.Tensor:
             if index >= state.active_steps or not count:
                 return latents
-            with recording(backbone.cross_attentions(), recorder):
+            with state.suspended(), recording(backbone.cross_attentions(), recorder):  # the text pass alone: no bias
                 moved = guided_latents(latents, lambda x: energy_of(x, t.to(latents.device)), eta)
             recorder.maps.clear()
             return moved

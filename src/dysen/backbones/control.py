@@ -124,12 +124,23 @@ class ControlState:
         self.text_rows = torch.tensor(text_rows, dtype=torch.float32)  # [P] 1 for passes that see the prompt
         self.active_steps = active_steps
         self.step = -1
+        self._suspended = False
         self._cache: dict[tuple[Any, ...], torch.Tensor] = {}
 
     @property
     def active(self) -> bool:
         """Whether the current step is steered."""
-        return 0 <= self.step < self.active_steps
+        return not self._suspended and 0 <= self.step < self.active_steps
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """No bias for the block: a model call outside the guidance passes (energy guidance's probe of the text
+        pass alone) runs the backbone's own attention."""
+        self._suspended = True
+        try:
+            yield
+        finally:
+            self._suspended = False
 
     def begin_step(self) -> None:
         """Move on to the next denoising step."""
