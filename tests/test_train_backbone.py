@@ -143,3 +143,15 @@ def test_dsg_control_steers_the_trained_backbone_like_a_real_wan(run: Path, tmp_
     out = tmp_path / "c.mp4"
     argv = ["generate", text, "--backbone", str(run / "model"), "--out", str(out), "--control-strength", "1"]
     assert main(argv) == 0 and out.is_file() and out.with_suffix(".dsg.json").is_file()
+
+
+def test_the_shapes_wan_tiny_preset_is_the_shipped_models_recipe() -> None:
+    import dataclasses
+
+    from dysen.backbones.folder import SHIPPED_BACKBONES
+    from dysen.train.backbone_task import BACKBONE_PRESETS
+
+    preset = BACKBONE_PRESETS["shapes-wan-tiny"]
+    shipped = json.loads((SHIPPED_BACKBONES["shapes-wan-tiny"] / "transformer" / "config.json").read_text())
+    size = dataclasses.asdict(preset.transformer)
+    assert {key: shipped[key] for key in size} == {**size, "patch_size": list(size["patch_size"])}
