@@ -167,7 +167,9 @@ def test_bad_videos_are_skipped_through_a_dataloader_and_counted(tmp_path):
     dataset = open_dataset("folder", fx.broken_folder(tmp_path), sampling=SMALL)
     assert [r.id for r in dataset.records] == ["a_good", "b_good", "c_truncated", "d_text"]
     tally = SkipTally("folder")
-    loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate)
+    # forkserver: a worker forked from a pytest process that has decoded video with PyAV's threads can hang in
+    # its first decode (seen once in CI after the suite grew); a clean server process forks the workers instead
+    loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate, multiprocessing_context="forkserver")
     ids = []
     for batch in loader:
         tally.update(batch)
