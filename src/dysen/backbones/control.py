@@ -229,9 +229,9 @@ def level_grid(tokens: int, grid: tuple[int, ...]) -> tuple[int, int]:
     raise ControlError(f"{tokens} video tokens per frame fit no level of the {grid[0]}x{grid[1]} token grid")
 
 
-class ControlledCrossAttention:
-    """A cross-attention processor: the backbone's own, with the control bias as its attention mask while the
-    current step is steered (an exact passthrough otherwise)."""
+class _BiasedAttention:
+    """An attention processor: the backbone's own, with a bias of the control added to its attention mask while
+    the current step is steered (an exact passthrough otherwise); ``_bias`` says which bias, None for none."""
 
     def __init__(self, original: Any, state: ControlState) -> None:
         self.original, self.state = original, state
@@ -245,36 +245,33 @@ class ControlledCrossAttention:
         *args: Any,
         **kwargs: Any,
     ) -> torch.Tensor:
-        if self.state.active and encoder_hidden_states is not None:
-            batch, queries = hidden_states.shape[:2]  # [B, N, D]
-            bias = self.state.bias(
-                batch, queries, encoder_hidden_states.shape[1], hidden_states.dtype, hidden_states.device
-            )
+        bias = self._bias(hidden_states, encoder_hidden_states) if self.state.active else None
+        if bias is not None:
             attention_mask = bias if attention_mask is None else attention_mask + bias
         return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
 
+    def _bias(self, hidden: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor | None:
+        raise NotImplementedError
 
-class MaskedSelfAttention:
-    """A self-attention processor: the backbone's own, with the region bias as its attention mask while the
-    current step is steered (an exact passthrough otherwise)."""
 
-    def __init__(self, original: Any, state: ControlState) -> None:
-        self.original, self.state = original, state
+class ControlledCrossAttention(_BiasedAttention):
+    """A cross-attention processor with the phrases' bias (``ControlState.bias``)."""
 
-    def __call__(
-        self,
-        attn: Any,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        if self.state.active and encoder_hidden_states is None:
-            batch, queries = hidden_states.shape[:2]  # [B, N, D]
-            bias = self.state.self_bias(batch, queries, hidden_states.dtype, hidden_states.device)
-            attention_mask = bias if attention_mask is None else attention_mask + bias
-        return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
+    def _bias(self, hidden: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor | None:
+        if text is None:
+            return None
+        batch, queries = hidden.shape[:2]  # [B, N, D]
+        return self.state.bias(batch, queries, text.shape[1], hidden.dtype, hidden.device)
+
+
+class MaskedSelfAttention(_BiasedAttention):
+    """A self-attention processor with the regions' bias (``ControlState.self_bias``)."""
+
+    def _bias(self, hidden: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor | None:
+        if text is not None:
+            return None
+        batch, queries = hidden.shape[:2]  # [B, N, D]
+        return self.state.self_bias(batch, queries, hidden.dtype, hidden.device)
 
 
 def check_backend(processor: Any) -> None:

@@ -493,38 +493,34 @@ def _check_adapter_run(args: argparse.Namespace, fingerprint: str) -> None:
 
 def _adapter_config(source: str | dict[str, Any]) -> Any:
     """An ``AdapterTrainConfig``: a preset's name, an ``adapter.json`` (or bare config JSON) file, or its dict."""
-    import json
-
-    from dysen.models.pretrained import config_from_dict
     from dysen.train.adapter_task import ADAPTER_PRESETS, AdapterTrainConfig
 
-    if isinstance(source, dict):
-        return config_from_dict(AdapterTrainConfig, source)
-    if source in ADAPTER_PRESETS:
-        return ADAPTER_PRESETS[source]
-    path = Path(source)
-    if not path.is_file():
-        raise DysenError(f"--config {source} is neither a preset ({', '.join(ADAPTER_PRESETS)}) nor a file")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return config_from_dict(AdapterTrainConfig, data.get("config", data))
+    return _preset_or_file(source, ADAPTER_PRESETS, AdapterTrainConfig)
 
 
 def _backbone_config(source: str | dict[str, Any]) -> Any:
     """A ``BackboneTrainConfig``: a preset's name, a ``backbone.json`` (or bare config JSON) file, or its dict."""
+    from dysen.train.backbone_task import BACKBONE_PRESETS, BackboneTrainConfig
+
+    return _preset_or_file(source, BACKBONE_PRESETS, BackboneTrainConfig)
+
+
+def _preset_or_file(source: str | dict[str, Any], presets: dict[str, Any], config_class: type) -> Any:
+    """A ``config_class`` from a preset's name, a run's settings file (its ``config`` entry) or bare config JSON,
+    or the dict of one."""
     import json
 
     from dysen.models.pretrained import config_from_dict
-    from dysen.train.backbone_task import BACKBONE_PRESETS, BackboneTrainConfig
 
     if isinstance(source, dict):
-        return config_from_dict(BackboneTrainConfig, source)
-    if source in BACKBONE_PRESETS:
-        return BACKBONE_PRESETS[source]
+        return config_from_dict(config_class, source)
+    if source in presets:
+        return presets[source]
     path = Path(source)
     if not path.is_file():
-        raise DysenError(f"--config {source} is neither a preset ({', '.join(BACKBONE_PRESETS)}) nor a file")
+        raise DysenError(f"--config {source} is neither a preset ({', '.join(presets)}) nor a file")
     data = json.loads(path.read_text(encoding="utf-8"))
-    return config_from_dict(BackboneTrainConfig, data.get("config", data))
+    return config_from_dict(config_class, data.get("config", data))
 
 
 def _weights_text(weights: dict[str, int]) -> str:
