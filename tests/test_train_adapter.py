@@ -109,3 +109,26 @@ def test_generate_and_eval_with_the_adapter(
     assert [row["name"] for row in rows] == ["b", "b + adapter"]
     assert rows[0]["adapter"] is None and rows[1]["adapter"]["weights"] and rows[1]["planner"]
     capsys.readouterr()
+
+
+def test_a_step_sends_gradients_to_the_adapter_only(backbone: Path) -> None:
+    from dysen.backbones.adapter import DSGAdapter
+    from dysen.data.shapes import ShapesConfig
+    from dysen.data.shapes.dataset import ShapesDataset, collate
+    from dysen.encoders.text import MiniLMTextEncoder
+    from dysen.train.adapter_task import ADAPTER_PRESETS, AdapterTask
+
+    wan = load_backbone(backbone)
+    config = ADAPTER_PRESETS["adapter-test"]
+    adapter = DSGAdapter(config.adapter_config(wan))
+    for layer in adapter.layers:
+        layer.gate.data.fill_(0.5)  # open, so the layers' own weights are on the gradient's path too
+    video = wan.defaults
+    task = AdapterTask(wan, adapter, MiniLMTextEncoder(), config, video.num_frames)
+    shapes = ShapesConfig(size=video.height, num_frames=video.num_frames, fps=video.fps)
+    batch = collate([ShapesDataset(2, "train", 0, shapes)[i] for i in range(2)])
+    task.step(batch, torch.Generator().manual_seed(0)).loss.backward()
+    frozen = [p for module in vars(wan).values() if isinstance(module, torch.nn.Module) for p in module.parameters()]
+    assert frozen and all(not p.requires_grad and p.grad is None for p in frozen)
+    assert all(p.grad is not None for p in adapter.layers.parameters())
+    assert adapter.rgtrm.label_proj.weight.grad is not None  # through the grounding tokens into the RGTrm

@@ -127,11 +127,9 @@ class BackbonePipeline:
 
     def load_adapter(self, folder: str | Path) -> None:
         """Follow every plan with the DSG adapter in ``folder`` (refused unless trained for this backbone)."""
-        from dysen.backbones.adapter import AdapterError, load_adapter
+        from dysen.backbones.adapter import load_adapter, wan_transformer
 
-        transformer = getattr(self.backbone, "transformer", None)
-        if transformer is None or not hasattr(transformer, "blocks"):
-            raise AdapterError(f"the DSG adapter takes Wan transformers; the {self.backbone.name} backbone has none")
+        transformer = wan_transformer(self.backbone)
         self.adapter = load_adapter(folder, transformer.config).to(self.backbone.device).eval()
 
     def grounding(self, plan: ControlPlan, passes: tuple[GuidancePass, ...]) -> Grounding:
@@ -328,7 +326,9 @@ class BackbonePipeline:
             steered = controlled(cross, state, own)
         adapted: AbstractContextManager[Any] = nullcontext()
         if self.adapter is not None:
-            adapted = self.adapter.installed(backbone.transformer.blocks, grounding)  # type: ignore[attr-defined]
+            from dysen.backbones.adapter import wan_transformer
+
+            adapted = self.adapter.installed(wan_transformer(backbone).blocks, grounding)
         with steered, adapted:
             return denoise(
                 model_fn, scheduler, noise, conditions, passes, step_kwargs=extra, callback=callback,

@@ -255,6 +255,16 @@ def wan_adapter_config(transformer_config: Any, **changes: Any) -> AdapterConfig
     )  # fmt: skip
 
 
+def wan_transformer(backbone: Any) -> nn.Module:
+    """The one Wan transformer of ``backbone`` that an adapter hooks into; ``AdapterError`` for others."""
+    transformer = getattr(backbone, "transformer", None)
+    if transformer is None or not hasattr(transformer, "blocks"):
+        raise AdapterError(f"the DSG adapter takes Wan transformers; the {backbone.name} backbone has none")
+    if getattr(backbone, "transformer_2", None) is not None:
+        raise AdapterError("the DSG adapter takes one transformer; Wan 2.2 A14B's two experts are not supported yet")
+    return transformer
+
+
 def load_adapter(folder: str | os.PathLike[str], transformer_config: Any) -> DSGAdapter:
     """The adapter saved in ``folder`` (config.json + model.safetensors), refused unless it was trained for a
     transformer of ``transformer_config``."""

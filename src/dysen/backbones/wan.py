@@ -101,12 +101,7 @@ class WanBackbone(Backbone):
 
     def cross_attentions(self) -> dict[str, Any]:
         """``attn2`` of every block of the transformer (and of Wan 2.2's second expert)."""
-        modules = {}
-        for name in ("transformer", "transformer_2"):
-            model = getattr(self, name)
-            if model is not None:
-                modules.update({f"{name}.blocks.{i}.attn2": block.attn2 for i, block in enumerate(model.blocks)})
-        return modules
+        return _block_attentions(self, "attn2")
 
     def cross_attention_probs(
         self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor
@@ -124,12 +119,7 @@ class WanBackbone(Backbone):
 
     def self_attentions(self) -> dict[str, Any]:
         """``attn1`` of every block (full attention over all the video's tokens)."""
-        modules = {}
-        for name in ("transformer", "transformer_2"):
-            model = getattr(self, name)
-            if model is not None:
-                modules.update({f"{name}.blocks.{i}.attn1": block.attn1 for i, block in enumerate(model.blocks)})
-        return modules
+        return _block_attentions(self, "attn1")
 
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
         """The flow velocity [P, C, T, h, w] at x_t [P, C, T, h, w]; the text mask is not used (Wan attends to the
@@ -161,6 +151,18 @@ class WanBackbone(Backbone):
         z = latents.float() * self._latents_std.to(latents.device) + self._latents_mean.to(latents.device)
         video = self.vae.decode(z, return_dict=False)[0]  # [1, 3, T, H, W] in ~[-1, 1]
         return model_to_frames(video[0])
+
+
+def _block_attentions(backbone: Any, attention: str) -> dict[str, Any]:
+    """The ``attention`` module (``attn1``, ``attn2``) of every block of the transformer and of Wan 2.2's second
+    expert, by name."""
+    modules = {}
+    for name in ("transformer", "transformer_2"):
+        model = getattr(backbone, name)
+        if model is not None:
+            modules.update({f"{name}.blocks.{i}.{attention}": getattr(block, attention)
+                            for i, block in enumerate(model.blocks)})  # fmt: skip
+    return modules
 
 
 def clean_wan_prompt(text: str) -> str:

@@ -216,6 +216,11 @@ class KLVideoAutoencoder(nn.Module, Pretrained):
         """Normalised latents [B, c, t, h, w]: the posterior mean, or a sample when ``generator`` is given."""
         posterior = self.posterior(video)
         z = posterior.mean if generator is None else posterior.sample(generator)  # [B, c, t, h, w]
+        return self.normalise(z)
+
+    def normalise(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents z of the posterior's space (a mean or a draw, e.g. from cached moments) as the denoiser sees
+        them: (z − shift_factor) · scaling_factor."""
         return (z - self.config.shift_factor) * self.config.scaling_factor
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

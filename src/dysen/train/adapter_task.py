@@ -22,7 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from dysen.backbones.adapter import AdapterConfig, AdapterError, DSGAdapter, Grounding, wan_adapter_config
+from dysen.backbones.adapter import (
+    AdapterConfig,
+    AdapterError,
+    DSGAdapter,
+    Grounding,
+    wan_adapter_config,
+    wan_transformer,
+)
 from dysen.backbones.base import Backbone
 from dysen.backbones.schedule import latent_frame_spans
 from dysen.diffusion.loss import FlowSigmas, flow_matching_loss
@@ -30,7 +37,7 @@ from dysen.encoders.text import TextEncoder
 from dysen.models.frames import model_to_frames
 from dysen.models.graph_batch import GraphBatch
 from dysen.models.rgtrm import RGTrmConfig
-from dysen.models.vae import DiagonalGaussian, KLVideoAutoencoder
+from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import StepOutput
 
 
@@ -56,7 +63,7 @@ class AdapterTrainConfig:
 
     def adapter_config(self, backbone: Backbone) -> AdapterConfig:
         """The ``AdapterConfig`` of this size for ``backbone``'s transformer."""
-        transformer = _transformer(backbone)
+        transformer = wan_transformer(backbone)
         changes: dict[str, Any] = {
             "every": self.every, "neighbours": self.neighbours, "rgtrm": self.rgtrm, "width": self.width,
         }  # fmt: skip
@@ -72,15 +79,6 @@ ADAPTER_PRESETS: dict[str, AdapterTrainConfig] = {
     "adapter-test": AdapterTrainConfig(every=1, rgtrm=RGTrmConfig(label_dim=384, dim=16, num_layers=1, num_heads=2,
                                                                   layout=True)),  # fmt: skip
 }
-
-
-def _transformer(backbone: Backbone) -> nn.Module:
-    transformer = getattr(backbone, "transformer", None)
-    if transformer is None or not hasattr(transformer, "blocks"):
-        raise AdapterError(f"the DSG adapter takes Wan transformers; the {backbone.name} backbone has none")
-    if getattr(backbone, "transformer_2", None) is not None:
-        raise AdapterError("the DSG adapter takes one transformer; Wan 2.2 A14B's two experts are not supported yet")
-    return transformer
 
 
 def flow_sigmas(backbone: Backbone) -> FlowSigmas:
@@ -102,7 +100,7 @@ class AdapterTask:
         num_frames: int,
     ) -> None:  # fmt: skip
         self.backbone, self.adapter, self.labels, self.config = backbone, adapter.train(), labels, config
-        self.transformer = _transformer(backbone)
+        self.transformer = wan_transformer(backbone)
         for module in _frozen_modules(backbone):
             module.eval().requires_grad_(False)
         self.sigmas = flow_sigmas(backbone)
@@ -155,9 +153,7 @@ class AdapterTask:
         if "latent_mean" in batch:
             if not isinstance(vae, KLVideoAutoencoder):
                 raise AdapterError("cached latents are dysen autoencoder moments; this backbone has its own VAE")
-            config = vae.config
-            return (DiagonalGaussian(batch["latent_mean"], batch["latent_logvar"]).mean.to(device)
-                    - config.shift_factor) * config.scaling_factor  # fmt: skip
+            return vae.normalise(batch["latent_mean"].to(device))  # the posterior mean of the cached moments
         video = batch["video"]  # [B, 3, T, H, W] in [-1, 1]
         if video is None:
             raise AdapterError("every clip of a batch failed to load: check the dataset")

@@ -25,7 +25,7 @@ from dysen.backbones.dysen_wan import DysenWanBackbone, MiniLMSpec, MiniLMStates
 from dysen.config import VideoSpec
 from dysen.diffusion.loss import FlowSigmas, flow_matching_loss
 from dysen.errors import DysenError
-from dysen.models.vae import DiagonalGaussian, KLVideoAutoencoder
+from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import StepOutput
 
 
@@ -114,9 +114,7 @@ class BackboneTask:
     def _latents(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
         """The normalised posterior mean [B, c, T, h, w]: encoded now, or from cached moments."""
         if "latent_mean" in batch:
-            config = self.vae.config
-            return (DiagonalGaussian(batch["latent_mean"], batch["latent_logvar"]).mean.to(device)
-                    - config.shift_factor) * config.scaling_factor  # fmt: skip
+            return self.vae.normalise(batch["latent_mean"].to(device))  # the posterior mean of the cached moments
         video = batch["video"]
         if video is None:
             raise DysenError("every clip of a batch failed to load: check the dataset")
