@@ -101,6 +101,12 @@ def test_generate_and_eval_with_the_adapter(
         layer.gate.data.zero_()  # closed gates: the adapter adds nothing, the plan's text is not appended
     closed = pipe(prompt, steps=2, seed=1, progress=False)
     assert (closed.frames == plain.frames).all() and closed.text == prompt and closed.dsg is not None
+    pipe.load_adapter(run / "model")  # gates open again
+    from dysen.backbones.control import ControlSettings
+
+    every = ControlSettings(1.0, 1.0, self_strength=2.0, energy=0.5)  # energy's probe runs the text pass alone
+    both = pipe("a red circle moves right", steps=2, seed=1, progress=False, control=every, drop_cut_phrases=True)
+    assert both.dsg is not None and pipe.adapter._grounding is None  # type: ignore[union-attr]
 
     out = tmp_path / "report"
     argv = ["eval", "--backbone", f"b={backbone}", "--adapter", str(run / "model")]  # (its 32 tokens hold no phrases)

@@ -244,8 +244,10 @@ class BackbonePipeline:
             )  # fmt: skip
         else:
             state = self.control_state(plan, control, passes, settings.steps) if control.enabled else None
-            guide = self.energy_guide(state, control.energy, scheduler, conditions, passes) if state else None
             grounding = self.grounding(plan, passes) if self.adapter is not None else None
+            guide = None
+            if state is not None:
+                guide = self.energy_guide(state, control.energy, scheduler, conditions, passes, grounding)
             latents = self._denoise_controlled(
                 state, scheduler, noise, conditions, passes, extra, callback, progress, guide, grounding
             )  # fmt: skip
@@ -271,10 +273,12 @@ class BackbonePipeline:
         )  # fmt: skip
 
     def energy_guide(
-        self, state: ControlState, eta: float, scheduler: Any, conditions: Text, passes: tuple[GuidancePass, ...]
-    ) -> Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor] | None:
+        self, state: ControlState, eta: float, scheduler: Any, conditions: Text, passes: tuple[GuidancePass, ...],
+        grounding: Grounding | None = None,
+    ) -> Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor] | None:  # fmt: skip
         """The ``guide`` of ``denoise`` for energy guidance at step size ``eta`` (None at 0): before each steered
-        step, one gradient step of the latents on the layout energy of the text pass's cross-attention maps."""
+        step, one gradient step of the latents on the layout energy of the text pass's cross-attention maps (with
+        the adapter, if any, reading the text pass's rows of ``grounding``)."""
         if eta <= 0 or not state.active_steps:
             return None
         from dysen.backbones.energy import AttentionRecorder, guided_latents, layout_energy, recording
@@ -284,6 +288,7 @@ class BackbonePipeline:
         text = tuple(part[text_pass : text_pass + 1] for part in conditions)  # ([1, L, D], [1, L])
         recorder = AttentionRecorder(backbone.cross_attention_probs)
         objects = state.tokens[:count]  # [K, L]: the objects' phrases come first (``phrase_values``)
+        adapter, text_grounding = self.adapter, grounding.select([text_pass]) if grounding is not None else None
 
         def energy_of(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             recorder.maps.clear()
@@ -297,7 +302,8 @@ class BackbonePipeline:
         def guide(latents: torch.Tensor, index: int, t: torch.Tensor) -> torch.Tensor:
             if index >= state.active_steps or not count:
                 return latents
-            with state.suspended(), recording(backbone.cross_attentions(), recorder):  # the text pass alone: no bias
+            adapted = adapter.grounded(text_grounding) if adapter is not None else nullcontext()
+            with state.suspended(), recording(backbone.cross_attentions(), recorder), adapted:  # the text pass alone
                 moved = guided_latents(latents, lambda x: energy_of(x, t.to(latents.device)), eta)
             recorder.maps.clear()
             return moved

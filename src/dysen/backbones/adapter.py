@@ -159,6 +159,10 @@ class Grounding:
         tokens = self.tokens.expand(count, *self.tokens.shape[1:])  # [P, F, K, d]
         return Grounding(tokens, self.mask.expand(count, *self.mask.shape[1:]) & rows[:, None, None])
 
+    def select(self, rows: list[int]) -> Grounding:
+        """The tokens of these rows (passes) only."""
+        return Grounding(self.tokens[rows], self.mask[rows])
+
     def allowed(self, grid_tokens: int, neighbours: int) -> torch.Tensor:
         """bool [B, F·grid_tokens, F·K]: video token (of latent frame f) -> grounding token (of frame f') when
         |f − f'| <= ``neighbours`` and that object is present there."""
@@ -183,6 +187,7 @@ class DSGAdapter(nn.Module, Pretrained):
         self.layers = nn.ModuleList(
             GatedGroundingAttention(config.dim, config.heads, config.inner) for _ in config.adapted_blocks
         )
+        self._grounding: Grounding | None = None  # what the installed layers read (``installed``, ``grounded``)
 
     def ground(self, objects: PlacedObjects, spans: tuple[tuple[int, int], ...]) -> Grounding:
         """The grounding tokens of ``objects`` (the RGTrm's, per video frame [B, T, K, ·]) for the latent frames
@@ -205,17 +210,29 @@ class DSGAdapter(nn.Module, Pretrained):
                 f"this adapter was made for a backbone of {self.config.num_blocks} blocks, not {len(blocks)}"
             )
         handles = [
-            blocks[index].register_forward_hook(self._hook(layer, grounding))
+            blocks[index].register_forward_hook(self._hook(layer))
             for index, layer in zip(self.config.adapted_blocks, self.layers, strict=True)
         ]
         try:
-            yield
+            with self.grounded(grounding):
+                yield
         finally:
             for handle in handles:
                 handle.remove()
 
-    def _hook(self, layer: GatedGroundingAttention, grounding: Grounding | None) -> Any:
+    @contextmanager
+    def grounded(self, grounding: Grounding | None) -> Iterator[None]:
+        """The installed layers read ``grounding`` for the block: a model call on other passes than the run's
+        (energy guidance's probe of the text pass alone) gives its own."""
+        previous, self._grounding = self._grounding, grounding
+        try:
+            yield
+        finally:
+            self._grounding = previous
+
+    def _hook(self, layer: GatedGroundingAttention) -> Any:
         def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+            grounding = self._grounding
             if grounding is None:
                 return output
             b, n, _ = output.shape
