@@ -75,8 +75,9 @@ def save_wan(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def unet3d_components(folder: Path, seed: int = 0, text_tokens: int = 8) -> dict:
-    """The components of a tiny ModelScope-style model (per-frame 2x VAE, CLIP text of ``text_tokens``, DDIM)."""
+def unet3d_components(folder: Path, seed: int = 0, text_tokens: int = 8, channels: tuple[int, int] = (4, 4)) -> dict:
+    """The components of a tiny ModelScope-style model (per-frame 2x VAE, CLIP text of ``text_tokens``, DDIM; its two
+    levels ``channels`` wide)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -92,7 +93,7 @@ def unet3d_components(folder: Path, seed: int = 0, text_tokens: int = 8) -> dict
     )  # fmt: skip
     unet = UNet3DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), block_out_channels=(4, 4), layers_per_block=1,
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), block_out_channels=channels, layers_per_block=1,
         cross_attention_dim=8, attention_head_dim=2, norm_num_groups=2,
     )  # fmt: skip
     scheduler = DDIMScheduler(
@@ -107,10 +108,10 @@ def unet3d_components(folder: Path, seed: int = 0, text_tokens: int = 8) -> dict
     }
 
 
-def save_unet3d(folder: Path, seed: int = 0, text_tokens: int = 8) -> Path:
+def save_unet3d(folder: Path, seed: int = 0, text_tokens: int = 8, channels: tuple[int, int] = (4, 4)) -> Path:
     """A tiny ModelScope-style folder in the format ``TextToVideoSDPipeline.save_pretrained`` writes (that pipeline
     is deprecated in diffusers, so the index is written here: the same keys, ``[library, class]`` per component)."""
-    components = unet3d_components(folder, seed, text_tokens)
+    components = unet3d_components(folder, seed, text_tokens, channels)
     index = {"_class_name": "TextToVideoSDPipeline", "_diffusers_version": "0.42.1"}
     for name, component in components.items():
         component.save_pretrained(folder / name)

@@ -1,6 +1,7 @@
 """The DSG adapter for frozen backbones (``dysen.backbones.adapter``): an untrained adapter changes nothing, its
 grounding tokens reach only the video tokens of their own and neighbouring latent frames, it counts its
-parameters on the real Wan2.1-T2V-1.3B config, and it saves as config.json + safetensors only."""
+parameters on the real Wan2.1-T2V-1.3B config, and it saves as config.json + safetensors only; the same for a
+ModelScope-style UNet3D (per-frame tokens, a width per level) and Wan 2.2 A14B's two experts (shared layers)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from backbone_fixtures import save_wan
+from backbone_fixtures import save_unet3d, save_wan
 from dysen.backbones.adapter import (
     AdapterConfig,
     AdapterError,
     DSGAdapter,
     GatedGroundingAttention,
     Grounding,
+    adapter_config,
     adapter_parameters,
     box_features,
+    video_tokens,
     wan_adapter_config,
 )
-from dysen.backbones.base import BackboneOptions
+from dysen.backbones.base import AdapterSite, BackboneOptions
 from dysen.backbones.folder import load_backbone
 from dysen.backbones.schedule import latent_frame_spans
 from dysen.models.graph_batch import GraphBatch
@@ -65,12 +68,12 @@ def test_an_untrained_adapter_leaves_the_backbone_bit_for_bit(wan) -> None:  # n
         width = wan.transformer.config.num_attention_heads * wan.transformer.config.attention_head_dim
         assert grounding.tokens.shape == (1, t, 1, width)  # one object present at a time in this plan
         assert grounding.mask.all()
-        with adapter.installed(wan.transformer.blocks, grounding):
+        with adapter.installed(wan.adapter_sites(), grounding):
             adapted = _velocity(wan, x)
         assert torch.equal(adapted, plain)
         for layer in adapter.layers:
             layer.gate.fill_(0.5)
-        with adapter.installed(wan.transformer.blocks, grounding):
+        with adapter.installed(wan.adapter_sites(), grounding):
             opened = _velocity(wan, x)
         assert not torch.equal(opened, plain)
         assert torch.equal(_velocity(wan, x), plain)  # the hooks are gone
@@ -140,8 +143,12 @@ def test_configs_that_cannot_fit_are_refused() -> None:
 
 def test_an_adapter_refuses_another_depth_and_saves_as_safetensors(wan, tmp_path: Path) -> None:  # noqa: ANN001
     adapter = _adapter(wan)
-    deeper = torch.nn.ModuleList(torch.nn.Identity() for _ in range(adapter.config.num_blocks + 1))
+    width = adapter.config.dim
+    deeper = [AdapterSite(torch.nn.Identity(), width, 2, slot, "video") for slot in range(adapter.config.num_blocks + 1)]
     with pytest.raises(AdapterError, match="blocks"), adapter.installed(deeper, None):
+        pass
+    wider = [AdapterSite(torch.nn.Identity(), width + 2, 2, slot, "video") for slot in range(adapter.config.num_blocks)]
+    with pytest.raises(AdapterError, match="widths"), adapter.installed(wider, None):
         pass
     folder = adapter.save_pretrained(tmp_path / "adapter")
     again = DSGAdapter.from_pretrained(folder)
@@ -152,3 +159,74 @@ def test_an_adapter_refuses_another_depth_and_saves_as_safetensors(wan, tmp_path
     (folder / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="pickle|safetensors"):
         DSGAdapter.from_pretrained(folder)
+
+
+def _rgtrm() -> RGTrmConfig:
+    return RGTrmConfig(label_dim=HashLabels.dim, dim=16, num_layers=1, num_heads=2, layout=True)
+
+
+def _opened_changes_only_with_the_hooks(backbone, adapter: DSGAdapter, frames: int, size: int, t: float) -> None:  # noqa: ANN001
+    """At initialisation the adapter changes nothing; with open gates it changes the prediction; removed, nothing."""
+    c, lt, h, w = backbone.latent_shape(frames, size, size)
+    x = torch.randn(1, c, lt, h, w, generator=torch.Generator().manual_seed(1))
+    text = backbone.encode_prompt(["a red circle moves right then a blue square jumps"])
+    batch = GraphBatch.from_dsgs([two_step_plan()], frames).with_label_embeddings(HashLabels())
+    with torch.no_grad():
+        spans = latent_frame_spans(frames, backbone.geometry.temporal_factor)
+        grounding = adapter.ground(adapter.rgtrm(batch).objects, spans)
+        plain = backbone.denoise_fn(x, torch.tensor(t), text)
+        with adapter.installed(backbone.adapter_sites(), grounding):
+            assert torch.equal(backbone.denoise_fn(x, torch.tensor(t), text), plain)
+            for layer in adapter.layers:
+                layer.gate.fill_(0.5)
+            opened = backbone.denoise_fn(x, torch.tensor(t), text)
+        assert not torch.equal(opened, plain)
+        assert torch.equal(backbone.denoise_fn(x, torch.tensor(t), text), plain)  # the hooks are gone
+
+
+def test_a_unet3d_adapter_has_a_width_per_level_and_changes_nothing_untrained(tmp_path: Path) -> None:
+    unet3d = load_backbone(save_unet3d(tmp_path / "unet3d", channels=(4, 8)), BackboneOptions(device="cpu"))
+    sites = unet3d.adapter_sites()
+    assert [(site.slot, site.dim, site.layout) for site in sites] == [
+        (0, 4, "frames"), (1, 8, "frames"), (2, 4, "frames"), (3, 4, "frames")
+    ]  # down level 0; the middle (level 1); up level 0 (two layers)
+    config = adapter_config(unet3d, every=1, rgtrm=_rgtrm(), width=8, heads=2)
+    assert config.block_dims == (4, 8, 4, 4) and config.backbone
+    torch.manual_seed(0)
+    adapter = DSGAdapter(config)
+    assert [layer.to_q.in_features for layer in adapter.layers] == [4, 8, 4, 4]
+    _opened_changes_only_with_the_hooks(unet3d, adapter, 8, 16, 500.0)
+    assert DSGAdapter.from_pretrained(adapter.save_pretrained(tmp_path / "a")).config == config
+
+
+def test_frames_layout_tokens_are_frame_major_and_go_back_unchanged() -> None:
+    b, frames, d, h, w = 2, 3, 4, 2, 5
+    sample = torch.randn(b * frames, d, h, w)
+    hidden, restore = video_tokens((sample,), "frames", frames)
+    assert hidden.shape == (b, frames * h * w, d)
+    assert torch.equal(hidden[1, 2 * h * w + 1 * w + 3], sample[1 * frames + 2, :, 1, 3])  # clip 1, frame 2, (1, 3)
+    back = restore(hidden)
+    assert isinstance(back, tuple) and torch.equal(back[0], sample)
+
+
+def test_wan22_experts_share_the_adapter_layers(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    folder = save_wan(tmp_path / "wan22")
+    shutil.copytree(folder / "transformer", folder / "transformer_2")
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(transformer_2=["diffusers", "WanTransformer3DModel"], boundary_ratio=0.5)
+    (folder / "model_index.json").write_text(json.dumps(index))
+    wan22 = load_backbone(folder, BackboneOptions(device="cpu"))
+    with torch.no_grad():
+        for p in wan22.transformer_2.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # the low-noise expert differs from the high-noise one
+    sites = wan22.adapter_sites()
+    assert [site.slot for site in sites] == [0, 0]  # block 0 of each expert: one slot
+    assert {id(site.module) for site in sites} == {id(wan22.transformer.blocks[0]), id(wan22.transformer_2.blocks[0])}
+    config = adapter_config(wan22, every=1, rgtrm=_rgtrm())
+    assert config.num_blocks == 1 and config.block_dims == ()
+    for t in (900.0, 100.0):  # the high-noise expert, then the low-noise one
+        torch.manual_seed(0)
+        _opened_changes_only_with_the_hooks(wan22, DSGAdapter(config), FRAMES, 64, t)

@@ -76,11 +76,41 @@ def test_the_adapter_refuses_another_backbone(backbone: Path, run: Path, tmp_pat
         load_adapter(run / "model", load_backbone(other / "model").transformer.config)
 
 
-def test_backbones_it_cannot_train_on_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    folder = save_unet3d(tmp_path / "unet3d")
+def test_a_unet3d_adapter_trains_by_the_backbones_own_loss_and_generates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ModelScope-style UNet3D (ε-prediction under its DDIM scheduler's ᾱ): train, then generate with the adapter;
+    dysen's latent cache is refused (the backbone has its own VAE)."""
+    folder = save_unet3d(tmp_path / "unet3d", channels=(4, 8))
     out = tmp_path / "run"
-    assert main(["train-adapter", "--backbone", str(folder), "--out", str(out), "--steps", "1", *ARGS]) == 1
-    assert "takes Wan transformers" in capsys.readouterr().err
+    base = ["train-adapter", "--backbone", str(folder), *ARGS, "--config", str(_json(tmp_path, width=8, heads=2))]
+    assert main([*base, "--out", str(out), "--steps", "2"]) == 0
+    assert "of the frozen denoiser's" in capsys.readouterr().out
+    losses = _losses(out)
+    assert sorted(losses) == [1, 2] and all(0 < loss < 10 for loss in losses.values())
+    adapter = load_adapter(out / "model", load_backbone(folder).unet.config)
+    assert adapter.config.block_dims == (4, 8, 4, 4)
+    weights = load_file(sorted((out / "checkpoints").iterdir())[-1] / "weights.safetensors")
+    assert weights and all(name.startswith("adapter.") for name in weights)
+    video = tmp_path / "v.gif"
+    argv = ["generate", "a red circle moves right", "--backbone", str(folder), "--adapter", str(out / "model")]
+    assert main([*argv, "--steps", "2", "--out", str(video)]) == 0
+    assert read_video(video).shape[0] == 16
+    cached = ["--out", str(tmp_path / "cached"), "--steps", "1", "--cache-latents", str(tmp_path / "cache")]
+    assert main([*base, *cached]) == 1
+    assert "needs a backbone with dysen's autoencoder" in capsys.readouterr().err
+
+
+def _json(folder: Path, **changes: object) -> Path:
+    """An adapter.json of the adapter-test preset with ``changes``."""
+    import dataclasses
+
+    from dysen.train.adapter_task import ADAPTER_PRESETS
+
+    config = dataclasses.asdict(dataclasses.replace(ADAPTER_PRESETS["adapter-test"], **changes))
+    path = folder / "adapter.json"
+    path.write_text(json.dumps({"config": config}))
+    return path
 
 
 def test_generate_and_eval_with_the_adapter(
@@ -138,3 +168,49 @@ def test_a_step_sends_gradients_to_the_adapter_only(backbone: Path) -> None:
     assert frozen and all(not p.requires_grad and p.grad is None for p in frozen)
     assert all(p.grad is not None for p in adapter.layers.parameters())
     assert adapter.rgtrm.label_proj.weight.grad is not None  # through the grounding tokens into the RGTrm
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(backbone: Path) -> None:
+    """The backward pass reruns checkpointed blocks and their adapter hooks: the step's grounding must still be
+    there, so the gradients are those of the plain step."""
+    from dysen.backbones.adapter import DSGAdapter
+    from dysen.data.shapes import ShapesConfig
+    from dysen.data.shapes.dataset import ShapesDataset, collate
+    from dysen.encoders.text import MiniLMTextEncoder
+    from dysen.train.adapter_task import ADAPTER_PRESETS, AdapterTask
+
+    config = ADAPTER_PRESETS["adapter-test"]
+    grads = []
+    for checkpointed in (False, True):
+        wan = load_backbone(backbone)
+        if checkpointed:
+            wan.denoiser.enable_gradient_checkpointing()
+        torch.manual_seed(0)
+        adapter = DSGAdapter(config.adapter_config(wan))
+        for layer in adapter.layers:
+            layer.gate.data.fill_(0.5)
+        video = wan.defaults
+        task = AdapterTask(wan, adapter, MiniLMTextEncoder(), config, video.num_frames)
+        shapes = ShapesConfig(size=video.height, num_frames=video.num_frames, fps=video.fps)
+        batch = collate([ShapesDataset(2, "train", 0, shapes)[i] for i in range(2)])
+        loss = task.step(batch, torch.Generator().manual_seed(0)).loss
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in adapter.parameters() if p.grad is not None]))
+    (plain_loss, plain), (ckpt_loss, ckpt) = grads
+    assert torch.equal(plain_loss, ckpt_loss) and len(plain) == len(ckpt) > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, ckpt, strict=True))
+
+
+def test_bf16_with_gradient_checkpointing_from_the_cli(backbone: Path, tmp_path: Path) -> None:
+    """In a process of its own: Accelerate keeps one mixed-precision setting per process."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bf16"
+    argv = ["train-adapter", "--backbone", str(backbone), "--out", str(out), "--steps", "2", *ARGS]
+    argv += ["--mixed-precision", "bf16", "--gradient-checkpointing"]
+    done = subprocess.run([sys.executable, "-m", "dysen.cli", *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    losses = _losses(out)
+    assert sorted(losses) == [1, 2] and all(0 < loss < 10 for loss in losses.values())
+    assert (out / "model" / "model.safetensors").is_file()

@@ -127,10 +127,9 @@ class BackbonePipeline:
 
     def load_adapter(self, folder: str | Path) -> None:
         """Follow every plan with the DSG adapter in ``folder`` (refused unless trained for this backbone)."""
-        from dysen.backbones.adapter import load_adapter, wan_transformer
+        from dysen.backbones.adapter import load_adapter
 
-        transformer = wan_transformer(self.backbone)
-        self.adapter = load_adapter(folder, transformer.config).to(self.backbone.device).eval()
+        self.adapter = load_adapter(folder, self.backbone.denoiser.config).to(self.backbone.device).eval()
 
     def grounding(self, plan: ControlPlan, passes: tuple[GuidancePass, ...]) -> Grounding:
         """The adapter's grounding tokens of ``plan`` (its objects in their boxes, per latent frame) for the
@@ -332,9 +331,7 @@ class BackbonePipeline:
             steered = controlled(cross, state, own)
         adapted: AbstractContextManager[Any] = nullcontext()
         if self.adapter is not None:
-            from dysen.backbones.adapter import wan_transformer
-
-            adapted = self.adapter.installed(wan_transformer(backbone).blocks, grounding)
+            adapted = self.adapter.installed(backbone.adapter_sites(), grounding)
         with steered, adapted:
             return denoise(
                 model_fn, scheduler, noise, conditions, passes, step_kwargs=extra, callback=callback,

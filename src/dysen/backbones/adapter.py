@@ -1,4 +1,4 @@
-"""A trained DSG adapter for a frozen backbone: the RGTrm's objects, in their boxes, into Wan's blocks by attention.
+"""A trained DSG adapter for a frozen backbone: the RGTrm's objects, in their boxes, into its blocks by attention.
 
 Issue 25; GLIGEN (Li et al. 2023, §3.2) for video DiTs, as research notes ``backbones2026.md`` §6.3 option (a) lays it
 out. Training-free control moves attention; it cannot teach a backbone what it draws badly. This module adds what
@@ -9,14 +9,18 @@ can be trained while the backbone stays frozen:
   (``PlacedObjects``). Each latent frame takes those of the middle video frame it packs (``latent_frame_spans``),
   and each becomes one token: g = MLP([node state; Fourier(box)]) (GLIGEN eq. 5: 8 frequencies of the 4
   coordinates), of the adapter's width (the backbone's unless ``width`` narrows it).
-* **gated attention.** After every ``every``-th transformer block, the video tokens h [B, N, d] of latent frame f
-  attend to the grounding tokens of latent frames f − n … f + n (and a learned null token, so a frame without
-  objects attends to something), and h ← h + tanh(γ) · Attn(LN(h), g) (GLIGEN eq. 8, attention only: the full
-  self-attention over [visual; grounding] tokens would cost a second 3D attention per block). γ starts at 0, so
-  an untrained adapter leaves the backbone bit for bit as it was.
+* **gated attention.** After every ``every``-th of the backbone's adapter sites (``Backbone.adapter_sites``: Wan's
+  transformer blocks, shared by Wan 2.2 A14B's two experts; the UNet3D's spatial transformers, whose width grows
+  with depth), the video tokens h [B, N, d] of latent frame f attend to the grounding tokens of latent frames
+  f − n … f + n (and a learned null token, so a frame without objects attends to something), and
+  h ← h + tanh(γ) · Attn(LN(h), g) (GLIGEN eq. 8, attention only: the full self-attention over [visual; grounding]
+  tokens would cost a second 3D attention per block). γ starts at 0, so an untrained adapter leaves the backbone
+  bit for bit as it was.
 
 The layers are installed as forward hooks on the blocks (``DSGAdapter.installed``): the backbone's modules and
-state dict are untouched, and gradient checkpointing of the blocks keeps working.
+state dict are untouched. Under gradient checkpointing the backward pass reruns a block, hook included, so the
+grounding a hook reads must outlive the forward pass: training keeps the hooks installed and sets each step's
+grounding with ``use_grounding``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dysen.backbones.base import AdapterSite, Backbone
+from dysen.backbones.control import TokenLayout
 from dysen.errors import DysenError
 from dysen.models.pretrained import Pretrained
 from dysen.models.rgtrm import PlacedObjects, RGTrm, RGTrmConfig
@@ -52,9 +58,11 @@ class AdapterConfig:
     """Sizes of a DSG adapter; ``dim`` and ``num_blocks`` are the backbone's."""
 
     dim: int = 128
-    """The backbone's token width d (Wan: ``num_attention_heads · attention_head_dim``)."""
+    """The backbone's token width d (Wan: ``num_attention_heads · attention_head_dim``; UNet3D: its first level's)."""
     num_blocks: int = 4
-    """The backbone's transformer blocks."""
+    """The backbone's adapter sites (Wan: its transformer blocks; UNet3D: its spatial transformers)."""
+    block_dims: tuple[int, ...] = ()
+    """Each site's width where they differ (UNet3D levels); (): every site is ``dim`` wide."""
     every: int = 2
     """An adapter layer after blocks every − 1, 2·every − 1, …: the parameter-count knob."""
     heads: int = 4
@@ -79,6 +87,13 @@ class AdapterConfig:
             raise AdapterError(f"every must be in 1..{self.num_blocks} (the backbone's blocks), got {self.every}")
         if self.neighbours < 0 or self.box_frequencies < 1:
             raise AdapterError("neighbours must be >= 0 and box_frequencies >= 1")
+        if self.block_dims and len(self.block_dims) != self.num_blocks:
+            raise AdapterError(f"block_dims has {len(self.block_dims)} widths for {self.num_blocks} blocks")
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The width of each site."""
+        return self.block_dims or (self.dim,) * self.num_blocks
 
     @property
     def inner(self) -> int:
@@ -185,7 +200,7 @@ class DSGAdapter(nn.Module, Pretrained):
         self.rgtrm = RGTrm(config.rgtrm)
         self.grounding = GroundingProjection(config)
         self.layers = nn.ModuleList(
-            GatedGroundingAttention(config.dim, config.heads, config.inner) for _ in config.adapted_blocks
+            GatedGroundingAttention(config.widths[slot], config.heads, config.inner) for slot in config.adapted_blocks
         )
         self._grounding: Grounding | None = None  # what the installed layers read (``installed``, ``grounded``)
 
@@ -202,16 +217,23 @@ class DSGAdapter(nn.Module, Pretrained):
         return Grounding(tokens * mask.unsqueeze(-1), mask)
 
     @contextmanager
-    def installed(self, blocks: nn.ModuleList, grounding: Grounding | None) -> Iterator[None]:
-        """Run the adapter layers after their blocks of ``blocks`` (forward hooks) for the block, reading
-        ``grounding`` (None: the hooks pass the blocks' outputs through)."""
-        if len(blocks) != self.config.num_blocks:
+    def installed(self, sites: list[AdapterSite], grounding: Grounding | None) -> Iterator[None]:
+        """Run the adapter layers after their blocks among ``sites`` (``Backbone.adapter_sites``; forward hooks)
+        for the block, reading ``grounding`` (None: the hooks pass the blocks' outputs through)."""
+        widths = self.config.widths
+        found = tuple(dict.fromkeys(site.slot for site in sites))
+        if found != tuple(range(self.config.num_blocks)):
             raise AdapterError(
-                f"this adapter was made for a backbone of {self.config.num_blocks} blocks, not {len(blocks)}"
+                f"this adapter was made for a backbone of {self.config.num_blocks} blocks, not {len(found)}"
             )
+        wrong = [(site.slot, site.dim) for site in sites if site.dim != widths[site.slot]]
+        if wrong:
+            raise AdapterError(f"this adapter's block widths {widths} do not fit the backbone's (slot, width) {wrong}")
+        layers = dict(zip(self.config.adapted_blocks, self.layers, strict=True))
         handles = [
-            blocks[index].register_forward_hook(self._hook(layer))
-            for index, layer in zip(self.config.adapted_blocks, self.layers, strict=True)
+            site.module.register_forward_hook(self._hook(layers[site.slot], site.layout))
+            for site in sites
+            if site.slot in layers
         ]
         try:
             with self.grounded(grounding):
@@ -224,19 +246,26 @@ class DSGAdapter(nn.Module, Pretrained):
     def grounded(self, grounding: Grounding | None) -> Iterator[None]:
         """The installed layers read ``grounding`` for the block: a model call on other passes than the run's
         (energy guidance's probe of the text pass alone) gives its own."""
-        previous, self._grounding = self._grounding, grounding
+        previous = self._grounding
+        self.use_grounding(grounding)
         try:
             yield
         finally:
-            self._grounding = previous
+            self.use_grounding(previous)
 
-    def _hook(self, layer: GatedGroundingAttention) -> Any:
-        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+    def use_grounding(self, grounding: Grounding | None) -> None:
+        """The installed layers read ``grounding`` from now on: a training step's stays set through its backward
+        pass, which reruns gradient-checkpointed blocks and their hooks."""
+        self._grounding = grounding
+
+    def _hook(self, layer: GatedGroundingAttention, layout: TokenLayout) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> Any:
             grounding = self._grounding
             if grounding is None:
                 return output
-            b, n, _ = output.shape
             frames = grounding.mask.shape[1]
+            hidden, restore = video_tokens(output, layout, frames)  # [B, N, d]
+            b, n, _ = hidden.shape
             if n % frames:
                 raise AdapterError(f"{n} video tokens do not split into {frames} latent frames")
             tokens = grounding.tokens.flatten(1, 2)  # [B, F·K, w]
@@ -244,9 +273,26 @@ class DSGAdapter(nn.Module, Pretrained):
             if tokens.shape[0] != b:  # the guidance passes of one video share its grounding
                 tokens = tokens.expand(b, -1, -1)
                 allowed = allowed.expand(b, -1, -1)
-            return layer(output, tokens, allowed)
+            return restore(layer(hidden, tokens, allowed))
 
         return hook
+
+
+def video_tokens(output: Any, layout: TokenLayout, frames: int) -> tuple[torch.Tensor, Any]:
+    """A block's ``output`` as the video tokens h [B, N, d] (N = frames · tokens per frame, frame-major) and the
+    function that puts an h of that shape back in the block's own output form."""
+    if layout == "video":  # Wan: [B, N, d] already
+        return output, lambda hidden: hidden
+    first = output[0]  # UNet3D's Transformer2DModel: ([B·F, d, h, w],) (or its output dataclass)
+    bf, d, h, w = first.shape
+    hidden = first.unflatten(0, (bf // frames, frames)).permute(0, 1, 3, 4, 2).reshape(bf // frames, -1, d)
+
+    def restore(new: torch.Tensor) -> Any:
+        sample = torch.empty_like(first)  # the block's own strides: the UNet's next kernels run as without us
+        sample.copy_(new.reshape(bf // frames, frames, h, w, d).permute(0, 1, 4, 2, 3).reshape(bf, d, h, w))
+        return (sample, *output[1:]) if isinstance(output, tuple) else type(output)(sample=sample)
+
+    return hidden, restore
 
 
 def adapter_parameters(config: AdapterConfig) -> int:
@@ -256,14 +302,14 @@ def adapter_parameters(config: AdapterConfig) -> int:
 
 
 def transformer_fingerprint(transformer_config: Any) -> str:
-    """sha256 of a transformer's config (its architecture; diffusers' ``_``-keys left out)."""
+    """sha256 of a denoiser's config (its architecture; diffusers' ``_``-keys left out)."""
     config = {k: v for k, v in dict(transformer_config).items() if not k.startswith("_")}
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def wan_adapter_config(transformer_config: Any, **changes: Any) -> AdapterConfig:
     """The adapter config that fits a ``WanTransformer3DModel`` config (width, blocks, fingerprint), with
-    ``changes``."""
+    ``changes``: what ``adapter_config`` gives a Wan backbone, from the config alone (a meta-device count)."""
     dim = transformer_config["num_attention_heads"] * transformer_config["attention_head_dim"]
     heads = changes.pop("heads", transformer_config["num_attention_heads"])
     return AdapterConfig(
@@ -272,21 +318,26 @@ def wan_adapter_config(transformer_config: Any, **changes: Any) -> AdapterConfig
     )  # fmt: skip
 
 
-def wan_transformer(backbone: Any) -> nn.Module:
-    """The one Wan transformer of ``backbone`` that an adapter hooks into; ``AdapterError`` for others."""
-    transformer = getattr(backbone, "transformer", None)
-    if transformer is None or not hasattr(transformer, "blocks"):
-        raise AdapterError(f"the DSG adapter takes Wan transformers; the {backbone.name} backbone has none")
-    if getattr(backbone, "transformer_2", None) is not None:
-        raise AdapterError("the DSG adapter takes one transformer; Wan 2.2 A14B's two experts are not supported yet")
-    return transformer
+def adapter_config(backbone: Backbone, **changes: Any) -> AdapterConfig:
+    """The adapter config that fits ``backbone`` (its sites' widths, their number, its denoiser's fingerprint), with
+    ``changes``; the heads default to the first site's own."""
+    sites = {site.slot: site for site in backbone.adapter_sites()}
+    if not sites:
+        raise AdapterError(f"the {backbone.name} backbone offers no blocks for an adapter")
+    widths = tuple(sites[slot].dim for slot in range(len(sites)))
+    heads = changes.pop("heads", sites[0].heads)
+    uniform = len(set(widths)) == 1
+    return AdapterConfig(
+        dim=widths[0], num_blocks=len(widths), block_dims=() if uniform else widths, heads=heads,
+        backbone=transformer_fingerprint(backbone.denoiser.config), **changes,
+    )  # fmt: skip
 
 
-def load_adapter(folder: str | os.PathLike[str], transformer_config: Any) -> DSGAdapter:
+def load_adapter(folder: str | os.PathLike[str], denoiser_config: Any) -> DSGAdapter:
     """The adapter saved in ``folder`` (config.json + model.safetensors), refused unless it was trained for a
-    transformer of ``transformer_config``."""
+    denoiser (``Backbone.denoiser``) of ``denoiser_config``."""
     adapter = DSGAdapter.from_pretrained(Path(folder))
-    expected = transformer_fingerprint(transformer_config)
+    expected = transformer_fingerprint(denoiser_config)
     if adapter.config.backbone and adapter.config.backbone != expected:
         raise AdapterError(
             f"the adapter in {folder} was trained for another backbone (transformer config sha256 "

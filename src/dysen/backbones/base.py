@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from torch import nn
 
 from dysen.errors import DysenError
 
@@ -138,6 +139,17 @@ class BackboneGeometry:
         return self.latent_channels, t, height // self.spatial_factor, width // self.spatial_factor
 
 
+@dataclass(frozen=True, eq=False)
+class AdapterSite:
+    """A block of a backbone's denoiser after which a DSG adapter layer may run (``dysen.backbones.adapter``)."""
+
+    module: nn.Module  # the block; its output is the residual stream the layer adds to
+    dim: int  # that stream's width
+    heads: int  # the block's own attention heads (an adapter layer's default)
+    slot: int  # the adapter layer position: Wan 2.2 A14B's two experts share them (block i of each)
+    layout: TokenLayout  # "video": the block returns [B, N, d]; "frames": a tuple whose first item is [B·F, d, h, w]
+
+
 class Backbone(ABC):
     """A loaded backbone: modules placed on their device, ready to denoise.
 
@@ -223,6 +235,16 @@ class Backbone(ABC):
     def self_attentions(self) -> dict[str, Any]:
         """The denoiser's self-attention modules over a frame's (or the video's) tokens by name: where the optional
         region masking of DSG control goes."""
+
+    @property
+    @abstractmethod
+    def denoiser(self) -> nn.Module:
+        """The network that denoises (Wan's transformer, the first of Wan 2.2 A14B's two; the UNet3D): an adapter is
+        tied to its config."""
+
+    @abstractmethod
+    def adapter_sites(self) -> list[AdapterSite]:
+        """The blocks a DSG adapter's layers follow, in slot order (``dysen.backbones.adapter``)."""
 
     @abstractmethod
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
-from dysen.backbones.base import Backbone, BackboneDefaults, BackboneGeometry, BackboneOptions, Text
+from dysen.backbones.base import AdapterSite, Backbone, BackboneDefaults, BackboneGeometry, BackboneOptions, Text
 from dysen.backbones.components import BackboneFolderError, FolderIndex, load_component, read_config
 from dysen.backbones.placement import place, resolve_device
 from dysen.models.frames import frames_to_model, model_to_frames
@@ -110,6 +111,24 @@ class UNet3DBackbone(Backbone):
             for name, module in self.unet.named_modules()
             if name.endswith("attn1") and ".attentions." in f".{name}"
         }
+
+    @property
+    def denoiser(self) -> nn.Module:
+        """The 3D UNet."""
+        return self.unet
+
+    def adapter_sites(self) -> list[AdapterSite]:
+        """The spatial transformers (``Transformer2DModel``: each frame's tokens, after their text cross-attention) of
+        the down, middle and up blocks, in the order the UNet runs them; they return ([B·F, C, h, w],) and C grows
+        with depth, so each slot has its own width."""
+        from diffusers.models.transformers.transformer_2d import Transformer2DModel
+
+        blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
+        spatial = [m for block in blocks for m in getattr(block, "attentions", ()) if isinstance(m, Transformer2DModel)]
+        return [
+            AdapterSite(m, int(m.config.in_channels), int(m.config.num_attention_heads), slot, "frames")
+            for slot, m in enumerate(spatial)
+        ]
 
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
         """ε (or v) [P, C, T, h, w] at x_t [P, C, T, h, w]."""

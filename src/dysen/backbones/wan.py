@@ -16,8 +16,17 @@ import re
 from typing import Any
 
 import torch
+from torch import nn
 
-from dysen.backbones.base import Backbone, BackboneDefaults, BackboneError, BackboneGeometry, BackboneOptions, Text
+from dysen.backbones.base import (
+    AdapterSite,
+    Backbone,
+    BackboneDefaults,
+    BackboneError,
+    BackboneGeometry,
+    BackboneOptions,
+    Text,
+)
 from dysen.backbones.components import BackboneFolderError, FolderIndex, load_component, read_config
 from dysen.backbones.placement import place, resolve_device
 from dysen.models.frames import frames_to_model, model_to_frames
@@ -120,6 +129,22 @@ class WanBackbone(Backbone):
     def self_attentions(self) -> dict[str, Any]:
         """``attn1`` of every block (full attention over all the video's tokens)."""
         return _block_attentions(self, "attn1")
+
+    @property
+    def denoiser(self) -> nn.Module:
+        """The transformer (Wan 2.2 A14B: its high-noise expert; the low-noise one has the same config)."""
+        return self.transformer
+
+    def adapter_sites(self) -> list[AdapterSite]:
+        """Every block of the transformer, slot i for block i; Wan 2.2 A14B's second expert's block i shares slot i
+        (one adapter serves both experts: each runs in its own noise range, in training as in sampling)."""
+        dim = self.transformer.config.num_attention_heads * self.transformer.config.attention_head_dim
+        heads = self.transformer.config.num_attention_heads
+        return [
+            AdapterSite(block, dim, heads, slot, "video")
+            for model in (self.transformer, self.transformer_2) if model is not None
+            for slot, block in enumerate(model.blocks)
+        ]  # fmt: skip
 
     def denoise_fn(self, x: torch.Tensor, t: torch.Tensor, conditions: Text) -> torch.Tensor:
         """The flow velocity [P, C, T, h, w] at x_t [P, C, T, h, w]; the text mask is not used (Wan attends to the

@@ -103,7 +103,7 @@ COMMANDS: dict[str, Command] = {
         train.run_train_backbone,
     ),
     "train-adapter": Command(
-        "train a DSG adapter (RGTrm + gated attention) on a frozen Wan backbone with gold DSGs (preview)",
+        "train a DSG adapter (RGTrm + gated attention) on a frozen backbone (Wan, UNet3D) with gold DSGs (preview)",
         train.configure_train_adapter,
         train.run_train_adapter,
     ),

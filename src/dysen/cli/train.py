@@ -407,9 +407,15 @@ def configure_train_adapter(p: argparse.ArgumentParser) -> None:
     _configure_common(p, lr=STAGE_LR["train-adapter"])
     p.add_argument(
         "--backbone", type=backbone_dir, required=True, metavar="DIR",
-        help="the frozen backbone: a local Wan diffusers folder, or shapes-wan-tiny (shipped)",
+        help="the frozen backbone: a local diffusers folder (Wan 2.1/2.2, ModelScope/ZeroScope UNet3D), or "
+        "shapes-wan-tiny (shipped)",
     )  # fmt: skip
     p.add_argument("--config", default="adapter-tiny", help="preset (adapter-tiny, adapter-test) or an adapter.json")
+    p.add_argument(
+        "--gradient-checkpointing", action="store_true",
+        help="recompute the frozen backbone's blocks in the backward pass (diffusers' enable_gradient_checkpointing): "
+        "less activation memory for about one more forward pass per step",
+    )  # fmt: skip
     p.add_argument(
         "--cache-latents", type=Path,
         help="backbones with dysen's autoencoder: encode the clips once into this folder (resumable), then train "
@@ -446,14 +452,18 @@ def run_train_adapter(args: argparse.Namespace) -> int:
             raise DysenError("--cache-latents needs a dataset with indices (--data/--root), not --shards")
         dataset, collate = _cached(args, vae, dataset, collate)
     adapter = _seeded(args.seed, lambda: DSGAdapter(adapter_config))
+    if args.gradient_checkpointing:
+        backbone.denoiser.enable_gradient_checkpointing()
+        if getattr(backbone, "transformer_2", None) is not None:
+            backbone.transformer_2.enable_gradient_checkpointing()  # type: ignore[attr-defined]
     task = AdapterTask(backbone, adapter, MiniLMTextEncoder(), config, video.num_frames)
     result = train(task, dataset, collate, _train_config(args), args.out, bool(args.resume))
     if _is_main_process():
         folder = adapter.cpu().save_pretrained(args.out / MODEL_DIR)
         params = sum(p.numel() for p in adapter.parameters())
-        frozen = sum(p.numel() for p in task.transformer.parameters())
+        frozen = sum(p.numel() for p in backbone.denoiser.parameters())
         print(f"trained the adapter ({params / 1e6:.2f}M parameters, {100 * params / frozen:.1f}% of the frozen "
-              f"transformer's {frozen / 1e6:.2f}M) for {result.step} steps ({_last_loss(result)}); wrote {folder}: "
+              f"denoiser's {frozen / 1e6:.2f}M) for {result.step} steps ({_last_loss(result)}); wrote {folder}: "
               f"dysen generate PROMPT --backbone {args.backbone} --adapter {folder}")  # fmt: skip
     return result.exit_code
 
@@ -475,7 +485,7 @@ def _start_adapter_run(args: argparse.Namespace) -> Any:
 
 
 def _check_adapter_run(args: argparse.Namespace, fingerprint: str) -> None:
-    """Save ``RUN/adapter.json`` on a fresh run; on a resume, refuse a backbone whose transformer changed."""
+    """Save ``RUN/adapter.json`` on a fresh run; on a resume, refuse a backbone whose denoiser changed."""
     from dysen.run_folder import as_saved, read_settings, write_settings
     from dysen.train.loop import TrainError
 
@@ -483,7 +493,7 @@ def _check_adapter_run(args: argparse.Namespace, fingerprint: str) -> None:
     saved = read_settings(path) if args.resume else None
     if saved is not None:
         if saved["fingerprint"] != fingerprint:
-            raise TrainError(f"the transformer of {args.backbone} changed since this run started: resume refused")
+            raise TrainError(f"the denoiser of {args.backbone} changed since this run started: resume refused")
         return
     if _is_main_process():
         config = _adapter_config(args.config)

@@ -62,23 +62,42 @@ def diffusion_loss(
     config: DiffusionConfig,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """L_simple (DDPM eq. 14) of ``model_fn(x_t, t, cond)`` on clean latents x0 [B, C, T, h, w]; a scalar.
+    """L_simple (DDPM eq. 14) of ``model_fn(x_t, t, cond)`` on clean latents x0 [B, C, T, h, w] under the schedule
+    of ``config``; a scalar (``noise_prediction_loss``)."""
+    abar = alphas_cumprod(make_betas(config))  # [T]
+    return noise_prediction_loss(
+        model_fn, x0, cond, abar, config.prediction_type, generator, norm=config.loss, snr_gamma=config.snr_gamma
+    )
+
+
+def noise_prediction_loss(
+    model_fn: ModelFn,
+    x0: torch.Tensor,
+    cond: Any,
+    abar: torch.Tensor,
+    prediction_type: Literal["epsilon", "v_prediction"],
+    generator: torch.Generator | None = None,
+    norm: Literal["l2", "l1"] = "l2",
+    snr_gamma: float | None = None,
+) -> torch.Tensor:
+    """L_simple (DDPM eq. 14) of ``model_fn(x_t, t, cond)`` on clean latents x0 [B, C, T, h, w] under ᾱ ``abar``
+    [T] (the project's schedule, or a pretrained backbone's scheduler's ``alphas_cumprod``); a scalar.
 
     ``cond`` is passed through untouched (apply ``condition_dropout`` before); ``generator`` draws t and ε
     and must live on x0's device. The latents, the noise and the loss are float32 whatever the autocast
     (mixed-precision) dtype of the model: a bf16 ε would round the regression target itself.
     """
     x0 = x0.float()  # an autoencoder under autocast returns bf16/fp16 latents
-    abar = alphas_cumprod(make_betas(config)).to(x0.device)  # [T]
+    abar = abar.to(x0.device)  # [T]
     batch = x0.shape[0]
-    t = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator, device=x0.device)  # [B]
+    t = torch.randint(0, len(abar), (batch,), generator=generator, device=x0.device)  # [B]
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)  # [B, C, T, h, w]
     x_t = q_sample(x0, t, noise, abar)  # [B, C, T, h, w]
-    target = noise if config.prediction_type == "epsilon" else v_target(x0, t, noise, abar)
+    target = noise if prediction_type == "epsilon" else v_target(x0, t, noise, abar)
     error = model_fn(x_t, t, cond).float() - target  # [B, C, T, h, w]
-    per_sample = (error.abs() if config.loss == "l1" else error.square()).flatten(1).mean(1)  # [B]
-    if config.snr_gamma is not None:
-        per_sample = per_sample * min_snr_weight(abar[t], config.snr_gamma, config.prediction_type)
+    per_sample = (error.abs() if norm == "l1" else error.square()).flatten(1).mean(1)  # [B]
+    if snr_gamma is not None:
+        per_sample = per_sample * min_snr_weight(abar[t], snr_gamma, prediction_type)
     return per_sample.mean()
 
 

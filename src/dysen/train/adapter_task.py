@@ -4,8 +4,10 @@ Only the adapter (``dysen.backbones.adapter.DSGAdapter``: its RGTrm, grounding p
 trained; every module of the backbone has ``requires_grad`` off and is not among the task's modules, so the
 optimizer, EMA and checkpoints hold the adapter alone. The loss is the backbone's own: rectified flow for a
 flow-matching backbone (Wan; ``dysen.diffusion.loss.flow_matching_loss``, σ logit-normal then shifted by the
-backbone's scheduler shift), with the backbone's ``encode_prompt`` and ``denoise_fn`` and the adapter's layers
-hooked after their blocks. Caption and DSG are dropped independently (``text_dropout``, ``dsg_dropout``: a
+backbone's scheduler shift), L_simple on ε or v under the scheduler's own ᾱ for a DDPM-trained one (ModelScope's
+UNet3D; ``noise_prediction_loss``), with the backbone's ``encode_prompt`` and ``denoise_fn`` and the adapter's
+layers hooked after their blocks for the task's life (each step sets its grounding, which stays set through the
+backward pass: gradient checkpointing reruns the blocks, hooks included, there). Caption and DSG are dropped independently (``text_dropout``, ``dsg_dropout``: a
 dropped DSG leaves every grounding token masked, the null DSG), so sampling can guide with and without the plan.
 Latents: the clip's cached posterior moments for a backbone with dysen's own autoencoder (``DysenWanBackbone``:
 the same cache ``train-backbone`` writes), else the backbone's ``encode_video`` of each clip.
@@ -16,23 +18,18 @@ boxes: the grounding tokens are the objects in their boxes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from dysen.backbones.adapter import (
-    AdapterConfig,
-    AdapterError,
-    DSGAdapter,
-    Grounding,
-    wan_adapter_config,
-    wan_transformer,
-)
+from dysen.backbones.adapter import AdapterConfig, AdapterError, DSGAdapter, Grounding, adapter_config
 from dysen.backbones.base import Backbone
 from dysen.backbones.schedule import latent_frame_spans
-from dysen.diffusion.loss import FlowSigmas, flow_matching_loss
+from dysen.diffusion.loss import FlowSigmas, flow_matching_loss, noise_prediction_loss
 from dysen.encoders.text import TextEncoder
 from dysen.models.frames import model_to_frames
 from dysen.models.graph_batch import GraphBatch
@@ -62,14 +59,13 @@ class AdapterTrainConfig:
             raise AdapterError(f"text_dropout and dsg_dropout must be in [0, 1): {self}")
 
     def adapter_config(self, backbone: Backbone) -> AdapterConfig:
-        """The ``AdapterConfig`` of this size for ``backbone``'s transformer."""
-        transformer = wan_transformer(backbone)
+        """The ``AdapterConfig`` of this size for ``backbone``'s denoiser."""
         changes: dict[str, Any] = {
             "every": self.every, "neighbours": self.neighbours, "rgtrm": self.rgtrm, "width": self.width,
         }  # fmt: skip
         if self.heads is not None:
             changes["heads"] = self.heads
-        return wan_adapter_config(transformer.config, **changes)
+        return adapter_config(backbone, **changes)
 
 
 ADAPTER_PRESETS: dict[str, AdapterTrainConfig] = {
@@ -82,14 +78,22 @@ ADAPTER_PRESETS: dict[str, AdapterTrainConfig] = {
 
 
 def flow_sigmas(backbone: Backbone) -> FlowSigmas:
-    """σ sampling of the backbone's own training: logit-normal, shifted as its scheduler shifts."""
-    if backbone.prediction_type != "flow":
-        raise AdapterError(
-            f"the {backbone.name} backbone predicts {backbone.prediction_type}; adapters train on flow-matching "
-            "backbones (Wan) for now"
-        )
+    """σ sampling of a flow-matching backbone's own training: logit-normal, shifted as its scheduler shifts."""
     shift = float(backbone.make_scheduler().config.get("shift", 1.0))
     return FlowSigmas(shift=shift, num_train_timesteps=backbone.num_train_timesteps)
+
+
+def backbone_loss(backbone: Backbone) -> Callable[[Any, torch.Tensor, Any, torch.Generator], torch.Tensor]:
+    """The loss the backbone was trained with, as ``loss(model_fn, x0, text, generator)``: rectified flow (Wan), or
+    L_simple on ε or v under its scheduler's ᾱ (a DDPM-trained UNet3D)."""
+    if backbone.prediction_type == "flow":
+        sigmas = flow_sigmas(backbone)
+        return lambda model_fn, x0, text, generator: flow_matching_loss(model_fn, x0, text, sigmas, generator)
+    abar = getattr(backbone.make_scheduler(), "alphas_cumprod", None)
+    if abar is None:
+        raise AdapterError(f"the {backbone.name} backbone's scheduler has no alphas_cumprod to train an adapter under")
+    kind = backbone.prediction_type
+    return lambda model_fn, x0, text, generator: noise_prediction_loss(model_fn, x0, text, abar, kind, generator)
 
 
 class AdapterTask:
@@ -100,22 +104,24 @@ class AdapterTask:
         num_frames: int,
     ) -> None:  # fmt: skip
         self.backbone, self.adapter, self.labels, self.config = backbone, adapter.train(), labels, config
-        self.transformer = wan_transformer(backbone)
         for module in _frozen_modules(backbone):
             module.eval().requires_grad_(False)
-        self.sigmas = flow_sigmas(backbone)
+        self.loss = backbone_loss(backbone)
         self.num_frames = num_frames
         self.spans = latent_frame_spans(num_frames, backbone.geometry.temporal_factor)
+        self._hooks = ExitStack()  # the adapter's layers stay after their blocks while the task lives
+        self._hooks.enter_context(adapter.installed(backbone.adapter_sites(), None))
 
     def modules(self) -> dict[str, nn.Module]:
         return {"adapter": self.adapter}
 
     def to(self, device: torch.device) -> AdapterTask:
         self.adapter.to(device)
-        self.transformer.to(device)
-        vae = getattr(self.backbone, "vae", None)
-        if isinstance(vae, nn.Module):
-            vae.to(device)
+        for module in _frozen_modules(self.backbone):
+            module.to(device)
+        text_encoder = getattr(self.backbone, "text_encoder", None)
+        if text_encoder is not None and not isinstance(text_encoder, nn.Module):
+            text_encoder.to(device)  # dysen's MiniLM states
         self.labels.to(device)
         self.backbone.device = device
         return self
@@ -128,10 +134,8 @@ class AdapterTask:
         captions = ["" if d else caption for caption, d in zip(batch["caption"], drop_text.tolist(), strict=True)]
         with torch.no_grad():
             text = self.backbone.encode_prompt(captions)  # [B, L, D], [B, L]
-        grounding = self.grounding(batch["dsg"], drop_dsg)
-        with self.adapter.installed(self.transformer.blocks, grounding):
-            loss = flow_matching_loss(self.backbone.denoise_fn, x0, text, self.sigmas, generator)
-        return StepOutput(loss, {})
+        self.adapter.use_grounding(self.grounding(batch["dsg"], drop_dsg))  # read again by a checkpointed backward
+        return StepOutput(self.loss(self.backbone.denoise_fn, x0, text, generator), {})
 
     def grounding(self, dsgs: list[Any], drop: torch.Tensor) -> Grounding:
         """The grounding tokens of the batch's gold DSGs, those of ``drop`` [B] masked out (the null DSG)."""
