@@ -335,8 +335,11 @@ def adapter_config(backbone: Backbone, **changes: Any) -> AdapterConfig:
 
 def load_adapter(folder: str | os.PathLike[str], denoiser_config: Any) -> DSGAdapter:
     """The adapter saved in ``folder`` (config.json + model.safetensors), refused unless it was trained for a
-    denoiser (``Backbone.denoiser``) of ``denoiser_config``."""
-    adapter = DSGAdapter.from_pretrained(Path(folder))
+    denoiser (``Backbone.denoiser``) of ``denoiser_config``; a shipped adapter's name works too."""
+    from dysen.backbones.folder import adapter_folder
+
+    folder = adapter_folder(folder)
+    adapter = DSGAdapter.from_pretrained(folder)
     expected = transformer_fingerprint(denoiser_config)
     if adapter.config.backbone and adapter.config.backbone != expected:
         raise AdapterError(

@@ -17,16 +17,29 @@ BACKBONES: dict[str, type[Backbone]] = {
 }
 """Pipeline class of ``model_index.json`` -> the backbone that loads it."""
 
-SHIPPED_BACKBONES = {"shapes-wan-tiny": Path(__file__).resolve().parents[1] / "weights" / "shapes-wan-tiny"}
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+SHIPPED_BACKBONES = {"shapes-wan-tiny": WEIGHTS / "shapes-wan-tiny"}
 """The backbones trained here and shipped inside the package: name -> folder (with its model card, README.md)."""
+SHIPPED_ADAPTERS = {"shapes-wan-tiny-adapter": WEIGHTS / "shapes-wan-tiny-adapter"}
+"""The DSG adapters trained here and shipped inside the package: name -> folder (with its model card)."""
 
 
 def backbone_folder(folder: str | Path) -> Path:
     """The folder a ``--backbone`` value means: a path, or the name of a shipped backbone (``SHIPPED_BACKBONES``)
     when no file or folder of that name exists here."""
+    return _shipped_or_path(folder, SHIPPED_BACKBONES)
+
+
+def adapter_folder(folder: str | Path) -> Path:
+    """The folder an ``--adapter`` value means: a path, or the name of a shipped adapter (``SHIPPED_ADAPTERS``)
+    when no file or folder of that name exists here."""
+    return _shipped_or_path(folder, SHIPPED_ADAPTERS)
+
+
+def _shipped_or_path(folder: str | Path, shipped: dict[str, Path]) -> Path:
     path = Path(folder)
-    shipped = SHIPPED_BACKBONES.get(str(folder))
-    return shipped if shipped is not None and not path.exists() else path
+    named = shipped.get(str(folder))
+    return named if named is not None and not path.exists() else path
 
 
 def backbone_class(folder: str | Path) -> tuple[type[Backbone], FolderIndex]:

@@ -119,5 +119,15 @@ def backbone_dir(text: str) -> Path:
     return backbone_folder(text)
 
 
+def adapter_dir(text: str) -> Path:
+    """An ``--adapter`` value: a ``dysen train-adapter`` folder (RUN/model), or the name of an adapter shipped
+    with dysen (``shapes-wan-tiny-adapter``)."""
+    from dysen.backbones.folder import adapter_folder
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return adapter_folder(text)
+
+
 def _range(low: int, high: int | None) -> str:
     return f">= {low}" if high is None else f"{low}..{high}"

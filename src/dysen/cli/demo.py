@@ -7,7 +7,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dysen.cli.argtypes import backbone_dir, device, float_range, nonnegative_float, port, positive_int
+from dysen.cli.argtypes import (
+    adapter_dir,
+    backbone_dir,
+    device,
+    float_range,
+    nonnegative_float,
+    port,
+    positive_int,
+)
 from dysen.errors import DysenError
 from dysen.web.options import DemoLimits, PageOptions
 
@@ -71,8 +79,9 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         help="share of the denoising steps that are steered, the first ones (default: 0.4)",
     )  # fmt: skip
     group.add_argument(
-        "--adapter", type=Path, metavar="DIR",
-        help="a DSG adapter trained for the backbone (dysen train-adapter): every video follows the plan with it",
+        "--adapter", type=adapter_dir, metavar="DIR",
+        help="a DSG adapter trained for the backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): every "
+        "video follows the plan with it",
     )  # fmt: skip
     group.add_argument("--height", type=positive_int, help="video height (default: the backbone's)")
     group.add_argument("--width", type=positive_int, help="video width (default: the backbone's)")

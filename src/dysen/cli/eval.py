@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dysen.cli.argtypes import device, float_range, nonnegative_floats, nonnegative_int, positive_int, seed
+from dysen.cli.argtypes import (
+    adapter_dir,
+    device,
+    float_range,
+    nonnegative_floats,
+    nonnegative_int,
+    positive_int,
+    seed,
+)
 from dysen.errors import DysenError
 
 PROTOCOLS = ("shapes", "ucf101", "msrvtt")
@@ -173,8 +181,9 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         help="share of the denoising steps that are steered, the first ones (default: 0.4)",
     )  # fmt: skip
     group.add_argument(
-        "--adapter", type=Path, metavar="DIR",
-        help="a DSG adapter trained for the backbone (dysen train-adapter): every backbone row again with it",
+        "--adapter", type=adapter_dir, metavar="DIR",
+        help="a DSG adapter trained for the backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): every "
+        "backbone row again with it",
     )  # fmt: skip
     group.add_argument("--height", type=positive_int, help="video height of backbone rows (default: the backbone's)")
     group.add_argument("--width", type=positive_int, help="video width of backbone rows (default: the backbone's)")

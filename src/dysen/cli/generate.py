@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dysen.cli.argtypes import (
+    adapter_dir,
     backbone_dir,
     device,
     float_range,
@@ -96,8 +97,9 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
         help="share of the denoising steps that are steered, the first ones (default: 0.4)",
     )  # fmt: skip
     group.add_argument(
-        "--adapter", type=Path, metavar="DIR",
-        help="a DSG adapter trained for this backbone (dysen train-adapter RUN/model): the plan's objects, in their "
+        "--adapter", type=adapter_dir, metavar="DIR",
+        help="a DSG adapter trained for this backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): the "
+        "plan's objects, in their "
         "boxes, steer every step; combines with the --control-* flags",
     )  # fmt: skip
 
