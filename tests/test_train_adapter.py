@@ -12,6 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from backbone_fixtures import save_unet3d
+from test_dsg_boxes import real_data_with_tracks
+from test_video import needs_real
 from dysen.backbone_pipeline import BackbonePipeline
 from dysen.backbones.adapter import AdapterError, load_adapter
 from dysen.backbones.folder import load_backbone
@@ -214,3 +216,22 @@ def test_bf16_with_gradient_checkpointing_from_the_cli(backbone: Path, tmp_path:
     losses = _losses(out)
     assert sorted(losses) == [1, 2] and all(0 < loss < 10 for loss in losses.values())
     assert (out / "model" / "model.safetensors").is_file()
+
+
+@needs_real
+def test_real_clips_with_tracker_boxes_train_and_unboxed_clips_train_as_the_null_dsg(
+    backbone: Path, tmp_path: Path
+) -> None:
+    """The real-data path: gold DSGs boxed from a tracker's MOTChallenge file (dysen dsg boxes), a folder of real
+    clips (one of them without boxes), one adapter step each."""
+    data = real_data_with_tracks(tmp_path)
+    boxed = tmp_path / "boxed.jsonl"
+    argv = ["dsg", "boxes", "--dataset", "folder", "--root", str(data["root"]), "--gold", str(data["gold"])]
+    assert main([*argv, "--tracks", str(data["tracks"]), "--classes", str(data["names"]), "--out", str(boxed)]) == 0
+    out = tmp_path / "run"
+    real = ["--data", "folder", "--root", str(data["root"]), "--gold", str(boxed), "--batch-size", "2"]
+    base = ["train-adapter", "--backbone", str(backbone), "--out", str(out), "--config", "adapter-test"]
+    assert main([*base, *real, "--steps", "2", "--ema-decay", "0", "--lr", "1e-2", "--save-every", "2"]) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["unboxed"] for m in metrics] == [1.0, 1.0]  # cup.mp4 has no boxes; walk.avi has
+    assert all(0 < m["loss"] < 10 for m in metrics)

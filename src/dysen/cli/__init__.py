@@ -87,6 +87,11 @@ COMMANDS: dict[str, Command] = {
         data.configure_dsg_annotate,
         data.run_dsg_annotate,
     ),
+    "dsg boxes": Command(
+        "add a tracker's boxes (MOTChallenge files) to gold DSGs, for the DSG adapter and layout grounding",
+        data.configure_dsg_boxes,
+        data.run_dsg_boxes,
+    ),
     "train-vae": Command(
         "stage 1: train the 3D KL video autoencoder (L1 + KL)",
         train.configure_train_vae,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
-from dysen.cli.argtypes import int_range, nonnegative_int, positive_float, positive_int, seed
+from dysen.cli.argtypes import int_range, nonnegative_float, nonnegative_int, positive_float, positive_int, seed
 from dysen.cli.world import add_world_flags, world_settings
 from dysen.errors import DysenError
 
@@ -163,6 +164,61 @@ def run_dsg_annotate(args: argparse.Namespace) -> int:
     print(f"shard {args.shard}: {report.total} videos, {report.already_done} already done, {report.annotated} "
           f"annotated, {report.failed} failed -> {args.out}", file=sys.stderr)  # fmt: skip
     return 1 if report.failed else 0
+
+
+def configure_dsg_boxes(p: argparse.ArgumentParser) -> None:
+    _add_dataset_arguments(p)
+    p.add_argument("--gold", type=Path, required=True, help="gold DSGs (JSONL of id + dsg, from 'dysen dsg annotate')")
+    p.add_argument(
+        "--tracks", type=Path, required=True,
+        help="folder of one MOTChallenge results file per video, ID.txt (frame,id,left,top,width,height,conf[,class]; "
+        "ByteTrack, BoT-SORT, OC-SORT, StrongSORT, BoxMOT write it)",
+    )  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="JSONL of {id, dsg, source} for the clips given boxes")
+    label = p.add_mutually_exclusive_group(required=True)
+    label.add_argument("--label", help="every track is one of these, e.g. person (single-class trackers)")
+    label.add_argument(
+        "--classes", type=Path, metavar="FILE",
+        help="class names, one per line (line i names class i): the 8th column's ids become labels",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-confidence", type=nonnegative_float, default=0.0, help="leave out detections below this confidence"
+    )
+
+
+def run_dsg_boxes(args: argparse.Namespace) -> int:
+    """Add tracker boxes to gold DSGs (``dysen.annotate.tracks``): each clip whose DSG gets at least one box is
+    written; the others are counted, by reason."""
+    from tqdm.auto import tqdm
+
+    from dysen.annotate.tracks import add_track_boxes, read_mot, read_names
+    from dysen.atomic import write_text_atomic
+    from dysen.data.datasets import load_records, read_gold
+    from dysen.data.video import probe
+
+    gold = read_gold(args.gold)
+    classes = read_names(args.classes) if args.classes is not None else None
+    lines, missed = [], Counter[str]()
+    boxed = objects = 0
+    for record in tqdm(load_records(args.dataset, args.root, args.split), desc="boxes", unit="video"):
+        dsg = gold.get(record.id)
+        tracks_file = args.tracks / f"{record.id}.txt"
+        if dsg is None or not tracks_file.is_file():
+            missed["no gold DSG" if dsg is None else "no tracks file"] += 1
+            continue
+        info = probe(record.path)
+        tracks = read_mot(tracks_file, args.label, classes, args.min_confidence)
+        result = add_track_boxes(dsg, tracks, info.num_frames, info.width, info.height)
+        boxed, objects = boxed + result.boxed, objects + result.objects
+        if result.dsg.boxes is None:
+            missed["no object matched a track"] += 1
+            continue
+        lines.append(json.dumps({"id": record.id, "dsg": result.dsg.to_dict(), "source": "tracks:mot"}))
+    write_text_atomic(args.out, "".join(line + "\n" for line in lines))
+    skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(missed.items())) or "none"
+    print(f"wrote {len(lines)} DSGs with boxes to {args.out} ({boxed} of {objects} objects matched a track); "
+          f"skipped: {skipped}", file=sys.stderr)  # fmt: skip
+    return 0 if lines else 1
 
 
 def configure_data_shards(p: argparse.ArgumentParser) -> None:

@@ -12,12 +12,14 @@ dropped DSG leaves every grounding token masked, the null DSG), so sampling can 
 Latents: the clip's cached posterior moments for a backbone with dysen's own autoencoder (``DysenWanBackbone``:
 the same cache ``train-backbone`` writes), else the backbone's ``encode_video`` of each clip.
 
-Gold DSGs come with the clips (Dynamic Shapes, or a dataset annotated by ``dysen dsg annotate``) and must have
-boxes: the grounding tokens are the objects in their boxes.
+Gold DSGs come with the clips (Dynamic Shapes, or a dataset annotated by ``dysen dsg annotate`` and boxed by
+``dysen dsg boxes`` from a tracker's output): the grounding tokens are the objects in their boxes, and a clip
+without boxes trains as the null DSG (counted in the metrics as ``unboxed``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -30,12 +32,19 @@ from dysen.backbones.adapter import AdapterConfig, AdapterError, DSGAdapter, Gro
 from dysen.backbones.base import Backbone
 from dysen.backbones.schedule import latent_frame_spans
 from dysen.diffusion.loss import FlowSigmas, flow_matching_loss, noise_prediction_loss
+from dysen.dsg import DynamicSceneGraph, SceneGraph
 from dysen.encoders.text import TextEncoder
 from dysen.models.frames import model_to_frames
 from dysen.models.graph_batch import GraphBatch
 from dysen.models.rgtrm import RGTrmConfig
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import StepOutput
+
+
+log = logging.getLogger(__name__)
+
+EMPTY_DSG = DynamicSceneGraph(graphs=(SceneGraph(),))
+"""What a clip without a boxed gold DSG is grounded by: no objects, so only the null token (the null DSG)."""
 
 
 def _tiny_rgtrm() -> RGTrmConfig:
@@ -109,6 +118,7 @@ class AdapterTask:
         self.loss = backbone_loss(backbone)
         self.num_frames = num_frames
         self.spans = latent_frame_spans(num_frames, backbone.geometry.temporal_factor)
+        self.unboxed, self._warned = 0, False  # clips of the last batch without boxes; warned once
         self._hooks = ExitStack()  # the adapter's layers stay after their blocks while the task lives
         self._hooks.enter_context(adapter.installed(backbone.adapter_sites(), None))
 
@@ -135,15 +145,21 @@ class AdapterTask:
         with torch.no_grad():
             text = self.backbone.encode_prompt(captions)  # [B, L, D], [B, L]
         self.adapter.use_grounding(self.grounding(batch["dsg"], drop_dsg))  # read again by a checkpointed backward
-        return StepOutput(self.loss(self.backbone.denoise_fn, x0, text, generator), {})
+        loss = self.loss(self.backbone.denoise_fn, x0, text, generator)
+        return StepOutput(loss, {"unboxed": torch.tensor(float(self.unboxed))})
 
     def grounding(self, dsgs: list[Any], drop: torch.Tensor) -> Grounding:
-        """The grounding tokens of the batch's gold DSGs, those of ``drop`` [B] masked out (the null DSG)."""
-        missing = [i for i, dsg in enumerate(dsgs) if dsg is None or dsg.boxes is None]
-        if missing:
-            raise AdapterError(
-                f"clips {missing} of a batch have no gold DSG with boxes: the adapter learns objects in their boxes"
-            )
+        """The grounding tokens of the batch's gold DSGs, those of ``drop`` [B] masked out (the null DSG); a clip
+        without a gold DSG with boxes (real data the tracker found nothing in) trains as the null DSG too."""
+        unboxed = [dsg is None or dsg.boxes is None for dsg in dsgs]
+        if any(unboxed) and not self._warned:
+            log.warning(
+                "%d of %d clips of a batch have no gold DSG with boxes: they train as the null DSG (boxes for real "
+                "videos: dysen dsg boxes)", sum(unboxed), len(dsgs),
+            )  # fmt: skip
+            self._warned = True
+        self.unboxed = sum(unboxed)
+        dsgs = [EMPTY_DSG if missing else dsg for dsg, missing in zip(dsgs, unboxed, strict=True)]
         graphs = GraphBatch.from_dsgs(dsgs, self.num_frames).with_label_embeddings(self.labels)
         objects = self.adapter.rgtrm(graphs.to(drop.device)).objects
         assert objects is not None  # AdapterConfig requires the RGTrm's layout grounding
