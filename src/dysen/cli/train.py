@@ -106,8 +106,16 @@ def configure_train_vdm(p: argparse.ArgumentParser) -> None:
     _configure_common(p, lr=STAGE_LR["train-vdm"])
     p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model")
     p.add_argument(
-        "--vae", type=Path, required=True, help="the autoencoder: a train-vae run, its model/ or a pipeline"
-    )
+        "--vae", "--vae-path", type=Path, metavar="PATH",
+        help="the frozen autoencoder the config's vae.kind asks for: kl3d (shapes-tiny, lvdm-ucf101) a train-vae "
+        "run, its model/ or a pipeline (required); frame (paper-t2v-256) a diffusers AutoencoderKL folder, or a "
+        "Stable Diffusion folder with vae/ (default: the config's vae.frame.source)",
+    )  # fmt: skip
+    p.add_argument(
+        "--text-encoder", "--text-encoder-path", type=Path, metavar="PATH",
+        help="the config's text encoder from this local folder (paper-t2v-256: CLIP ViT-L/14, a transformers "
+        "CLIPTextModel + tokenizer folder; default: the config's text_encoder.model)",
+    )  # fmt: skip
     _configure_vdm_data(p)
 
 
@@ -121,6 +129,11 @@ def _configure_vdm_data(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-latents", type=Path, help="encode the clips once into this folder (resumable), then train from it"
     )
+    p.add_argument(
+        "--gradient-checkpointing", action="store_true",
+        help="recompute each UNet block in the backward pass: less activation memory for about one more forward "
+        "pass per step (the model config's unet.gradient_checkpointing)",
+    )  # fmt: skip
     p.add_argument(
         "--oversample",
         action="append",
@@ -268,16 +281,85 @@ def _discriminator(args: argparse.Namespace) -> Any:
 
 def run_train_vdm(args: argparse.Namespace) -> int:
     """Stage 2: train the 3D-UNet + RGTrm on the frozen ``--vae``'s latents with gold DSGs."""
-    from dysen.config import VAESpec
     from dysen.models.rgtrm import RGTrm
     from dysen.models.unet3d import UNet3D
+    from dysen.models.vae import FrameVAE
     from dysen.pipeline import build_text_encoder
 
-    vae = _load_vae(args.vae)
-    kl3d = VAESpec(kind="kl3d", kl3d=vae.config)
-    config = _start_run(args, args.config, lambda c: _with_world_palette(args, dataclasses.replace(c, vae=kl3d)))
+    kind = _autoencoder_kind(args.vae) if args.vae is not None else None
+    vae = _load_vae(args.vae) if kind == "kl3d" else None
+    config = _start_run(args, args.config, lambda c: _with_world_palette(args, _with_user_paths(args, c, kind, vae)))
+    if config.vae.kind == "frame":
+        frame = config.vae.frame
+        if args.vae is not None and str(args.vae.resolve()) != frame.source:
+            raise DysenError(f"this run trains on the VAE {frame.source} (its config.yaml); --vae {args.vae} differs")
+        vae = FrameVAE.load(frame.source, subfolder=frame.subfolder, frames_per_chunk=frame.frames_per_chunk)
+    elif vae is None:
+        raise DysenError(f"--config {args.config} trains on a dysen 3D autoencoder: give it with --vae RUN")
     unet, rgtrm = _seeded(args.seed, lambda: (UNet3D(config.unet), RGTrm(config.rgtrm)))
     return _train_vdm(args, config, unet, rgtrm, vae, build_text_encoder(config.text_encoder))
+
+
+def _with_user_paths(
+    args: argparse.Namespace, config: DysenVDMConfig, kind: str | None, kl3d: KLVideoAutoencoder | None
+) -> DysenVDMConfig:
+    """``config`` naming what this run trains with: the 3D autoencoder ``kl3d`` of ``--vae`` (its own config), or
+    the per-frame VAE's folder (``--vae`` of ``kind`` "frame" or "frame-in-pipeline"), the text encoder of
+    ``--text-encoder``, ``--gradient-checkpointing``. A ``--vae`` of another kind than the config's ``vae.kind`` is
+    refused, never swapped in."""
+    from dysen.config import VAESpec
+
+    if config.vae.kind == "frame":
+        if kind == "kl3d":
+            raise DysenError(
+                f"--config {args.config} trains on a pretrained per-frame VAE (vae.kind: frame, e.g. the SD-VAE), "
+                f"but --vae {args.vae} is a dysen 3D autoencoder: give a diffusers AutoencoderKL folder, or a config "
+                "with vae.kind: kl3d (shapes-tiny, lvdm-ucf101)"
+            )
+        if args.vae is not None:
+            subfolder = "vae" if kind == "frame-in-pipeline" else None
+            frame = dataclasses.replace(config.vae.frame, source=str(args.vae.resolve()), subfolder=subfolder)
+            config = dataclasses.replace(config, vae=dataclasses.replace(config.vae, frame=frame))
+    elif kl3d is None:
+        if args.vae is None:
+            raise DysenError(f"--config {args.config} trains on a dysen 3D autoencoder: give it with --vae RUN")
+        raise DysenError(
+            f"--config {args.config} trains on a dysen 3D autoencoder (vae.kind: kl3d), but --vae {args.vae} is a "
+            "pretrained per-frame VAE: give a train-vae run, or a config with vae.kind: frame (paper-t2v-256)"
+        )
+    else:
+        config = dataclasses.replace(config, vae=VAESpec(kind="kl3d", kl3d=kl3d.config))
+    if args.text_encoder is not None:
+        encoder = dataclasses.replace(config.text_encoder, model=str(args.text_encoder.resolve()))
+        config = dataclasses.replace(config, text_encoder=encoder)
+    if args.gradient_checkpointing:
+        config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, gradient_checkpointing=True))
+    return config
+
+
+def _autoencoder_kind(path: Path) -> str:
+    """What kind of autoencoder ``path`` holds: "kl3d" (a train-vae run, its model/, a pipeline's vae/), "frame" (a
+    diffusers ``AutoencoderKL`` folder) or "frame-in-pipeline" (a Stable Diffusion folder with vae/)."""
+    import json
+
+    def class_of(config: Path) -> str | None:
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return (data.get("_class") or data.get("_class_name")) if isinstance(data, dict) else None
+
+    for folder in (path / MODEL_DIR, path / "vae", path):
+        if class_of(folder / "config.json") == "KLVideoAutoencoder":
+            return "kl3d"
+    if class_of(path / "config.json") == "AutoencoderKL":
+        return "frame"
+    if class_of(path / "vae" / "config.json") == "AutoencoderKL":
+        return "frame-in-pipeline"
+    raise DysenError(
+        f"no autoencoder in {path}: --vae takes a dysen train-vae run (or its model/, or a pipeline), a diffusers "
+        "AutoencoderKL folder (config.json + weights), or a Stable Diffusion folder with vae/"
+    )
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -285,6 +367,9 @@ def run_finetune(args: argparse.Namespace) -> int:
     from dysen.pipeline import DysenVDMPipeline
 
     pipe = DysenVDMPipeline.from_pretrained(args.init)
+    if args.gradient_checkpointing:
+        pipe.unet.config = dataclasses.replace(pipe.unet.config, gradient_checkpointing=True)
+        pipe.config = dataclasses.replace(pipe.config, unet=pipe.unet.config)
     config = _start_run(args, None, lambda _: _with_world_palette(args, pipe.config))
     return _train_vdm(args, config, pipe.unet, pipe.rgtrm, pipe.vae, pipe.text_encoder)
 

@@ -319,16 +319,34 @@ class FrameVAE(nn.Module):
             raise AutoencoderError(f"height and width must be multiples of {self.downsample}, got {height}x{width}")
         return (int(self.vae.config.latent_channels), num_frames, height // self.downsample, width // self.downsample)
 
-    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Normalised latents [B, c, T, h, w] of a video [B, 3, T, H, W] in [-1, 1] (posterior mean by default)."""
+    @property
+    def config(self) -> Any:
+        """The wrapped ``AutoencoderKL``'s config (what a latent cache is keyed by, with the weights)."""
+        return self.vae.config
+
+    def posterior(self, video: torch.Tensor) -> DiagonalGaussian:
+        """q(z | video) for a video [B, 3, T, H, W] in [-1, 1], frame by frame; unnormalised latent space."""
         self.latent_shape(*video.shape[2:])
         frames = video.transpose(1, 2).flatten(0, 1)  # [B*T, 3, H, W]
-        chunks = []
+        means, logvars = [], []
         for chunk in frames.split(self.frames_per_chunk):
             posterior = self.vae.encode(chunk.to(self.vae.dtype)).latent_dist
-            chunks.append(posterior.mode() if generator is None else posterior.sample(generator))
-        z = torch.cat(chunks)  # [B*T, c, h, w]
-        z = z.unflatten(0, (video.shape[0], video.shape[2])).transpose(1, 2)  # [B, c, T, h, w]
+            means.append(posterior.mean)
+            logvars.append(posterior.logvar)
+
+        def video_layout(parts: list[torch.Tensor]) -> torch.Tensor:  # [B*T, c, h, w] -> [B, c, T, h, w]
+            return torch.cat(parts).float().unflatten(0, (video.shape[0], video.shape[2])).transpose(1, 2)
+
+        return DiagonalGaussian(video_layout(means), video_layout(logvars))
+
+    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalised latents [B, c, T, h, w] of a video [B, 3, T, H, W] in [-1, 1]: the posterior mean, or a draw
+        when ``generator`` is given (one draw over the whole video, as from cached moments)."""
+        posterior = self.posterior(video)
+        return self.normalise(posterior.mean if generator is None else posterior.sample(generator))
+
+    def normalise(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents z of the posterior's space as the denoiser sees them: (z − shift_factor) · scaling_factor."""
         return (z - self.shift_factor) * self.scaling_factor
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

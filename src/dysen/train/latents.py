@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from dysen.atomic import publish, write_text_atomic
 from dysen.dsg.types import DynamicSceneGraph
 from dysen.errors import DysenError
-from dysen.models.vae import KLVideoAutoencoder
+from dysen.models.vae import FrameVAE, KLVideoAutoencoder
 from dysen.run_folder import changed_settings, write_settings
 from dysen.train.bad_items import IndexedDataset
 
@@ -53,9 +53,10 @@ class LatentCacheError(DysenError):
     """A latent cache is incomplete, unreadable, or belongs to another autoencoder or dataset."""
 
 
-def vae_fingerprint(vae: KLVideoAutoencoder) -> str:
+def vae_fingerprint(vae: KLVideoAutoencoder | FrameVAE) -> str:
     """SHA-256 over the autoencoder's config (latent scale included) and weights."""
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(vae.config), sort_keys=True).encode())
+    config = dataclasses.asdict(vae.config) if dataclasses.is_dataclass(vae.config) else dict(vae.config)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for key, value in sorted(vae.state_dict().items()):
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
@@ -64,7 +65,7 @@ def vae_fingerprint(vae: KLVideoAutoencoder) -> str:
 
 @torch.no_grad()
 def cache_latents(
-    vae: KLVideoAutoencoder,
+    vae: KLVideoAutoencoder | FrameVAE,
     dataset: Dataset,
     collate: Callable[[list[Any]], Any],
     folder: str | os.PathLike[str],
@@ -144,7 +145,7 @@ def _shard_batches(
 
 
 def _write_shard(
-    vae: KLVideoAutoencoder,
+    vae: KLVideoAutoencoder | FrameVAE,
     batches: list[tuple[list[int], torch.Tensor | None, list[dict[str, Any]]]],
     indices: range,
     path: Path,

@@ -213,10 +213,10 @@ class VDMTask:
         draw = self.config.diffusion.train_latents == "sample"
         if "latent_mean" not in batch:
             return self.vae.encode(_video(batch, generator.device), generator if draw else None)
-        device, config = generator.device, self.vae.config
+        device = generator.device
         posterior = DiagonalGaussian(batch["latent_mean"].to(device), batch["latent_logvar"].to(device))
         z = posterior.sample(generator) if draw else posterior.mean  # [B, c, t, h, w]
-        return (z - config.shift_factor) * config.scaling_factor
+        return self.vae.normalise(z)
 
     def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """A video per clip of ``batch`` from its caption and gold DSG with the live (not EMA) weights:
