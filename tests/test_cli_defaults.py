@@ -217,3 +217,11 @@ def test_the_llm_boxes_flag_reaches_the_llm_planner() -> None:
     assert dataclasses.replace(options, replay=None, backend="openai", model="m").llm_boxes
     planner = build_planner(dataclasses.replace(options, backend="openai", model="m", cache=False))
     assert planner.settings.layout
+
+
+def test_eval_zero_shot_defaults() -> None:
+    from dysen.cli.eval import I3D_BN_EPS, NUM_REAL
+    from dysen.eval.features.i3d import TATS_BN_EPS
+    from dysen.eval.protocols import NUM_REAL as PROTOCOL_NUM_REAL
+
+    assert (NUM_REAL, I3D_BN_EPS) == (PROTOCOL_NUM_REAL, TATS_BN_EPS)

@@ -19,10 +19,15 @@ from dysen.cli.argtypes import (
     float_range,
     nonnegative_floats,
     nonnegative_int,
+    positive_float,
     positive_int,
     seed,
 )
 from dysen.errors import DysenError
+from dysen.eval.references import REFERENCES
+
+NUM_REAL = 2048  # = dysen.eval.protocols.NUM_REAL (checked by tests/test_cli_defaults.py; it imports numpy)
+I3D_BN_EPS = 1e-5  # = dysen.eval.features.i3d.TATS_BN_EPS, likewise (it imports torch)
 
 PROTOCOLS = ("shapes", "ucf101", "msrvtt")
 
@@ -118,7 +123,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     sample.add_argument(
         "--num", type=int, help="videos per row (shapes: 100; ucf101: 10000; msrvtt: all 2990; --prompts: all)"
     )
-    add_sampling_flags(sample, ("steps", "guidance", "dsg_guidance"), note=" of each model")
+    add_sampling_flags(sample, ("steps", "guidance", "dsg_guidance", "sampler", "eta"), note=" of each model")
     sample.add_argument("--seed", type=seed, default=0, help="video i uses seed SEED + i; also the clip/caption seed")
     sample.add_argument(
         "--plan",
@@ -133,14 +138,23 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     add_planner_flags(p, own=False, title="planner (see 'dysen plan --help'; of a backbone: rules unless --planner)")
     zero = p.add_argument_group("zero-shot protocols (ucf101, msrvtt)")
     zero.add_argument("--data", type=Path, help="the dataset folder (UCF-101/ + ucfTrainTestlist/, or MSR-VTT)")
-    zero.add_argument("--metrics", help="comma-separated subset of is,fvd,clipsim,fid (default: the protocol's)")
     zero.add_argument(
-        "--num-real", type=nonnegative_int, default=2048,
-        help="real clips for FVD/FID (0: all; default 2048)",
+        "--reference", choices=tuple(REFERENCES), metavar="NAME",
+        help="a published protocol with every setting it fixes (its --protocol, metrics, sample counts, runs, "
+        f"DDIM eta, I3D call): {', '.join(REFERENCES)}; a flag that changes one of them is an error",
+    )  # fmt: skip
+    zero.add_argument("--metrics", help="comma-separated subset of is,fvd,kvd,clipsim,fid (default: the protocol's)")
+    zero.add_argument(
+        "--num-real", type=nonnegative_int, help=f"real clips for FVD/KVD/FID (0: all; default {NUM_REAL})"
     )
     zero.add_argument("--real-split", help="split of the real videos (ucf101: train; msrvtt: test)")
     zero.add_argument("--prompt-template", default="{}", help="ucf101: prompt with {} for the class name in words")
-    zero.add_argument("--is-splits", type=positive_int, default=1, help="IS splits (TGANv2: 1, the default)")
+    zero.add_argument("--is-splits", type=positive_int, help="IS splits (default 1, as TGANv2)")
+    zero.add_argument(
+        "--i3d-bn-eps", type=positive_float, metavar="EPS",
+        help=f"BatchNorm eps of a state-dict I3D: {I3D_BN_EPS:g} (TATS/LVDM/Dysen's i3d_pretrained_400.pt, the "
+        "default) or 1e-3 (piergiaj's pytorch-i3d and Sonnet)",
+    )  # fmt: skip
     zero.add_argument("--batch-size", type=positive_int, default=16, help="videos per feature-network batch")
     for key, env in (
         ("i3d", "DYSEN_I3D_WEIGHTS"),
@@ -257,7 +271,7 @@ def _variants(args: argparse.Namespace) -> list[Any]:
     from dysen.eval.benchmark import VideoSampling
     from dysen.eval.variants import AUTOENCODER_ROW, Variant, ablation_variants
 
-    sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan)
+    sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan, args.sampler, args.eta)
     planner, changes = _planner_options(args), _planner_changes(args)
     if args.ablation:
         if args.protocol != "shapes" or args.videos or len(args.model) > 1 or args.backbone:
@@ -314,7 +328,33 @@ def _clip_selection(args: argparse.Namespace) -> Any:
     return ClipSelection(split=args.split, first=args.first, world=world)
 
 
+def _apply_reference(args: argparse.Namespace) -> None:
+    """Fill the flags a ``--reference`` protocol fixes (``dysen.eval.references``); one given with another value
+    than the reference's is an error naming both."""
+    reference = REFERENCES[args.reference]
+    if args.protocol not in ("shapes", reference.protocol):  # shapes: the flag's default, not a choice
+        raise DysenError(f"--reference {reference.name} is a {reference.protocol} protocol, not {args.protocol}")
+    args.protocol = reference.protocol
+    fixed: dict[str, Any] = {
+        "metrics": ",".join(reference.metrics), "num": reference.num, "num_real": reference.num_real or 0,
+        "is_splits": reference.is_splits,
+    }  # fmt: skip
+    if reference.eta is not None:
+        fixed["eta"] = reference.eta
+    if reference.i3d_call == "tats" and {"fvd", "kvd"} & set(reference.metrics):
+        fixed["i3d_bn_eps"] = reference.i3d_bn_eps
+    given = {name: getattr(args, name) for name in fixed if getattr(args, name) is not None}
+    clashes = [f"--{name.replace('_', '-')} {value} (it fixes {fixed[name]})" for name, value in given.items()
+               if value != fixed[name]]  # fmt: skip
+    if clashes:
+        raise DysenError(f"--reference {reference.name} fixes these settings; drop or match " + "; ".join(clashes))
+    for name, value in fixed.items():
+        setattr(args, name, value)
+
+
 def _check(args: argparse.Namespace) -> None:
+    if getattr(args, "reference", None) is not None:
+        _apply_reference(args)
     for flag in ("num", "steps", "batch_size", "is_splits"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -350,15 +390,26 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         from dysen.eval.protocols import ZeroShotSettings, load_networks, run_zero_shot
 
+        reference = REFERENCES[args.reference] if args.reference else None
+        num_real = NUM_REAL if args.num_real is None else args.num_real
         settings = ZeroShotSettings(
             args.protocol, args.data, tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else (),
-            num=args.num, num_real=args.num_real or None, real_split=args.real_split, template=args.prompt_template,
-            seed=args.seed, batch_size=args.batch_size, is_splits=args.is_splits,
+            num=args.num, num_real=num_real or None, real_split=args.real_split, template=args.prompt_template,
+            seed=args.seed, batch_size=args.batch_size, is_splits=args.is_splits or 1,
+            runs=reference.runs if reference else 1, redraw=reference.redraw if reference else "real",
+            reference=args.reference,
         )  # fmt: skip
         paths = {"i3d": args.i3d, "c3d": args.c3d, "c3d_mean": args.c3d_mean, "clip": args.clip}
-        networks = load_networks(settings.resolved_metrics(), {**paths, "inception": args.inception}, args.device)
+        call = reference.i3d_call if reference else "tats"
+        networks = load_networks(
+            settings.resolved_metrics(), {**paths, "inception": args.inception}, args.device,
+            i3d_bn_eps=args.i3d_bn_eps, i3d_call=call,
+        )  # fmt: skip
         rows, record = run_zero_shot(settings, variants, networks, device=args.device, save_dir=save_dir,
                                      progress=progress)  # fmt: skip
+        record["i3d"] = {"call": call, "bn_eps": args.i3d_bn_eps or I3D_BN_EPS}
+        if reference is not None:
+            record["reference_settings"] = reference.settings()
         report = new_report(args.protocol, _command(args), record, args.device)
         report["rows"] = rows
     report["wall_s"] = round(time.perf_counter() - clock, 2)
@@ -390,7 +441,7 @@ def _run_prompts(args: argparse.Namespace) -> int:
 
     _check_prompts(args)
     records = read_prompt_set(args.prompts)[: args.num]
-    sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed)
+    sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed, sampler=args.sampler, eta=args.eta)
     name, folder = args.model[0] if args.model else (args.config, None)
     variant = Variant(
         name, model=folder, config=args.config, planner=_planner_options(args), planner_changes=_planner_changes(args),

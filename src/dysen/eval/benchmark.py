@@ -38,7 +38,7 @@ from dysen.world.config import require_split
 
 if TYPE_CHECKING:
     from dysen.config import VideoSpec
-    from dysen.diffusion.schedules import DiffusionConfig
+    from dysen.diffusion.schedules import DiffusionConfig, SamplerName
     from dysen.models.vae import VideoAutoencoder
     from dysen.pipeline import DysenVDMPipeline
 
@@ -71,18 +71,24 @@ class VideoSampling:
     """Clip i is sampled with seed ``seed + i``."""
     plan: PlanSource = "planner"
     """'planner': the pipeline plans the caption (Dysen-VDM as used); 'gold': it follows the gold DSG (oracle)."""
+    sampler: SamplerName | None = None
+    """ddim, dpmpp or euler (None: the model's ``config.diffusion.sampler``)."""
+    eta: float | None = None
+    """DDIM's η (None: the model's ``config.diffusion.eta``; LVDM samples with 1.0)."""
 
     def for_model(self, diffusion: DiffusionConfig) -> VideoSampling:
-        """The steps and guidance scales a model samples with: unset ones from its config (an unset s_dsg = s_text),
-        by the pipeline's own rule (``SamplingSettings.resolve``)."""
+        """The steps, guidance scales, sampler and η a model samples with: unset ones from its config (an unset s_dsg
+        = s_text), by the pipeline's own rule (``SamplingSettings.resolve``)."""
         from dysen.diffusion.sampler import SamplingSettings
 
         settings = SamplingSettings.resolve(
-            diffusion, steps=self.steps, guidance=self.guidance, dsg_guidance=self.dsg_guidance
-        )
+            diffusion, steps=self.steps, guidance=self.guidance, dsg_guidance=self.dsg_guidance, sampler=self.sampler,
+            eta=self.eta,
+        )  # fmt: skip
         return dataclasses.replace(
-            self, steps=settings.steps, guidance=settings.guidance, dsg_guidance=settings.dsg_guidance
-        )
+            self, steps=settings.steps, guidance=settings.guidance, dsg_guidance=settings.dsg_guidance,
+            sampler=settings.sampler, eta=settings.eta,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,7 @@ def score_pipeline(
         video = pipe(
             clip.caption, dsg=clip.dsg if sampling.plan == "gold" else None, steps=sampling.steps,
             guidance=sampling.guidance, dsg_guidance=sampling.dsg_guidance, seed=sampling.seed + index,
+            sampler=sampling.sampler, eta=sampling.eta,
             progress=False,
         )  # fmt: skip
         seconds = time.perf_counter() - clock

@@ -189,7 +189,7 @@ def run_prompt_set(
         clock = time.perf_counter()
         video = pipe(
             record.prompt, steps=sampling.steps, guidance=sampling.guidance, dsg_guidance=sampling.dsg_guidance,
-            seed=seed, progress=False,
+            seed=seed, sampler=sampling.sampler, eta=sampling.eta, progress=False,
         )  # fmt: skip
         seconds = time.perf_counter() - clock
         results.append(score_prompt(record, video.frames, video.dsg, seed=seed, seconds=seconds, palette=palette))

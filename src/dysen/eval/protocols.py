@@ -20,12 +20,13 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from dysen.errors import DysenError
+from dysen.eval.references import I3DCall
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 PROTOCOL_METRICS: dict[str, tuple[str, ...]] = {"ucf101": ("is", "fvd"), "msrvtt": ("clipsim", "fid", "fvd")}
 """The metrics each zero-shot protocol reports."""
 
-NETWORK_OF = {"fvd": "i3d", "is": "c3d", "clipsim": "clip", "fid": "inception"}
+NETWORK_OF = {"fvd": "i3d", "kvd": "i3d", "is": "c3d", "clipsim": "clip", "fid": "inception"}
 """Which feature network each metric needs."""
 
 ENV_OF = {
@@ -130,9 +131,17 @@ class MetricNetworks:
     hashes: dict[str, str] = field(default_factory=dict)
 
 
-def load_networks(metrics: Sequence[str], paths: dict[str, str | None], device: str = "cpu") -> MetricNetworks:
+def load_networks(
+    metrics: Sequence[str],
+    paths: dict[str, str | None],
+    device: str = "cpu",
+    *,
+    i3d_bn_eps: float | None = None,
+    i3d_call: I3DCall = "tats",
+) -> MetricNetworks:
     """Load the network of each metric from ``paths`` (keys as ``ENV_OF``), else its environment variable, onto
-    ``device``.
+    ``device`` (the I3D with BatchNorm eps ``i3d_bn_eps``, None: TATS's 1e-5, fed as ``i3d_call`` says:
+    ``dysen.eval.features.i3d``).
 
     A missing file is a ``ProtocolError`` naming the option and the variable; nothing is downloaded.
     """
@@ -154,7 +163,8 @@ def load_networks(metrics: Sequence[str], paths: dict[str, str | None], device: 
     for metric in metrics:
         key = NETWORK_OF[metric]
         if key == "i3d" and networks.i3d is None:
-            networks.i3d = load_i3d(path_of("i3d", metric)).to(device)
+            eps = {} if i3d_bn_eps is None else {"bn_eps": i3d_bn_eps}
+            networks.i3d = load_i3d(path_of("i3d", metric), call=i3d_call, **eps).to(device)
             networks.hashes["i3d"] = networks.i3d.sha256
         elif key == "c3d" and networks.c3d is None:
             networks.c3d = load_c3d(
@@ -201,7 +211,7 @@ class FeatureSink:
         net = self.networks
         if not self.count:
             self.size = (int(videos.shape[1]), int(videos.shape[2]), int(videos.shape[3]))
-        if "fvd" in self.metrics and net.i3d is not None:
+        if ("fvd" in self.metrics or "kvd" in self.metrics) and net.i3d is not None:
             self.i3d.append(i3d_features(videos, net.i3d, device=self.device))
         if "is" in self.metrics and net.c3d is not None:
             if videos.shape[1] < C3D_FRAMES:
@@ -247,7 +257,7 @@ def generated_features(
         for sample in batch:
             result = pipe(
                 sample.prompt, steps=sampling.steps, guidance=sampling.guidance, dsg_guidance=sampling.dsg_guidance,
-                seed=sample.seed, progress=False,
+                seed=sample.seed, sampler=sampling.sampler, eta=sampling.eta, progress=False,
             )  # fmt: skip
             videos.append(result.frames)
             if save_dir is not None:
@@ -334,7 +344,7 @@ def compute_metrics(fake: FeatureSink, real: FeatureSink | None, *, is_splits: i
     """The protocol's metrics from the gathered features (IS as mean and std over ``is_splits``)."""
     import torch
 
-    from dysen.eval.metrics import fid_from_features, fvd_from_features, inception_score
+    from dysen.eval.metrics import fid_from_features, fvd_from_features, inception_score, kvd_from_features
 
     values: dict[str, float] = {}
     if fake.c3d:
@@ -342,7 +352,10 @@ def compute_metrics(fake: FeatureSink, real: FeatureSink | None, *, is_splits: i
     if fake.clipsim:
         values["clipsim"] = float(np.mean(fake.clipsim))
     if real is not None and fake.i3d and real.i3d:
-        values["fvd"] = fvd_from_features(torch.cat(real.i3d), torch.cat(fake.i3d))
+        if "fvd" in fake.metrics:
+            values["fvd"] = fvd_from_features(torch.cat(real.i3d), torch.cat(fake.i3d))
+        if "kvd" in fake.metrics:
+            values["kvd"] = kvd_from_features(torch.cat(real.i3d), torch.cat(fake.i3d))
     if real is not None and fake.inception and real.inception:
         values["fid"] = fid_from_features(torch.cat(real.inception), torch.cat(fake.inception))
     return values
@@ -375,6 +388,13 @@ class ZeroShotSettings:
     seed: int = 0
     batch_size: int = 16
     is_splits: int = 1
+    runs: int = 1
+    """Repetitions; each metric is reported as the mean and population std over them."""
+    redraw: Literal["real", "generated"] = "real"
+    """What each run draws anew: the real clips (seed + r) against one generated set, or the generated clips
+    (seeds offset by r · num) against one real set."""
+    reference: str | None = None
+    """The published protocol these settings are (``dysen.eval.references``), for the report."""
 
     def resolved_metrics(self) -> tuple[str, ...]:
         if self.protocol not in PROTOCOL_METRICS:
@@ -386,6 +406,11 @@ class ZeroShotSettings:
         return tuple(metrics)
 
     def describe(self) -> str:
+        repeats = "" if self.runs == 1 else f"; {self.runs} runs drawing the {self.redraw} clips anew, mean ± std"
+        named = f"{self.reference}: " if self.reference else ""
+        return named + self._describe_protocol() + repeats
+
+    def _describe_protocol(self) -> str:
         if self.protocol == "ucf101":
             return (
                 f"UCF-101 zero-shot: {self.num or UCF101_SAMPLES} videos spread evenly over the classes, prompt "
@@ -419,58 +444,109 @@ def run_zero_shot(
     save_dir: Path | None = None,
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run a zero-shot protocol for each variant (``dysen.eval.variants.Variant``, 'model' or 'folder').
+    """Run a zero-shot protocol for each variant (``dysen.eval.variants.Variant``, 'model' or 'folder'), ``runs``
+    times where the settings ask (module ``dysen.eval.references``).
 
-    The real features are computed once, at the frame count and resolution of the first variant's videos.
-    Returns the report rows and the settings record.
+    The real features are computed once per run, at the frame count and resolution of the first variant's videos,
+    and shared by the variants. Returns the report rows and the settings record.
     """
     import time
 
-    from dysen.eval.variants import load_variant, planner_record, sampling_record, slug
-
     metrics = settings.resolved_metrics()
-    samples, records = zero_shot_plan(settings)
-    real: FeatureSink | None = None
-    real_metrics = tuple(m for m in metrics if m in ("fvd", "fid"))
+    if settings.runs < 1:
+        raise ProtocolError(f"runs must be >= 1, got {settings.runs}")
+    real_metrics = tuple(m for m in metrics if m in ("fvd", "kvd", "fid"))
+    reals: dict[int, FeatureSink] = {}  # run -> real features (shared by the variants)
+
+    def real_of(run: int, size: tuple[int, int, int]) -> FeatureSink | None:
+        if not real_metrics:
+            return None
+        key = run if settings.redraw == "real" else 0
+        if key not in reals:
+            reals[key] = real_features(
+                zero_shot_plan(settings)[1], FeatureSink(real_metrics, networks), num_frames=size[0],
+                size=min(size[1:]), num=settings.num_real, seed=settings.seed + key, batch_size=settings.batch_size,
+                progress=progress,
+            )  # fmt: skip
+        return reals[key]
+
     rows = []
     for variant in variants:
         clock = time.perf_counter()
-        fake = FeatureSink(metrics, networks)
         row: dict[str, Any] = {"name": variant.name, "source": variant.source}
-        if variant.source == "folder":
-            skipped = folder_features(variant.folder, fake, batch_size=settings.batch_size, progress=progress)
-            row["videos"] = str(variant.folder)
-            if skipped:
-                files = [{"file": file, "reason": why} for file, why in skipped]
-                row["skipped_videos"] = {"count": len(files), "files": files}
-        else:
-            pipe, resolved = load_variant(variant, device)
-            folder = None
-            if save_dir is not None:
-                folder = save_dir / slug(variant.name)
-                folder.mkdir(parents=True, exist_ok=True)
-            sampling = variant.sampling.for_model(pipe.config.diffusion)  # the model's guidance unless given
-            generated_features(
-                pipe, samples, fake, sampling, batch_size=settings.batch_size, save_dir=folder, progress=progress
-            )  # fmt: skip
-            row.update(
-                model=resolved.description,
-                weights=resolved.weights,
-                planner=planner_record(variant, pipe.config.planner),
-            )
-            row.update(sampling=sampling_record(sampling), seeds=[samples[0].seed, samples[-1].seed])
-        if real is None and real_metrics:
-            real = FeatureSink(real_metrics, networks)
-            real_features(
-                records, real, num_frames=fake.size[0], size=min(fake.size[1:]), num=settings.num_real,
-                seed=settings.seed, batch_size=settings.batch_size, progress=progress,
-            )  # fmt: skip
-        row.update(num_samples=fake.count, num_real=real.count if real else None, frames=fake.size[0])
-        row.update(resolution=list(fake.size[1:]), metrics=compute_metrics(fake, real, is_splits=settings.is_splits))
+        runs: list[dict[str, float]] = []
+        fake: FeatureSink | None = None
+        for run in range(settings.runs):
+            if fake is None or settings.redraw == "generated":
+                fake = _variant_features(settings, variant, run, networks, metrics, row, device, save_dir, progress)
+            real = real_of(run, fake.size)
+            runs.append(compute_metrics(fake, real, is_splits=settings.is_splits))
+            row.update(num_samples=fake.count, num_real=real.count if real else None, frames=fake.size[0])
+            row.update(resolution=list(fake.size[1:]))
+        row["metrics"] = runs[0] if settings.runs == 1 else _mean_and_std(runs)
+        if settings.runs > 1:
+            row["runs"] = runs
         row["wall_s"] = round(time.perf_counter() - clock, 2)
         rows.append(row)
+    first_real = next(iter(reals.values()), None)
     record = {
         "description": settings.describe(), "data": str(settings.data), "metrics": list(metrics),
-        "extractors": dict(networks.hashes), "num_real": real.count if real else None,
+        "extractors": dict(networks.hashes), "num_real": first_real.count if first_real else None,
+        "runs": settings.runs, "redraw": settings.redraw, "reference": settings.reference,
     }  # fmt: skip
     return rows, record
+
+
+def _variant_features(
+    settings: ZeroShotSettings,
+    variant: Any,
+    run: int,
+    networks: MetricNetworks,
+    metrics: tuple[str, ...],
+    row: dict[str, Any],
+    device: str,
+    save_dir: Path | None,
+    progress: bool,
+) -> FeatureSink:
+    """The features of one sample set of ``variant``: run ``run``'s (seeds offset by run · num), generated, or read
+    from its folder; ``row`` gets what was used."""
+    from dysen.eval.variants import load_variant, planner_record, sampling_record, slug
+
+    fake = FeatureSink(metrics, networks)
+    if variant.source == "folder":
+        if run > 0:
+            raise ProtocolError(
+                f"{variant.name}: a folder of videos is one sample set; {settings.runs} runs that draw the generated "
+                "clips anew need a model (--model)"
+            )
+        skipped = folder_features(variant.folder, fake, batch_size=settings.batch_size, progress=progress)
+        row["videos"] = str(variant.folder)
+        if skipped:
+            files = [{"file": file, "reason": why} for file, why in skipped]
+            row["skipped_videos"] = {"count": len(files), "files": files}
+        return fake
+    samples, _ = zero_shot_plan(settings)
+    offset = run * len(samples)
+    samples = [Sample(s.id, s.prompt, s.seed + offset) for s in samples]
+    pipe, resolved = load_variant(variant, device)
+    folder = None
+    if save_dir is not None:
+        folder = save_dir / slug(variant.name) / (f"run-{run:02d}" if settings.runs > 1 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+    sampling = variant.sampling.for_model(pipe.config.diffusion)  # the model's guidance unless given
+    generated_features(
+        pipe, samples, fake, sampling, batch_size=settings.batch_size, save_dir=folder, progress=progress
+    )  # fmt: skip
+    row.update(model=resolved.description, weights=resolved.weights, planner=planner_record(variant, pipe.config.planner))
+    row.update(sampling=sampling_record(sampling), seeds=[samples[0].seed - offset, samples[-1].seed])
+    return fake
+
+
+def _mean_and_std(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the runs, and its population std (``np.std``, as LVDM and TGANv2) as ``<name>_std``."""
+    names = [name for name in runs[0] if not name.endswith("_std")]
+    out: dict[str, float] = {}
+    for name in names:
+        values = np.array([run[name] for run in runs], dtype=np.float64)
+        out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
+    return out

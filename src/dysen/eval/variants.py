@@ -211,7 +211,7 @@ def sampling_record(sampling: VideoSampling) -> dict[str, object]:
     """How a variant sampled, for reports."""
     return {
         "steps": sampling.steps, "guidance": sampling.guidance, "dsg_guidance": sampling.dsg_guidance,
-        "seed": sampling.seed, "plan": sampling.plan,
+        "sampler": sampling.sampler, "eta": sampling.eta, "seed": sampling.seed, "plan": sampling.plan,
     }  # fmt: skip
 
 

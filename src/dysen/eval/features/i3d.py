@@ -11,7 +11,9 @@ whose FVDs agree to about 0.1 (§0.2):
 * ``i3d_pretrained_400.pt`` (TATS/VideoGPT/LVDM/Dysen): a state dict, read with ``torch.load(weights_only=True)``;
 * ``i3d_torchscript.pt`` (StyleGAN-V): a TorchScript archive, read with ``torch.jit.load`` (TorchScript
   code and tensors, not a pickle of arbitrary Python objects), called as
-  ``net(x, rescale=False, resize=False, return_features=True)`` on the same preprocessed input.
+  ``net(x, rescale=False, resize=False, return_features=True)`` on the same preprocessed input; or, for
+  StyleGAN-V's own protocol (``call="stylegan-v"``), as StyleGAN-V calls it: uint8 videos at their own size with
+  ``rescale=True, resize=True`` (the network's own scaling and resizing).
 
 Preprocessing (§1.4, TATS-style, option (a)): frames resized straight to 224×224 by bilinear
 ``F.interpolate(align_corners=False)`` (no crop, no antialiasing), RGB in [-1, 1], T ≥ 9 frames (16 is the
@@ -28,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dysen.eval.features.frames import VideoInputError, resize_frames, run_batches, video_tensor
+from dysen.eval.features.frames import VideoInputError, resize_frames, run_batches, video_tensor, video_uint8
 from dysen.eval.features.weights import checked_file, is_torchscript, load_state_dict, load_strict
+from dysen.eval.references import I3DCall
 
 I3D_SIZE = 224
 """Frame side the I3D sees (eval_data.md §1.4)."""
@@ -158,22 +161,35 @@ class InceptionI3d(nn.Module):
 
 
 class I3DExtractor(nn.Module):
-    """Either weight file behind one call: [B, 3, T, 224, 224] in [-1, 1] → [B, 400] logits."""
+    """Either weight file behind one call → [B, 400] logits: [B, 3, T, 224, 224] in [-1, 1] (``call`` "tats"), or,
+    for StyleGAN-V's protocol (``call`` "stylegan-v", TorchScript only), uint8 [B, 3, T, H, W] at the videos' own
+    size, which the network rescales and resizes itself."""
 
-    def __init__(self, network: nn.Module, *, torchscript: bool, sha256: str | None = None) -> None:
+    def __init__(
+        self, network: nn.Module, *, torchscript: bool, sha256: str | None = None, call: I3DCall = "tats"
+    ) -> None:
         super().__init__()
-        self.network, self.torchscript, self.sha256 = network, torchscript, sha256
+        if call == "stylegan-v" and not torchscript:
+            raise VideoInputError("StyleGAN-V's FVD calls the TorchScript I3D (i3d_torchscript.pt), not a state dict")
+        self.network, self.torchscript, self.sha256, self.call = network, torchscript, sha256, call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.call == "stylegan-v":  # as StyleGAN-V's compute_fvd: the detector's own rescaling and resizing
+            return self.network(x, rescale=True, resize=True, return_features=True)
         if self.torchscript:  # StyleGAN-V's signature; keywords are required (eval_data.md §1.6)
             return self.network(x, rescale=False, resize=False, return_features=True)
         return self.network(x)
 
 
 def load_i3d(
-    path: str | os.PathLike, *, expected_sha256: str | None = None, bn_eps: float = TATS_BN_EPS
+    path: str | os.PathLike,
+    *,
+    expected_sha256: str | None = None,
+    bn_eps: float = TATS_BN_EPS,
+    call: I3DCall = "tats",
 ) -> I3DExtractor:
-    """Load ``i3d_pretrained_400.pt`` (state dict) or ``i3d_torchscript.pt`` (TorchScript), in eval mode on the CPU.
+    """Load ``i3d_pretrained_400.pt`` (state dict; ``bn_eps`` 1e-5 as TATS/LVDM, 1e-3 as piergiaj's original) or
+    ``i3d_torchscript.pt`` (TorchScript), in eval mode on the CPU, fed as ``call`` says.
 
     The file's SHA-256 is kept as ``.sha256`` to print beside results; a pinned ``expected_sha256`` that
     differs is an error.
@@ -183,10 +199,10 @@ def load_i3d(
         with warnings.catch_warnings():  # torch.jit.load is deprecated, but it is the only reader of this format
             warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
             network = torch.jit.load(file, map_location="cpu").eval()
-        return I3DExtractor(network, torchscript=True, sha256=digest)
+        return I3DExtractor(network, torchscript=True, sha256=digest, call=call)
     network = InceptionI3d(400, bn_eps=bn_eps)
     load_strict(network, load_state_dict(file), file)
-    return I3DExtractor(network.eval(), torchscript=False, sha256=digest)
+    return I3DExtractor(network.eval(), torchscript=False, sha256=digest, call=call)
 
 
 def preprocess_i3d(videos: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -197,6 +213,12 @@ def preprocess_i3d(videos: np.ndarray | torch.Tensor) -> torch.Tensor:
     return resize_frames(x, I3D_SIZE)
 
 
+def preprocess_stylegan_v(videos: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 or [-1, 1] float videos [N, T, H, W, 3] → uint8 [N, 3, T, H, W] at their own size, as StyleGAN-V hands
+    them to its TorchScript I3D."""
+    return video_uint8(videos).permute(0, 4, 1, 2, 3)  # [N, 3, T, H, W]
+
+
 def i3d_features(
     videos: np.ndarray | torch.Tensor,
     model: nn.Module,
@@ -205,7 +227,7 @@ def i3d_features(
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """FVD embeddings [N, 400] (float32, CPU) of videos [N, T, H, W, 3], uint8 or float in [-1, 1]."""
-    return run_batches(
-        model, videos, preprocess_i3d, batch_size=batch_size, device=device, progress=progress, desc="I3D"
-    )
+    """FVD embeddings [N, 400] (float32, CPU) of videos [N, T, H, W, 3], uint8 or float in [-1, 1], fed as the
+    extractor's ``call`` says."""
+    prepare = preprocess_stylegan_v if getattr(model, "call", "tats") == "stylegan-v" else preprocess_i3d
+    return run_batches(model, videos, prepare, batch_size=batch_size, device=device, progress=progress, desc="I3D")
