@@ -287,6 +287,8 @@ def open_shards(
     from dysen.data.video2dataset import Video2DatasetStream, find_tars
 
     path = Path(folder)
+    if not path.exists():
+        raise ShardError(f"{path} does not exist: give --shards a folder of shards or a video2dataset download")
     if not path.is_dir() or find_shards(path):
         return ShardDataset(path, shuffle=shuffle, seed=seed, gold=gold)
     if find_tars(path):
