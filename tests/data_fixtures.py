@@ -138,3 +138,80 @@ def activitynet(root: Path) -> Path:
     mp4(root / "videos" / "v_QOlSCBRmfWY.mp4", 48)
     mp4(root / "videos" / "ehGHCYKzyZ8.mp4", 48)
     return root
+
+
+# -- video2dataset (WebVid as downloaded today) ---------------------------------------------------------
+
+
+def video2dataset_shard(folder: Path, shard_id: int, rows: list[dict], *, finished: bool = True) -> Path:
+    """``{shard:05d}.tar`` (+ ``.parquet``, + ``_stats.json`` when ``finished``) as video2dataset 1.x writes them
+    for WebVid (``--url_col contentUrl --caption_col name --save_additional_columns [videoid,page_idx,page_dir,
+    duration]``; data_writer.WebDatasetSampleWriter, workers/download_worker.py, logger.write_stats).
+
+    Each row: ``videoid``, ``caption`` (None: a row without one), ``video`` (mp4 bytes, or None for a row that
+    failed with ``status``); ``txt=False`` leaves its ``.txt`` out, ``json`` replaces its ``.json`` text."""
+    import webdataset as wds
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{shard_id:05d}"  # oom_shard_count 5
+    with (folder / f"{name}.tar").open("wb") as file:
+        writer = wds.TarWriter(file)  # default encoder: str -> UTF-8, as video2dataset's
+        for index, row in enumerate(rows):
+            key = f"{10**3 * shard_id + index:08d}"  # compute_key: 1000 samples per shard -> 3 + 5 digits
+            status = "success" if row["video"] is not None else row.get("status", "failed_to_download")
+            meta = {
+                "videoid": row["videoid"], "page_idx": 3, "page_dir": "000001_000050", "duration": "PT00H00M17S",
+                "caption": row["caption"], "url": f"https://ak.picdn.net/shutterstock/videos/{row['videoid']}.mp4",
+                "key": key, "status": status, "error_message": None if row["video"] is not None else "HTTP 403",
+                "yt_meta_dict": None,
+            }  # fmt: skip
+            sample: dict = {"__key__": key}
+            if row["video"] is not None:
+                sample["mp4"] = row["video"]
+            if row.get("txt", True):
+                sample["txt"] = str(row["caption"]) if row["caption"] is not None else ""
+            sample["json"] = row.get("json", json.dumps(meta, indent=4))
+            writer.write(sample)
+        writer.close()
+    # video2dataset writes a parquet of the same metadata; dysen never reads it (and pyarrow is not installed)
+    (folder / f"{name}.parquet").write_bytes(b"PAR1 not read by dysen PAR1")
+    if finished:
+        done = sum(r["video"] is not None for r in rows)
+        stats = {
+            "count": len(rows), "successes": done, "failed_to_download": len(rows) - done, "failed_to_subsample": 0,
+            "duration": 1.0, "bytes_downloaded": 0, "start_time": 0.0, "end_time": 1.0,
+            "status_dict": {"success": done},
+        }  # fmt: skip
+        (folder / f"{name}_stats.json").write_text(json.dumps(stats, indent=4))
+    return folder / f"{name}.tar"
+
+
+def mp4_bytes(count: int = 20) -> bytes:
+    """An mp4 of ``frames(count)``, as bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return write_video(Path(scratch) / "clip.mp4", frames(count), fps=8).read_bytes()
+
+
+def video2dataset(root: Path) -> Path:
+    """A WebVid download by video2dataset in ``root``: shard 00000 (finished) and 00001 (cut short, no stats).
+
+    Usable: 1066683 (.txt caption), 31353427 (no .txt: the caption of its .json), 5641526 (shard 1).
+    Not downloaded (left out): 1053841541. Skipped and counted: 20 (no caption at all), 21 (an mp4 that is not
+    a video), 22 (its mp4 cut short by the end of 00001.tar)."""
+    clip = mp4_bytes(20)
+    video2dataset_shard(root, 0, [
+        {"videoid": 1066683, "caption": "Aerial shot of a beach, waves", "video": clip},
+        {"videoid": 1053841541, "caption": "Travel blogger on top of mountains", "video": None},
+        {"videoid": 31353427, "caption": "A cat, sleeping", "video": clip, "txt": False},
+        {"videoid": 20, "caption": None, "video": clip},
+        {"videoid": 21, "caption": "A text file named .mp4", "video": b"this is not a video\n"},
+    ])  # fmt: skip
+    tar = video2dataset_shard(root, 1, [
+        {"videoid": 5641526, "caption": "Horse grazing", "video": clip},
+        {"videoid": 22, "caption": "Cut short", "video": clip},
+    ], finished=False)  # fmt: skip
+    data = tar.read_bytes()
+    tar.write_bytes(data[: data.index(clip, data.index(b"00001001.mp4")) + len(clip) // 2])  # mid 22's mp4
+    return root

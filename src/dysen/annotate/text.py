@@ -63,5 +63,11 @@ def timestamp_annotator(planner: Planner | None = None, steps: int = DEFAULT_STE
 
 
 def caption_annotator(planner: Planner) -> Annotator:
-    """Mode ``captions``: a record's first caption through ``planner``."""
-    return lambda record: planner.plan(record.captions[0])
+    """Mode ``captions``: a record's first caption through ``planner``; a record without one fails."""
+
+    def annotate(record: VideoRecord) -> DynamicSceneGraph:
+        if not record.captions:
+            raise AnnotateError(f"{record.id} has no caption to plan from ({record.problem or 'none given'})")
+        return planner.plan(record.captions[0])
+
+    return annotate

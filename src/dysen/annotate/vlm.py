@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dysen.annotate.run import DEFAULT_STEPS, AnnotateError
-from dysen.data.datasets.base import VideoRecord
+from dysen.data.datasets.base import VideoRecord, video_file
 from dysen.dsg import DynamicSceneGraph, Event, SceneGraph, parse_graph
 from dysen.errors import DSGError
 from dysen.planner.backends.redact import redact
@@ -121,7 +121,8 @@ class VLMAnnotator:
 
     def __call__(self, record: VideoRecord) -> DynamicSceneGraph:
         opts = self.options
-        frames = step_frames(record.path, opts.steps, opts.image_size).numpy()  # [M, H, W, 3] uint8
+        with video_file(record) as path:  # a tar member (video2dataset's WebVid) is copied out first
+            frames = step_frames(path, opts.steps, opts.image_size).numpy()  # [M, H, W, 3] uint8
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": VLM_SYSTEM},
             {"role": "user", "content": self._content(frames, record.captions[0] if record.captions else None)},

@@ -93,7 +93,8 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS, help="the corpus format under --root")
     p.add_argument("--root", type=Path, required=True, help="the dataset folder, e.g. dataset/activityNet")
     p.add_argument("--split", default="train", help="train/test/all (UCF-101), train/validate/test (MSR-VTT), "
-                   "train/val_1/val_2 (ActivityNet), the CSV name part (WebVid: val -> *val*.csv)")  # fmt: skip
+                   "train/val_1/val_2 (ActivityNet); WebVid: a video2dataset download in ROOT/SPLIT (else ROOT "
+                   "itself), or the CSV name part (val -> *val*.csv)")  # fmt: skip
 
 
 ANNOTATE_STEPS = 8  # = dysen.annotate.DEFAULT_STEPS (checked by tests/test_cli_defaults.py; it imports torch)
@@ -193,7 +194,7 @@ def run_dsg_boxes(args: argparse.Namespace) -> int:
 
     from dysen.annotate.tracks import add_track_boxes, read_mot, read_names
     from dysen.atomic import write_text_atomic
-    from dysen.data.datasets import load_records, read_gold
+    from dysen.data.datasets import load_records, read_gold, video_file
     from dysen.data.video import probe
 
     gold = read_gold(args.gold)
@@ -206,7 +207,8 @@ def run_dsg_boxes(args: argparse.Namespace) -> int:
         if dsg is None or not tracks_file.is_file():
             missed["no gold DSG" if dsg is None else "no tracks file"] += 1
             continue
-        info = probe(record.path)
+        with video_file(record) as path:
+            info = probe(path)
         tracks = read_mot(tracks_file, args.label, classes, args.min_confidence)
         result = add_track_boxes(dsg, tracks, info.num_frames, info.width, info.height)
         boxed, objects = boxed + result.boxed, objects + result.objects

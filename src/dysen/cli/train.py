@@ -167,8 +167,10 @@ def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--data", default="shapes", choices=DATASETS, help="shapes: drawn on the fly unless --root")
     p.add_argument("--root", type=Path, help="dataset folder (for shapes: where `dysen data shapes` wrote)")
     p.add_argument(
-        "--shards", type=Path, help="train from WebDataset shards in this folder (dysen data shards) instead of --data"
-    )
+        "--shards", type=Path,
+        help="train from WebDataset shards in this folder instead of --data: dysen's (dysen data shards) or "
+        "video2dataset's output (WebVid as downloaded today; clips cut as read)",
+    )  # fmt: skip
     p.add_argument("--gold", type=Path, help="JSONL side file of gold DSGs (dysen dsg annotate)")
     p.add_argument("--num-clips", type=positive_int, default=10_000, help="on-the-fly Dynamic Shapes clips")
     p.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps in all")
@@ -671,14 +673,18 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def _dataset(args: argparse.Namespace, video: VideoSpec) -> tuple[Dataset, Callable[[list[Any]], Any]]:
     """Dynamic Shapes drawn on the fly at the model's video size, a dataset on disk (``--data``, ``--root``), or
-    shards (``--shards``: a stream, shuffled in a buffer; resuming replays the epoch, see ``dysen.train.loop``)."""
+    shards (``--shards``, dysen's or video2dataset's: a stream, shuffled in a buffer; resuming replays the epoch,
+    see ``dysen.train.loop``)."""
     if video.height != video.width:
         raise DysenError(f"training clips are square: the config's video is {video.width}x{video.height}")
+    from dysen.data.datasets import ClipSampling
+
+    sampling = ClipSampling(num_frames=video.num_frames, size=video.height, train=True, seed=args.seed)
     if getattr(args, "shards", None) is not None:
         from dysen.data.datasets import collate
-        from dysen.data.shards import ShardDataset
+        from dysen.data.shards import open_shards
 
-        return ShardDataset(args.shards, shuffle=SHUFFLE_BUFFER, seed=args.seed), collate
+        return open_shards(args.shards, sampling, gold=args.gold, shuffle=SHUFFLE_BUFFER, seed=args.seed), collate
     if args.data == "shapes" and args.root is None:
         from dysen.data.shapes import ShapesConfig
         from dysen.data.shapes.dataset import ShapesDataset, collate
@@ -687,9 +693,8 @@ def _dataset(args: argparse.Namespace, video: VideoSpec) -> tuple[Dataset, Calla
         return ShapesDataset(args.num_clips, "train", args.seed, shapes), collate
     if args.root is None:
         raise DysenError(f"--data {args.data} needs --root, the folder that holds the dataset")
-    from dysen.data.datasets import ClipSampling, collate, open_dataset
+    from dysen.data.datasets import collate, open_dataset
 
-    sampling = ClipSampling(num_frames=video.num_frames, size=video.height, train=True, seed=args.seed)
     return open_dataset(args.data, args.root, "train", sampling, gold=args.gold), collate
 
 

@@ -25,10 +25,14 @@ final name, and it has no notion of ids to resume by; here only its ``TarWriter`
 shuffling (the same order on every rank), is split with ``webdataset.split_by_node`` (DDP ranks, from
 ``RANK``/``WORLD_SIZE`` or ``torch.distributed``) then ``split_by_worker`` (DataLoader workers), so each
 shard is read by exactly one (rank, worker); samples then pass a shuffle buffer seeded by (seed, epoch,
-rank, worker). Items are the map-style datasets' dict (plus ``latents``); a sample that does not
-decode is yielded as None, which ``collate`` drops and counts. Ranks get whole shards, so for DDP
-write at least ranks x workers shards of equal size (``max_count``) and stop an epoch at the same step
-on every rank.
+rank, worker); the buffer holds the samples' bytes, decoded as they leave it. Items are the map-style
+datasets' dict (plus ``latents``), their DSG replaced by a ``gold`` side file's where it has one; a
+sample that does not decode is yielded as None, which ``collate`` drops and counts. Ranks get whole
+shards, so for DDP write at least ranks x workers shards of equal size (``max_count``) and stop an
+epoch at the same step on every rank.
+
+``open_shards`` opens a folder of these, or else video2dataset's output (``dysen.data.video2dataset``:
+WebVid as downloaded today), whose whole videos are cut into clips as they are read.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import logging
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -53,7 +57,7 @@ from torch.utils.data import DataLoader, IterableDataset, Subset
 from tqdm.auto import tqdm
 
 from dysen.atomic import write_text_atomic
-from dysen.data.datasets.base import VideoTextDataset
+from dysen.data.datasets.base import ClipSampling, VideoTextDataset, read_gold
 from dysen.data.video import frames_to_model, model_to_frames, write_video
 from dysen.dsg import DynamicSceneGraph
 from dysen.errors import DysenError, VideoError
@@ -270,6 +274,31 @@ def decode_mp4(data: bytes) -> np.ndarray:
     return np.stack(frames)
 
 
+def open_shards(
+    folder: str | os.PathLike,
+    sampling: ClipSampling,
+    *,
+    gold: Mapping[str, DynamicSceneGraph] | str | os.PathLike | None = None,
+    shuffle: int = 0,
+    seed: int = 0,
+) -> ShardDataset:
+    """The shards in ``folder``: dysen's (clips cut when written), else video2dataset's output (whole videos, cut
+    into clips by ``sampling`` as they are read); a single tar file is read as dysen's."""
+    from dysen.data.video2dataset import Video2DatasetStream, find_tars
+
+    path = Path(folder)
+    if not path.exists():
+        raise ShardError(f"{path} does not exist: give --shards a folder of shards or a video2dataset download")
+    if not path.is_dir() or find_shards(path):
+        return ShardDataset(path, shuffle=shuffle, seed=seed, gold=gold)
+    if find_tars(path):
+        return Video2DatasetStream(path, sampling, gold=gold, shuffle=shuffle, seed=seed)
+    raise ShardError(
+        f"no shards in {path}: neither dysen's (shard-NNNNNN.tar with a .json sidecar; write them with "
+        "'dysen data shards') nor video2dataset's output (NNNNN.tar; see the README's WebVid section)"
+    )
+
+
 class ShardDataset(IterableDataset):
     """Items of WebDataset shards, split over ranks and workers, optionally shuffled (module docstring)."""
 
@@ -280,8 +309,10 @@ class ShardDataset(IterableDataset):
         prefix: str = "shard",
         shuffle: int = 0,
         seed: int = 0,
+        gold: Mapping[str, DynamicSceneGraph] | str | os.PathLike | None = None,
     ) -> None:
-        """``shards``: a folder (its complete shards), or tar paths; ``shuffle``: buffer size (0 = in order)."""
+        """``shards``: a folder (its complete shards), or tar paths; ``shuffle``: buffer size (0 = in order);
+        ``gold``: DSGs by id (or their JSONL side file) that replace the samples' own."""
         if isinstance(shards, (str, os.PathLike)) and Path(shards).is_dir():
             self.shards = [str(p) for p in find_shards(shards, prefix)]
         elif isinstance(shards, (str, os.PathLike)):
@@ -291,6 +322,10 @@ class ShardDataset(IterableDataset):
         if not self.shards:
             raise ShardError(f"no complete shards in {shards}; write some with 'dysen data shards'")
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.gold = read_gold(gold) if isinstance(gold, (str, os.PathLike)) else dict(gold or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.shards)} shards from {self.shards[0]})"
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle shards and samples for ``epoch`` (call before creating the epoch's iterator)."""
@@ -301,17 +336,25 @@ class ShardDataset(IterableDataset):
         if self.shuffle:
             random.Random(self.seed * 1_000_003 + self.epoch).shuffle(shards)  # same order on every rank
         mine = wds.split_by_worker(wds.split_by_node({"url": url} for url in shards))
-        items = map(_decoded_or_none, wds.tarfile_to_samples(handler=wds.warn_and_continue)(mine))
+        samples = self._samples(source["url"] for source in mine)
         if self.shuffle:
             rank, _, worker, _ = wds.utils.pytorch_worker_info()
             seed = int(np.random.SeedSequence([self.seed, self.epoch, rank, worker]).generate_state(1)[0])
-            items = wds.shuffle(self.shuffle, self.shuffle, seed=seed)(items)
-        yield from items
+            samples = wds.shuffle(self.shuffle, self.shuffle, seed=seed)(samples)
+        for sample in samples:
+            item = self._decode(sample)
+            if item is not None and self.gold:
+                item["dsg"] = self.gold.get(item["id"], item["dsg"])
+            yield item
 
+    def _samples(self, urls: Iterator[str]) -> Iterator[Any]:
+        """The undecoded samples of the tars ``urls``, in order."""
+        return wds.tarfile_to_samples(handler=wds.warn_and_continue)({"url": url} for url in urls)
 
-def _decoded_or_none(sample: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        return decode_sample(sample)
-    except DysenError as err:
-        log.warning("skipping a shard sample: %s", err)
-        return None
+    def _decode(self, sample: Any) -> dict[str, Any] | None:
+        """A sample of ``_samples`` as the dysen item dict, or None (logged) when it does not decode."""
+        try:
+            return decode_sample(sample)
+        except DysenError as err:
+            log.warning("skipping a shard sample: %s", err)
+            return None

@@ -13,8 +13,8 @@ from typing import Any
 DATASETS: tuple[str, ...] = ("webvid", "ucf101", "msrvtt", "activitynet", "shapes", "folder")
 """The dataset formats ``open_dataset`` and ``load_records`` read."""
 
-_BASE = ("ClipSampling", "DatasetError", "Segment", "SkipTally", "VideoRecord", "VideoTextDataset", "clip_window",
-         "collate", "read_gold")  # fmt: skip
+_BASE = ("ClipSampling", "DatasetError", "Segment", "SkipTally", "TarMember", "VideoRecord", "VideoTextDataset",
+         "bytes_file", "clip_window", "collate", "read_clip", "read_gold", "video_file")  # fmt: skip
 _FORMATS = ("activitynet_records", "class_prompt", "folder_records", "load_records", "msrvtt_records",
             "open_dataset", "shapes_records", "ucf101_records", "webvid_records")  # fmt: skip
 __all__ = ["DATASETS", *_BASE, *_FORMATS]

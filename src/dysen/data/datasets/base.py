@@ -24,6 +24,12 @@ logged and returned as None; ``collate`` drops the Nones and puts their number i
 so the count travels back from worker processes with the batch it belongs to; ``SkipTally`` sums it
 over an epoch and logs a summary at the end. ``VideoTextDataset.scan()`` is the alternative pre-pass:
 it probes every file once, reports the bad ones and drops them, so that no batch comes up short.
+A record can also be known bad before any decoding (``problem``: no caption, a sample cut short by the end
+of its tar); its item is None and counted the same way.
+
+A video need not be a file of its own: a record with a ``member`` is a byte range of the tar at ``path``
+(video2dataset's WebVid download, ``dysen.data.video2dataset``), copied to a temporary file when read
+(``video_file``), because the decoder (``dysen.data.video``) reads files.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +89,16 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class TarMember:
+    """A video stored inside a tar file: its data's byte range there (``TarInfo.offset_data``, ``size``)."""
+
+    offset: int
+    size: int
+    suffix: str
+    """The member's extension with its dot, e.g. ".mp4" (the temporary copy is named with it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class VideoRecord:
     """One video of a corpus: where it is, what is said about it, and any gold it ships with."""
 
@@ -93,6 +111,10 @@ class VideoRecord:
     duration_s: float | None = None
     """Annotated duration, the time base of ``segments``."""
     segments: tuple[Segment, ...] = ()
+    member: TarMember | None = None
+    """The video is this member of the tar at ``path``, not the whole file."""
+    problem: str | None = None
+    """Why this record cannot load, known from the annotations alone; its item is None (skipped, counted)."""
 
 
 class VideoTextDataset(Dataset):
@@ -125,7 +147,10 @@ class VideoTextDataset(Dataset):
         record = self.records[index]
         rng = np.random.default_rng((self.sampling.seed, self.epoch if self.sampling.train else 0, index))
         try:
-            video = self._clip(record.path, rng)
+            if record.problem is not None:
+                raise VideoError(record.problem)
+            with video_file(record) as path:
+                video = read_clip(path, self.sampling, rng)
         except VideoError as err:
             self.skipped += 1
             log.warning("skipping %s: %s", record.id, err)
@@ -135,12 +160,6 @@ class VideoTextDataset(Dataset):
     def dsg_of(self, record: VideoRecord) -> DynamicSceneGraph | None:
         """The gold DSG of ``record``: the side file's, then its own; else None (run ``dysen dsg annotate``)."""
         return self.gold.get(record.id, record.dsg)
-
-    def _clip(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
-        total = probe(path).num_frames
-        start, stride = clip_window(total, self.sampling, rng)
-        frames, size = self.sampling.num_frames, self.sampling.size
-        return read_video(path, start=start, num_frames=frames, stride=stride, size=size, output="float", pad=True)
 
     def _caption(self, record: VideoRecord, rng: np.random.Generator) -> str:
         if len(record.captions) == 1:
@@ -152,7 +171,10 @@ class VideoTextDataset(Dataset):
         bad, good = [], []
         for record in tqdm(self.records, desc="scanning videos", unit="video", disable=not progress):
             try:
-                probe(record.path)
+                if record.problem is not None:
+                    raise VideoError(record.problem)
+                with video_file(record) as path:
+                    probe(path)
                 good.append(record)
             except VideoError as err:
                 bad.append((record.id, str(err)))
@@ -160,6 +182,44 @@ class VideoTextDataset(Dataset):
         if bad:
             log.warning("scan dropped %d of %d videos, e.g. %s: %s", len(bad), len(good) + len(bad), *bad[0])
         return bad
+
+
+def read_clip(path: Path, sampling: ClipSampling, rng: np.random.Generator) -> torch.Tensor:
+    """The clip ``sampling`` cuts from the video at ``path`` (window drawn with ``rng``), float ``[3, T, S, S]``."""
+    start, stride = clip_window(probe(path).num_frames, sampling, rng)
+    frames, size = sampling.num_frames, sampling.size
+    return read_video(path, start=start, num_frames=frames, stride=stride, size=size, output="float", pad=True)
+
+
+@contextmanager
+def video_file(record: VideoRecord) -> Iterator[Path]:
+    """A file holding ``record``'s video: its own path, or a temporary copy of its tar member.
+
+    ``VideoError`` when the member cannot be read whole (the tar was cut short, or is gone)."""
+    if record.member is None:
+        yield record.path
+        return
+    member = record.member
+    try:
+        with record.path.open("rb") as tar:
+            tar.seek(member.offset)
+            data = tar.read(member.size)
+    except OSError as err:
+        raise VideoError(f"cannot read {record.id}'s video from {record.path}: {err}") from None
+    if len(data) != member.size:
+        raise VideoError(f"{record.id}'s video is cut short in {record.path} ({len(data)} of {member.size} bytes)")
+    with bytes_file(data, member.suffix, f"{record.path.name}-{record.id}") as path:
+        yield path
+
+
+@contextmanager
+def bytes_file(data: bytes, suffix: str, name: str = "video") -> Iterator[Path]:
+    """``data`` in a temporary file named ``dysen-{name}-*{suffix}`` (errors name it), deleted on exit."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:80]
+    with tempfile.NamedTemporaryFile(prefix=f"dysen-{safe}-", suffix=suffix) as file:
+        file.write(data)
+        file.flush()
+        yield Path(file.name)
 
 
 def clip_window(total: int, sampling: ClipSampling, rng: np.random.Generator) -> tuple[int, int]:

@@ -1,7 +1,9 @@
 """Readers of each corpus's layout on disk, each giving ``VideoRecord``s (formats: eval_data.md §5).
 
-* WebVid (§5.1): a CSV read by column name (``videoid``, ``name``, ``page_dir``; the column order
-  differs between copies); videos at ``{video_dir}/{page_dir}/{videoid}.mp4``.
+* WebVid (§5.1), either layout: video2dataset's webdataset output (``NNNNN.tar`` in ``root/<split>`` or
+  ``root``; how WebVid is downloaded today, read in place by ``dysen.data.video2dataset``), else a CSV read
+  by column name (``videoid``, ``name``, ``page_dir``; the column order differs between copies) with
+  videos at ``{video_dir}/{page_dir}/{videoid}.mp4``.
 * UCF-101 (§5.3): ``ucfTrainTestlist/classInd.txt`` (1-based) and ``trainlist0{k}``/``testlist0{k}``;
   videos at ``UCF-101/<Class>/v_<Class>_gXX_cYY.avi``. Paths are matched case-insensitively, because
   class ``HandstandPushups`` holds ``v_HandStandPushups_*`` files. The caption is the class name in
@@ -68,7 +70,7 @@ def load_records(name: DatasetName, root: str | os.PathLike, split: str = "train
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist; put {name} there (see the README)")
     if name == "webvid":
-        return webvid_records(_one_file(root, f"*{split}*.csv"), _first_dir(root, "videos"))
+        return _webvid(root, split)
     if name == "ucf101":
         return ucf101_records(root, split)
     if name == "msrvtt":
@@ -90,6 +92,21 @@ def _one_file(root: Path, pattern: str) -> Path:
 
 
 # -- WebVid ------------------------------------------------------------------------------------
+
+
+def _webvid(root: Path, split: str) -> list[VideoRecord]:
+    """video2dataset's output in ``root/split`` or ``root``, else WebVid's ``*{split}*.csv`` + ``videos/``."""
+    from dysen.data.video2dataset import find_download, video2dataset_records
+
+    download = find_download(root, split)
+    if download is not None:
+        return video2dataset_records(download)
+    if not any(root.glob(f"*{split}*.csv")):
+        raise DatasetError(
+            f"no WebVid under {root}: expected video2dataset's output (NNNNN.tar, in {root / split} or {root}; "
+            f"see the README) or WebVid's CSV (*{split}*.csv) with its videos/ folder"
+        )
+    return webvid_records(_one_file(root, f"*{split}*.csv"), _first_dir(root, "videos"))
 
 
 def webvid_records(csv_path: str | os.PathLike, video_dir: str | os.PathLike) -> list[VideoRecord]:
