@@ -20,6 +20,7 @@ from dysen.backbones import folder as backbone_folders
 from dysen.backbones.base import BackboneDefaults, BackboneError, BackboneGeometry, BackboneOptions, BackboneSizeError
 from dysen.backbones.components import BackboneFolderError
 from dysen.backbones.folder import load_backbone, read_geometry
+from dysen.backbones.wan import WAN21_T2V_1_3B_TRANSFORMER
 from dysen.cli import main
 from dysen.data.video import read_video
 from dysen.errors import DysenError
@@ -313,12 +314,7 @@ def test_error_family() -> None:
 
 # -- the real Wan2.1-T2V-1.3B, without its weights --------------------------------------------------------------
 
-WAN21_T2V_1_3B = {  # transformer/config.json of Wan-AI/Wan2.1-T2V-1.3B-Diffusers
-    "patch_size": (1, 2, 2), "num_attention_heads": 12, "attention_head_dim": 128, "in_channels": 16,
-    "out_channels": 16, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 8960, "num_layers": 30,
-    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": None,
-    "added_kv_proj_dim": None, "rope_max_seq_len": 1024,
-}  # fmt: skip
+WAN21_T2V_1_3B = WAN21_T2V_1_3B_TRANSFORMER  # transformer/config.json of Wan-AI/Wan2.1-T2V-1.3B-Diffusers
 
 
 def test_wan21_1_3b_config_builds_on_the_meta_device() -> None:

@@ -37,6 +37,14 @@ WAN_TOKENIZERS = ("T5Tokenizer", "T5TokenizerFast", "AutoTokenizer")
 WAN_MAX_TEXT_TOKENS = 512  # WanPipeline.__call__'s max_sequence_length
 
 WAN21 = BackboneDefaults(height=480, width=832, num_frames=81, fps=16, steps=50, guidance=5.0)
+WAN21_T2V_1_3B_TRANSFORMER = {
+    "patch_size": (1, 2, 2), "num_attention_heads": 12, "attention_head_dim": 128, "in_channels": 16,
+    "out_channels": 16, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 8960, "num_layers": 30,
+    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": None,
+    "added_kv_proj_dim": None, "rope_max_seq_len": 1024,
+}  # fmt: skip
+"""``transformer/config.json`` of Wan-AI/Wan2.1-T2V-1.3B-Diffusers: what the meta-device tests and the speed
+benchmarks build (random weights; nothing is downloaded)."""
 WAN22_5B = BackboneDefaults(height=704, width=1280, num_frames=121, fps=24, steps=50, guidance=5.0)
 
 
