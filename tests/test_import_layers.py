@@ -14,7 +14,7 @@ nothing of its own layer's other packages or above::
     config                                         composes the model, diffusion and planner configs
     pipeline, backbone_pipeline                    inference: plan -> encode -> sample -> decode (a backbone's too)
     data                                           video I/O, Dynamic Shapes generator, datasets, shards
-    annotate, train, eval                          gold DSG tools; training; evaluation (all read data)
+    annotate, train, eval, convert                 gold DSG tools; training; evaluation; checkpoint converters
     web                                            the Gradio demo
     cli                                            ``dysen <subcommand>`` (``dysen demo`` starts the web app)
 
@@ -52,7 +52,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"config"},
         {"pipeline", "backbone_pipeline"},
         {"data"},
-        {"annotate", "train", "eval"},
+        {"annotate", "train", "eval", "convert"},
         {"web"},
         {"cli"},
     )

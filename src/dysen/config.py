@@ -15,6 +15,9 @@ Presets (``configs/`` holds each as YAML, checked equal by the tests):
 * ``shapes-tiny-text-only`` — its ablation: the same backbone without the DSG path (cross-attention, layout).
 * ``paper-t2v-256`` — LVDM's text-to-video setup (dysen_spec.md §5.2): SD-VAE per frame (latents
   4×16×32×32), CLIP ViT-L/14 tokens (768-d), a 320-channel UNet [1, 2, 4, 4], + a 768-d RGTrm.
+* ``lvdm-t2v`` — LVDM's released text-to-video model, tensor for tensor (UNet ``arch="lvdm-t2v"``: the weights of
+  ``dysen convert lvdm t2v.ckpt --kind t2v`` load into it), + a zero-initialised DSG path and a 768-d RGTrm;
+  LVDM's sampling defaults (DDIM 50 steps, η = 1, CFG 15).
 * ``lvdm-ucf101`` — LVDM's UCF-101 setup (dysen_spec.md §5.1): 3D AE latents 4×4×32×32, a 256-channel
   UNet [1, 2, 3, 4] with 3 res blocks, L1 loss, β linear in √β from 0.0015 to 0.0155.
 """
@@ -49,6 +52,7 @@ class TextEncoderSpec:
 
     kind: Literal["minilm", "clip"] = "minilm"  # all-MiniLM-L6-v2 (offline, 384-d) or a CLIP text tower
     model: str | None = None  # folder or hub id; None = the bundled MiniLM (kind "minilm" only)
+    tokenizer: str | None = None  # folder or hub id of the tokenizer (kind "clip"); None = model's own
     dim: int = 384  # token width D_t: MiniLM 384, CLIP ViT-L/14 768 (checked against the loaded encoder)
     max_length: int = 77  # prompt tokens
 
@@ -178,11 +182,26 @@ def _lvdm_ucf101() -> DysenVDMConfig:
     )  # fmt: skip
 
 
+def _lvdm_t2v() -> DysenVDMConfig:
+    return DysenVDMConfig(
+        unet=UNet3DConfig(
+            model_channels=320, channel_mult=(1, 2, 4, 4), num_res_blocks=2, attention_resolutions=(1, 2, 4),
+            num_heads=8, text_dim=768, dsg_dim=768, temporal_max_distance=16, arch="lvdm-t2v",
+        ),
+        rgtrm=RGTrmConfig(label_dim=768, dim=768, num_layers=4, num_heads=12),
+        vae=VAESpec(kind="frame", frame=FrameVAESpec()),
+        text_encoder=TextEncoderSpec(kind="clip", model="openai/clip-vit-large-patch14", dim=768),
+        diffusion=DiffusionConfig(eta=1.0, steps=50, guidance=15.0),
+        video=VideoSpec(num_frames=16, height=256, width=256, fps=8),
+    )  # fmt: skip
+
+
 PRESETS = {
     "shapes-tiny": _shapes_tiny,
     "shapes-tiny-text-only": _shapes_tiny_text_only,
     "paper-t2v-256": _paper_t2v_256,
     "lvdm-ucf101": _lvdm_ucf101,
+    "lvdm-t2v": _lvdm_t2v,
 }
 """Named configs: ``load_config(name)`` builds one; ``configs/<name>.yaml`` spells it out."""
 

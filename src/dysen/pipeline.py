@@ -350,7 +350,23 @@ def read_pipeline_config(directory: str | os.PathLike[str]) -> DysenVDMConfig:
     policy = config.planner.policy
     if policy is not None and not policy.is_absolute():  # a selector inside the folder, e.g. "policy"
         config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, policy=index.parent / policy))
-    return config
+    return _inside_folder(config, index.parent)
+
+
+def _inside_folder(config: DysenVDMConfig, folder: Path) -> DysenVDMConfig:
+    """``config`` with the text encoder, tokenizer and frame VAE that name a subfolder of the pipeline ``folder``
+    (e.g. ``text_encoder``, ``vae``: written by ``dysen convert``) named by absolute path."""
+
+    def inside(source: str | None) -> str | None:
+        if source is None or Path(source).is_absolute() or not (folder / source).is_dir():
+            return source
+        return str(folder / source)
+
+    text, frame = config.text_encoder, config.vae.frame
+    text = dataclasses.replace(text, model=inside(text.model), tokenizer=inside(text.tokenizer))
+    frame = dataclasses.replace(frame, source=inside(frame.source) or frame.source)
+    vae = dataclasses.replace(config.vae, frame=frame)
+    return dataclasses.replace(config, text_encoder=text, vae=vae)
 
 
 def attach_policy(directory: str | os.PathLike[str], policy: str | os.PathLike[str]) -> Path:
@@ -439,7 +455,8 @@ def build_text_encoder(spec: TextEncoderSpec) -> TextEncoder:
     from dysen.encoders.text import CLIPTextEncoder, MiniLMTextEncoder
 
     if spec.kind == "clip":
-        return CLIPTextEncoder(spec.model or "openai/clip-vit-large-patch14", max_length=spec.max_length)
+        model = spec.model or "openai/clip-vit-large-patch14"
+        return CLIPTextEncoder(model, tokenizer=spec.tokenizer, max_length=spec.max_length)
     return MiniLMTextEncoder(spec.model, max_length=spec.max_length)
 
 
@@ -452,6 +469,8 @@ def check_hub_sources(config: DysenVDMConfig) -> None:
     if spec.kind == "clip" or spec.model is not None:
         source = spec.model or "openai/clip-vit-large-patch14"
         require_hub_source(source, f"the {spec.kind} text encoder", f"text_encoder.model {field}")
+        if spec.tokenizer is not None:
+            require_hub_source(spec.tokenizer, "the CLIP tokenizer", f"text_encoder.tokenizer {field}")
     if config.vae.kind == "frame":
         frame = config.vae.frame
         require_hub_source(frame.source, "the frame VAE", f"vae.frame.source {field}", frame.subfolder)

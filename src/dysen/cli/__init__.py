@@ -1,8 +1,8 @@
 """``dysen <subcommand>``: one table maps each subcommand to the function that runs it.
 
 The runners live beside this table by domain (``data``, ``plan``, ``generate``, ``train``, ``model``, ``eval``,
-``demo``) and import what they need only when they run, so building the parser (``dysen --help``) loads no
-torch. Flag groups that several subcommands share are declared once, in ``options``; argument types (seeds,
+``demo``, ``convert``) and import what they need only when they run, so building the parser (``dysen --help``) loads
+no torch. Flag groups that several subcommands share are declared once, in ``options``; argument types (seeds,
 finite numbers, positive counts) in ``argtypes``. Expected failures print one line and exit non-zero; nothing
 prints a traceback for bad input (``--debug`` shows it). Exit codes (``EXIT_CODES``):
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dysen import __version__
-from dysen.cli import data, demo, generate, model, plan, train
+from dysen.cli import convert, data, demo, generate, model, plan, train
 from dysen.cli import eval as evaluate
 from dysen.cli.options import HelpFormatter
 from dysen.errors import DysenError
@@ -63,6 +63,11 @@ COMMANDS: dict[str, Command] = {
         "write a training checkpoint (any step kept, EMA or raw weights) as a model folder",
         model.configure_model_export,
         model.run_model_export,
+    ),
+    "convert lvdm": Command(
+        "LVDM's released checkpoint (t2v.ckpt) -> a Dysen-VDM pipeline folder (safetensors; DSG path fresh)",
+        convert.configure_convert_lvdm,
+        convert.run_convert_lvdm,
     ),
     "data shapes": Command(
         "write Dynamic Shapes clips (mp4) with gold DSGs and a JSONL manifest",

@@ -84,6 +84,22 @@ class GroupNorm32(nn.GroupNorm):
         return super().forward(x.float()).to(x.dtype)  # [B*T, C, H, W]
 
 
+class ClipGroupNorm(nn.GroupNorm):
+    """GroupNorm (in float32) whose statistics span a whole clip, as LVDM's, which normalises ``[B, C, T, H, W]``:
+    each group's mean and variance are taken over its channels and all T frames. Input ``[B*T, C, H, W]``."""
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:  # type: ignore[override]
+        h, w = x.shape[-2:]
+        clip = frames_to_clip(x, num_frames).float()  # [B, C, T, H*W]
+        out = F.group_norm(clip, self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        return clip_to_frames(out.to(x.dtype), h, w)  # [B*T, C, H, W]
+
+
+def group_norm(norm: nn.GroupNorm, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``norm(x)`` for a per-frame ``GroupNorm32`` or a ``ClipGroupNorm`` (which needs the clip length)."""
+    return norm(x, num_frames) if isinstance(norm, ClipGroupNorm) else norm(x)
+
+
 def zero_(module: nn.Module) -> nn.Module:
     """Zero a module's parameters in place (zero-initialised residual branches start as the identity)."""
     for p in module.parameters():
@@ -275,17 +291,29 @@ class ResBlock(nn.Module):
     """LDM ResBlock applied per frame: GN-SiLU-conv, + time embedding, GN-SiLU-dropout-conv (zero-init), + skip.
 
     ``temporal_conv`` makes each 3x3 conv (2+1)D (Tran et al. 2018): a 3x1x1 temporal conv follows it as a
-    zero-initialised residual, so a (2+1)D block starts as its 2D self.
+    zero-initialised residual, so a (2+1)D block starts as its 2D self. ``clip_norm`` takes GroupNorm statistics
+    over the whole clip (LVDM); ``scale_shift`` applies the time embedding as FiLM after the second norm,
+    h = GN(h)(1 + s) + b (ADM's ``use_scale_shift_norm``, LVDM's short-video models).
     """
 
     def __init__(
-        self, in_ch: int, out_ch: int, emb_dim: int, groups: int, temporal_conv: bool = False, dropout: float = 0.0
+        self,
+        in_ch: int,
+        out_ch: int,
+        emb_dim: int,
+        groups: int,
+        temporal_conv: bool = False,
+        dropout: float = 0.0,
+        clip_norm: bool = False,
+        scale_shift: bool = False,
     ) -> None:
         super().__init__()
-        self.norm1 = GroupNorm32(groups, in_ch)
+        norm = ClipGroupNorm if clip_norm else GroupNorm32
+        self.norm1 = norm(groups, in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, out_ch)
-        self.norm2 = GroupNorm32(groups, out_ch)
+        self.scale_shift = scale_shift
+        self.emb = nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
+        self.norm2 = norm(groups, out_ch)
         self.drop = nn.Dropout(dropout)
         self.conv2 = zero_(nn.Conv2d(out_ch, out_ch, 3, padding=1))
         self.tconv1 = zero_(TemporalConv(out_ch)) if temporal_conv else None
@@ -293,11 +321,16 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, num_frames: int) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))  # [B*T, C', H, W]
+        h = self.conv1(F.silu(group_norm(self.norm1, x, num_frames)))  # [B*T, C', H, W]
         if self.tconv1 is not None:
             h = h + self.tconv1(h, num_frames)
-        h = h + self.emb(F.silu(emb)).repeat_interleave(num_frames, 0)[:, :, None, None]  # + [B*T, C', 1, 1]
-        h = self.conv2(self.drop(F.silu(self.norm2(h))))  # [B*T, C', H, W]
+        e = self.emb(F.silu(emb)).repeat_interleave(num_frames, 0)[:, :, None, None]  # [B*T, C' or 2C', 1, 1]
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)  # [B*T, C', 1, 1] each
+            h = group_norm(self.norm2, h, num_frames) * (1 + scale) + shift
+        else:
+            h = group_norm(self.norm2, h + e, num_frames)
+        h = self.conv2(self.drop(F.silu(h)))  # [B*T, C', H, W]
         if self.tconv2 is not None:
             h = h + self.tconv2(h, num_frames)
         return self.skip(x) + h

@@ -27,14 +27,17 @@ from torch.utils.checkpoint import checkpoint
 
 from dysen.errors import DysenError
 from dysen.models.layers import (
+    ClipGroupNorm,
     Downsample,
     GroupNorm32,
     ResBlock,
     SpatioTemporalTransformer,
     TimestepEmbedder,
     Upsample,
+    group_norm,
     zero_,
 )
+from dysen.models.lvdm_blocks import LVDMSTAttention, LVDMTransformer
 from dysen.models.pretrained import Pretrained
 from dysen.models.rgtrm import GraphCondition, PlacedObjects
 
@@ -56,7 +59,8 @@ class UNet3DConfig:
     channel_mult: tuple[int, ...] = (1, 2, 4)  # width of each level, in units of model_channels
     num_res_blocks: int = 2  # ResBlocks per level on the way down (one more on the way up)
     attention_resolutions: tuple[int, ...] = (2, 4)  # downsampling factors with a transformer (the middle always has)
-    head_dim: int = 32  # channels per attention head (heads = width / head_dim)
+    head_dim: int = 32  # channels per attention head (heads = width / head_dim), unless num_heads is set
+    num_heads: int | None = None  # heads of every attention layer (head width = width / num_heads; LVDM: 8 or 4)
     transformer_depth: int = 1  # (spatial block, temporal block) pairs per transformer
     ff_mult: int | tuple[int, ...] = 4  # GEGLU feed-forward hidden width in block widths; a tuple: one per level
     norm_groups: int = 32  # GroupNorm groups (must divide every level's width)
@@ -71,6 +75,7 @@ class UNet3DConfig:
     layout_frames: bool = False  # also paint each object's own turned coordinates (u, v) into its box; needs layout
     gradient_checkpointing: bool = False  # recompute each block in backward (torch.utils.checkpoint) when training
     dropout: float = 0.0  # dropout in ResBlocks and feed-forwards
+    arch: str = "dysen"  # "dysen"; "lvdm-t2v" / "lvdm-short": LVDM's layouts, whose checkpoints load (module doc)
 
     def __post_init__(self) -> None:
         if isinstance(self.ff_mult, list):  # from YAML / JSON
@@ -81,8 +86,18 @@ class UNet3DConfig:
         ff_mults = list(self.ff_mult) if isinstance(self.ff_mult, tuple) else [self.ff_mult]
         if not widths or min(widths + [self.num_res_blocks, self.transformer_depth] + ff_mults) < 1:
             raise UNet3DError("model_channels, channel_mult, num_res_blocks, transformer_depth, ff_mult must be >= 1")
-        if any(w % self.norm_groups or w % self.head_dim for w in widths):
-            raise UNet3DError(f"every level width {widths} must be a multiple of norm_groups and head_dim")
+        heads_of = "num_heads" if self.num_heads else "head_dim"
+        if any(w % self.norm_groups or w % (self.num_heads or self.head_dim) for w in widths):
+            raise UNet3DError(f"every level width {widths} must be a multiple of norm_groups and {heads_of}")
+        if self.arch not in ("dysen", "lvdm-t2v", "lvdm-short"):
+            raise UNet3DError(f"arch must be dysen, lvdm-t2v or lvdm-short, got {self.arch!r}")
+        if self.arch != "dysen" and (self.conv != "2d" or not self.use_temporal_attention):
+            raise UNet3DError(f"arch {self.arch!r} is LVDM's layout: it needs conv '2d' and temporal attention")
+        if self.arch == "lvdm-short" and self.use_text_cross_attention:
+            raise UNet3DError(
+                "arch 'lvdm-short' (LVDM's unconditional UNet) has no text cross-attention: set "
+                "use_text_cross_attention false"
+            )
         if self.conv not in ("2d", "2+1d"):
             raise UNet3DError(f"conv must be '2d' or '2+1d', got {self.conv!r}")
         if self.dsg_cross_attention not in ("aligned", "broadcast", "off"):
@@ -93,6 +108,10 @@ class UNet3DConfig:
             raise UNet3DError("temporal_max_distance must be >= 1 and dropout in [0, 1)")
         if self.layout_frames and not self.layout:
             raise UNet3DError("layout_frames paints into the layout maps: it needs layout: true")
+
+    def heads_at(self, width: int) -> int:
+        """Attention heads of a layer ``width`` channels wide."""
+        return self.num_heads or width // self.head_dim
 
     def ff_mult_at(self, level: int) -> int:
         """The feed-forward multiplier of the transformers at ``level`` (the middle block uses the last level's)."""
@@ -106,7 +125,7 @@ class UNetBlock(nn.Module):
     def __init__(
         self,
         res: ResBlock | None = None,
-        attn: SpatioTemporalTransformer | None = None,
+        attn: nn.Module | None = None,
         resample: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -157,27 +176,45 @@ class UNet3D(nn.Module, Pretrained):
             ds //= 2
         level_widths = [cfg.model_channels * m for m in (1, *cfg.channel_mult[:-1])]  # stem, then each downsample
         self.layout_in = LayoutMaps(cfg.dsg_dim, level_widths, cfg.layout_frames) if cfg.layout else None
-        self.norm_out = GroupNorm32(cfg.norm_groups, ch)
+        self.norm_out = (GroupNorm32 if cfg.arch == "dysen" else ClipGroupNorm)(cfg.norm_groups, ch)
         self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
 
     def _res(self, in_ch: int, out_ch: int) -> ResBlock:
         cfg = self.config
-        return ResBlock(in_ch, out_ch, 4 * cfg.model_channels, cfg.norm_groups, cfg.conv == "2+1d", cfg.dropout)
+        return ResBlock(
+            in_ch, out_ch, 4 * cfg.model_channels, cfg.norm_groups, cfg.conv == "2+1d", cfg.dropout,
+            clip_norm=cfg.arch != "dysen", scale_shift=cfg.arch == "lvdm-short",
+        )  # fmt: skip
 
-    def _attn(self, level: int, ds: int | None) -> SpatioTemporalTransformer | None:
-        """The transformer of ``level`` at downsampling factor ``ds``, if configured (``ds=None``: the middle)."""
+    def _attn(self, level: int, ds: int | None) -> nn.Module | None:
+        """The attention block of ``level`` at downsampling factor ``ds``, if configured (``ds=None``: the middle):
+        a ``SpatioTemporalTransformer``, or LVDM's ``LVDMTransformer`` / ``LVDMSTAttention`` (``arch``)."""
         cfg = self.config
         if ds is not None and ds not in cfg.attention_resolutions:
             return None
+        width = cfg.channel_mult[level] * cfg.model_channels
+        text_dim = cfg.text_dim if cfg.use_text_cross_attention else None
+        dsg_dim = cfg.dsg_dim if cfg.dsg_cross_attention != "off" else None
+        dsg_mode = "broadcast" if cfg.dsg_cross_attention == "broadcast" else "aligned"
+        if cfg.arch == "lvdm-short":
+            return LVDMSTAttention(
+                width, cfg.heads_at(width), cfg.norm_groups, cfg.temporal_max_distance, dsg_dim, dsg_mode
+            )
+        if cfg.arch == "lvdm-t2v":
+            return LVDMTransformer(
+                width, cfg.heads_at(width), cfg.norm_groups, depth=cfg.transformer_depth,
+                ff_mult=cfg.ff_mult_at(level), text_dim=text_dim, dsg_dim=dsg_dim, dsg_mode=dsg_mode,
+                max_distance=cfg.temporal_max_distance, dropout=cfg.dropout,
+            )  # fmt: skip
         return SpatioTemporalTransformer(
-            cfg.channel_mult[level] * cfg.model_channels,
-            cfg.head_dim,
+            width,
+            width // cfg.heads_at(width),
             cfg.norm_groups,
             depth=cfg.transformer_depth,
             ff_mult=cfg.ff_mult_at(level),
-            text_dim=cfg.text_dim if cfg.use_text_cross_attention else None,
-            dsg_dim=cfg.dsg_dim if cfg.dsg_cross_attention != "off" else None,
-            dsg_mode="broadcast" if cfg.dsg_cross_attention == "broadcast" else "aligned",
+            text_dim=text_dim,
+            dsg_dim=dsg_dim,
+            dsg_mode=dsg_mode,
             temporal_max_distance=cfg.temporal_max_distance if cfg.use_temporal_attention else None,
             dropout=cfg.dropout,
         )
@@ -211,7 +248,7 @@ class UNet3D(nn.Module, Pretrained):
             x = self._run(block, x, emb, frames, text, graph_cond)
         for block in self.up:
             x = self._run(block, torch.cat([x, skips.pop()], dim=1), emb, frames, text, graph_cond)  # [B*T, C+C', ..]
-        x = self.conv_out(F.silu(self.norm_out(x)))  # [B*T, C_out, h, w]
+        x = self.conv_out(F.silu(group_norm(self.norm_out, x, frames)))  # [B*T, C_out, h, w]
         return x.permute(0, 2, 3, 1).reshape(b, frames, h, w, -1).permute(0, 4, 1, 2, 3).contiguous()
 
     def _add_layout(self, x: torch.Tensor, objects: PlacedObjects | None, level: int) -> torch.Tensor:

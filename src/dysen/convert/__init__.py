@@ -1,0 +1,1 @@
+"""Converters from other projects' checkpoints into dysen pipeline folders (``dysen convert``)."""

@@ -1,0 +1,219 @@
+"""``dysen convert lvdm``: LVDM's checkpoints, by their exact tensor names and shapes, into dysen pipeline folders.
+
+The full-size checks run on the meta device. The digests are SHA-256 of LVDM's own ``UNetModel`` state-dict listing
+(sorted ``name:[shape]`` lines), computed once outside the repository from LVDM's code with its released configs.
+The tiny checkpoints are built here from the key maps, with random values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dysen.cli import main
+from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, VideoSpec, load_config
+from dysen.convert.lvdm import (
+    SCHEDULE_BUFFERS,
+    ConversionError,
+    T2VParts,
+    convert_t2v,
+    t2v_networks,
+    t2v_slots,
+)
+from dysen.convert.lvdm_keys import CLIP_POSITION_IDS, unet_key_map
+from dysen.diffusion.schedules import DiffusionConfig, alphas_cumprod, make_betas
+from dysen.models.rgtrm import RGTrmConfig
+from dysen.models.unet3d import UNet3D, UNet3DConfig
+from dysen.pipeline import DysenVDMPipeline, read_pipeline_config
+from pipeline_fixtures import DSG_A, FixedPlanner, HashTextEncoder
+
+LVDM_T2V_UNET = (974, 958_924_964, "2912737aefcdfd36d409fa6e691da8d40e4124545a59df2750dac27a3f3870a2")
+LVDM_SHORT_UNET = (668, 548_904_580, "88142db245b973d0b00a8f1ba32bc50900f32d6544cdc559f68d62207ce59286")
+LVDM_SHORT_UNET_CONFIG = UNet3DConfig(
+    model_channels=256, channel_mult=(1, 2, 3, 4), num_res_blocks=3, attention_resolutions=(2, 4, 8), num_heads=4,
+    use_text_cross_attention=False, dsg_dim=768, temporal_max_distance=4, arch="lvdm-short",
+)  # fmt: skip
+
+
+def _listing(shapes: dict[str, tuple[int, ...]]) -> tuple[int, int, str]:
+    text = "\n".join(f"{name}:{list(shape)}" for name, shape in sorted(shapes.items()))
+    count = sum(torch.Size(shape).numel() for shape in shapes.values())
+    return len(shapes), count, hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "config,expected", [(load_config("lvdm-t2v").unet, LVDM_T2V_UNET), (LVDM_SHORT_UNET_CONFIG, LVDM_SHORT_UNET)]
+)
+def test_full_size_unets_have_lvdm_names_shapes_and_counts(config: UNet3DConfig, expected: tuple) -> None:
+    with torch.device("meta"):
+        unet = UNet3D(config)
+    key_map = unet_key_map(unet)
+    assert _listing(dict(key_map.values())) == expected
+    dsg = [name for name in unet.state_dict() if name not in key_map]  # dysen's own: the DSG path only
+    assert dsg and all("dsg" in name for name in dsg)
+
+
+def test_full_size_t2v_checkpoint_layout() -> None:
+    with torch.device("meta"):
+        slots = t2v_slots(t2v_networks(T2VParts()))
+    by_part = {part: [s for s in slots.values() if s.component == part] for part in ("unet", "vae", "text_encoder")}
+    counts = {part: (len(s), sum(torch.Size(x.file_shape).numel() for x in s)) for part, s in by_part.items()}
+    assert counts == {"unet": (974, 958_924_964), "vae": (248, 83_653_863), "text_encoder": (196, 123_060_480)}
+    assert "first_stage_model.decoder.up.0.block.0.nin_shortcut.weight" in slots  # the LDM level order, reversed
+    assert slots["first_stage_model.encoder.mid.attn_1.q.weight"].file_shape == (512, 512, 1, 1)
+    assert "cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc2.weight" in slots
+
+
+# -- a tiny text-to-video checkpoint ----------------------------------------------------------------------------------
+
+TINY = T2VParts(
+    config=DysenVDMConfig(
+        unet=UNet3DConfig(
+            model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(1, 2), num_heads=2,
+            norm_groups=4, text_dim=16, dsg_dim=8, temporal_max_distance=4, arch="lvdm-t2v",
+        ),
+        rgtrm=RGTrmConfig(label_dim=16, dim=8, num_layers=1, num_heads=2),
+        vae=VAESpec(kind="frame"),
+        text_encoder=TextEncoderSpec(kind="clip", model="unused", dim=16),
+        diffusion=DiffusionConfig(eta=1.0, guidance=15.0),
+        video=VideoSpec(num_frames=4, height=16, width=16),
+    ),
+    vae={"block_out_channels": (8, 8), "layers_per_block": 1, "norm_num_groups": 4, "latent_channels": 4,
+         "down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2,
+         "scaling_factor": 0.18215},
+    clip={"vocab_size": 99, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+          "num_attention_heads": 2, "max_position_embeddings": 77, "hidden_act": "quick_gelu"},
+    tokenizer="openai/clip-vit-large-patch14",
+)  # fmt: skip
+
+
+def lvdm_t2v_state(parts: T2VParts, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A checkpoint as LVDM writes it for ``parts``: its exact names and shapes, random values, the schedule
+    buffers and CLIP's persistent position ids."""
+    with torch.device("meta"):
+        slots = t2v_slots(t2v_networks(parts))
+    generator = torch.Generator().manual_seed(seed)
+    state = {name: torch.randn(slot.file_shape, generator=generator) * 0.2 for name, slot in sorted(slots.items())}
+    betas = make_betas(parts.config.diffusion).double()
+    state.update({name: betas.clone() for name in SCHEDULE_BUFFERS})
+    state["alphas_cumprod"] = alphas_cumprod(betas)
+    state["cond_stage_model." + CLIP_POSITION_IDS] = torch.arange(77)[None]
+    return state
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor], dict]:
+    folder = tmp_path_factory.mktemp("lvdm")
+    state = lvdm_t2v_state(TINY)
+    torch.save({"state_dict": state, "global_step": 7}, folder / "t2v.ckpt")
+    report = convert_t2v(folder / "t2v.ckpt", folder / "model", parts=TINY)
+    return folder, state, report
+
+
+def test_a_tiny_t2v_checkpoint_converts_with_every_tensor_placed(converted: tuple) -> None:
+    folder, state, report = converted
+    assert report["dropped"] == {"clip position_ids": 1, "schedule": len(SCHEDULE_BUFFERS)}
+    assert sum(report["converted"].values()) + 1 + len(SCHEDULE_BUFFERS) == len(state)
+    assert json.loads((folder / "model" / "conversion.json").read_text())["sha256"] == report["sha256"]
+
+    unet = UNet3D.from_pretrained(folder / "model" / "unet")
+    for name, (lvdm_name, _) in unet_key_map(unet).items():  # every LVDM tensor, value for value
+        file_tensor = state["model.diffusion_model." + lvdm_name]
+        assert torch.equal(unet.state_dict()[name], file_tensor.reshape(unet.state_dict()[name].shape)), name
+    dsg_out = [t for n, t in unet.state_dict().items() if "attn_dsg.attn.to_out" in n]
+    assert dsg_out and all(not t.any() for t in dsg_out)  # the DSG path starts as nothing
+
+
+def test_converted_vae_and_clip_match_diffusers_and_the_file(converted: tuple) -> None:
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    from transformers import CLIPTextModel
+
+    folder, state, _ = converted
+    vae = AutoencoderKL.from_pretrained(folder / "model" / "vae")
+    reference = convert_ldm_vae_checkpoint(state, dict(vae.config))  # diffusers' own LDM -> diffusers mapping
+    assert set(reference) == set(vae.state_dict())
+    assert all(torch.equal(vae.state_dict()[k], v.reshape(vae.state_dict()[k].shape)) for k, v in reference.items())
+    assert vae.config.scaling_factor == 0.18215
+    clip = CLIPTextModel.from_pretrained(folder / "model" / "text_encoder")
+    prefix = "cond_stage_model.transformer.text_model."
+    assert all(torch.equal(t, state[prefix + n]) for n, t in clip.state_dict().items())
+
+
+def test_the_converted_folder_is_a_pipeline_with_lvdm_sampling(converted: tuple) -> None:
+    folder, _, _ = converted
+    config = read_pipeline_config(folder / "model")
+    assert config.text_encoder.model == str(folder / "model" / "text_encoder")
+    assert config.text_encoder.tokenizer == "openai/clip-vit-large-patch14"  # by reference
+    assert config.vae.frame.source == str(folder / "model" / "vae")
+    assert (config.diffusion.eta, config.diffusion.steps, config.diffusion.guidance) == (1.0, 50, 15.0)
+    pipe = DysenVDMPipeline.from_pretrained(
+        folder / "model", planner=FixedPlanner(DSG_A), text_encoder=HashTextEncoder()
+    )
+    result = pipe("a red circle moves right", steps=2, progress=False)
+    assert result.frames.shape == (4, 16, 16, 3)
+
+
+def test_the_dsg_path_changes_nothing_until_trained(converted: tuple) -> None:
+    folder, _, _ = converted
+    unet = UNet3D.from_pretrained(folder / "model" / "unet")
+    z = torch.randn(1, 4, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    text = (torch.randn(1, 5, 16), torch.ones(1, 5, dtype=torch.bool))
+    graph = (torch.randn(1, 3, 8), torch.ones(1, 3, dtype=torch.bool), torch.ones(1, 4, 3, dtype=torch.bool))
+    with torch.no_grad():
+        plain, grounded = unet(z, torch.tensor([500]), text), unet(z, torch.tensor([500]), text, graph)
+    assert torch.equal(plain, grounded) and plain.abs().sum() > 0
+
+
+def _save(state: dict[str, torch.Tensor], path: Path) -> Path:
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+def test_unknown_missing_and_misshaped_tensors_are_named(tmp_path: Path) -> None:
+    state = lvdm_t2v_state(TINY)
+    bad = dict(state)
+    bad["model.diffusion_model.extra.weight"] = torch.zeros(2)
+    del bad["model.diffusion_model.out.2.bias"]
+    bad["first_stage_model.quant_conv.weight"] = torch.zeros(3, 3, 1, 1)
+    with pytest.raises(ConversionError) as err:
+        convert_t2v(_save(bad, tmp_path / "bad.ckpt"), tmp_path / "out", parts=TINY)
+    message = str(err.value)
+    assert "model.diffusion_model.extra.weight" in message and "model.diffusion_model.out.2.bias" in message
+    assert "first_stage_model.quant_conv.weight [3, 3, 1, 1]" in message and not (tmp_path / "out").exists()
+
+    extra = {**state, "model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(3)}
+    report = convert_t2v(_save(extra, tmp_path / "ema.ckpt"), tmp_path / "out", parts=TINY, drop=["model_ema."])
+    assert report["dropped"]["--drop model_ema."] == 2
+
+
+def test_a_wrong_schedule_is_refused(tmp_path: Path) -> None:
+    state = lvdm_t2v_state(TINY)
+    state["betas"] = make_betas(DiffusionConfig(beta_start=0.0015, beta_end=0.0155)).double()
+    with pytest.raises(ConversionError, match="noise schedule"):
+        convert_t2v(_save(state, tmp_path / "ucf.ckpt"), tmp_path / "out", parts=TINY)
+
+
+class Pickled:
+    """Not a tensor: makes ``weights_only`` loading refuse the file."""
+
+
+def test_a_pickled_checkpoint_needs_trust_and_is_warned(tmp_path: Path) -> None:
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": lvdm_t2v_state(TINY), "callbacks": Pickled()}, path)
+    with pytest.raises(ConversionError, match="--trust-checkpoint"):
+        convert_t2v(path, tmp_path / "out", parts=TINY)
+    warnings: list[str] = []
+    convert_t2v(path, tmp_path / "out", parts=TINY, trust=True, warn=warnings.append)
+    assert len(warnings) == 1 and "weights_only=False" in warnings[0]
+
+
+def test_cli_refuses_a_pickled_file_and_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "callbacks": Pickled()}, path)
+    assert main(["convert", "lvdm", str(path), "--kind", "t2v", "--out", str(tmp_path / "o")]) == 1
+    assert "--trust-checkpoint" in capsys.readouterr().err
