@@ -77,21 +77,28 @@ class TimestepEmbedder(nn.Module):
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32 (LDM), per frame: a frame's statistics never leak into another frame, so only the
-    declared temporal layers mix time."""
+    """GroupNorm computed in at least float32 (LDM), per frame: a frame's statistics never leak into another frame, so
+    only the declared temporal layers mix time."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)  # [B*T, C, H, W]
+        return super().forward(x.to(_norm_dtype(x))).to(x.dtype)  # [B*T, C, H, W]
+
+
+def _norm_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype norms compute in: at least float32 (half precision is upcast, float64 kept)."""
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 class ClipGroupNorm(nn.GroupNorm):
-    """GroupNorm (in float32) whose statistics span a whole clip, as LVDM's, which normalises ``[B, C, T, H, W]``:
-    each group's mean and variance are taken over its channels and all T frames. Input ``[B*T, C, H, W]``."""
+    """GroupNorm (in at least float32) whose statistics span a whole clip, as LVDM's, which normalises
+    ``[B, C, T, H, W]``: each group's mean and variance are taken over its channels and all T frames. Input
+    ``[B*T, C, H, W]``."""
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:  # type: ignore[override]
         h, w = x.shape[-2:]
-        clip = frames_to_clip(x, num_frames).float()  # [B, C, T, H*W]
-        out = F.group_norm(clip, self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        dtype = _norm_dtype(x)
+        clip = frames_to_clip(x, num_frames).to(dtype)  # [B, C, T, H*W]
+        out = F.group_norm(clip, self.num_groups, self.weight.to(dtype), self.bias.to(dtype), self.eps)
         return clip_to_frames(out.to(x.dtype), h, w)  # [B*T, C, H, W]
 
 
