@@ -7,8 +7,10 @@ The tiny checkpoints are built here from the key maps, with random values.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,13 @@ import torch
 from dysen.cli import main
 from dysen.config import DysenVDMConfig, TextEncoderSpec, VAESpec, VideoSpec, load_config
 from dysen.convert.lvdm import (
+    LVDM_LATENT_STATS,
     SCHEDULE_BUFFERS,
     ConversionError,
     T2VParts,
+    ae_slots_and_drops,
     convert_t2v,
+    lvdm_ae_config,
     t2v_networks,
     t2v_slots,
 )
@@ -28,6 +33,7 @@ from dysen.convert.lvdm_keys import CLIP_POSITION_IDS, unet_key_map
 from dysen.diffusion.schedules import DiffusionConfig, alphas_cumprod, make_betas
 from dysen.models.rgtrm import RGTrmConfig
 from dysen.models.unet3d import UNet3D, UNet3DConfig
+from dysen.models.vae import KLVideoAutoencoder, KLVideoAutoencoderConfig
 from dysen.pipeline import DysenVDMPipeline, read_pipeline_config
 from pipeline_fixtures import DSG_A, FixedPlanner, HashTextEncoder
 
@@ -217,3 +223,60 @@ def test_cli_refuses_a_pickled_file_and_names_the_flag(tmp_path: Path, capsys: p
     torch.save({"state_dict": {"x": torch.zeros(1)}, "callbacks": Pickled()}, path)
     assert main(["convert", "lvdm", str(path), "--kind", "t2v", "--out", str(tmp_path / "o")]) == 1
     assert "--trust-checkpoint" in capsys.readouterr().err
+
+
+# -- the short-video 3D autoencoder -----------------------------------------------------------------------------------
+
+LVDM_AE = (122, 19_446_759, "8f09e388b0043aae85cec879f7c59de059632e478dda28f90fe02ea44157a190")  # with its aliases
+
+
+def lvdm_ae_state(config: KLVideoAutoencoderConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """An ``ae_*.ckpt`` state as LVDM writes it: the AE's tensors, each same-padded conv kernel under a second name
+    too, and the training loss's own weights."""
+    ae = KLVideoAutoencoder(config)
+    expected, aliases, _ = ae_slots_and_drops(ae, "")
+    generator = torch.Generator().manual_seed(seed)
+    state = {name: torch.randn(slot.file_shape, generator=generator) * 0.1 for name, slot in sorted(expected.items())}
+    state.update({alias: state[original] for alias, original in aliases.items()})
+    state.update({"loss.logvar": torch.zeros(()), "loss.discriminator.main.0.weight": torch.zeros(2, 3, 4, 4)})
+    return state
+
+
+def test_full_size_ae_has_lvdm_names_shapes_and_count() -> None:
+    with torch.device("meta"):
+        ae = KLVideoAutoencoder(lvdm_ae_config(*LVDM_LATENT_STATS["sky"]))
+    expected, aliases, _ = ae_slots_and_drops(ae, "")
+    shapes = {name: slot.file_shape for name, slot in expected.items()}
+    shapes.update({alias: shapes[original] for alias, original in aliases.items()})
+    assert _listing(shapes)[0::2] == LVDM_AE[0::2]
+    assert sum(p.numel() for p in ae.parameters()) == LVDM_AE[1]
+
+
+TINY_AE = KLVideoAutoencoderConfig(
+    base_channels=4, channel_mult=(2, 4), spatial_downsample=4, temporal_downsample=2, norm_groups=4, arch="lvdm"
+)
+
+
+def test_a_tiny_ae_converts_by_cli_with_the_dataset_scale(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    state = lvdm_ae_state(TINY_AE)
+    torch.save({"state_dict": state}, tmp_path / "ae_sky.ckpt")
+    from dysen.convert.lvdm import convert_short_ae
+
+    config = dataclasses.replace(TINY_AE, scaling_factor=0.33422927, shift_factor=-1.4606637)
+    report = convert_short_ae(tmp_path / "ae_sky.ckpt", tmp_path / "ae", config=config)
+    aliases = (1 + 2 * (1 + 2) + 1) + (2 * (2 + 2) + 1) + 2  # encoder, decoder (transposed convs have none), quant
+    assert report["dropped"] == {"alias": aliases, "loss": 2}
+    ae = KLVideoAutoencoder.from_pretrained(tmp_path / "ae" / "vae")
+    assert all(
+        torch.equal(t, state[re.sub(r"^(post_)?quant_conv\.", r"\g<0>conv.", n)]) for n, t in ae.state_dict().items()
+    )
+    video = torch.rand(1, 3, 4, 8, 8) * 2 - 1
+    z = ae.posterior(video).mean
+    assert torch.allclose(ae.encode(video), 0.33422927 * (z + 1.4606637))  # LVDM's z' = scale * (z + shift)
+
+    args = ["convert", "lvdm", str(tmp_path / "ae_sky.ckpt"), "--kind", "short-ae", "--out", str(tmp_path / "cli")]
+    assert main(args) == 1 and "--dataset" in capsys.readouterr().err  # no scale/shift: refused, named
+    state["encoder.conv_first.weight"] = state["encoder.conv_first.weight"] + 1.0  # an alias that differs
+    torch.save({"state_dict": state}, tmp_path / "bad.ckpt")
+    with pytest.raises(ConversionError, match="encoder.conv_first.weight"):
+        convert_short_ae(tmp_path / "bad.ckpt", tmp_path / "bad", config=config)

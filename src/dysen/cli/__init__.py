@@ -65,7 +65,7 @@ COMMANDS: dict[str, Command] = {
         model.run_model_export,
     ),
     "convert lvdm": Command(
-        "LVDM's released checkpoint (t2v.ckpt) -> a Dysen-VDM pipeline folder (safetensors; DSG path fresh)",
+        "LVDM's released checkpoints (t2v.ckpt; ae_*.ckpt) -> dysen folders in safetensors (DSG path fresh)",
         convert.configure_convert_lvdm,
         convert.run_convert_lvdm,
     ),

@@ -38,11 +38,20 @@ from torch import nn
 from dysen import __version__
 from dysen.atomic import staged_dir
 from dysen.config import DysenVDMConfig, config_to_data, load_config
-from dysen.convert.lvdm_keys import CLIP_POSITION_IDS, KeyMap, clip_key_map, unet_key_map, vae_key_map
+from dysen.convert.lvdm_keys import (
+    CLIP_POSITION_IDS,
+    KeyMap,
+    ae_aliases,
+    ae_key_map,
+    clip_key_map,
+    unet_key_map,
+    vae_key_map,
+)
 from dysen.diffusion.schedules import make_betas
 from dysen.errors import DysenError
 from dysen.models.rgtrm import RGTrm
 from dysen.models.unet3d import UNet3D
+from dysen.models.vae import KLVideoAutoencoder, KLVideoAutoencoderConfig
 
 Kind = Literal["t2v", "short-ae", "short-unet"]
 KINDS: tuple[str, ...] = ("t2v", "short-ae", "short-unet")
@@ -323,3 +332,71 @@ def _write_index(staging: Path, config: DysenVDMConfig, report: dict[str, Any]) 
     index = {"_class": DysenVDMPipeline.__name__, "dysen_version": __version__, "config": config_to_data(config)}
     (staging / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     (staging / CONVERSION_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+# -- the short-video autoencoder -------------------------------------------------------------------------------------
+
+LVDM_LATENT_STATS: dict[str, tuple[float, float]] = {
+    "sky": (0.33422927, 1.4606637),
+    "taichi": (0.175733933, 0.03291025),
+    "ucf101": (0.220142075, 0.5837740898),
+}
+"""LVDM's per-dataset latent normalisation z' = scale · (z + shift), (scale, shift), from its
+``configs/lvdm_short/{sky,taichi,ucf}.yaml`` (the checkpoints do not hold them)."""
+
+
+def lvdm_ae_config(scale: float, shift: float) -> KLVideoAutoencoderConfig:
+    """LVDM's 3D AE (``KLVideoAutoencoderConfig`` defaults, ``arch="lvdm"``) normalising latents by LVDM's
+    ``scale · (z + shift)``, i.e. dysen's ``(z − shift_factor) · scaling_factor`` with shift_factor = −shift."""
+    return KLVideoAutoencoderConfig(arch="lvdm", scaling_factor=scale, shift_factor=-shift)
+
+
+def ae_slots_and_drops(
+    ae: KLVideoAutoencoder, prefix: str
+) -> tuple[dict[str, Slot], dict[str, str], dict[str, tuple[str, Callable[[str], bool]]]]:
+    """The file names of the AE's tensors under ``prefix``, LVDM's alias names (alias -> original), and the groups
+    an AE file holds besides: the aliases and the training loss's own weights."""
+    aliases = {prefix + alias: prefix + original for alias, original in ae_aliases(ae).items()}
+    drops: dict[str, tuple[str, Callable[[str], bool]]] = {
+        "alias": ("a second name of a conv kernel (checked equal to it)", lambda name: name in aliases),
+        "loss": ("the AE training loss's own weights (LPIPS, discriminator, logvar)",
+                 lambda name: name.startswith(prefix + "loss.")),
+    }  # fmt: skip
+    return slots("vae", prefix, ae_key_map(ae), ae), aliases, drops
+
+
+def check_aliases(state: dict[str, torch.Tensor], aliases: dict[str, str], source: str) -> None:
+    """Each alias in the file must hold exactly its original's values."""
+    differ = [a for a, o in aliases.items() if a in state and o in state and not torch.equal(state[a], state[o])]
+    if differ:
+        raise ConversionError(f"{source}: these second names differ from the weights they repeat: {differ}")
+
+
+def convert_short_ae(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    config: KLVideoAutoencoderConfig,
+    trust: bool = False,
+    drop: Iterable[str] = (),
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Convert LVDM's ``ae_*.ckpt`` into ``out/vae`` (a ``KLVideoAutoencoder`` folder with ``config``'s scale and
+    shift; ``dysen train-vdm --vae out`` reads it) + ``out/conversion.json``; returns the report."""
+    if config.arch != "lvdm":
+        raise ConversionError("the short-video AE converts into arch 'lvdm' only")
+    source = Path(checkpoint)
+    state = read_checkpoint(source, trust=trust, warn=warn)
+    ae = KLVideoAutoencoder(config)
+    expected, aliases, drops = ae_slots_and_drops(ae, "")
+    found = match(state, expected, drops, drop)
+    found.raise_problems(str(source))
+    check_aliases(state, aliases, str(source))
+    load_into(ae, found.placed.get("vae", {}))
+    report = _report(source, "short-ae", found, {"vae": ae}, seed=0)
+    report["fresh"] = "nothing"
+    report["latent_normalisation"] = {"scaling_factor": config.scaling_factor, "shift_factor": config.shift_factor}
+    with staged_dir(out) as staging:
+        ae.save_pretrained(staging / "vae")
+        (staging / CONVERSION_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report

@@ -173,3 +173,21 @@ def clip_key_map(clip: nn.Module) -> KeyMap:
 
 
 CLIP_POSITION_IDS = CLIP_PREFIX + "embeddings.position_ids"
+
+
+def ae_key_map(ae: nn.Module) -> KeyMap:
+    """Every tensor of a ``KLVideoAutoencoder`` with ``arch="lvdm"`` with its name in LVDM's 3D ``AutoencoderKL``
+    (``ae_*.ckpt``: no prefix) and shape there; LVDM's ``quant_conv``s are same-padded convs too (``.conv.``)."""
+    return {
+        name: (re.sub(r"^(quant_conv|post_quant_conv)\.", r"\1.conv.", name), tuple(tensor.shape))
+        for name, tensor in ae.state_dict().items()
+    }
+
+
+def ae_aliases(ae: nn.Module) -> dict[str, str]:
+    """LVDM's second names of one weight: each same-padded conv also stores its kernel as ``<conv>.weight`` beside
+    ``<conv>.conv.weight`` (LVDM name -> the LVDM name it repeats)."""
+    from dysen.models.lvdm_ae import SamePadConv3d
+
+    paths = [path for path, module in ae.named_modules() if isinstance(module, SamePadConv3d)]
+    return {f"{path}.weight": f"{path}.conv.weight" for path in [*paths, "quant_conv", "post_quant_conv"]}

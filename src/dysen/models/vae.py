@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dysen.errors import DysenError
+from dysen.models.lvdm_ae import DecoderLVDM3d, EncoderLVDM3d
 from dysen.models.pretrained import Pretrained
 
 
@@ -78,6 +79,9 @@ class KLVideoAutoencoderConfig:
     """Latents are ``(z - shift_factor) * scaling_factor``; set by ``fit_scale``."""
     shift_factor: float = 0.0
     """See ``scaling_factor``."""
+    arch: str = "dysen"
+    """"dysen" (the module docstring) or "lvdm": LVDM's released layout (``models.lvdm_ae``), whose ``ae_*.ckpt``
+    load into it; it needs ``channel_mult`` (2, 4, ..., 2^n), one ResBlock per stage, kernel 3, no mid attention."""
 
 
 class DiagonalGaussian(NamedTuple):
@@ -174,6 +178,13 @@ class KLVideoAutoencoder(nn.Module, Pretrained):
         widths = [config.base_channels * m for m in config.channel_mult]
         groups, time_stages = config.norm_groups, int(math.log2(config.temporal_downsample))
         kt = config.temporal_kernel
+        self.quant_conv = nn.Conv3d(2 * config.latent_channels, 2 * config.latent_channels, 1)
+        self.post_quant_conv = nn.Conv3d(config.latent_channels, config.latent_channels, 1)
+        if config.arch == "lvdm":
+            sizes = (config.base_channels, len(widths), time_stages, config.latent_channels, groups)
+            self.encoder = EncoderLVDM3d(config.in_channels, *sizes)
+            self.decoder = DecoderLVDM3d(config.in_channels, *sizes)
+            return
         encoder: list[nn.Module] = [_conv(config.in_channels, config.base_channels, time_kernel=kt)]
         previous = config.base_channels
         for i, width in enumerate(widths):
@@ -183,8 +194,6 @@ class KLVideoAutoencoder(nn.Module, Pretrained):
         encoder += [_mid(previous, config), nn.GroupNorm(groups, previous), nn.SiLU()]
         encoder.append(_conv(previous, 2 * config.latent_channels, time_kernel=kt))
         self.encoder = nn.Sequential(*encoder)
-        self.quant_conv = nn.Conv3d(2 * config.latent_channels, 2 * config.latent_channels, 1)
-        self.post_quant_conv = nn.Conv3d(config.latent_channels, config.latent_channels, 1)
         decoder: list[nn.Module] = [_conv(config.latent_channels, widths[-1], time_kernel=kt)]
         decoder.append(_mid(widths[-1], config))
         previous = widths[-1]
@@ -274,6 +283,17 @@ def _validate(config: KLVideoAutoencoderConfig) -> None:
         raise AutoencoderError(
             "a frame-wise autoencoder (temporal_kernel 1) cannot downsample time: set temporal_downsample 1"
         )
+    if config.arch not in ("dysen", "lvdm"):
+        raise AutoencoderError(f"arch must be 'dysen' or 'lvdm', got {config.arch!r}")
+    lvdm_mult = tuple(2 ** (i + 1) for i in range(stages))
+    if config.arch == "lvdm" and (
+        config.channel_mult != lvdm_mult or config.num_res_blocks != 1 or config.temporal_kernel != 3
+    ):
+        raise AutoencoderError(
+            f"arch 'lvdm' is LVDM's layout: channel_mult {lvdm_mult}, num_res_blocks 1, temporal_kernel 3"
+        )
+    if config.arch == "lvdm" and config.mid_attention:
+        raise AutoencoderError("arch 'lvdm' has no mid attention: set mid_attention false")
     widths = [config.base_channels] + [config.base_channels * m for m in config.channel_mult]
     if any(w % config.norm_groups for w in widths):
         raise AutoencoderError(f"norm_groups {config.norm_groups} must divide every stage width {widths}")
