@@ -280,3 +280,44 @@ def test_a_tiny_ae_converts_by_cli_with_the_dataset_scale(tmp_path: Path, capsys
     torch.save({"state_dict": state}, tmp_path / "bad.ckpt")
     with pytest.raises(ConversionError, match="encoder.conv_first.weight"):
         convert_short_ae(tmp_path / "bad.ckpt", tmp_path / "bad", config=config)
+
+
+def test_a_tiny_short_checkpoint_with_its_ema_converts_into_a_pipeline(tmp_path: Path) -> None:
+    from dysen.convert.lvdm import convert_short_unet
+
+    base = load_config("lvdm-short-ucf101")
+    config = dataclasses.replace(
+        base,
+        unet=dataclasses.replace(
+            base.unet, model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(1, 2),
+            num_heads=2, norm_groups=4, text_dim=16, dsg_dim=8,
+        ),
+        rgtrm=RGTrmConfig(label_dim=16, dim=8, num_layers=1, num_heads=2),
+        vae=dataclasses.replace(base.vae, kl3d=dataclasses.replace(TINY_AE, scaling_factor=0.5, shift_factor=-0.1)),
+        text_encoder=TextEncoderSpec(kind="minilm", dim=16),
+        video=VideoSpec(num_frames=4, height=16, width=16),
+    )  # fmt: skip
+    with torch.device("meta"):
+        unet = UNet3D(config.unet)
+    generator = torch.Generator().manual_seed(3)
+    state = {"model.diffusion_model." + name: torch.randn(shape, generator=generator) * 0.2
+             for name, shape in unet_key_map(unet).values()}  # fmt: skip
+    state.update({"first_stage_model." + name: tensor for name, tensor in lvdm_ae_state(TINY_AE).items()
+                  if not name.startswith("loss.")})  # fmt: skip
+    state.update({"model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(5)})
+    state.update(
+        {"model_ema." + name.replace(".", ""): tensor for name, tensor in state.items() if "diffusion" in name}
+    )
+    state["betas"] = make_betas(config.diffusion).double()
+    torch.save({"state_dict": state}, tmp_path / "short_sky.ckpt")
+    report = convert_short_unet(tmp_path / "short_sky.ckpt", tmp_path / "model", config=config)
+    assert report["dropped"]["ema"] == 2 + len(unet_key_map(unet)) and report["dropped"]["schedule"] == 1
+    assert report["converted"] == {
+        "unet": len(unet_key_map(unet)),
+        "vae": len(KLVideoAutoencoder(TINY_AE).state_dict()),
+    }
+    pipe = DysenVDMPipeline.from_pretrained(
+        tmp_path / "model", planner=FixedPlanner(DSG_A), text_encoder=HashTextEncoder()
+    )
+    assert pipe.vae.config.scaling_factor == 0.5 and pipe.config.diffusion.steps == 1000
+    assert pipe("a red circle moves right", steps=2, progress=False).frames.shape == (4, 16, 16, 3)

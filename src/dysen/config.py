@@ -18,6 +18,10 @@ Presets (``configs/`` holds each as YAML, checked equal by the tests):
 * ``lvdm-t2v`` — LVDM's released text-to-video model, tensor for tensor (UNet ``arch="lvdm-t2v"``: the weights of
   ``dysen convert lvdm t2v.ckpt --kind t2v`` load into it), + a zero-initialised DSG path and a 768-d RGTrm;
   LVDM's sampling defaults (DDIM 50 steps, η = 1, CFG 15).
+* ``lvdm-short-ucf101`` — LVDM's short-video UNet and 3D AE, tensor for tensor (``dysen convert lvdm --kind
+  short-unet``; its released Sky/Taichi models are the same networks with their own latent scale/shift), with
+  UCF-101's scale/shift, + a zero-initialised DSG path; unconditional as LVDM's (no text cross-attention); LVDM's
+  sampler (DDPM = DDIM with η = 1 over all 1000 steps), no guidance.
 * ``lvdm-ucf101`` — LVDM's UCF-101 setup (dysen_spec.md §5.1): 3D AE latents 4×4×32×32, a 256-channel
   UNet [1, 2, 3, 4] with 3 res blocks, L1 loss, β linear in √β from 0.0015 to 0.0155.
 """
@@ -196,12 +200,30 @@ def _lvdm_t2v() -> DysenVDMConfig:
     )  # fmt: skip
 
 
+def _lvdm_short_ucf101() -> DysenVDMConfig:
+    return DysenVDMConfig(
+        unet=UNet3DConfig(
+            model_channels=256, channel_mult=(1, 2, 3, 4), num_res_blocks=3, attention_resolutions=(2, 4, 8),
+            num_heads=4, use_text_cross_attention=False, text_dim=768, dsg_dim=768, temporal_max_distance=4,
+            arch="lvdm-short",
+        ),
+        rgtrm=RGTrmConfig(label_dim=768, dim=768, num_layers=4, num_heads=12),
+        vae=VAESpec(
+            kl3d=KLVideoAutoencoderConfig(scaling_factor=0.220142075, shift_factor=-0.5837740898, arch="lvdm")
+        ),
+        text_encoder=TextEncoderSpec(kind="clip", model="openai/clip-vit-large-patch14", dim=768),
+        diffusion=DiffusionConfig(beta_start=0.0015, beta_end=0.0155, loss="l1", eta=1.0, steps=1000, guidance=1.0),
+        video=VideoSpec(num_frames=16, height=256, width=256, fps=8),
+    )  # fmt: skip
+
+
 PRESETS = {
     "shapes-tiny": _shapes_tiny,
     "shapes-tiny-text-only": _shapes_tiny_text_only,
     "paper-t2v-256": _paper_t2v_256,
     "lvdm-ucf101": _lvdm_ucf101,
     "lvdm-t2v": _lvdm_t2v,
+    "lvdm-short-ucf101": _lvdm_short_ucf101,
 }
 """Named configs: ``load_config(name)`` builds one; ``configs/<name>.yaml`` spells it out."""
 

@@ -19,10 +19,11 @@ def configure_convert_lvdm(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="LVDM's file, e.g. t2v.ckpt")
     p.add_argument(
         "--kind",
-        choices=["t2v", "short-ae"],
+        choices=["t2v", "short-ae", "short-unet"],
         required=True,
         help="t2v: LVDM's text-to-video t2v.ckpt -> a pipeline folder; short-ae: a 3D autoencoder ae_*.ckpt -> "
-        "DIR/vae (for train-vdm --vae DIR)",
+        "DIR/vae (for train-vdm --vae DIR); short-unet: short_*.ckpt (UNet + its AE) -> a pipeline folder "
+        "(preset lvdm-short-ucf101's networks)",
     )
     p.add_argument("--out", type=Path, required=True, help="the pipeline folder to write")
     p.add_argument(
@@ -58,7 +59,10 @@ def configure_convert_lvdm(p: argparse.ArgumentParser) -> None:
 
 
 def run_convert_lvdm(args: argparse.Namespace) -> int:
-    from dysen.convert.lvdm import T2VParts, convert_short_ae, convert_t2v
+    import dataclasses
+
+    from dysen.config import load_config
+    from dysen.convert.lvdm import T2VParts, convert_short_ae, convert_short_unet, convert_t2v
 
     def warn(text: str) -> None:
         print(text, file=sys.stderr)
@@ -70,16 +74,23 @@ def run_convert_lvdm(args: argparse.Namespace) -> int:
             args.checkpoint, args.out, parts=T2VParts(tokenizer=args.tokenizer), trust=args.trust_checkpoint,
             drop=args.drop, seed=args.seed, warn=warn,
         )  # fmt: skip
-    else:
+    elif args.kind == "short-ae":
         report = convert_short_ae(
             args.checkpoint, args.out, config=_short_ae_config(args), trust=args.trust_checkpoint, drop=args.drop,
+            warn=warn,
+        )  # fmt: skip
+    else:
+        base = load_config("lvdm-short-ucf101")
+        config = dataclasses.replace(base, vae=dataclasses.replace(base.vae, kl3d=_short_ae_config(args)))
+        report = convert_short_unet(
+            args.checkpoint, args.out, config=config, trust=args.trust_checkpoint, drop=args.drop, seed=args.seed,
             warn=warn,
         )  # fmt: skip
     for name, count in report["converted"].items():
         print(f"{name}: {count} tensors, {report['parameters'][name]:,} parameters from {report['source']}")
     for group, count in report["dropped"].items():
         print(f"dropped {group}: {count} tensors")
-    if args.kind == "t2v":
+    if args.kind != "short-ae":
         print(f"wrote {args.out} (DSG path and RGTrm fresh, seed {args.seed}); sampling defaults are LVDM's")
     else:
         print(f"wrote {args.out / 'vae'} with latents scaled as LVDM's {report['latent_normalisation']}")

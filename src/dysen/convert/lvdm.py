@@ -400,3 +400,59 @@ def convert_short_ae(
         ae.save_pretrained(staging / "vae")
         (staging / CONVERSION_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+# -- the short-video models -------------------------------------------------------------------------------------------
+
+
+def short_unet_drops(aliases: dict[str, str]) -> dict[str, tuple[str, Callable[[str], bool]]]:
+    """What a short ``LatentDiffusion`` file holds besides its networks: the schedule, the EMA copy, the AE's
+    second names of its conv kernels."""
+    return {
+        "schedule": T2V_DROPS["schedule"],
+        "ema": ("the EMA copy (model_ema.*: dot-less names, decay, num_updates), unused by LVDM's sampling scripts",
+                lambda name: name.startswith("model_ema.")),
+        "alias": ("a second name of an AE conv kernel (checked equal to it)", lambda name: name in aliases),
+    }  # fmt: skip
+
+
+def convert_short_unet(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    config: DysenVDMConfig,
+    trust: bool = False,
+    drop: Iterable[str] = (),
+    seed: int = 0,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Convert LVDM's ``short_*.ckpt`` (UNet under ``model.diffusion_model.``, its 3D AE under
+    ``first_stage_model.``) into the pipeline folder ``out``, with ``config``'s latent scale/shift; returns the
+    report written there."""
+    if config.unet.arch != "lvdm-short" or config.vae.kind != "kl3d" or config.vae.kl3d.arch != "lvdm":
+        raise ConversionError("short-unet converts into a config with unet.arch lvdm-short and a kl3d AE of arch lvdm")
+    source = Path(checkpoint)
+    state = read_checkpoint(source, trust=trust, warn=warn)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet, rgtrm, ae = UNet3D(config.unet), RGTrm(config.rgtrm), KLVideoAutoencoder(config.vae.kl3d)
+    ae_slots, aliases, _ = ae_slots_and_drops(ae, VAE_PREFIX)
+    expected = {**slots("unet", UNET_PREFIX, unet_key_map(unet), unet), **ae_slots}
+    found = match(state, expected, short_unet_drops(aliases), drop)
+    found.raise_problems(str(source))
+    check_schedule(state, config, str(source))
+    check_aliases(state, aliases, str(source))
+    placed = found.placed.get("unet", {})
+    load_into(unet, placed, keep=set(unet.state_dict()) - set(placed))
+    load_into(ae, found.placed.get("vae", {}))
+    report = _report(source, "short-unet", found, {"unet": unet, "vae": ae}, seed)
+    report["latent_normalisation"] = {
+        "scaling_factor": ae.config.scaling_factor,
+        "shift_factor": ae.config.shift_factor,
+    }
+    with staged_dir(out) as staging:
+        unet.save_pretrained(staging / "unet")
+        rgtrm.save_pretrained(staging / "rgtrm")
+        ae.save_pretrained(staging / "vae")
+        _write_index(staging, config, report)
+    return report
