@@ -237,7 +237,7 @@ class LVDMSTAttention(nn.Module):
         r_k, r_v = self.rel_k(num_frames).to(q.dtype), self.rel_v(num_frames).to(q.dtype)  # [T, T, d]: r(j - i)
         key_term = torch.einsum("nhjd,ijd->nhij", q, r_k.transpose(0, 1)) * d**-0.25  # q_j · r^K_(i-j), LVDM's
         scores = q @ k.transpose(-1, -2) * d**-0.5 + key_term  # [B*H*W, h, T, T]
-        probs = scores.float().softmax(dim=-1).to(q.dtype)
+        probs = scores.to(torch.promote_types(q.dtype, torch.float32)).softmax(dim=-1).to(q.dtype)  # LVDM: >= fp32
         out = probs @ v + torch.einsum("nhij,ijd->nhid", probs, r_v)  # [B*H*W, h, T, d]
         out = self.out_time(out.permute(0, 2, 1, 3).reshape(b * h * w, num_frames, c))  # [B*H*W, T, C]
         out = out.view(b, h * w, num_frames, c).transpose(1, 2).reshape(bt, h * w, c)  # [B*T, H*W, C]
