@@ -282,26 +282,32 @@ def test_a_tiny_ae_converts_by_cli_with_the_dataset_scale(tmp_path: Path, capsys
         convert_short_ae(tmp_path / "bad.ckpt", tmp_path / "bad", config=config)
 
 
-def test_a_tiny_short_checkpoint_with_its_ema_converts_into_a_pipeline(tmp_path: Path) -> None:
-    from dysen.convert.lvdm import convert_short_unet
+class WideHashTextEncoder(HashTextEncoder):
+    """The hashing stand-in at MiniLM's width (the CLI's default text encoder, which ``train-vdm --init`` builds)."""
 
+    dim = 384
+
+
+def tiny_short_checkpoint(path: Path) -> tuple[DysenVDMConfig, int]:
+    """A tiny ``short_*.ckpt`` as LVDM writes it (UNet, its AE under ``first_stage_model.``, the EMA copy with
+    dot-less names, the schedule) for a tiny ``lvdm-short-ucf101``; returns that config and the UNet's LVDM count."""
     base = load_config("lvdm-short-ucf101")
     config = dataclasses.replace(
         base,
         unet=dataclasses.replace(
             base.unet, model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(1, 2),
-            num_heads=2, norm_groups=4, text_dim=16, dsg_dim=8,
+            num_heads=2, norm_groups=4, text_dim=384, dsg_dim=8,
         ),
-        rgtrm=RGTrmConfig(label_dim=16, dim=8, num_layers=1, num_heads=2),
+        rgtrm=RGTrmConfig(label_dim=384, dim=8, num_layers=1, num_heads=2),
         vae=dataclasses.replace(base.vae, kl3d=dataclasses.replace(TINY_AE, scaling_factor=0.5, shift_factor=-0.1)),
-        text_encoder=TextEncoderSpec(kind="minilm", dim=16),
-        video=VideoSpec(num_frames=4, height=16, width=16),
+        text_encoder=TextEncoderSpec(kind="minilm", dim=384),
+        video=VideoSpec(num_frames=8, height=16, width=16),
     )  # fmt: skip
     with torch.device("meta"):
-        unet = UNet3D(config.unet)
+        key_map = unet_key_map(UNet3D(config.unet))
     generator = torch.Generator().manual_seed(3)
     state = {"model.diffusion_model." + name: torch.randn(shape, generator=generator) * 0.2
-             for name, shape in unet_key_map(unet).values()}  # fmt: skip
+             for name, shape in key_map.values()}  # fmt: skip
     state.update({"first_stage_model." + name: tensor for name, tensor in lvdm_ae_state(TINY_AE).items()
                   if not name.startswith("loss.")})  # fmt: skip
     state.update({"model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(5)})
@@ -309,15 +315,33 @@ def test_a_tiny_short_checkpoint_with_its_ema_converts_into_a_pipeline(tmp_path:
         {"model_ema." + name.replace(".", ""): tensor for name, tensor in state.items() if "diffusion" in name}
     )
     state["betas"] = make_betas(config.diffusion).double()
-    torch.save({"state_dict": state}, tmp_path / "short_sky.ckpt")
+    torch.save({"state_dict": state}, path)
+    return config, len(key_map)
+
+
+def test_a_tiny_short_checkpoint_with_its_ema_converts_into_a_pipeline(tmp_path: Path) -> None:
+    from dysen.convert.lvdm import convert_short_unet
+
+    config, unet_tensors = tiny_short_checkpoint(tmp_path / "short_sky.ckpt")
     report = convert_short_unet(tmp_path / "short_sky.ckpt", tmp_path / "model", config=config)
-    assert report["dropped"]["ema"] == 2 + len(unet_key_map(unet)) and report["dropped"]["schedule"] == 1
-    assert report["converted"] == {
-        "unet": len(unet_key_map(unet)),
-        "vae": len(KLVideoAutoencoder(TINY_AE).state_dict()),
-    }
+    assert report["dropped"]["ema"] == 2 + unet_tensors and report["dropped"]["schedule"] == 1
+    assert report["converted"] == {"unet": unet_tensors, "vae": len(KLVideoAutoencoder(TINY_AE).state_dict())}
     pipe = DysenVDMPipeline.from_pretrained(
-        tmp_path / "model", planner=FixedPlanner(DSG_A), text_encoder=HashTextEncoder()
+        tmp_path / "model", planner=FixedPlanner(DSG_A), text_encoder=WideHashTextEncoder()
     )
     assert pipe.vae.config.scaling_factor == 0.5 and pipe.config.diffusion.steps == 1000
-    assert pipe("a red circle moves right", steps=2, progress=False).frames.shape == (4, 16, 16, 3)
+    assert pipe("a red circle moves right", steps=2, progress=False).frames.shape == (8, 16, 16, 3)
+
+
+def test_train_vdm_starts_from_a_converted_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dysen.convert.lvdm import convert_short_unet
+
+    config, _ = tiny_short_checkpoint(tmp_path / "short.ckpt")
+    convert_short_unet(tmp_path / "short.ckpt", tmp_path / "model", config=config)
+    before = UNet3D.from_pretrained(tmp_path / "model" / "unet").state_dict()
+    common = ["--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "2", "--num-clips", "4", "--seed", "1"]
+    assert main(["train-vdm", "--init", str(tmp_path / "model"), "--vae", "x", *common]) == 1
+    assert "drop --config and --vae" in capsys.readouterr().err
+    assert main(["train-vdm", "--init", str(tmp_path / "model"), "--ema-decay", "0", *common]) == 0
+    after = UNet3D.from_pretrained(tmp_path / "run" / "model" / "unet").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # trained on from LVDM's weights

@@ -93,7 +93,9 @@ def configure_train_vae(p: argparse.ArgumentParser) -> None:
     group.add_argument("--disc-weight", type=nonnegative_float, default=loss.disc_weight,
                        help="PatchGAN weight times the adaptive λ (LVDM: 0.5; 0 = no GAN)")  # fmt: skip
     group.add_argument(
-        "--disc-start", type=nonnegative_int, default=loss.disc_start,
+        "--disc-start",
+        type=nonnegative_int,
+        default=loss.disc_start,
         help="step the PatchGAN starts at",
     )
     group.add_argument("--disc-layers", type=positive_int, default=loss.disc_layers,
@@ -104,7 +106,7 @@ def configure_train_vae(p: argparse.ArgumentParser) -> None:
 
 def configure_train_vdm(p: argparse.ArgumentParser) -> None:
     _configure_common(p, lr=STAGE_LR["train-vdm"])
-    p.add_argument("--config", default="shapes-tiny", help="preset name or YAML of the model")
+    p.add_argument("--config", help="preset name or YAML of the model (default shapes-tiny; not with --init)")
     p.add_argument(
         "--vae", "--vae-path", type=Path, metavar="PATH",
         help="the frozen autoencoder the config's vae.kind asks for: kl3d (shapes-tiny, lvdm-ucf101) a train-vae "
@@ -116,6 +118,12 @@ def configure_train_vdm(p: argparse.ArgumentParser) -> None:
         help="the config's text encoder from this local folder (paper-t2v-256: CLIP ViT-L/14, a transformers "
         "CLIPTextModel + tokenizer folder; default: the config's text_encoder.model)",
     )  # fmt: skip
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="start from this pipeline folder's networks, autoencoder and text encoder instead (e.g. one written by "
+        "dysen convert lvdm: LVDM's weights, the DSG path fresh); not with --config, --vae, --text-encoder",
+    )
     _configure_vdm_data(p)
 
 
@@ -288,16 +296,24 @@ def run_train_vdm(args: argparse.Namespace) -> int:
     from dysen.models.vae import FrameVAE
     from dysen.pipeline import build_text_encoder
 
+    if args.init is not None:
+        if args.config is not None or args.vae is not None or args.text_encoder is not None:
+            raise DysenError(
+                "--init takes the model, its autoencoder and text encoder from the folder: drop --config, --vae and "
+                "--text-encoder"
+            )
+        return run_finetune(args)  # the same start: a whole pipeline, trained on (stage 2 from converted weights)
     kind = _autoencoder_kind(args.vae) if args.vae is not None else None
     vae = _load_vae(args.vae) if kind == "kl3d" else None
-    config = _start_run(args, args.config, lambda c: _with_world_palette(args, _with_user_paths(args, c, kind, vae)))
+    preset = args.config if args.config is not None else "shapes-tiny"
+    config = _start_run(args, preset, lambda c: _with_world_palette(args, _with_user_paths(args, c, kind, vae)))
     if config.vae.kind == "frame":
         frame = config.vae.frame
         if args.vae is not None and str(args.vae.resolve()) != frame.source:
             raise DysenError(f"this run trains on the VAE {frame.source} (its config.yaml); --vae {args.vae} differs")
         vae = FrameVAE.load(frame.source, subfolder=frame.subfolder, frames_per_chunk=frame.frames_per_chunk)
     elif vae is None:
-        raise DysenError(f"--config {args.config} trains on a dysen 3D autoencoder: give it with --vae RUN")
+        raise DysenError(f"--config {preset} trains on a dysen 3D autoencoder: give it with --vae RUN")
     unet, rgtrm = _seeded(args.seed, lambda: (UNet3D(config.unet), RGTrm(config.rgtrm)))
     return _train_vdm(args, config, unet, rgtrm, vae, build_text_encoder(config.text_encoder))
 
