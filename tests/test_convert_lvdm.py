@@ -1,7 +1,8 @@
 """``dysen convert lvdm``: LVDM's checkpoints, by their exact tensor names and shapes, into dysen pipeline folders.
 
-The full-size checks run on the meta device. The digests are SHA-256 of LVDM's own ``UNetModel`` state-dict listing
-(sorted ``name:[shape]`` lines), computed once outside the repository from LVDM's code with its released configs.
+The full-size checks run on the meta device. The digests are SHA-256 of the state-dict listings (sorted
+``name:[shape]`` lines) of LVDM's own modules (its ``UNetModel``s, AEs; transformers 4.24's CLIP, which LVDM pins),
+computed once outside the repository from LVDM's code with its released configs.
 The tiny checkpoints are built here from the key maps, with random values.
 """
 
@@ -63,12 +64,21 @@ def test_full_size_unets_have_lvdm_names_shapes_and_counts(config: UNet3DConfig,
     assert dsg and all("dsg" in name for name in dsg)
 
 
+LVDM_T2V_VAE = (248, 83_653_863, "743d8d2ea2d77ed8fefb1dac9b9fac31c7742ecd38c6175d053612de6962ecd3")
+"""``first_stage_model.``: LVDM's LDM ``Encoder``/``Decoder`` + quant convs built from its text2video.yaml."""
+LVDM_T2V_CLIP = (197, 123_060_557, "95a676c27999763328789b20c96e3283c44359e8b10ba267fe148486dd429cc9")
+"""``cond_stage_model.``: transformers 4.24's (LVDM's pin) ``CLIPTextModel`` of CLIP-L, ``position_ids`` included."""
+
+
 def test_full_size_t2v_checkpoint_layout() -> None:
     with torch.device("meta"):
         slots = t2v_slots(t2v_networks(T2VParts()))
     by_part = {part: [s for s in slots.values() if s.component == part] for part in ("unet", "vae", "text_encoder")}
     counts = {part: (len(s), sum(torch.Size(x.file_shape).numel() for x in s)) for part, s in by_part.items()}
     assert counts == {"unet": (974, 958_924_964), "vae": (248, 83_653_863), "text_encoder": (196, 123_060_480)}
+    listings = {part: {n: s.file_shape for n, s in slots.items() if s.component == part} for part in by_part}
+    assert _listing(listings["vae"]) == LVDM_T2V_VAE
+    assert _listing({**listings["text_encoder"], "cond_stage_model." + CLIP_POSITION_IDS: (1, 77)}) == LVDM_T2V_CLIP
     assert "first_stage_model.decoder.up.0.block.0.nin_shortcut.weight" in slots  # the LDM level order, reversed
     assert slots["first_stage_model.encoder.mid.attn_1.q.weight"].file_shape == (512, 512, 1, 1)
     assert "cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc2.weight" in slots
