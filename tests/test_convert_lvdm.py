@@ -201,6 +201,8 @@ def test_unknown_missing_and_misshaped_tensors_are_named(tmp_path: Path) -> None
     message = str(err.value)
     assert "model.diffusion_model.extra.weight" in message and "model.diffusion_model.out.2.bias" in message
     assert "first_stage_model.quant_conv.weight [3, 3, 1, 1]" in message and not (tmp_path / "out").exists()
+    listing = json.loads((tmp_path / "out.problems.json").read_text())  # every name, however many
+    assert listing["unknown"] == ["model.diffusion_model.extra.weight"] and len(listing["misshaped"]) == 1
 
     extra = {**state, "model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(3)}
     report = convert_t2v(_save(extra, tmp_path / "ema.ckpt"), tmp_path / "out", parts=TINY, drop=["model_ema."])

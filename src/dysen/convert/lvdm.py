@@ -36,7 +36,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from dysen import __version__
-from dysen.atomic import staged_dir
+from dysen.atomic import staged_dir, write_text_atomic
 from dysen.config import DysenVDMConfig, config_to_data, load_config
 from dysen.convert.lvdm_keys import (
     CLIP_POSITION_IDS,
@@ -137,19 +137,37 @@ class Matched:
     missing: list[str] = field(default_factory=list)
     misshaped: list[str] = field(default_factory=list)
 
-    def raise_problems(self, source: str) -> None:
-        """A ``ConversionError`` naming every unknown, missing and mis-shaped tensor, if there are any."""
+    def raise_problems(self, source: str, out: str | os.PathLike[str]) -> None:
+        """A ``ConversionError`` naming the unknown, missing and mis-shaped tensors, if there are any: the first
+        ``SHOWN`` of each in the message, all of them in ``<out>.problems.json`` beside the output folder."""
+        kinds = {
+            "unknown": ("unknown tensor(s) (not in the network; --drop PREFIX drops a group by name)", self.unknown),
+            "missing": ("missing tensor(s) (the network needs them)", self.missing),
+            "misshaped": ("mis-shaped tensor(s)", self.misshaped),
+        }
+        if not any(names for _, names in kinds.values()):
+            return
+        listing = Path(out).with_name(Path(out).name + ".problems.json")
+        write_text_atomic(listing, json.dumps({k: names for k, (_, names) in kinds.items()}, indent=2) + "\n")
         parts = [
-            f"{len(names)} {what}: {', '.join(names)}"
-            for what, names in (
-                ("unknown tensor(s) (not in the network; --drop PREFIX drops a group by name)", self.unknown),
-                ("missing tensor(s) (the network needs them)", self.missing),
-                ("mis-shaped tensor(s)", self.misshaped),
-            )
+            f"{len(names)} {what}: {', '.join(names[:SHOWN])}"
+            + (f", … ({len(names) - SHOWN} more)" if len(names) > SHOWN else "")
+            for what, names in kinds.values()
             if names
         ]
-        if parts:
-            raise ConversionError(f"{source} does not fit: " + "; ".join(parts))
+        hint = (
+            " (most tensors do not fit: another --kind, or a checkpoint of another size?)"
+            if len(self.misshaped) > len(self.placed_names())
+            else ""
+        )
+        raise ConversionError(f"{source} does not fit{hint}: " + "; ".join(parts) + f"; every name is in {listing}")
+
+    def placed_names(self) -> list[str]:
+        return [name for tensors in self.placed.values() for name in tensors]
+
+
+SHOWN = 20
+"""How many names of each kind of problem a conversion error shows (the listing file has them all)."""
 
 
 def slots(component: str, prefix: str, key_map: KeyMap, network: nn.Module) -> dict[str, Slot]:
@@ -280,7 +298,7 @@ def convert_t2v(
         torch.manual_seed(seed)
         networks = t2v_networks(parts)
     found = match(state, t2v_slots(networks), T2V_DROPS, drop)
-    found.raise_problems(str(source))
+    found.raise_problems(str(source), out)
     check_schedule(state, parts.config, str(source))
     position_ids = state.get(CLIP_OWNER + CLIP_POSITION_IDS)
     if position_ids is not None and not torch.equal(position_ids.flatten().long(), torch.arange(position_ids.numel())):
@@ -390,7 +408,7 @@ def convert_short_ae(
     ae = KLVideoAutoencoder(config)
     expected, aliases, drops = ae_slots_and_drops(ae, "")
     found = match(state, expected, drops, drop)
-    found.raise_problems(str(source))
+    found.raise_problems(str(source), out)
     check_aliases(state, aliases, str(source))
     load_into(ae, found.placed.get("vae", {}))
     report = _report(source, "short-ae", found, {"vae": ae}, seed=0)
@@ -439,7 +457,7 @@ def convert_short_unet(
     ae_slots, aliases, _ = ae_slots_and_drops(ae, VAE_PREFIX)
     expected = {**slots("unet", UNET_PREFIX, unet_key_map(unet), unet), **ae_slots}
     found = match(state, expected, short_unet_drops(aliases), drop)
-    found.raise_problems(str(source))
+    found.raise_problems(str(source), out)
     check_schedule(state, config, str(source))
     check_aliases(state, aliases, str(source))
     placed = found.placed.get("unet", {})

@@ -12,6 +12,10 @@ it (``frame_to_sg [B, T, M]``, from ``dysen.dsg.convert.align_steps_to_frames``)
 tokens for every frame (kept as ``dsg_cross_attention="broadcast"``). Its output projection is zero-initialised, so
 adding the DSG to a trained text-to-video UNet starts as the identity.
 
+``arch`` "lvdm-t2v" / "lvdm-short" build LVDM's released UNets instead, tensor for tensor (``lvdm_blocks``:
+clip-wise GroupNorm, LVDM's block order and relative positions, FiLM ResBlocks for the short models), with the same
+zero-initialised DSG cross-attention; ``dysen convert lvdm`` loads LVDM's checkpoints into them.
+
 Shapes and memory format: ``[B, C, T, H, W]`` at the interface; inside, ``[B*T, C, H, W]`` in channels-last memory
 (see ``layers.py``).
 """
