@@ -353,7 +353,7 @@ def test_train_vdm_starts_from_a_converted_folder(tmp_path: Path, capsys: pytest
     before = UNet3D.from_pretrained(tmp_path / "model" / "unet").state_dict()
     common = ["--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "2", "--num-clips", "4", "--seed", "1"]
     assert main(["train-vdm", "--init", str(tmp_path / "model"), "--vae", "x", *common]) == 1
-    assert "drop --config and --vae" in capsys.readouterr().err
+    assert "drop --config, --vae and --text-encoder" in capsys.readouterr().err
     assert main(["train-vdm", "--init", str(tmp_path / "model"), "--ema-decay", "0", *common]) == 0
     after = UNet3D.from_pretrained(tmp_path / "run" / "model" / "unet").state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # trained on from LVDM's weights

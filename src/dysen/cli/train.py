@@ -305,15 +305,15 @@ def run_train_vdm(args: argparse.Namespace) -> int:
         return run_finetune(args)  # the same start: a whole pipeline, trained on (stage 2 from converted weights)
     kind = _autoencoder_kind(args.vae) if args.vae is not None else None
     vae = _load_vae(args.vae) if kind == "kl3d" else None
-    preset = args.config if args.config is not None else "shapes-tiny"
-    config = _start_run(args, preset, lambda c: _with_world_palette(args, _with_user_paths(args, c, kind, vae)))
+    args.config = args.config if args.config is not None else "shapes-tiny"  # unset only to tell --init apart
+    config = _start_run(args, args.config, lambda c: _with_world_palette(args, _with_user_paths(args, c, kind, vae)))
     if config.vae.kind == "frame":
         frame = config.vae.frame
         if args.vae is not None and str(args.vae.resolve()) != frame.source:
             raise DysenError(f"this run trains on the VAE {frame.source} (its config.yaml); --vae {args.vae} differs")
         vae = FrameVAE.load(frame.source, subfolder=frame.subfolder, frames_per_chunk=frame.frames_per_chunk)
     elif vae is None:
-        raise DysenError(f"--config {preset} trains on a dysen 3D autoencoder: give it with --vae RUN")
+        raise DysenError(f"--config {args.config} trains on a dysen 3D autoencoder: give it with --vae RUN")
     unet, rgtrm = _seeded(args.seed, lambda: (UNet3D(config.unet), RGTrm(config.rgtrm)))
     return _train_vdm(args, config, unet, rgtrm, vae, build_text_encoder(config.text_encoder))
 
