@@ -2,8 +2,9 @@
 torch's FSDP2 as the loop drives it on the CPU (Accelerate runs no FSDP there), against the unsharded (DDP) run.
 
 One ``torch.distributed.run`` (``tests/sharded_runs.py``) trains the wan-test backbone 4 steps four ways: DDP, full
-shard (with sampling), full shard stopped after 2 steps and resumed, hybrid shard. Tolerances: losses as the DDP test
-(rel 1e-5, abs 1e-6); weights rtol 1e-5, atol 1e-6 (fp32 summation order; the runs here differ by < 1e-7).
+shard (with sampling), full shard stopped after 2 steps and resumed, hybrid shard; then a DSG adapter (0-d gates,
+which stay replicated) and a tiny autoencoder (channels-last weights) 2 steps each, sharded. Tolerances: losses as the
+DDP test (rel 1e-5, abs 1e-6); weights rtol 1e-5, atol 1e-6 (fp32 summation order; the runs here differ by < 1e-7).
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ STEPS = 4
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The four runs of ``tests/sharded_runs.py`` (2 processes, 1 thread each)."""
+    """The runs of ``tests/sharded_runs.py`` (2 processes, 1 thread each)."""
+    from dysen.config import save_config
+    from pipeline_fixtures import TINY
+
     root = tmp_path_factory.mktemp("sharded")
+    save_config(TINY, root / "tiny.yaml")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -112,6 +117,26 @@ def test_the_exported_model_equals_the_unsharded_runs(runs: Path, tmp_path: Path
     ema2 = sharded_tensors(step_folder(runs / "full", 2), "ema")
     step2 = load_file(tmp_path / "step2" / TRANSFORMER.relative_to("model"))
     assert all(torch.equal(step2[k.partition(".")[2]], v) for k, v in ema2.items())
+
+
+@pytest.mark.slow
+def test_an_adapters_replicated_gates_and_an_autoencoders_channels_last_weights_train_sharded(runs: Path) -> None:
+    """FSDP cannot shard a 0-d parameter (the adapter's gate γ): it stays whole in each process and the loop averages
+    its gradient; FSDP needs contiguous weights (the autoencoder task's are channels-last). The autoencoder's weights
+    are compared with the checkpoint's, not with DDP's: its convolutions change kernels with the memory format, and
+    AdamW turns that fp32 noise in the zero gradients of biases before a GroupNorm into steps of ±lr."""
+    from sharded_runs import adapter_args
+
+    assert main([*adapter_args(runs, "adapter-1"), "--grad-accum", "2"]) == 0  # 1 process, the same global batch
+    assert _losses(runs / "adapter") == pytest.approx(_losses(runs / "adapter-1"), rel=1e-5, abs=1e-6)
+    sharded, single = (load_file(runs / name / "model" / "model.safetensors") for name in ("adapter", "adapter-1"))
+    _assert_close(sharded, single)
+    gates = [key for key in sharded if sharded[key].dim() == 0]
+    assert gates and all(float(sharded[key]) != 0 for key in gates), "the gates (0 at the start) learned"
+    assert _losses(runs / "vae-full") == pytest.approx(_losses(runs / "vae-ddp"), rel=1e-5, abs=1e-6)
+    exported = load_file(runs / "vae-full" / "model" / "model.safetensors")
+    ema = sharded_tensors(step_folder(runs / "vae-full", 2), "ema")
+    assert all(torch.equal(exported[k.partition(".")[2]], v) for k, v in ema.items()), "the final EMA, gathered"
 
 
 def test_the_blocks_are_the_members_of_the_outermost_module_lists() -> None:

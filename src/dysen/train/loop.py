@@ -51,7 +51,16 @@ from dysen.train.metrics import MetricsLog
 from dysen.train.optimizers import NonFiniteCount, Optimizers, learning_rate, restore_sharded, sharded_state
 from dysen.train.samples import sample_batch, write_samples
 from dysen.train.sharded_checkpoint import save_sharded
-from dysen.train.sharding import SHARDINGS, ShardedModel, accelerator_options, blocks, check_sharding, shard
+from dysen.train.sharding import (
+    SHARDINGS,
+    ShardedModel,
+    accelerator_options,
+    blocks,
+    check_sharding,
+    make_contiguous,
+    scalar_owners,
+    shard,
+)
 from dysen.train.signals import StopSignals
 
 CONFIG_NAME = "train_config.json"
@@ -252,10 +261,10 @@ def train(
 
     # -- setup: processes (sharded on GPUs: Accelerate's FSDP2 plugin), run folder, resolved config
     cpu = config.cpu or not torch.cuda.is_available()  # processes on a CPU-only machine talk over gloo
-    units = blocks(task.modules()) if config.sharding != "ddp" else []
+    trained = task.modules() if config.sharding != "ddp" else {}
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum, cpu=cpu,
-        **accelerator_options(config.sharding, cpu, units),
+        **accelerator_options(config.sharding, cpu, blocks(trained), scalar_owners(trained)),
     )  # fmt: skip
     aux_modules: dict[str, nn.Module] = task.aux_modules() if hasattr(task, "aux_modules") else {}
     if aux_modules and config.mixed_precision == "fp16":
@@ -302,6 +311,7 @@ def _shard(
     gloo), AdamW over the shards, the parameters to clip and the EMA taken from the sharded modules."""
     from accelerate.utils import DistributedType
 
+    make_contiguous(modules)
     model: nn.Module = _TaskModule(task, modules, sharded=True)
     sharded = ShardedModel.before(model)
     if accelerator.distributed_type == DistributedType.FSDP:  # shards in prepare, swapping AdamW's parameters

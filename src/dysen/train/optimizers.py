@@ -18,7 +18,7 @@ from torch import nn
 from dysen.train.checkpoint import Checkpoint, TrainCheckpointError, latest_checkpoint, newest_readable
 from dysen.train.ema import EMA
 from dysen.train.sharded_checkpoint import load_sharded
-from dysen.train.sharding import local
+from dysen.train.sharding import is_dtensor, local
 
 if TYPE_CHECKING:
     from dysen.train.loop import TrainConfig
@@ -60,6 +60,7 @@ class Optimizers:
     aux_params: list[nn.Parameter]
     aux_optimizer: Any | None
     ema: EMA | None
+    replicated: tuple[nn.Parameter, ...] = ()  # a sharded run's unsharded parameters: ``step`` averages their grads
 
     @classmethod
     def build(
@@ -72,9 +73,12 @@ class Optimizers:
         return cls(params, optimizer, aux_params, aux_optimizer, average)
 
     def over(self, modules: dict[str, nn.Module], ema_decay: float) -> Optimizers:
-        """The parameters to clip and the EMA taken anew from ``modules``, whose parameters sharding replaced."""
+        """The parameters to clip and the EMA taken anew from ``modules``, whose parameters sharding replaced; those it
+        left whole (``sharding.scalar_owners``) are ``replicated``."""
         params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
-        return dataclasses.replace(self, params=params, ema=EMA(modules, ema_decay) if ema_decay > 0 else None)
+        ema = EMA(modules, ema_decay) if ema_decay > 0 else None
+        whole = tuple(p for p in params if not is_dtensor(p))
+        return dataclasses.replace(self, params=params, ema=ema, replicated=whole)
 
     def prepare(self, accelerator: Any, model: nn.Module) -> tuple[nn.Module, Optimizers]:
         """``model`` and the optimizers prepared by Accelerate (DDP, mixed precision, accumulation)."""
@@ -89,6 +93,7 @@ class Optimizers:
     def step(self, accelerator: Any, grad_clip: float, aux_ran: bool) -> dict[str, float]:
         """Clip and apply the accumulated gradients (and the second group's, when its loss ran), update the EMA;
         the gradient norms to log."""
+        _average_gradients(self.replicated)
         logs = {"grad_norm": float(accelerator.clip_grad_norm_(self.params, grad_clip or math.inf))}
         self.optimizer.step()
         if aux_ran and self.aux_optimizer is not None:  # accelerate's clip above unscaled every optimizer's
@@ -136,6 +141,15 @@ class Optimizers:
         if self.ema is not None and state.ema is not None:
             self.ema.load_state_dict(state.ema)
         return state.step, state.counters
+
+
+def _average_gradients(params: tuple[nn.Parameter, ...]) -> None:
+    """Average the gradients of the parameters FSDP left whole over the processes, as DDP would (missing: 0)."""
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        torch.distributed.all_reduce(param.grad)  # sum: gloo has no average
+        param.grad /= torch.distributed.get_world_size()
 
 
 def sharded_state(optimizers: Optimizers, root: nn.Module, modules: dict[str, nn.Module]) -> dict[str, Any]:

@@ -66,6 +66,13 @@ def blocks(modules: dict[str, nn.Module]) -> list[nn.Module]:
     return found
 
 
+def scalar_owners(modules: dict[str, nn.Module]) -> list[nn.Module]:
+    """The modules that hold 0-d parameters (an adapter's gate γ), which FSDP cannot shard: they stay replicated in
+    every process and the loop averages their gradients itself (``Optimizers.step``)."""
+    return [m for module in modules.values() for m in module.modules()
+            if any(p.dim() == 0 for p in m.parameters(recurse=False))]  # fmt: skip
+
+
 def check_sharding(sharding: str, accelerator: Any, mixed_precision: str, aux_modules: dict[str, nn.Module]) -> None:
     """Refuse what the loop cannot run: a sharded run outside a distributed launch, with fp16 or a second module
     group; and a process launched with an Accelerate FSDP or DeepSpeed config, which the loop does not read."""
@@ -99,10 +106,12 @@ def check_sharding(sharding: str, accelerator: Any, mixed_precision: str, aux_mo
         )
 
 
-def accelerator_options(sharding: str, cpu: bool, units: list[nn.Module]) -> dict[str, Any]:
+def accelerator_options(
+    sharding: str, cpu: bool, units: list[nn.Module], replicated: list[nn.Module] | None = None
+) -> dict[str, Any]:
     """The ``Accelerator`` arguments of a sharded run on GPUs: Accelerate's FSDP2 plugin, wrapping each block's class
-    (``units``) on its own, and for ``hybrid_shard`` a mesh of nodes × processes per node. None on the CPU, where
-    Accelerate runs no FSDP and the loop shards (``shard``)."""
+    (``units``) on its own and leaving ``replicated`` modules out (``scalar_owners``), and for ``hybrid_shard`` a mesh
+    of nodes × processes per node. None on the CPU, where Accelerate runs no FSDP and the loop shards (``shard``)."""
     if sharding == "ddp" or cpu:
         return {}
     from accelerate import FullyShardedDataParallelPlugin
@@ -114,6 +123,7 @@ def accelerator_options(sharding: str, cpu: bool, units: list[nn.Module]) -> dic
         auto_wrap_policy="transformer_based_wrap",
         transformer_cls_names_to_wrap=sorted({type(unit).__name__ for unit in units}),
         state_dict_type="SHARDED_STATE_DICT",
+        ignored_modules=replicated or None,
     )
     options: dict[str, Any] = {"fsdp_plugin": plugin}
     if sharding == "hybrid_shard":
@@ -132,9 +142,18 @@ def _nodes() -> tuple[int, int]:
     return world // per_node, per_node
 
 
+def make_contiguous(modules: dict[str, nn.Module]) -> None:
+    """FSDP shards contiguous parameters only: put any in another memory format (an autoencoder task's channels-last
+    weights) back in the standard one."""
+    for module in modules.values():
+        for param in module.parameters():
+            if not param.is_contiguous():
+                param.data = param.data.contiguous()
+
+
 def shard(root: nn.Module, modules: dict[str, nn.Module], sharding: str, device: torch.device) -> None:
     """FSDP2 over gloo (the CPU path): ``fully_shard`` on every block, then on ``root`` (the rest: embeddings, heads),
-    as Accelerate's plugin wraps them."""
+    as Accelerate's plugin wraps them; 0-d parameters stay replicated (``scalar_owners``)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
@@ -142,8 +161,9 @@ def shard(root: nn.Module, modules: dict[str, nn.Module], sharding: str, device:
         mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
     else:
         mesh = init_device_mesh(device.type, _nodes(), mesh_dim_names=("replicate", "shard"))  # HSDP: 2D
+    scalars = {p for module in modules.values() for p in module.parameters() if p.dim() == 0}
     for unit in [*blocks(modules), root]:  # bottom-up, as fully_shard needs
-        fully_shard(unit, mesh=mesh)
+        fully_shard(unit, mesh=mesh, ignored_params=scalars)
 
 
 @dataclass
