@@ -28,7 +28,7 @@ from dysen.train.checkpoint import TrainCheckpointError, load_checkpoint, step_f
 from dysen.train.errors import TrainError
 from dysen.train.loop import StepOutput, TrainConfig, _TaskModule, train
 from dysen.train.sharded_checkpoint import load_sharded, sharded_tensors
-from dysen.train.sharding import accelerator_options, blocks, check_sharding
+from dysen.train.sharding import ShardedModel, accelerator_options, blocks, check_sharding, is_dtensor, shard
 
 HERE = Path(__file__).resolve().parent
 TRANSFORMER = Path("model") / "transformer" / "diffusion_pytorch_model.safetensors"
@@ -213,3 +213,52 @@ def test_an_empty_micro_batch_of_a_sharded_run_replays_the_last_one_at_weight_0(
     assert task.calls == 2 and float(replayed.loss.detach()) == 0 and float(replayed.logs["x"]) == 0
     replayed.loss.backward()
     assert torch.equal(task.weight.weight.grad, torch.zeros(1, 1))
+
+
+class Net(torch.nn.Module):
+    """Two blocks in a list, a head and a 0-d gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)])
+        self.head = torch.nn.Linear(4, 1)
+        self.gate = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = torch.relu(block(x))
+        return self.head(x) * self.gate
+
+
+def _own_hook(module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
+    module.calls = getattr(module, "calls", 0) + 1  # type: ignore[assignment]
+
+
+def test_consolidate_turns_the_sharded_modules_back_into_plain_ones_with_the_full_weights(tmp_path: Path) -> None:
+    """One gloo process in this one: the module keeps its identity, class and own hooks, and holds full tensors."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        net = Net()
+        handle = net.head.register_forward_hook(_own_hook)
+        task = SimpleNamespace(step=lambda batch, generator: StepOutput(net(batch["x"]).sum(), {}))
+        modules = {"net": net}
+        root = _TaskModule(task, modules, sharded=True)  # type: ignore[arg-type]
+        sharded = ShardedModel.before(root)
+        shard(root, modules, "full_shard", torch.device("cpu"))
+        sharded.sharded()
+        assert is_dtensor(net.head.weight) and not is_dtensor(net.gate), "a 0-d parameter stays whole"
+        x = torch.randn(3, 4)
+        root({"x": x, "id": [0]}, torch.Generator()).loss.backward()
+        expected = {k: v.full_tensor() if is_dtensor(v) else v for k, v in net.state_dict().items()}
+        with sharded.gathered():
+            out = net(x).detach()
+        sharded.consolidate(modules, main=True)
+        assert type(root) is _TaskModule and type(net) is Net and type(net.blocks[0]) is torch.nn.Linear
+        assert not any(is_dtensor(p) for p in net.parameters()) and net.head.weight.requires_grad
+        assert all(torch.equal(v, expected[k]) for k, v in net.state_dict().items())
+        calls = net.head.calls  # type: ignore[union-attr]
+        assert torch.equal(net(x), out) and net.head.calls == calls + 1, "its own hook stays, FSDP's are gone"
+        handle.remove()
+    finally:
+        torch.distributed.destroy_process_group()
