@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,9 @@ def sharded_tensors(folder: Path, part: str) -> dict[str, torch.Tensor]:
         tensors = {key: torch.empty(meta.size, dtype=meta.properties.dtype)  # type: ignore[union-attr]
                    for key, meta in metadata.items() if key.startswith(prefix)}  # fmt: skip
         if tensors:
-            dcp.load(tensors, storage_reader=dcp.HuggingFaceStorageReader(path), no_dist=True)
+            with warnings.catch_warnings():  # "torch.distributed is disabled …": one process is what is meant
+                warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+                dcp.load(tensors, storage_reader=dcp.HuggingFaceStorageReader(path), no_dist=True)
     except (OSError, ValueError, RuntimeError, dcp.CheckpointException) as err:
         raise TrainCheckpointError(f"cannot read the sharded checkpoint {folder}: {err}") from None
     return {key[len(prefix) :]: value for key, value in tensors.items()}
