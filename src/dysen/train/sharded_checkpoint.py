@@ -84,7 +84,9 @@ def load_sharded(folder: Path, tensors: dict[str, Any]) -> dict[str, int]:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, dcp.CheckpointException) as err:
         text = " ".join(str(err).split())[:300] or type(err).__name__
-        raise TrainCheckpointError(f"cannot read the sharded checkpoint {folder}: {text}") from None
+        raise TrainCheckpointError(
+            f"cannot read the sharded checkpoint {folder}: {text}; delete it to resume from an older one"
+        ) from None
     return state
 
 
