@@ -45,23 +45,29 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
-        for folder, _, files in os.walk(staging):
-            publish(folder)
-            for name in files:
-                publish(os.path.join(folder, name))
-                fsync(os.path.join(folder, name))
-            fsync(folder)
-        if target.exists():
-            trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
-            os.rename(target, trash)
-            os.rename(staging, target)
-            shutil.rmtree(trash)
-        else:
-            os.rename(staging, target)
-        fsync(target.parent)
+        move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def move_into_place(staging: Path, target: Path) -> None:
+    """Publish and fsync a filled staging folder, then rename it to ``target`` (an existing one is renamed aside
+    first, then removed): ``staged_dir``'s last step, for a folder that several processes filled."""
+    for folder, _, files in os.walk(staging):
+        publish(folder)
+        for name in files:
+            publish(os.path.join(folder, name))
+            fsync(os.path.join(folder, name))
+        fsync(folder)
+    if target.exists():
+        trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
+        os.rename(target, trash)
+        os.rename(staging, target)
+        shutil.rmtree(trash)
+    else:
+        os.rename(staging, target)
+    fsync(target.parent)
 
 
 def fsync(path: str | os.PathLike[str]) -> None:

@@ -7,7 +7,8 @@ for ``train-vae`` (latent scale fitted), a whole pipeline for ``train-vdm``/``fi
 RUN/model``), a diffusers-format backbone folder for ``train-backbone`` (``dysen generate --backbone RUN/model``;
 its settings in ``backbone.json``), and a DSG adapter for ``train-adapter`` (``dysen generate --backbone DIR --adapter
 RUN/model``; its settings in ``adapter.json``).
-Several processes: ``accelerate launch --num_processes N [--cpu] -m dysen.cli train-vdm …``.
+Several processes: ``accelerate launch --num_processes N [--cpu] -m dysen.cli train-vdm …`` (or torchrun); with
+``--sharding full_shard`` or ``hybrid_shard`` they split the trained weights (FSDP2) instead of each holding them.
 """
 
 from __future__ import annotations
@@ -198,6 +199,11 @@ def _configure_common(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--resume", choices=["latest"], help="continue the run in --out from its newest checkpoint")
     p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader workers per process")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument(
+        "--sharding", choices=("ddp", "full_shard", "hybrid_shard"), default="ddp",
+        help="several processes: ddp replicates the weights; full_shard splits weights, gradients and AdamW state "
+        "across every process (FSDP2), hybrid_shard across each node's (replicated across nodes)",
+    )  # fmt: skip
     p.add_argument(
         "--sample-every", type=nonnegative_int, default=0, help="sample videos into RUN/samples every N steps (0: off)"
     )
@@ -684,6 +690,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         mixed_precision=args.mixed_precision, seed=args.seed, save_every=args.save_every,
         keep_checkpoints=args.keep_checkpoints,
         num_workers=args.workers, cpu=args.cpu, sample_every=args.sample_every, sample_count=args.sample_count,
+        sharding=args.sharding,
     )  # fmt: skip
 
 

@@ -9,6 +9,9 @@ Files of ``<run>/checkpoints/step-00000010/`` (no pickled objects anywhere):
   discriminator, whose weights sit in ``weights.safetensors`` under its own module name), when there is one;
 * ``state.json`` — the step reached and the non-finite-loss counters.
 
+A sharded run (``--sharding full_shard``/``hybrid_shard``) writes ``state.json`` and, in place of the other files,
+``sharded/``: every process's shards (``dysen.train.sharded_checkpoint``).
+
 The learning rate, the data order and every random draw are pure functions of (seed, step), so the
 step number *is* the scheduler, sampler and RNG state: resuming needs nothing else to continue exactly.
 A crash mid-write leaves only a ``.step-…`` temp folder, which ``latest_checkpoint`` ignores; a checkpoint that
@@ -34,6 +37,7 @@ from dysen.atomic import staged_dir
 from dysen.errors import DysenError
 
 FORMAT_VERSION = 1
+SHARDS_DIR = "sharded"  # a sharded run's checkpoint: its processes' shards (``dysen.train.sharded_checkpoint``)
 AUX_OPTIMIZER = "aux_optimizer.pt"
 _NAME = re.compile(r"^step-(\d{8})$")
 
@@ -74,9 +78,14 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 2) -> Pat
             f"cannot write the checkpoint {target}: {err.strerror or err}; free space or make {parent} writable, "
             "then --resume latest"
         ) from None
-    for old in _checkpoints(parent)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    prune_checkpoints(run_dir, keep)
     return target
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Remove all but the ``keep`` newest checkpoints (0: keep every one)."""
+    for old in _checkpoints(checkpoint_dir(run_dir))[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write(parent: Path, target: Path, checkpoint: Checkpoint) -> None:
@@ -121,8 +130,13 @@ def newest_readable(run_dir: Path) -> tuple[Path, Checkpoint] | None:
 
 def load_checkpoint(folder: Path) -> Checkpoint:
     """Read a folder written by ``save_checkpoint`` (safetensors, JSON and a weights-only torch file)."""
+    if (folder / SHARDS_DIR).is_dir():
+        raise TrainCheckpointError(
+            f"{folder} holds a sharded checkpoint (--sharding full_shard or hybrid_shard): resume it with the same "
+            "--sharding, or export it with dysen model export"
+        )
     try:
-        state = _state(folder / "state.json")
+        state = read_state(folder / "state.json")
         weights = load_file(folder / "weights.safetensors")
         ema = load_file(folder / "ema.safetensors") if (folder / "ema.safetensors").is_file() else None
         optimizer = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
@@ -137,7 +151,7 @@ def load_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(state["step"], weights, optimizer, ema, counters, aux_optimizer)
 
 
-def _state(path: Path) -> dict[str, int]:
+def read_state(path: Path) -> dict[str, int]:
     """``state.json``, checked: the format, a step >= 0 and counters >= 0, all plain integers."""
     state = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:

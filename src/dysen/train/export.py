@@ -7,7 +7,8 @@ of that run (the *template*: ``RUN/model`` by default), module by module: the ch
 module into a single-file folder's ``model.safetensors`` (an autoencoder run's). Every checkpoint tensor must be
 in the template file under its name, with its shape, or nothing is written. The template's other tensors (buffers,
 frozen parts) and its other files (configs, the frozen autoencoder, planner settings, the RL policy) are copied as
-they are -- an autoencoder run's latent scale too, which was fitted to its final weights.
+they are -- an autoencoder run's latent scale too, which was fitted to its final weights. A sharded run's checkpoint
+(``--sharding``) is read whole from its shards.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from dysen.atomic import staged_dir
 from dysen.errors import DysenError
-from dysen.train.checkpoint import checkpoint_dir, latest_checkpoint, step_folder
+from dysen.train.checkpoint import SHARDS_DIR, checkpoint_dir, latest_checkpoint, step_folder
+from dysen.train.sharded_checkpoint import sharded_tensors
 
 MODEL_DIR = "model"
 WEIGHT_FILES = ("model.safetensors", "diffusion_pytorch_model.safetensors")
@@ -88,6 +90,11 @@ def _checkpoint(run: Path, step: int | None) -> Path:
 
 
 def _checkpoint_tensors(folder: Path, weights: str) -> dict[str, torch.Tensor]:
+    if (folder / SHARDS_DIR).is_dir():  # a sharded run's: its shards, read whole
+        tensors = sharded_tensors(folder, weights if weights == "ema" else "weights")
+        if not tensors:
+            raise ExportError(f"{folder} has no {weights} weights (the run kept no EMA: --weights raw)")
+        return tensors
     path = folder / ("ema.safetensors" if weights == "ema" else "weights.safetensors")
     if not path.is_file():
         hint = " (the run kept no EMA: --weights raw)" if weights == "ema" else ""

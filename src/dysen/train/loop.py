@@ -2,9 +2,9 @@
 
 A stage is a ``Task``: the modules it trains and ``step(batch, generator) -> loss``. The loop owns the rest:
 AdamW with linear warm-up then a constant or cosine learning rate, gradient accumulation and clipping,
-mixed precision, DDP, an EMA of the trainable weights (``optimizers``), a guard against non-finite losses,
-progress, metrics (``metrics``), atomic checkpoints (``checkpoint``), bad items (``bad_items``) and a clean
-stop on SIGTERM/SIGINT (``signals``).
+mixed precision, DDP or sharding (FSDP2, ``sharding``), an EMA of the trainable weights (``optimizers``), a guard
+against non-finite losses, progress, metrics (``metrics``), atomic checkpoints (``checkpoint``; sharded:
+``sharded_checkpoint``), bad items (``bad_items``) and a clean stop on SIGTERM/SIGINT (``signals``).
 
 Two optional task hooks (``Task``): ``sample`` makes videos of a fixed batch (the dataset's first clips) every
 ``sample_every`` steps into ``RUN/samples/step-<n>/`` (and TensorBoard), outside the training RNG streams
@@ -18,7 +18,8 @@ same clips and the same generator/torch seed however it is scheduled (``data_ord
 the losses of an uninterrupted one, and 2 processes × accum 1 repeat 1 process × accum 2 (up to float summation
 order). A stream (an ``IterableDataset``) is split between the processes and read epoch after epoch; its order is
 not a function of the step, so resuming from a stream is not exact: the weights, optimizer and step are restored,
-and the stream replays from the start of the epoch the checkpoint was in.
+and the stream replays from the start of the epoch the checkpoint was in. Sharding keeps all of this: the same
+micro-batches and seeds, gradients averaged over the processes as DDP averages them.
 
 The run folder holds the resolved ``train_config.json``; a resume with other settings (but those in
 ``_RESUMABLE_CHANGES``) is refused (``dysen.run_folder``).
@@ -26,6 +27,7 @@ The run folder holds the resolved ``train_config.json``; a resume with other set
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import signal
@@ -46,15 +48,28 @@ from dysen.train.checkpoint import save_checkpoint
 from dysen.train.data_order import Stream, step_batches, step_seed
 from dysen.train.errors import NonFiniteLossError, TrainError
 from dysen.train.metrics import MetricsLog
-from dysen.train.optimizers import NonFiniteCount, Optimizers, learning_rate
+from dysen.train.optimizers import NonFiniteCount, Optimizers, learning_rate, restore_sharded, sharded_state
 from dysen.train.samples import sample_batch, write_samples
+from dysen.train.sharded_checkpoint import save_sharded
+from dysen.train.sharding import (
+    SHARDINGS,
+    ShardedModel,
+    accelerator_options,
+    blocks,
+    check_sharding,
+    make_contiguous,
+    scalar_owners,
+    shard,
+)
 from dysen.train.signals import StopSignals
 
 CONFIG_NAME = "train_config.json"
 _RESUMABLE_CHANGES = {
     "steps", "save_every", "keep_checkpoints", "log_every", "num_workers", "max_nonfinite", "sample_every",
-    "sample_count",
+    "sample_count", "sharding",
 }  # fmt: skip
+"""Settings a resume may change. ``sharding`` between full_shard and hybrid_shard (the checkpoints are the same);
+between ddp and those the checkpoint's format refuses it (``dysen.train.sharded_checkpoint``)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,7 @@ class TrainConfig:
     cpu: bool = False  # train on the CPU even when a GPU is present
     sample_every: int = 0  # write sample videos (``task.sample``) every this many steps; 0 turns sampling off
     sample_count: int = 2  # clips of the fixed sample batch (the dataset's first ones)
+    sharding: Literal["ddp", "full_shard", "hybrid_shard"] = "ddp"  # replicate the weights, or shard them (FSDP2)
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_nonfinite", "sample_count")
@@ -90,6 +106,7 @@ class TrainConfig:
                    "grad_clip": self.grad_clip, "ema_decay": self.ema_decay, "betas": sum(self.betas)}  # fmt: skip
         bad += [name for name, value in numbers.items() if not math.isfinite(value)]
         nonnegative = (self.warmup_steps, self.keep_checkpoints, self.sample_every)
+        bad += ["sharding"] if self.sharding not in SHARDINGS else []
         if bad or self.lr <= 0 or min(nonnegative) < 0 or not 0 <= self.ema_decay < 1:
             raise TrainError(
                 f"invalid TrainConfig: {bad or 'lr/warmup_steps/keep_checkpoints/ema_decay/sample_every'} out of "
@@ -135,7 +152,8 @@ class Task(Protocol):
 
 @dataclass(frozen=True)
 class LoopResult:
-    """How a run of the loop ended; on return the task's modules hold the EMA weights (when EMA is on)."""
+    """How a run of the loop ended; on return the task's modules hold the EMA weights (when EMA is on). A sharded run's
+    are gathered into the main process's modules, on the CPU; the other processes' stay sharded."""
 
     step: int  # optimizer steps done
     loss: float  # mean loss of the last step
@@ -154,22 +172,38 @@ class LoopResult:
 
 
 class _TaskModule(nn.Module):
-    """The task as one module, so that DDP sees its forward (gradient sync) and its trained parameters."""
+    """The task as one module, so that DDP (or FSDP) sees its forward (gradient sync) and its trained parameters."""
 
-    def __init__(self, task: Task, trained: dict[str, nn.Module]) -> None:
+    def __init__(self, task: Task, trained: dict[str, nn.Module], sharded: bool = False) -> None:
         super().__init__()
         self.task = task
         self.trained = nn.ModuleDict(trained)
         self.log_keys: list[str] = []  # of the last real step: an empty micro-batch logs zeros under them
+        self.sharded = sharded
+        self.last_batch: Any = None  # sharded: the last micro-batch with a good item
 
     def forward(self, batch: Any, generator: torch.Generator) -> StepOutput:
+        if is_empty(batch) and self.sharded:  # every process must run every sharded module: the last batch, at 0
+            return self._replay(generator)
         if is_empty(batch):  # every item failed: a zero loss that still touches every trained parameter
             zero = sum(p.sum() for p in self.trained.parameters()) * 0.0
             return StepOutput(zero, {k: zero.detach() for k in self.log_keys})  # type: ignore[arg-type]
         out = self.task.step(batch, generator)
         out = out if isinstance(out, StepOutput) else StepOutput(out, {})
         self.log_keys = list(out.logs)
+        self.last_batch = batch if self.sharded else None
         return out
+
+    def _replay(self, generator: torch.Generator) -> StepOutput:
+        """The last good micro-batch's step at weight 0: no gradient, but the same all-gathers as the others'."""
+        if self.last_batch is None:
+            raise TrainError(
+                "under --sharding every process runs every step, but this one's first micro-batch had no clip that "
+                "loads; fix or drop the bad clips (the log names them), or train with --sharding ddp"
+            )
+        out = self.task.step(self.last_batch, generator)
+        out = out if isinstance(out, StepOutput) else StepOutput(out, {})
+        return StepOutput(out.loss * 0.0, {k: v * 0.0 for k, v in out.logs.items()})
 
 
 @dataclass(frozen=True)
@@ -186,11 +220,16 @@ class _Run:
     optimizers: Optimizers
     stream: Stream | None  # a stream's epoch is checkpointed; None for a map-style dataset
     steps_per_epoch: int | None  # of a map-style dataset (``StepSampler``); None for a stream
+    sharded: ShardedModel | None = None  # a sharded run's task module and how to undo its sharding; None: DDP
 
     def checkpoint(self, step: int, nonfinite: NonFiniteCount) -> None:
+        counters = nonfinite.counters()
+        counters = {**counters, "data_epoch": self.stream.epoch} if self.stream is not None else counters
+        if self.sharded is not None:  # every process writes its shards
+            tensors = sharded_state(self.optimizers, self.model, self.modules)
+            save_sharded(self.run_dir, step, tensors, counters, self.config.keep_checkpoints, self.accelerator)
+            return
         if self.accelerator.is_main_process:
-            counters = nonfinite.counters()
-            counters = {**counters, "data_epoch": self.stream.epoch} if self.stream is not None else counters
             state = self.optimizers.checkpoint(step, self.everything, counters)
             save_checkpoint(self.run_dir, state, self.config.keep_checkpoints)
         self.accelerator.wait_for_everyone()
@@ -220,23 +259,31 @@ def train(
     """Train ``task`` on ``dataset`` into ``run_dir``; ``resume`` continues from its newest checkpoint."""
     from accelerate import Accelerator
 
-    # -- setup: processes, run folder, resolved config
+    # -- setup: processes (sharded on GPUs: Accelerate's FSDP2 plugin), run folder, resolved config
     cpu = config.cpu or not torch.cuda.is_available()  # processes on a CPU-only machine talk over gloo
+    trained = task.modules() if config.sharding != "ddp" else {}
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum, cpu=cpu
-    )
+        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum, cpu=cpu,
+        **accelerator_options(config.sharding, cpu, blocks(trained), scalar_owners(trained)),
+    )  # fmt: skip
+    aux_modules: dict[str, nn.Module] = task.aux_modules() if hasattr(task, "aux_modules") else {}
+    if aux_modules and config.mixed_precision == "fp16":
+        raise TrainError("a second optimizer (the discriminator) needs --mixed-precision bf16 or no, not fp16")
+    check_sharding(config.sharding, accelerator, config.mixed_precision, aux_modules)
     run_dir = Path(run_dir)
     if accelerator.is_main_process:
         _save_or_check_config(run_dir, config, resume)
     # -- model: trained modules, optimizers, EMA, restored state
     modules = task.to(accelerator.device).modules()
-    aux_modules: dict[str, nn.Module] = task.aux_modules() if hasattr(task, "aux_modules") else {}
-    if aux_modules and config.mixed_precision == "fp16":
-        raise TrainError("a second optimizer (the discriminator) needs --mixed-precision bf16 or no, not fp16")
-    optimizers = Optimizers.build(modules, aux_modules, config)
     everything = {**modules, **aux_modules}
-    start, counters = optimizers.restore(run_dir, everything) if resume else (0, {})
-    model, optimizers = optimizers.prepare(accelerator, _TaskModule(task, everything))
+    sharded = None
+    if config.sharding == "ddp":
+        optimizers = Optimizers.build(modules, aux_modules, config)
+        start, counters = optimizers.restore(run_dir, everything) if resume else (0, {})
+        model, optimizers = optimizers.prepare(accelerator, _TaskModule(task, everything))
+    else:
+        model, optimizers, sharded = _shard(task, modules, config, accelerator)
+        start, counters = restore_sharded(optimizers, run_dir, model, modules) if resume else (0, {})
     # -- data: this process's micro-batches from step ``start`` on (a stream: from its epoch's start)
     stream = None
     if isinstance(dataset, IterableDataset):
@@ -249,10 +296,33 @@ def train(
         task=task, config=config, run_dir=run_dir, accelerator=accelerator, model=model, modules=modules,
         everything=everything, optimizers=optimizers, stream=stream,
         steps_per_epoch=None if stream is not None else max(1, len(dataset) // _global_batch(config, accelerator)),
+        sharded=sharded,
     )
-    sampling = config.sample_every > 0 and accelerator.is_main_process and hasattr(task, "sample")
+    samplers = accelerator.is_main_process or sharded is not None  # sharded modules run in every process
+    sampling = config.sample_every > 0 and samplers and hasattr(task, "sample")
     samples = sample_batch(dataset, collate, config.sample_count) if sampling else None
     return _loop(run, batches, start, NonFiniteCount(counters), samples)
+
+
+def _shard(
+    task: Task, modules: dict[str, nn.Module], config: TrainConfig, accelerator: Any
+) -> tuple[nn.Module, Optimizers, ShardedModel]:
+    """The task module sharded (``dysen.train.sharding``: by Accelerate's FSDP2 plugin on GPUs, by the loop over
+    gloo), AdamW over the shards, the parameters to clip and the EMA taken from the sharded modules."""
+    from accelerate.utils import DistributedType
+
+    make_contiguous(modules)
+    model: nn.Module = _TaskModule(task, modules, sharded=True)
+    sharded = ShardedModel.before(model)
+    if accelerator.distributed_type == DistributedType.FSDP:  # shards in prepare, swapping AdamW's parameters
+        model, optimizers = Optimizers.build(modules, {}, config, ema=False).prepare(accelerator, model)
+    else:
+        shard(model, modules, config.sharding, accelerator.device)
+        optimizers = Optimizers.build(modules, {}, config, ema=False)
+        optimizers = dataclasses.replace(optimizers, optimizer=accelerator.prepare(optimizers.optimizer))
+        if config.mixed_precision != "no":  # what Accelerate's prepare would do for the model
+            model.forward = accelerator.autocast()(model.forward)  # type: ignore[method-assign]
+    return model, optimizers.over(modules, config.ema_decay), sharded.sharded()
 
 
 def _loop(
@@ -293,7 +363,8 @@ def _loop(
                 values = {"loss": loss, "lr": lr, **logs, **nonfinite.counters(), **bad_items.metrics(), **timing}
                 metrics.write(step + 1, values)
             if samples is not None and (step + 1) % config.sample_every == 0:
-                write_samples(run.task, run.modules, samples, run.run_dir, step + 1, metrics)
+                with run.sharded.gathered() if run.sharded is not None else contextlib.nullcontext():
+                    write_samples(run.task, run.modules, samples, run.run_dir, step + 1, metrics, write=main)
             # -- checkpoint: every save_every steps, at the end, and before giving up on non-finite losses
             stop = nonfinite.in_a_row >= config.max_nonfinite
             interrupted = signals.received(accelerator)
@@ -314,6 +385,8 @@ def _loop(
     if optimizers.ema is not None:
         optimizers.ema.copy_to_model()
     distinct = bad_items.distinct(accelerator, stream=run.stream is not None)
+    if run.sharded is not None:
+        run.sharded.consolidate(run.modules, main)
     if main and bad_items.draws:
         print(f"training skipped {distinct} bad items ({bad_items.draws} draws in all)")
     return LoopResult(

@@ -1,6 +1,7 @@
 """The optimizers of a training run: AdamW over the trained modules, a second AdamW for a second module group
 (a GAN discriminator), the learning-rate schedule, clipping, the EMA, the non-finite-loss count, and the
-checkpointed state of all of them (``dysen.train.checkpoint``)."""
+checkpointed state of all of them (``dysen.train.checkpoint``; a sharded run's: ``dysen.train.sharded_checkpoint``).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from dysen.train.checkpoint import Checkpoint, TrainCheckpointError, newest_readable
+from dysen.train.checkpoint import Checkpoint, TrainCheckpointError, latest_checkpoint, newest_readable
 from dysen.train.ema import EMA
+from dysen.train.sharded_checkpoint import load_sharded
+from dysen.train.sharding import is_dtensor, local
 
 if TYPE_CHECKING:
     from dysen.train.loop import TrainConfig
@@ -57,15 +60,25 @@ class Optimizers:
     aux_params: list[nn.Parameter]
     aux_optimizer: Any | None
     ema: EMA | None
+    replicated: tuple[nn.Parameter, ...] = ()  # a sharded run's unsharded parameters: ``step`` averages their grads
 
     @classmethod
     def build(
-        cls, modules: dict[str, nn.Module], aux_modules: dict[str, nn.Module], config: TrainConfig
+        cls, modules: dict[str, nn.Module], aux_modules: dict[str, nn.Module], config: TrainConfig, ema: bool = True
     ) -> Optimizers:
+        """The optimizers of ``modules`` (and ``aux_modules``); ``ema``: with the EMA (when ``ema_decay`` > 0)."""
         params, optimizer = _adamw(modules, config)
         aux_params, aux_optimizer = _adamw(aux_modules, config) if aux_modules else ([], None)
-        ema = EMA(modules, config.ema_decay) if config.ema_decay > 0 else None
-        return cls(params, optimizer, aux_params, aux_optimizer, ema)
+        average = EMA(modules, config.ema_decay) if ema and config.ema_decay > 0 else None
+        return cls(params, optimizer, aux_params, aux_optimizer, average)
+
+    def over(self, modules: dict[str, nn.Module], ema_decay: float) -> Optimizers:
+        """The parameters to clip and the EMA taken anew from ``modules``, whose parameters sharding replaced; those it
+        left whole (``sharding.scalar_owners``) are ``replicated``."""
+        params = [p for module in modules.values() for p in module.parameters() if p.requires_grad]
+        ema = EMA(modules, ema_decay) if ema_decay > 0 else None
+        whole = tuple(p for p in params if not is_dtensor(p))
+        return dataclasses.replace(self, params=params, ema=ema, replicated=whole)
 
     def prepare(self, accelerator: Any, model: nn.Module) -> tuple[nn.Module, Optimizers]:
         """``model`` and the optimizers prepared by Accelerate (DDP, mixed precision, accumulation)."""
@@ -80,6 +93,7 @@ class Optimizers:
     def step(self, accelerator: Any, grad_clip: float, aux_ran: bool) -> dict[str, float]:
         """Clip and apply the accumulated gradients (and the second group's, when its loss ran), update the EMA;
         the gradient norms to log."""
+        _average_gradients(self.replicated)
         logs = {"grad_norm": float(accelerator.clip_grad_norm_(self.params, grad_clip or math.inf))}
         self.optimizer.step()
         if aux_ran and self.aux_optimizer is not None:  # accelerate's clip above unscaled every optimizer's
@@ -127,6 +141,66 @@ class Optimizers:
         if self.ema is not None and state.ema is not None:
             self.ema.load_state_dict(state.ema)
         return state.step, state.counters
+
+
+def _average_gradients(params: tuple[nn.Parameter, ...]) -> None:
+    """Average the gradients of the parameters FSDP left whole over the processes, as DDP would (missing: 0)."""
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        torch.distributed.all_reduce(param.grad)  # sum: gloo has no average
+        param.grad /= torch.distributed.get_world_size()
+
+
+def sharded_state(optimizers: Optimizers, root: nn.Module, modules: dict[str, nn.Module]) -> dict[str, Any]:
+    """What a sharded checkpoint holds (``dysen.train.sharded_checkpoint``), as this process's shards: the weights of
+    ``modules``, AdamW's state (keyed by the parameters' names in ``root``, the task module) and the EMA."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    optimizer = get_optimizer_state_dict(root, _torch_optimizer(optimizers.optimizer))
+    return _shards(optimizers, modules, optimizer["state"])
+
+
+def restore_sharded(
+    optimizers: Optimizers, run_dir: Path, root: nn.Module, modules: dict[str, nn.Module]
+) -> tuple[int, dict[str, int]]:
+    """Load the newest checkpoint of a sharded run into this process's shards; (step, counters). Every process calls
+    it; no checkpoint: start at 0."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    folder = latest_checkpoint(run_dir)
+    if folder is None:
+        return 0, {}
+    optimizer = _torch_optimizer(optimizers.optimizer)
+    state = get_optimizer_state_dict(root, optimizer)  # initialised by a step with lr 0, to be overwritten
+    tensors = _shards(optimizers, modules, state["state"])
+    saved = load_sharded(folder, tensors)
+    for name, module in modules.items():
+        prefix = f"{name}."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors["weights"].items() if k.startswith(prefix)})
+    set_optimizer_state_dict(root, optimizer, state)
+    if optimizers.ema is not None:
+        optimizers.ema.num_updates = int(tensors["ema_updates"])
+        for key, shadow in tensors["ema"].items():
+            optimizers.ema.shadow[key].copy_(local(shadow))
+    step = saved.pop("step")
+    return step, {k: v for k, v in saved.items() if k != "format"}
+
+
+def _shards(optimizers: Optimizers, modules: dict[str, nn.Module], optimizer: dict[str, Any]) -> dict[str, Any]:
+    tensors = {
+        "weights": {f"{n}.{k}": v for n, m in modules.items() for k, v in m.state_dict().items()},
+        "optimizer": optimizer,
+    }
+    if optimizers.ema is not None:
+        tensors["ema"] = optimizers.ema.shards()
+        tensors["ema_updates"] = torch.tensor(optimizers.ema.num_updates)
+    return tensors
+
+
+def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside Accelerate's wrapper."""
+    return getattr(optimizer, "optimizer", optimizer)
 
 
 def _adamw(modules: dict[str, nn.Module], config: TrainConfig) -> tuple[list[nn.Parameter], torch.optim.AdamW]:

@@ -33,11 +33,13 @@ def sample_batch(dataset: Dataset, collate: Callable[[list[Any]], Any], count: i
 
 @torch.no_grad()
 def write_samples(
-    task: Any, modules: dict[str, nn.Module], batch: Any, run_dir: Path, step: int, metrics: MetricsLog
+    task: Any, modules: dict[str, nn.Module], batch: Any, run_dir: Path, step: int, metrics: MetricsLog,
+    write: bool = True,
 ) -> None:
     """``task.sample(batch)`` in eval mode, as ``RUN/samples/step-<n>/<name>.mp4`` and TensorBoard videos; the
     training mode and every RNG stream (CPU, CUDA) are left as they were, so a run with sampling repeats one
-    without."""
+    without. ``write`` False: sample without writing (a sharded run's other processes, whose shards the main
+    process's sampling needs)."""
     from dysen.data.video import write_video
 
     modes = {name: module.training for name, module in modules.items()}
@@ -50,6 +52,8 @@ def write_samples(
     finally:
         for name, module in modules.items():
             module.train(modes[name])
+    if not write:
+        return
     folder = run_dir / SAMPLES_DIR / f"step-{step:08d}"
     folder.mkdir(parents=True, exist_ok=True)
     for name, frames in videos.items():
