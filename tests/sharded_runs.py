@@ -9,7 +9,7 @@ Each is ``dysen train-backbone`` of the wan-test preset, 4 steps, into ``ROOT/<n
 * ``hybrid`` — ``--sharding hybrid_shard`` (a 1 × 2 mesh: its parameters are 2-D DTensors);
 
 and two more, 2 steps each: ``adapter``, ``dysen train-adapter`` (adapter-test) on the ddp run's backbone with
-``--sharding full_shard`` (its 0-d gates stay replicated), and ``vae-ddp`` / ``vae-full``, ``dysen train-vae`` of
+``--sharding full_shard`` (its 0-d gates stay replicated), and ``adapter-ddp`` the same under DDP, and ``vae-ddp`` / ``vae-full``, ``dysen train-vae`` of
 ``ROOT/tiny.yaml`` (channels-last weights) under DDP and full shard.
 """
 
@@ -54,5 +54,6 @@ if __name__ == "__main__":
     run(root, "resumed", "--steps", str(STEPS), "--sharding", "full_shard", "--resume", "latest")
     run(root, "hybrid", "--steps", str(STEPS), "--sharding", "hybrid_shard")
     run(root, "adapter", "--sharding", "full_shard", argv=adapter_args(root, "adapter"))
+    run(root, "adapter-ddp", argv=adapter_args(root, "adapter-ddp"))
     run(root, "vae-ddp", argv=vae_args(root, "vae-ddp"))
     run(root, "vae-full", "--sharding", "full_shard", argv=vae_args(root, "vae-full"))

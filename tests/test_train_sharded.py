@@ -133,6 +133,9 @@ def test_an_adapters_replicated_gates_and_an_autoencoders_channels_last_weights_
     _assert_close(sharded, single)
     gates = [key for key in sharded if sharded[key].dim() == 0]
     assert gates and all(float(sharded[key]) != 0 for key in gates), "the gates (0 at the start) learned"
+    # under DDP too (the RGTrm's pooled step tokens, which the adapter does not read, are frozen: DDP stopped on them)
+    assert _losses(runs / "adapter-ddp") == pytest.approx(_losses(runs / "adapter-1"), rel=1e-5, abs=1e-6)
+    _assert_close(load_file(runs / "adapter-ddp" / "model" / "model.safetensors"), single)
     assert _losses(runs / "vae-full") == pytest.approx(_losses(runs / "vae-ddp"), rel=1e-5, abs=1e-6)
     exported = load_file(runs / "vae-full" / "model" / "model.safetensors")
     ema = sharded_tensors(step_folder(runs / "vae-full", 2), "ema")

@@ -198,6 +198,8 @@ class DSGAdapter(nn.Module, Pretrained):
         super().__init__()
         self.config = config
         self.rgtrm = RGTrm(config.rgtrm)
+        self.rgtrm.pool.requires_grad_(False)  # the adapter reads the placed objects, not the pooled step tokens:
+        # a parameter no loss reaches would stop DDP ("parameters that were not used in producing loss")
         self.grounding = GroundingProjection(config)
         self.layers = nn.ModuleList(
             GatedGroundingAttention(config.widths[slot], config.heads, config.inner) for slot in config.adapted_blocks
