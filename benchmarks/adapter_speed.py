@@ -25,7 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from backbone_speed import DTYPES, TEXT_TOKENS, TINY, build, timed
+from backbone_speed import DTYPES, TEXT_TOKENS, TINY, add_video_flags, build, timed
 from report import emit, machine
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -52,10 +52,7 @@ def gold_graphs(frames: int, device: torch.device) -> GraphBatch:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", choices=("wan2.1-t2v-1.3b", "tiny"), default="wan2.1-t2v-1.3b")
-    p.add_argument("--frames", type=int, default=81, help="video frames (1 + 4·m)")
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--width", type=int, default=832)
+    add_video_flags(p)
     p.add_argument("--every", type=int, default=3, help="an adapter layer after every this many blocks")
     p.add_argument("--rgtrm-dim", type=int, default=512)
     p.add_argument("--gradient-checkpointing", action="store_true")

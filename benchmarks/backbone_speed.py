@@ -87,12 +87,17 @@ def timed(call: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_video_flags(p: argparse.ArgumentParser) -> None:
+    """The transformer (the real Wan2.1-1.3B config or a tiny one) and the video size: 480×832×81 by default."""
     p.add_argument("--config", choices=("wan2.1-t2v-1.3b", "tiny"), default="wan2.1-t2v-1.3b")
     p.add_argument("--frames", type=int, default=81, help="video frames (1 + 4·m)")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=832)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_video_flags(p)
     p.add_argument("--strength", type=float, default=2.0, help="control strength s of the 'on' row")
     p.add_argument("--self-strength", type=float, default=0.0, help="adds a row with the self-attention mask too")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
