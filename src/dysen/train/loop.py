@@ -291,7 +291,7 @@ def _loop(
             progress.set_postfix(loss=f"{loss:.4f}", skipped=bad_items.draws)
             if (step + 1) % config.log_every == 0 or not math.isfinite(loss):
                 values = {"loss": loss, "lr": lr, **logs, **nonfinite.counters(), **bad_items.metrics(), **timing}
-                metrics.write(step + 1, values)
+                metrics.write(step + 1, {**values, "processes": accelerator.num_processes})  # + the world size
             if samples is not None and (step + 1) % config.sample_every == 0:
                 write_samples(run.task, run.modules, samples, run.run_dir, step + 1, metrics)
             # -- checkpoint: every save_every steps, at the end, and before giving up on non-finite losses
