@@ -142,7 +142,7 @@ def test_two_cpu_processes_really_train_through_the_launch_and_its_accelerate_li
 
     def run(argv: list[str]) -> str:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-8000:]
         return done.stdout
 
     dysen_cli, accelerate_cli = [PYTHON, "-m", "dysen.cli"], [PYTHON, "-m", "accelerate.commands.accelerate_cli"]

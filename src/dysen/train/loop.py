@@ -252,7 +252,12 @@ def train(
     )
     sampling = config.sample_every > 0 and accelerator.is_main_process and hasattr(task, "sample")
     samples = sample_batch(dataset, collate, config.sample_count) if sampling else None
-    return _loop(run, batches, start, NonFiniteCount(counters), samples)
+    result = _loop(run, batches, start, NonFiniteCount(counters), samples)
+    # -- end: destroy the process group (not after an error, when another process may be in a collective). Left to
+    # the interpreter's exit, gloo's threads may abort the process (SIGABRT, "terminate called without an active
+    # exception"; pytorch/pytorch#190489) and torchrun then kills the others, rank 0 perhaps while it saves model/
+    accelerator.end_training()
+    return result
 
 
 def _loop(
