@@ -157,14 +157,15 @@ def test_two_cpu_processes_really_train_through_the_launch_and_its_accelerate_li
     broken = ["launch", "--cpu", "--num_processes", "2", "-m", "dysen.cli", "train-vae", *flags, "--cpu"]
     run([*accelerate_cli, *broken, "--out", str(tmp_path / "broken")])
 
-    def metrics(out: str) -> list[tuple[int, float]]:
-        lines = (tmp_path / out / "metrics.jsonl").read_text().splitlines()
-        return [(entry["processes"], entry["loss"]) for entry in map(json.loads, lines)]
+    def metrics(out: str) -> tuple[list[int], list[float]]:
+        entries = [json.loads(line) for line in (tmp_path / out / "metrics.jsonl").read_text().splitlines()]
+        return [entry["processes"] for entry in entries], [entry["loss"] for entry in entries]
 
-    one, launched, accelerated, broken_run = (metrics(out) for out in ("one", "launched", "accelerated", "broken"))
-    print(f"1 process x accum 2: {one}\ndysen launch: {launched}\naccelerate: {accelerated}\n--cpu: {broken_run}")
-    assert [p for p, _ in one] == [1, 1] and [p for p, _ in broken_run] == [1, 1]
-    assert [p for p, _ in launched] == [2, 2] and [p for p, _ in accelerated] == [2, 2]
-    assert [loss for _, loss in launched] == pytest.approx([loss for _, loss in one], rel=1e-5, abs=1e-6)
-    assert [loss for _, loss in accelerated] == pytest.approx([loss for _, loss in one], rel=1e-5, abs=1e-6)
-    assert [loss for _, loss in broken_run] != pytest.approx([loss for _, loss in one], rel=1e-5, abs=1e-6)
+    runs = {out: metrics(out) for out in ("one", "launched", "accelerated", "broken")}
+    print("\n".join(f"{out}: processes {processes}, losses {losses}" for out, (processes, losses) in runs.items()))
+    assert {out: processes for out, (processes, _) in runs.items()} == {
+        "one": [1, 1], "launched": [2, 2], "accelerated": [2, 2], "broken": [1, 1]
+    }  # fmt: skip
+    single = pytest.approx(runs["one"][1], rel=1e-5, abs=1e-6)  # 1 process x 2 accumulated clips
+    assert runs["launched"][1] == single and runs["accelerated"][1] == single
+    assert runs["broken"][1] != single, "one process with 1 clip per step is another run"

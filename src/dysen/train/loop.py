@@ -253,11 +253,21 @@ def train(
     sampling = config.sample_every > 0 and accelerator.is_main_process and hasattr(task, "sample")
     samples = sample_batch(dataset, collate, config.sample_count) if sampling else None
     result = _loop(run, batches, start, NonFiniteCount(counters), samples)
-    # -- end: destroy the process group (not after an error, when another process may be in a collective). Left to
-    # the interpreter's exit, gloo's threads may abort the process (SIGABRT, "terminate called without an active
-    # exception"; pytorch/pytorch#190489) and torchrun then kills the others, rank 0 perhaps while it saves model/
-    accelerator.end_training()
+    del run, model, batches  # the DDP model holds the process group
+    _end_processes(accelerator)
     return result
+
+
+def _end_processes(accelerator: Any) -> None:
+    """Destroy the process group and free the DDP model, so gloo's threads are joined while Python is alive.
+
+    Left to the interpreter's exit, a gloo thread that drops its last all-reduce (and so its tensors' Python objects)
+    needs the GIL during finalization and aborts the process (SIGABRT, "terminate called without an active
+    exception": pytorch/pytorch#190489, #179291); torchrun then kills the other ranks, rank 0 perhaps while it writes
+    ``model/``. Not after an error, when another process may still be in a collective.
+    """
+    accelerator.end_training()  # destroy_process_group
+    accelerator.free_memory()  # drops the prepared model and optimizers, then gc.collect(): the group goes with them
 
 
 def _loop(
