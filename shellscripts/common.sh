@@ -7,7 +7,10 @@
 #   CONFIG           [shapes-tiny]           model preset name or YAML recipe (configs/)
 #   STEPS BATCH_SIZE GRAD_ACCUM LR SAVE_EVERY SEED   [dysen's defaults]  training knobs
 #   RESUME           []                      non-empty (e.g. 1): continue the run from its newest checkpoint
-#   DYSEN            [dysen]                 the CLI (e.g. "python -m dysen.cli", or "accelerate launch -m dysen.cli")
+#   DYSEN            [dysen]                 the CLI (e.g. "python -m dysen.cli")
+#   LAUNCH           []                      dysen launch's flags for the training stages (train-vae, train-vdm,
+#                                            finetune), e.g. "--processes 8" (GPUs) or "--processes 2 --cpu": DDP in
+#                                            that many processes per machine (empty: one process)
 set -euo pipefail
 PROJ_ROOT=${PROJ_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 EXPERIMENT_NAME=${EXPERIMENT_NAME:-shapes}
@@ -15,6 +18,12 @@ DATADIR=${DATADIR:-$PROJ_ROOT/dataset}
 CONFIG=${CONFIG:-shapes-tiny}
 RESULTS=${RESULTS:-$PROJ_ROOT/results}
 read -r -a DYSEN_CMD <<< "${DYSEN:-dysen}"
+read -r -a LAUNCH_FLAGS <<< "${LAUNCH:-}"
+if [[ -n ${LAUNCH:-} ]]; then  # the CLI of a training stage: `dysen launch` starts its processes
+    TRAIN_CMD=("${DYSEN_CMD[@]}" launch "${LAUNCH_FLAGS[@]}" --)
+else
+    TRAIN_CMD=("${DYSEN_CMD[@]}")
+fi
 
 # --data/--root/--gold for EXPERIMENT_NAME, then the training knobs that are set.
 train_args() {

@@ -15,6 +15,6 @@ if [[ $EXPERIMENT_NAME != shapes ]]; then
     RL_DATA=${GOLD:?set GOLD to the JSONL of gold DSGs of $EXPERIMENT_NAME (dysen dsg annotate)}
 fi
 train_args
-"${DYSEN_CMD[@]}" finetune --init "$VDM_MODEL" --out "$CKPT_PATH" "${ARGS[@]}"
+"${TRAIN_CMD[@]}" finetune --init "$VDM_MODEL" --out "$CKPT_PATH" "${ARGS[@]}"
 exec "${DYSEN_CMD[@]}" train-dysen --out "$RESULTS/${EXPERIMENT_NAME}_dysen" --data "$RL_DATA" \
     --preset "${DYSEN_PRESET:-paper}" --embedder "${DYSEN_EMBEDDER:-minilm}" --attach "$CKPT_PATH/model"

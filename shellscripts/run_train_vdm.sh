@@ -6,4 +6,4 @@
 source "$(dirname "$0")/common.sh"
 AEPATH=${AEPATH:-$RESULTS/${EXPERIMENT_NAME}_ae}
 train_args
-exec "${DYSEN_CMD[@]}" train-vdm --config "$CONFIG" --vae "$AEPATH" --out "$RESULTS/${EXPERIMENT_NAME}_vdm" "${ARGS[@]}"
+exec "${TRAIN_CMD[@]}" train-vdm --config "$CONFIG" --vae "$AEPATH" --out "$RESULTS/${EXPERIMENT_NAME}_vdm" "${ARGS[@]}"

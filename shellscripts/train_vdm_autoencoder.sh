@@ -4,4 +4,4 @@
 # whose model/ is the AEPATH of run_train_vdm.sh. Example: EXPERIMENT_NAME=shapes STEPS=2000 bash $0
 source "$(dirname "$0")/common.sh"
 train_args
-exec "${DYSEN_CMD[@]}" train-vae --config "$CONFIG" --out "$RESULTS/${EXPERIMENT_NAME}_ae" "${ARGS[@]}"
+exec "${TRAIN_CMD[@]}" train-vae --config "$CONFIG" --out "$RESULTS/${EXPERIMENT_NAME}_ae" "${ARGS[@]}"

@@ -113,6 +113,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(stage: str, tmp_path: Path) -
     assert after < 0.9 * before
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(0 <= line["data_s"] <= line["step_s"] for line in lines), "each step's time and its data wait"
+    assert all(line["processes"] == 1 for line in lines), "the world size"
 
 
 def test_graph_collate_gives_the_step_the_graphs_it_would_build_itself() -> None:
@@ -233,6 +234,8 @@ def test_two_ddp_processes_repeat_one_process_with_the_same_global_batch(runs: P
     base, ddp = _losses(runs / "base"), _losses(runs / "ddp")
     print(f"1 process x accum 2: {base}\n2 processes x accum 1: {ddp}")
     assert ddp == pytest.approx(base, rel=1e-5, abs=1e-6)
+    lines = [json.loads(line) for line in (runs / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert {line["processes"] for line in lines} == {2}, "metrics record the world size"
 
 
 @pytest.mark.slow

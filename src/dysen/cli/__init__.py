@@ -1,8 +1,8 @@
 """``dysen <subcommand>``: one table maps each subcommand to the function that runs it.
 
-The runners live beside this table by domain (``data``, ``plan``, ``generate``, ``train``, ``model``, ``eval``,
-``demo``, ``convert``) and import what they need only when they run, so building the parser (``dysen --help``) loads
-no torch. Flag groups that several subcommands share are declared once, in ``options``; argument types (seeds,
+The runners live beside this table by domain (``data``, ``plan``, ``generate``, ``train``, ``launch``, ``model``,
+``eval``, ``demo``, ``convert``) and import what they need only when they run, so building the parser (``dysen
+--help``) loads no torch. Flag groups that several subcommands share are declared once, in ``options``; argument types (seeds,
 finite numbers, positive counts) in ``argtypes``. Expected failures print one line and exit non-zero; nothing
 prints a traceback for bad input (``--debug`` shows it). Exit codes (``EXIT_CODES``):
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dysen import __version__
-from dysen.cli import convert, data, demo, generate, model, plan, train
+from dysen.cli import convert, data, demo, generate, launch, model, plan, train
 from dysen.cli import eval as evaluate
 from dysen.cli.options import HelpFormatter
 from dysen.errors import DysenError
@@ -116,6 +116,12 @@ COMMANDS: dict[str, Command] = {
         "train a DSG adapter (RGTrm + gated attention) on a frozen backbone (Wan, UNet3D) with gold DSGs (preview)",
         train.configure_train_adapter,
         train.run_train_adapter,
+    ),
+    "launch": Command(
+        "run a training command in N processes per machine (DDP, on GPUs or the CPU) through torchrun; prints the "
+        "torchrun and accelerate launch lines",
+        launch.configure_launch,
+        launch.run_launch,
     ),
     "train-dysen": Command(
         "stage 3: train Dysen's demonstration selector by reinforcement learning (imagination rationality)",

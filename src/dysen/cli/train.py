@@ -7,8 +7,9 @@ for ``train-vae`` (latent scale fitted), a whole pipeline for ``train-vdm``/``fi
 RUN/model``), a diffusers-format backbone folder for ``train-backbone`` (``dysen generate --backbone RUN/model``;
 its settings in ``backbone.json``), and a DSG adapter for ``train-adapter`` (``dysen generate --backbone DIR --adapter
 RUN/model``; its settings in ``adapter.json``).
-Several processes: ``accelerate launch --num_processes N [--cpu] -m dysen.cli train-vdm …`` (or torchrun); with
-``--sharding full_shard`` or ``hybrid_shard`` they split the trained weights (FSDP2) instead of each holding them.
+Several processes: ``dysen launch [--processes N] [--cpu] -- train-vdm …`` (``dysen.cli.launch``: torchrun; not
+``accelerate launch --cpu``, which starts one process); with ``--sharding full_shard`` or ``hybrid_shard`` they split
+the trained weights (FSDP2) instead of each holding them.
 """
 
 from __future__ import annotations
@@ -758,5 +759,6 @@ def _seeded(seed: int, build: Callable[[], Any]) -> Any:
 
 
 def _is_main_process() -> bool:
-    """Rank 0 of the launcher (torchrun and accelerate set RANK); read without starting Accelerate before ``train``."""
+    """Rank 0 of the launcher (torchrun sets RANK; a process without it is alone); read without starting Accelerate
+    before ``train``."""
     return os.environ.get("RANK", "0") == "0"

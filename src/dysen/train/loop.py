@@ -301,7 +301,22 @@ def train(
     samplers = accelerator.is_main_process or sharded is not None  # sharded modules run in every process
     sampling = config.sample_every > 0 and samplers and hasattr(task, "sample")
     samples = sample_batch(dataset, collate, config.sample_count) if sampling else None
-    return _loop(run, batches, start, NonFiniteCount(counters), samples)
+    result = _loop(run, batches, start, NonFiniteCount(counters), samples)
+    del run, model, batches  # the DDP model holds the process group
+    _end_processes(accelerator)
+    return result
+
+
+def _end_processes(accelerator: Any) -> None:
+    """Destroy the process group and free the DDP model, so gloo's threads are joined while Python is alive.
+
+    Left to the interpreter's exit, a gloo thread that drops its last all-reduce (and so its tensors' Python objects)
+    needs the GIL during finalization and aborts the process (SIGABRT, "terminate called without an active
+    exception": pytorch/pytorch#190489, #179291); torchrun then kills the other ranks, rank 0 perhaps while it writes
+    ``model/``. Not after an error, when another process may still be in a collective.
+    """
+    accelerator.end_training()  # destroy_process_group
+    accelerator.free_memory()  # drops the prepared model and optimizers, then gc.collect(): the group goes with them
 
 
 def _shard(
@@ -361,7 +376,7 @@ def _loop(
             progress.set_postfix(loss=f"{loss:.4f}", skipped=bad_items.draws)
             if (step + 1) % config.log_every == 0 or not math.isfinite(loss):
                 values = {"loss": loss, "lr": lr, **logs, **nonfinite.counters(), **bad_items.metrics(), **timing}
-                metrics.write(step + 1, values)
+                metrics.write(step + 1, {**values, "processes": accelerator.num_processes})  # + the world size
             if samples is not None and (step + 1) % config.sample_every == 0:
                 with run.sharded.gathered() if run.sharded is not None else contextlib.nullcontext():
                     write_samples(run.task, run.modules, samples, run.run_dir, step + 1, metrics, write=main)

@@ -2,9 +2,10 @@
 and the sample videos in TensorBoard.
 
 Each line of ``metrics.jsonl`` is one logged step: ``loss``, ``lr``, the task's logs, the gradient norms, the
-non-finite-loss counters, the bad-item tally (``dysen.train.bad_items``) and the step's wall time ``step_s``
-with the part of it spent waiting for the data loader ``data_s``. Every line is strict JSON: a NaN or infinite
-value is written as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (``float()`` reads them back).
+non-finite-loss counters, the bad-item tally (``dysen.train.bad_items``), the step's wall time ``step_s`` with
+the part of it spent waiting for the data loader ``data_s``, and ``processes``, the world size (the step's global
+batch is ``batch_size × grad_accum × processes``). Every line is strict JSON: a NaN or infinite value is written
+as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (``float()`` reads them back).
 """
 
 from __future__ import annotations
