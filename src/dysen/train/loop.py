@@ -301,22 +301,24 @@ def train(
     samplers = accelerator.is_main_process or sharded is not None  # sharded modules run in every process
     sampling = config.sample_every > 0 and samplers and hasattr(task, "sample")
     samples = sample_batch(dataset, collate, config.sample_count) if sampling else None
-    result = _loop(run, batches, start, NonFiniteCount(counters), samples)
-    del run, model, batches  # the DDP model holds the process group
-    _end_processes(accelerator)
-    return result
+    return _loop(run, batches, start, NonFiniteCount(counters), samples)
 
 
-def _end_processes(accelerator: Any) -> None:
-    """Destroy the process group and free the DDP model, so gloo's threads are joined while Python is alive.
+def end_process_group() -> None:
+    """Free what holds the process group (a finished run's DDP model and optimizers), then destroy the group, so
+    gloo's threads are joined while Python is alive; ``python -m dysen.cli`` calls it when a command succeeds.
 
     Left to the interpreter's exit, a gloo thread that drops its last all-reduce (and so its tensors' Python objects)
     needs the GIL during finalization and aborts the process (SIGABRT, "terminate called without an active
     exception": pytorch/pytorch#190489, #179291); torchrun then kills the other ranks, rank 0 perhaps while it writes
-    ``model/``. Not after an error, when another process may still be in a collective.
+    ``model/``. Not after an error, when another process may still be in a collective; not inside ``train``, whose
+    caller may train again in the same group (tests/sharded_runs.py).
     """
-    accelerator.end_training()  # destroy_process_group
-    accelerator.free_memory()  # drops the prepared model and optimizers, then gc.collect(): the group goes with them
+    import gc
+
+    gc.collect()  # the finished run's modules, DDP reducer and optimizers, with their references to the group
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _shard(
