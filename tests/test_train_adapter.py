@@ -56,7 +56,10 @@ def test_only_the_adapter_learns(backbone: Path, run: Path) -> None:
     assert weights and all(name.startswith("adapter.") for name in weights)  # nothing of the backbone is saved
     optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
     counts = sum(len(group["params"]) for group in optimizer["param_groups"])
-    assert counts == len(list(adapter.parameters()))  # optimizer state for the adapter's parameters only
+    trained = [name for name, p in adapter.named_parameters() if p.requires_grad]
+    assert counts == len(trained)  # optimizer state for the adapter's trained parameters only
+    frozen = {name for name, p in adapter.named_parameters() if not p.requires_grad}
+    assert frozen and all(name.startswith("rgtrm.pool.") for name in frozen)  # the pooling it does not read
 
 
 def test_resume_repeats_the_uninterrupted_losses(backbone: Path, run: Path, tmp_path: Path) -> None:
