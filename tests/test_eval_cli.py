@@ -90,6 +90,7 @@ def test_dysen_eval_writes_the_report_with_weight_hashes_counts_and_resolution(t
     ("args", "message"),
     [
         (["--protocol", "ucf101"], "needs the dataset: --data ROOT"),
+        (["--reference", "lvdm-ucf101", "--data", "no-such-folder"], "--data no-such-folder is not a folder"),
         (
             ["--protocol", "ucf101", "--data", "."],
             "IS needs the C3D weights: pass --c3d PATH or set DYSEN_C3D_WEIGHTS",

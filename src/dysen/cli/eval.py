@@ -364,6 +364,8 @@ def _check(args: argparse.Namespace) -> None:
             raise DysenError(f"{folder} is not a folder")
     if args.protocol != "shapes" and args.data is None:
         raise DysenError(f"--protocol {args.protocol} needs the dataset: --data ROOT (nothing is downloaded)")
+    if args.protocol != "shapes" and not args.data.is_dir():
+        raise DysenError(f"--data {args.data} is not a folder: put the {args.protocol} dataset there (see the README)")
     if args.protocol != "shapes" and (args.gold or args.plan == "gold"):
         raise DysenError("--gold and --plan gold belong to --protocol shapes")
 
