@@ -230,3 +230,19 @@ def test_wan22_experts_share_the_adapter_layers(tmp_path: Path) -> None:
     for t in (900.0, 100.0):  # the high-noise expert, then the low-noise one
         torch.manual_seed(0)
         _opened_changes_only_with_the_hooks(wan22, DSGAdapter(config), FRAMES, 64, t)
+
+
+def test_default_heads_divide_a_narrow_adapters_width() -> None:
+    """A narrow adapter (adapter-tiny's 64) on a backbone whose heads do not divide it (Wan2.1-1.3B: 12; ModelScope's
+    first level: 5) takes the most heads below the backbone's that do."""
+    from types import SimpleNamespace
+
+    def backbone(heads: int, dim: int) -> SimpleNamespace:
+        site = AdapterSite(torch.nn.Identity(), dim, heads, 0, "video")
+        return SimpleNamespace(name="test", adapter_sites=lambda: [site], denoiser=SimpleNamespace(config={"d": dim}))
+
+    one = {"every": 1, "rgtrm": _rgtrm()}
+    assert adapter_config(backbone(12, 1536), width=64, **one).heads == 8
+    assert adapter_config(backbone(5, 320), width=64, **one).heads == 4
+    assert adapter_config(backbone(5, 320), **one).heads == 5  # its own width: its own heads
+    assert adapter_config(backbone(12, 1536), width=64, heads=2, **one).heads == 2  # as asked
