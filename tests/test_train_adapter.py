@@ -238,3 +238,24 @@ def test_real_clips_with_tracker_boxes_train_and_unboxed_clips_train_as_the_null
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["unboxed"] for m in metrics] == [1.0, 1.0]  # cup.mp4 has no boxes; walk.avi has
     assert all(0 < m["loss"] < 10 for m in metrics)
+
+
+def test_an_adapter_trains_on_a_diffusers_wan_folder_at_a_chosen_clip_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real-format Wan (WanPipeline folder: AutoencoderKLWan, UMT5) whose video is 480×832×81: square clips of
+    --frames x --size², the size kept for a resume; sizes its VAE and patches cannot take are refused."""
+    from backbone_fixtures import save_wan
+
+    folder = save_wan(tmp_path / "wan")
+    out = tmp_path / "run"
+    base = ["train-adapter", "--backbone", str(folder), "--out", str(out), *ARGS]
+    assert main([*base, "--steps", "2", "--frames", "9", "--size", "32"]) == 0
+    assert json.loads((out / "adapter.json").read_text())["clips"] == {"frames": 9, "size": 32}
+    assert len(_losses(out)) == 2
+    assert main([*base, "--steps", "3", "--frames", "9", "--size", "48", "--resume", "latest"]) == 1
+    assert "other clips" in capsys.readouterr().err
+    assert main([*base, "--steps", "3", "--frames", "9", "--size", "32", "--resume", "latest"]) == 0
+    assert len(_losses(out)) == 3
+    assert main(["train-adapter", "--backbone", str(folder), "--out", str(tmp_path / "b"), *ARGS, "--size", "40"]) == 1
+    assert "multiple of 16" in capsys.readouterr().err

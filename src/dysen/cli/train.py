@@ -527,6 +527,13 @@ def configure_train_adapter(p: argparse.ArgumentParser) -> None:
         "less activation memory for about one more forward pass per step",
     )  # fmt: skip
     p.add_argument(
+        "--frames", type=positive_int, help="video frames of each training clip (default: the backbone's; Wan: 1 + 4·m)"
+    )
+    p.add_argument(
+        "--size", type=positive_int,
+        help="side of the square training clips in pixels (default: the short side of the backbone's video, e.g. 480)",
+    )  # fmt: skip
+    p.add_argument(
         "--cache-latents", type=Path,
         help="backbones with dysen's autoencoder: encode the clips once into this folder (resumable), then train "
         "from it (a train-backbone cache of the same clips works)",
@@ -540,7 +547,6 @@ def run_train_adapter(args: argparse.Namespace) -> int:
     from dysen.backbones.adapter import DSGAdapter
     from dysen.backbones.base import BackboneOptions
     from dysen.backbones.folder import load_backbone
-    from dysen.config import VideoSpec
     from dysen.encoders.text import MiniLMTextEncoder
     from dysen.train.adapter_task import AdapterTask
     from dysen.train.loop import train
@@ -548,9 +554,8 @@ def run_train_adapter(args: argparse.Namespace) -> int:
     config = _start_adapter_run(args)
     backbone = load_backbone(args.backbone, BackboneOptions(dtype=args.dtype or "float32", device="cpu"))
     adapter_config = config.adapter_config(backbone)
-    _check_adapter_run(args, adapter_config.backbone)
-    defaults = backbone.defaults
-    video = VideoSpec(num_frames=defaults.num_frames, height=defaults.height, width=defaults.width, fps=defaults.fps)
+    _check_adapter_run(args, adapter_config.backbone, _adapter_video(args, backbone))
+    video = _adapter_video(args, backbone)
     dataset, collate = _dataset(args, video)
     if args.cache_latents is not None:
         from dysen.models.vae import KLVideoAutoencoder
@@ -594,21 +599,36 @@ def _start_adapter_run(args: argparse.Namespace) -> Any:
     return _adapter_config(args.config)
 
 
-def _check_adapter_run(args: argparse.Namespace, fingerprint: str) -> None:
-    """Save ``RUN/adapter.json`` on a fresh run; on a resume, refuse a backbone whose denoiser changed."""
+def _adapter_video(args: argparse.Namespace, backbone: Any) -> VideoSpec:
+    """The training clips of ``train-adapter``: ``--frames`` x ``--size``², by default the backbone's frames and the
+    short side of its video (clips are square: Wan2.1's 480×832 trains at 480×480); sizes it cannot take are refused."""
+    from dysen.config import VideoSpec
+
+    defaults = backbone.defaults
+    frames = args.frames or defaults.num_frames
+    size = args.size or min(defaults.height, defaults.width)
+    backbone.latent_shape(frames, size, size)  # BackboneSizeError naming the sizes that fit
+    return VideoSpec(num_frames=frames, height=size, width=size, fps=defaults.fps)
+
+
+def _check_adapter_run(args: argparse.Namespace, fingerprint: str, video: VideoSpec) -> None:
+    """Save ``RUN/adapter.json`` on a fresh run; on a resume, refuse a backbone whose denoiser changed, or other clips."""
     from dysen.run_folder import as_saved, read_settings, write_settings
     from dysen.train.loop import TrainError
 
     path = args.out / ADAPTER_FILE
+    clips = {"frames": video.num_frames, "size": video.height}
     saved = read_settings(path) if args.resume else None
     if saved is not None:
         if saved["fingerprint"] != fingerprint:
             raise TrainError(f"the denoiser of {args.backbone} changed since this run started: resume refused")
+        if saved.get("clips", clips) != clips:
+            raise TrainError(f"cannot resume {args.out} with other clips {clips}: saved {saved['clips']}")
         return
     if _is_main_process():
         config = _adapter_config(args.config)
         settings = {"config": dataclasses.asdict(config), "backbone": args.backbone, "fingerprint": fingerprint}
-        write_settings(path, as_saved(settings))
+        write_settings(path, as_saved({**settings, "clips": clips}))
 
 
 def _adapter_config(source: str | dict[str, Any]) -> Any:
