@@ -94,8 +94,8 @@ def check_sharding(sharding: str, accelerator: Any, mixed_precision: str, aux_mo
         return
     if not torch.distributed.is_initialized():
         raise TrainError(
-            f"--sharding {sharding} shards the weights across processes: launch several, e.g. python -m "
-            "torch.distributed.run --nproc_per_node N -m dysen.cli … (or accelerate launch --num_processes N)"
+            f"--sharding {sharding} shards the weights across processes: launch several, e.g. dysen launch "
+            "--processes N -- <this command> (torchrun; see dysen launch --help)"
         )
     if mixed_precision == "fp16":
         raise TrainError(f"--sharding {sharding} trains in fp32 or bf16: pass --mixed-precision bf16 or no, not fp16")
