@@ -371,3 +371,32 @@ def test_import_does_not_import_torch():
     code = "import sys, dysen.planner.rules\nprint('torch' in sys.modules)\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        (
+            "two cyan squares: the first one slides left while the other hops",
+            [("first square", "moves left", None, 0, 8), ("other square", "jumps", None, 0, 8)],
+        ),
+        (
+            "two circles: the first jumps, then the second one moves right",
+            [("first circle", "jumps", None, 0, 4), ("second circle", "moves right", None, 4, 8)],
+        ),
+        ("a red circle moves right, then the other one jumps",
+         [("circle", "moves right", None, 0, 4), ("other circle", "jumps", None, 4, 8)]),
+    ],
+)
+def test_ordinals_name_the_members_of_a_group(prompt: str, expected: list[tuple]) -> None:
+    """"The first one …, the other …": one event per member, the group's colour on each (found in session 16: the
+    whole prompt was one event of an agent "first one")."""
+    assert events(prompt) == expected
+    dsg = RulesPlanner().plan(prompt)
+    if "cyan" in prompt:
+        assert {("first square", "green"), ("other square", "green")} <= facts(dsg, 0)  # cyan, nearest in the world
+    assert "squares" not in dsg.graphs[0].objects  # the group itself, named member by member, is not an object
+
+
+def test_the_other_before_a_plural_noun_is_still_a_noun_phrase() -> None:
+    assert events("the other dogs run") == [("other dogs", "runs", None, 0, 8)]

@@ -438,9 +438,12 @@ def _verb_index(tokens: list[str]) -> int | None:
     for i in range(1, len(tokens)):
         form = lemma(tokens[i])
         subject, before = tokens[:i], tokens[i - 1]
-        if form is None or all(w in DETERMINERS | NUMBERS or w in POSSESSIVES for w in subject):
+        pronominal = _pronominal(subject) and form is not None and form[0] not in AUXILIARIES  # "the other hops"
+        if form is None or not pronominal and all(w in DETERMINERS | NUMBERS or w in POSSESSIVES for w in subject):
             continue
-        if before in DETERMINERS or before in POSSESSIVES or lemma(before) and lemma(before)[0] not in AUXILIARIES:
+        if not pronominal and (before in DETERMINERS or before in POSSESSIVES):
+            continue
+        if lemma(before) and lemma(before)[0] not in AUXILIARIES:
             continue
         if form[1] in ("s", "past") or form[0] in AUXILIARIES or is_plural(subject):
             return i
@@ -451,6 +454,12 @@ def _verb_index(tokens: list[str]) -> int | None:
         if _VERB_ENDING.match(tokens[i]) and tokens[i - 1] not in _NOT_SUBJECT_END:
             return i
     return None
+
+
+def _pronominal(subject: list[str]) -> bool:
+    """Whether ``subject`` is a noun phrase without a noun that names one of a group: "the other", "the other one",
+    "the one" ("two squares: the first one slides, the other hops")."""
+    return len(subject) >= 2 and subject[-1] in ("other", "one") and subject[-2] in ("the", "other")
 
 
 def _is_adverb(token: str) -> bool:

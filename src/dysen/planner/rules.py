@@ -88,6 +88,7 @@ from dysen.planner.lexicon import (
     FEMALE_NOUNS,
     LOCATIVES,
     MALE_NOUNS,
+    NUMBERS,
     PERSON_NOUNS,
     PLAIN,
     PREPOSITIONS,
@@ -146,6 +147,8 @@ class _Discourse:
             entity = self._pronoun(mention.head, exclude)
         elif mention.name == "one":  # "the blue one": an object of the noun named last
             entity = self._one(mention, exclude)
+        elif _ordinal(mention) is not None:  # "the first one", "the other": one of the group named last
+            entity = self._member(_ordinal(mention), exclude)
         elif mention.name.split()[0] == "same" and self.recent:  # "the same shape": one named before
             entity = self._same(mention.head, exclude)
         else:
@@ -181,6 +184,24 @@ class _Discourse:
         determiner = "a" if mention.adjectives else mention.determiner
         return self._noun(Mention(head, head, mention.adjectives, determiner))
 
+    def _member(self, ordinal: str, exclude: str | None) -> _Entity:
+        """What "the first one" / "the other" names: the ``ordinal`` member of the group named last ("two cyan
+        squares": "first square", cyan), the same member each time it is named; of the latest noun when no group came
+        before ("a circle …, then the other one")."""
+        earlier = [e for e in reversed(self.recent) if e.name != exclude and e.head not in PRONOUNS]
+        group = next((e for e in earlier if e.kind == "plural"), earlier[0] if earlier else None)
+        if group is None:
+            return self._noun(Mention("object", f"{ordinal} object", (), "the"))
+        if group.kind == "plural":
+            self.groups.add(group.name)
+        head = _singular(group.head)
+        name = f"{ordinal} {head}"
+        known = next((e for e in self.entities if e.name == name), None)
+        if known is not None:
+            return known
+        attributes = [a for a in group.attributes if a not in NUMBERS] if group.kind == "plural" else []
+        return self._new(name, head, _kind_of(head), attributes)
+
     def without_unused_groups(self, events: Sequence[Event]) -> None:
         """Drop the groups whose members were named one by one when nothing else is said of the group itself."""
         used = {e.agent for e in events} | {e.target for e in events} | {n for r in self.relations for n in r[::2]}
@@ -211,6 +232,18 @@ class _Discourse:
         entity = _Entity(unique, head, kind, attributes)
         self.entities.append(entity)
         return entity
+
+
+ORDINALS = frozenset("first second third fourth fifth last other former latter".split())
+"""Words that pick one member of a group without a noun: "the first one", "the other"."""
+
+
+def _ordinal(mention: Mention) -> str | None:
+    """The ordinal of a mention that names a group member by it alone ("the first one", "the other", "the second"),
+    else None."""
+    words = mention.name.split()
+    words = words[:-1] if words[-1:] == ["one"] else words
+    return words[0] if len(words) == 1 and words[0] in ORDINALS and mention.head in (*ORDINALS, "one") else None
 
 
 def _kind_of(head: str) -> str:
