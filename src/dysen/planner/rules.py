@@ -37,7 +37,9 @@ female or unspecified person, "it" to the latest non-person other than the claus
 to the latest plural entity; with no antecedent they name "man", "woman", "object", "people", and a
 verb with no subject at all gets the agent "person". "the blue one" / "a red one" name an object of the latest
 noun, a new one where the adjectives differ ("two squares: the blue one jumps and the red one spins" -> "square"
-and "red square"); a group named one by one that way is dropped when nothing else is said of it.
+and "red square"); ordinals name members of the group named last ("two cyan squares: the first one slides
+left while the other hops" -> "first square" and "other square", each cyan; the same member each time it is
+named); a group named one by one that way is dropped when nothing else is said of it.
 
 Timing: the phases split ``num_steps`` evenly, earlier phases taking the extra steps
 (``dysen.world.story.phase_spans``); events of one phase share its span; more phases than
