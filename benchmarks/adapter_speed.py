@@ -19,15 +19,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from backbone_speed import DTYPES, TEXT_TOKENS, TINY, add_video_flags, build, timed
+from backbone_speed import DTYPES, TEXT_TOKENS, TINY, add_video_flags, build, gpu_name
 from report import emit, machine
 from torch.utils.flop_counter import FlopCounterMode
+from unet_speed import timed
 
 from dysen.backbones.adapter import DSGAdapter, adapter_parameters, wan_adapter_config
 from dysen.backbones.schedule import latent_frame_spans
@@ -80,7 +80,8 @@ def main() -> None:
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
 
     def model_fn(x: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return transformer(hidden_states=x.to(dtype), timestep=timestep, encoder_hidden_states=cond, return_dict=False)[0]
+        out = transformer(hidden_states=x.to(dtype), timestep=timestep, encoder_hidden_states=cond, return_dict=False)
+        return out[0]
 
     def step() -> None:
         with autocast:
@@ -102,9 +103,8 @@ def main() -> None:
     median, flops = statistics.median(times), counter.get_total_flops()
     backbone = sum(p.numel() for p in transformer.parameters())
     report = {
-        "machine": machine(device=str(device), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                           torch=torch.__version__),  # fmt: skip
-        "settings": {**vars(args), "out": str(args.out) if args.out else None, "latent_tokens": t * (h // 2) * (w // 2)},
+        "machine": machine(device=str(device), gpu=gpu_name(device), torch=torch.__version__),
+        "settings": {**vars(args), "out": str(args.out) if args.out else None, "latent_tokens": t * h * w // 4},
         "backbone_params": backbone,
         "adapter_params": adapter_parameters(adapter_config),
         "step_s_median": median,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -26,6 +25,7 @@ from types import SimpleNamespace
 
 import torch
 from report import emit, machine
+from unet_speed import timed
 
 from dysen.backbones.control import ControlState, controlled
 from dysen.backbones.wan import WAN21_T2V_1_3B_TRANSFORMER, WanBackbone
@@ -77,14 +77,8 @@ def denoising_step(model: torch.nn.Module, args: argparse.Namespace, device: tor
     return call, (t, h // patch[1], w // patch[2])
 
 
-def timed(call: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    call()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def gpu_name(device: torch.device) -> str | None:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
 
 
 def add_video_flags(p: argparse.ArgumentParser) -> None:
@@ -126,7 +120,8 @@ def main() -> None:
 
     rows = {"control off": row(0.0, 0.0), f"control s={args.strength:g}": row(args.strength, 0.0)}
     if args.self_strength:
-        rows[f"control s={args.strength:g} + self-mask m={args.self_strength:g}"] = row(args.strength, args.self_strength)
+        name = f"control s={args.strength:g} + self-mask m={args.self_strength:g}"
+        rows[name] = row(args.strength, args.self_strength)
     peaks: dict[str, int | None] = {}
     for name, context in rows.items():
         if device.type == "cuda":
@@ -142,8 +137,7 @@ def main() -> None:
                 times[name].append(timed(call, device))
     base = statistics.median(times["control off"])
     report = {
-        "machine": machine(device=str(device), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                           torch=torch.__version__),  # fmt: skip
+        "machine": machine(device=str(device), gpu=gpu_name(device), torch=torch.__version__),
         "settings": {**vars(args), "out": str(args.out) if args.out else None, "latent_tokens": frames * gh * gw,
                      "params": sum(p.numel() for p in model.parameters())},  # fmt: skip
         "rows": [

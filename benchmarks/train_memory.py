@@ -81,8 +81,8 @@ def run_child(preset: str, checkpointing: bool, args: argparse.Namespace) -> dic
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    command = [sys.executable, __file__, "--child", preset, "--optimizer", args.optimizer, "--threads", str(args.threads)]
-    command += ["--checkpointing"] if checkpointing else []
+    command = [sys.executable, __file__, "--child", preset, "--optimizer", args.optimizer]
+    command += ["--threads", str(args.threads), *(["--checkpointing"] if checkpointing else [])]
     done = subprocess.run(command, capture_output=True, text=True, preexec_fn=cap, env={**os.environ})
     row = {"preset": preset, "gradient_checkpointing": checkpointing}
     if done.returncode == 0:

@@ -9,8 +9,8 @@ Each is ``dysen train-backbone`` of the wan-test preset, 4 steps, into ``ROOT/<n
 * ``hybrid`` — ``--sharding hybrid_shard`` (a 1 × 2 mesh: its parameters are 2-D DTensors);
 
 and two more, 2 steps each: ``adapter``, ``dysen train-adapter`` (adapter-test) on the ddp run's backbone with
-``--sharding full_shard`` (its 0-d gates stay replicated), and ``adapter-ddp`` the same under DDP, and ``vae-ddp`` / ``vae-full``, ``dysen train-vae`` of
-``ROOT/tiny.yaml`` (channels-last weights) under DDP and full shard.
+``--sharding full_shard`` (its 0-d gates stay replicated), and ``adapter-ddp`` the same under DDP, and ``vae-ddp`` /
+``vae-full``, ``dysen train-vae`` of ``ROOT/tiny.yaml`` (channels-last weights) under DDP and full shard.
 """
 
 from __future__ import annotations

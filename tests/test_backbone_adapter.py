@@ -144,10 +144,11 @@ def test_configs_that_cannot_fit_are_refused() -> None:
 def test_an_adapter_refuses_another_depth_and_saves_as_safetensors(wan, tmp_path: Path) -> None:  # noqa: ANN001
     adapter = _adapter(wan)
     width = adapter.config.dim
-    deeper = [AdapterSite(torch.nn.Identity(), width, 2, slot, "video") for slot in range(adapter.config.num_blocks + 1)]
+    blocks = adapter.config.num_blocks
+    deeper = [AdapterSite(torch.nn.Identity(), width, 2, slot, "video") for slot in range(blocks + 1)]
     with pytest.raises(AdapterError, match="blocks"), adapter.installed(deeper, None):
         pass
-    wider = [AdapterSite(torch.nn.Identity(), width + 2, 2, slot, "video") for slot in range(adapter.config.num_blocks)]
+    wider = [AdapterSite(torch.nn.Identity(), width + 2, 2, slot, "video") for slot in range(blocks)]
     with pytest.raises(AdapterError, match="widths"), adapter.installed(wider, None):
         pass
     folder = adapter.save_pretrained(tmp_path / "adapter")

@@ -14,6 +14,7 @@ from dysen.annotate.tracks import Track, TrackError, add_track_boxes, fits, matc
 from dysen.cli import main
 from dysen.dsg import DynamicSceneGraph
 from test_video import REAL, needs_real
+
 WALK = {
     "events": [
         {"agent": "man", "predicate": "walks", "target": "dog", "start": 0, "end": 2},

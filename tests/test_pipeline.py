@@ -109,8 +109,8 @@ PARAMETERS = {
     "shapes-tiny-text-only": (1_843_116, 211_200, 95_383),  # the same, less the DSG cross-attention and layout maps
     "paper-t2v-256": (1_101_939_900, 50_262_528, 0),  # + the pretrained SD-VAE (83.7 M), by reference
     "lvdm-ucf101": (1_012_071_024, 50_262_528, 18_071_911),  # LVDM's own AE: about 19.5 M (backbones.md §6.2)
-    "lvdm-t2v": (1_002_912_484, 50_262_528, 0),
-    "lvdm-short-ucf101": (604_006_276, 50_262_528, 19_446_759),  # LVDM's short UNet (548,904,580) + DSG; its AE  # LVDM's UNet (958,924,964) + the DSG path; SD-VAE by reference
+    "lvdm-t2v": (1_002_912_484, 50_262_528, 0),  # LVDM's UNet (958,924,964) + the DSG path; SD-VAE by reference
+    "lvdm-short-ucf101": (604_006_276, 50_262_528, 19_446_759),  # LVDM's short UNet (548,904,580) + DSG; its AE
 }
 
 

@@ -58,7 +58,9 @@ def test_generate_takes_it_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert load_backbone("shapes-wan-tiny").geometry.name == "wan"
 
 
-def test_the_shipped_adapter_fits_the_shipped_backbone_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shipped_adapter_fits_the_shipped_backbone_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dysen.backbones.adapter import load_adapter
 
     assert sum(f.stat().st_size for f in ADAPTER.rglob("*") if f.is_file()) <= 5 * 2**20  # issue 25's budget

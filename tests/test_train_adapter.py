@@ -12,13 +12,13 @@ import torch
 from safetensors.torch import load_file
 
 from backbone_fixtures import save_unet3d
-from test_dsg_boxes import real_data_with_tracks
-from test_video import needs_real
 from dysen.backbone_pipeline import BackbonePipeline
 from dysen.backbones.adapter import AdapterError, load_adapter
 from dysen.backbones.folder import load_backbone
 from dysen.cli import main
 from dysen.data.video import read_video
+from test_dsg_boxes import real_data_with_tracks
+from test_video import needs_real
 
 DATA = ["--batch-size", "2", "--num-clips", "8", "--save-every", "2", "--ema-decay", "0"]
 ARGS = ["--config", "adapter-test", "--lr", "1e-2", *DATA]

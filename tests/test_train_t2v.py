@@ -97,7 +97,8 @@ def test_an_autoencoder_of_the_other_kind_is_refused(
     from dysen.models.vae import KLVideoAutoencoder
 
     KLVideoAutoencoder(TINY.vae.kl3d).save_pretrained(tmp_path / "ae")
-    argv = ["train-vdm", "--config", str(folders["config"]), "--vae", str(tmp_path / "ae"), "--out", str(tmp_path / "a")]
+    argv = ["train-vdm", "--config", str(folders["config"]), "--vae", str(tmp_path / "ae")]
+    argv += ["--out", str(tmp_path / "a")]
     assert main([*argv, *ARGS]) == 1
     assert "trains on a pretrained per-frame VAE" in capsys.readouterr().err
     argv = ["train-vdm", "--config", "shapes-tiny", "--vae", str(folders["vae"]), "--out", str(tmp_path / "b")]

@@ -77,7 +77,10 @@ def read_names(path: str | os.PathLike[str]) -> list[str]:
 
 
 def read_mot(
-    path: str | os.PathLike[str], label: str | None = None, classes: list[str] | None = None, min_confidence: float = 0.0
+    path: str | os.PathLike[str],
+    label: str | None = None,
+    classes: list[str] | None = None,
+    min_confidence: float = 0.0,
 ) -> list[Track]:
     """The tracks of a MOTChallenge results file; each labelled ``label``, or by its most frequent class id (8th
     column) in ``classes``. Detections under ``min_confidence`` (7th column) are left out."""
@@ -173,8 +176,8 @@ def add_track_boxes(dsg: DynamicSceneGraph, tracks: list[Track], num_frames: int
     if not any(boxes):
         bare = DynamicSceneGraph.from_dict({**dsg.to_dict(), "boxes": None, "layout_source": None})
         return BoxedDSG(bare, 0, len(names))
-    updated = DynamicSceneGraph.from_dict({**dsg.to_dict(), "boxes": [[b.model_dump() for b in step] for step in boxes],
-                                           "layout_source": "given"})  # fmt: skip
+    keyframes = [[box.model_dump() for box in step] for step in boxes]
+    updated = DynamicSceneGraph.from_dict({**dsg.to_dict(), "boxes": keyframes, "layout_source": "given"})
     return BoxedDSG(updated, len(matched), len(names))
 
 

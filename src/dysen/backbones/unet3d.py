@@ -124,7 +124,8 @@ class UNet3DBackbone(Backbone):
         from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
         blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
-        spatial = [m for block in blocks for m in getattr(block, "attentions", ()) if isinstance(m, Transformer2DModel)]
+        modules = [m for block in blocks for m in getattr(block, "attentions", ())]
+        spatial = [m for m in modules if isinstance(m, Transformer2DModel)]
         return [
             AdapterSite(m, int(m.config.in_channels), int(m.config.num_attention_heads), slot, "frames")
             for slot, m in enumerate(spatial)

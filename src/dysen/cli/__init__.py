@@ -2,7 +2,8 @@
 
 The runners live beside this table by domain (``data``, ``plan``, ``generate``, ``train``, ``launch``, ``model``,
 ``eval``, ``demo``, ``convert``) and import what they need only when they run, so building the parser (``dysen
---help``) loads no torch. Flag groups that several subcommands share are declared once, in ``options``; argument types (seeds,
+--help``) loads no torch. Flag groups that several subcommands share are declared once, in ``options``; argument
+types (seeds,
 finite numbers, positive counts) in ``argtypes``. Expected failures print one line and exit non-zero; nothing
 prints a traceback for bad input (``--debug`` shows it). Exit codes (``EXIT_CODES``):
 

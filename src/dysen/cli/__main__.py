@@ -1,5 +1,6 @@
 """``python -m dysen.cli``: the same as the ``dysen`` console script; as a process of a multi-process launch
-(torchrun, ``dysen launch``) it ends the process group when the command succeeds (``dysen.train.loop.end_process_group``)."""
+(torchrun, ``dysen launch``) it ends the process group when the command succeeds
+(``dysen.train.loop.end_process_group``)."""
 
 import sys
 

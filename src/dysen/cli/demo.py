@@ -80,8 +80,8 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument(
         "--adapter", type=adapter_dir, metavar="DIR",
-        help="a DSG adapter trained for the backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): every "
-        "video follows the plan with it",
+        help="a DSG adapter trained for the backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): "
+        "every video follows the plan with it",
     )  # fmt: skip
     group.add_argument("--height", type=positive_int, help="video height (default: the backbone's)")
     group.add_argument("--width", type=positive_int, help="video width (default: the backbone's)")

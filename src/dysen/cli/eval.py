@@ -196,8 +196,8 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument(
         "--adapter", type=adapter_dir, metavar="DIR",
-        help="a DSG adapter trained for the backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): every "
-        "backbone row again with it",
+        help="a DSG adapter trained for the backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): "
+        "every backbone row again with it",
     )  # fmt: skip
     group.add_argument("--height", type=positive_int, help="video height of backbone rows (default: the backbone's)")
     group.add_argument("--width", type=positive_int, help="video width of backbone rows (default: the backbone's)")
@@ -271,7 +271,9 @@ def _variants(args: argparse.Namespace) -> list[Any]:
     from dysen.eval.benchmark import VideoSampling
     from dysen.eval.variants import AUTOENCODER_ROW, Variant, ablation_variants
 
-    sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan, args.sampler, args.eta)
+    sampling = VideoSampling(
+        args.steps, args.guidance, args.dsg_guidance, args.seed, args.plan, sampler=args.sampler, eta=args.eta
+    )
     planner, changes = _planner_options(args), _planner_changes(args)
     if args.ablation:
         if args.protocol != "shapes" or args.videos or len(args.model) > 1 or args.backbone:
@@ -443,7 +445,9 @@ def _run_prompts(args: argparse.Namespace) -> int:
 
     _check_prompts(args)
     records = read_prompt_set(args.prompts)[: args.num]
-    sampling = VideoSampling(args.steps, args.guidance, args.dsg_guidance, args.seed, sampler=args.sampler, eta=args.eta)
+    sampling = VideoSampling(
+        args.steps, args.guidance, args.dsg_guidance, args.seed, sampler=args.sampler, eta=args.eta
+    )
     name, folder = args.model[0] if args.model else (args.config, None)
     variant = Variant(
         name, model=folder, config=args.config, planner=_planner_options(args), planner_changes=_planner_changes(args),

@@ -98,8 +98,8 @@ def add_backbone_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument(
         "--adapter", type=adapter_dir, metavar="DIR",
-        help="a DSG adapter trained for this backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): the "
-        "plan's objects, in their "
+        help="a DSG adapter trained for this backbone (dysen train-adapter RUN/model, or shapes-wan-tiny-adapter): "
+        "the plan's objects, in their "
         "boxes, steer every step; combines with the --control-* flags",
     )  # fmt: skip
 

@@ -527,8 +527,9 @@ def configure_train_adapter(p: argparse.ArgumentParser) -> None:
         "less activation memory for about one more forward pass per step",
     )  # fmt: skip
     p.add_argument(
-        "--frames", type=positive_int, help="video frames of each training clip (default: the backbone's; Wan: 1 + 4·m)"
-    )
+        "--frames", type=positive_int,
+        help="video frames of each training clip (default: the backbone's; Wan: 1 + 4·m)",
+    )  # fmt: skip
     p.add_argument(
         "--size", type=positive_int,
         help="side of the square training clips in pixels (default: the short side of the backbone's video, e.g. 480)",
@@ -601,7 +602,8 @@ def _start_adapter_run(args: argparse.Namespace) -> Any:
 
 def _adapter_video(args: argparse.Namespace, backbone: Any) -> VideoSpec:
     """The training clips of ``train-adapter``: ``--frames`` x ``--size``², by default the backbone's frames and the
-    short side of its video (clips are square: Wan2.1's 480×832 trains at 480×480); sizes it cannot take are refused."""
+    short side of its video (clips are square: Wan2.1's 480×832 trains at 480×480); sizes it cannot take are
+    refused."""
     from dysen.config import VideoSpec
 
     defaults = backbone.defaults
@@ -612,7 +614,8 @@ def _adapter_video(args: argparse.Namespace, backbone: Any) -> VideoSpec:
 
 
 def _check_adapter_run(args: argparse.Namespace, fingerprint: str, video: VideoSpec) -> None:
-    """Save ``RUN/adapter.json`` on a fresh run; on a resume, refuse a backbone whose denoiser changed, or other clips."""
+    """Save ``RUN/adapter.json`` on a fresh run; on a resume, refuse a backbone whose denoiser changed, or other
+    clips."""
     from dysen.run_folder import as_saved, read_settings, write_settings
     from dysen.train.loop import TrainError
 

@@ -25,14 +25,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
 from dysen import __version__
@@ -49,6 +47,7 @@ from dysen.convert.lvdm_keys import (
 )
 from dysen.diffusion.schedules import make_betas
 from dysen.errors import DysenError
+from dysen.models.pretrained import CheckpointError, PickledCheckpointError, read_state_dict
 from dysen.models.rgtrm import RGTrm
 from dysen.models.unet3d import UNet3D
 from dysen.models.vae import KLVideoAutoencoder, KLVideoAutoencoderConfig
@@ -90,31 +89,18 @@ class ConversionError(DysenError):
 def read_checkpoint(
     path: str | os.PathLike[str], *, trust: bool = False, warn: Callable[[str], None] | None = None
 ) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint (a Lightning ``{"state_dict": …}`` is unwrapped), read with ``weights_only=True``.
-
-    A file that holds other pickled objects is refused unless ``trust``; then it is unpickled, after ``warn``."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConversionError(f"checkpoint not found: {file}")
+    """The tensors of a checkpoint (a Lightning ``{"state_dict": …}`` is unwrapped), read with ``weights_only=True``
+    (``dysen.models.pretrained.read_state_dict``). A file that holds other pickled objects is refused unless
+    ``trust``; then it is unpickled, after ``warn``."""
     try:
-        data = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trust:
-            raise ConversionError(
-                f"{file} holds pickled Python objects besides tensors and was refused ({str(err).splitlines()[0]}). "
-                "Unpickling can run arbitrary code: pass --trust-checkpoint only for a file from a source you trust"
-            ) from None
-        (warn or print)(f"warning: unpickling {file} with weights_only=False (--trust-checkpoint): it can run code")
-        data = torch.load(file, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, SafetensorError) as err:
-        raise ConversionError(f"cannot read the checkpoint {file}: {err}") from None
-    state = data.get("state_dict", data) if isinstance(data, dict) else data
-    if not isinstance(state, dict) or not state:
-        raise ConversionError(f"{file} holds no state dict (a {type(data).__name__})")
-    odd = sorted(name for name, value in state.items() if not isinstance(value, torch.Tensor))
-    if odd:
-        raise ConversionError(f"{file}: entries that are not tensors: {odd[:10]}")
-    return state
+        return read_state_dict(path, "the LVDM checkpoint's", trust=trust, warn=warn)
+    except PickledCheckpointError as err:
+        raise ConversionError(
+            f"{err}. Or, since unpickling can run arbitrary code, pass --trust-checkpoint only for a file from a "
+            "source you trust"
+        ) from None
+    except CheckpointError as err:
+        raise ConversionError(str(err)) from None
 
 
 @dataclass(frozen=True)

@@ -537,7 +537,8 @@ def _variant_features(
     generated_features(
         pipe, samples, fake, sampling, batch_size=settings.batch_size, save_dir=folder, progress=progress
     )  # fmt: skip
-    row.update(model=resolved.description, weights=resolved.weights, planner=planner_record(variant, pipe.config.planner))
+    planner = planner_record(variant, pipe.config.planner)
+    row.update(model=resolved.description, weights=resolved.weights, planner=planner)
     row.update(sampling=sampling_record(sampling), seeds=[samples[0].seed - offset, samples[-1].seed])
     return fake
 

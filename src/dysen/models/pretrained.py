@@ -174,21 +174,34 @@ def _read_weights(folder: Path, map_location: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
 
 
-def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
+class PickledCheckpointError(CheckpointError):
+    """A ``torch.save`` file that holds pickled Python objects besides tensors, refused by ``weights_only``."""
+
+
+def read_state_dict(
+    path: str | os.PathLike[str], what: str, *, trust: bool = False, warn: Any = None
+) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file or of a tensors-only ``torch.save`` file (``weights_only=True``; a
-    ``{"state_dict": ...}`` wrapper is unwrapped). ``what`` names the weights in errors."""
+    ``{"state_dict": ...}`` wrapper is unwrapped). ``what`` names the weights in errors. A file with other pickled
+    objects is refused (``PickledCheckpointError``) unless ``trust``: then it is unpickled, after ``warn(message)``
+    (default: print), since unpickling can run code."""
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"{what} weights not found at {file}: pass the path of a .pth or .safetensors file")
     try:
         if file.suffix == ".safetensors":
             return load_file(file)
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{file} holds pickled Python objects, not only tensors, and is refused ({err.__class__.__name__}): "
-            "re-save it as a tensors-only state dict, torch.save(model.state_dict()) or safetensors"
-        ) from None
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            if not trust:
+                raise PickledCheckpointError(
+                    f"{file} holds pickled Python objects, not only tensors, and is refused "
+                    f"({str(err).splitlines()[0]}): re-save it as a tensors-only state dict, "
+                    "torch.save(model.state_dict()) or safetensors"
+                ) from None
+            (warn or print)(f"warning: unpickling {file} with weights_only=False: it can run code")
+            state = torch.load(file, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError, SafetensorError) as err:
         raise CheckpointError(f"cannot read the {what} weights {file}: {err}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

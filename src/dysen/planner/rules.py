@@ -149,8 +149,8 @@ class _Discourse:
             entity = self._pronoun(mention.head, exclude)
         elif mention.name == "one":  # "the blue one": an object of the noun named last
             entity = self._one(mention, exclude)
-        elif _ordinal(mention) is not None:  # "the first one", "the other": one of the group named last
-            entity = self._member(_ordinal(mention), exclude)
+        elif (ordinal := _ordinal(mention)) is not None:  # "the first one", "the other": one of the group named last
+            entity = self._member(ordinal, exclude)
         elif mention.name.split()[0] == "same" and self.recent:  # "the same shape": one named before
             entity = self._same(mention.head, exclude)
         else:

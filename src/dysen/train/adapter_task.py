@@ -7,8 +7,9 @@ flow-matching backbone (Wan; ``dysen.diffusion.loss.flow_matching_loss``, σ log
 backbone's scheduler shift), L_simple on ε or v under the scheduler's own ᾱ for a DDPM-trained one (ModelScope's
 UNet3D; ``noise_prediction_loss``), with the backbone's ``encode_prompt`` and ``denoise_fn`` and the adapter's
 layers hooked after their blocks for the task's life (each step sets its grounding, which stays set through the
-backward pass: gradient checkpointing reruns the blocks, hooks included, there). Caption and DSG are dropped independently (``text_dropout``, ``dsg_dropout``: a
-dropped DSG leaves every grounding token masked, the null DSG), so sampling can guide with and without the plan.
+backward pass: gradient checkpointing reruns the blocks, hooks included, there). Caption and DSG are dropped
+independently (``text_dropout``, ``dsg_dropout``: a dropped DSG leaves every grounding token masked, the null DSG),
+so sampling can guide with and without the plan.
 Latents: the clip's cached posterior moments for a backbone with dysen's own autoencoder (``DysenWanBackbone``:
 the same cache ``train-backbone`` writes), else the backbone's ``encode_video`` of each clip.
 
@@ -39,7 +40,6 @@ from dysen.models.graph_batch import GraphBatch
 from dysen.models.rgtrm import RGTrmConfig
 from dysen.models.vae import KLVideoAutoencoder
 from dysen.train.loop import StepOutput
-
 
 log = logging.getLogger(__name__)
 
